@@ -1,0 +1,61 @@
+"""`hodei-agent` / `python -m hodei_agent`: parse the command line, run the agent, exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from hodei_agent.agent import Agent
+from hodei_agent.config import AgentConfig, parse_config
+from hodei_agent.errors import AgentError, ConfigError
+
+logger = logging.getLogger("hodei_agent")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+async def _serve(config: AgentConfig) -> int:
+    agent = Agent(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, agent.on_signal)
+    try:
+        return await agent.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the agent; returns the process exit code (0 drained, 1 failed, 2 bad usage)."""
+    try:
+        config = parse_config(argv)
+    except ConfigError as exc:
+        sys.stderr.write(f"hodei-agent: {exc}\n")
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=config.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(_serve(config))
+    except AgentError as exc:
+        logger.error("%s", exc)
+    except Exception:
+        logger.exception("the agent crashed")
+    return EXIT_FAILURE
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The agent as a whole: registration, the session, job dispatch and draining."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+
+from hodei_agent import __version__
+from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
+from hodei_agent.config import AgentConfig
+from hodei_agent.metrics import MetricsSampler
+from hodei_agent.outbox import MAX_UNACKED_BYTES, Outbox
+from hodei_agent.procgroup import become_subreaper
+from hodei_agent.runner import DEFAULT_KILL_GRACE
+from hodei_agent.session import Session
+from hodei_agent.supervisor import JobSupervisor
+from hodei_api.v1 import agent_pb2, workers_pb2
+
+logger = logging.getLogger(__name__)
+
+DRAIN_CANCEL_REASON = "agent draining"
+# After cancelling, how long jobs get beyond their kill grace to hand over their output.
+WRAP_UP_TIMEOUT = 10.0
+# How long a draining agent waits for the server to acknowledge the last output and results.
+ACK_TIMEOUT = 10.0
+
+
+async def _first_of(*waits: Awaitable[object]) -> None:
+    """Return once any of `waits` completes; the others are cancelled."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+class Agent:
+    """One worker: registers, serves the server's commands until drained or refused."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        limits: BatchLimits = DEFAULT_LIMITS,
+        max_unacked_bytes: int = MAX_UNACKED_BYTES,
+    ) -> None:
+        self._config = config
+        self._outbox = Outbox(max_unacked_bytes)
+        self._supervisor = JobSupervisor(self._outbox, slots=config.slots, limits=limits)
+        self._metrics = MetricsSampler()
+        self._session = Session(
+            config.servers,
+            self._outbox,
+            hello=self._hello,
+            heartbeat=self._heartbeat,
+            on_message=self._dispatch,
+        )
+        self._worker_id = ""
+        self._stop = asyncio.Event()
+        self._drain_requested = asyncio.Event()
+        self._skip_grace = asyncio.Event()
+        self._drain_grace = config.drain_grace
+
+    def request_drain(self, grace_seconds: float | None = None) -> None:
+        """Start draining (no-op if already draining); `grace_seconds` overrides the config."""
+        if self._drain_requested.is_set():
+            return
+        if grace_seconds is not None:
+            self._drain_grace = grace_seconds
+        self._drain_requested.set()
+
+    def on_signal(self) -> None:
+        """SIGTERM/SIGINT: the first one drains, the next one cancels running jobs at once."""
+        if self._drain_requested.is_set():
+            logger.warning("worker=%s: second stop signal, cancelling jobs now", self._worker_id)
+            self._skip_grace.set()
+        else:
+            self.request_drain()
+
+    async def run(self) -> int:
+        """Run until drained (returns 0); raises `AgentError` when the server refuses us."""
+        become_subreaper()
+        registration = await self._session.register(self._register_request(), self._drain_requested)
+        if registration is None:
+            logger.info("stopped before registering")
+            return 0
+        self._worker_id = self._supervisor.worker_id = registration.worker_id
+        session = asyncio.create_task(self._session.run(registration, self._stop), name="session")
+        drain = asyncio.create_task(self._drain(), name="drain")
+        try:
+            await asyncio.wait({session, drain}, return_when=asyncio.FIRST_COMPLETED)
+            if drain.done():
+                drain.result()
+                self._stop.set()
+                await session
+                logger.info("worker=%s: drained, exiting", self._worker_id)
+                return 0
+            session.result()  # the session only ends early by raising
+            raise RuntimeError("the session ended without being stopped")
+        finally:
+            for task in (drain, session):
+                task.cancel()
+            await asyncio.wait({drain, session})
+            await self._stop_jobs()
+
+    async def _stop_jobs(self) -> None:
+        """Leave no job process behind, whatever way the agent is leaving."""
+        if not self._supervisor.running:
+            return
+        logger.warning(
+            "worker=%s: stopping %d running job(s)", self._worker_id, self._supervisor.running
+        )
+        self._supervisor.cancel_all("agent stopping")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DEFAULT_KILL_GRACE + 1.0):
+                await self._supervisor.wait_idle()
+        await self._supervisor.abort()
+
+    async def _drain(self) -> None:
+        await self._drain_requested.wait()
+        self._supervisor.draining = True
+        logger.info(
+            "worker=%s: draining, %d job(s) running, grace %gs",
+            self._worker_id,
+            self._supervisor.running,
+            self._drain_grace,
+        )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._drain_grace):
+                await _first_of(self._supervisor.wait_idle(), self._skip_grace.wait())
+        if self._supervisor.running:
+            self._supervisor.cancel_all(DRAIN_CANCEL_REASON)
+            try:
+                async with asyncio.timeout(DEFAULT_KILL_GRACE + WRAP_UP_TIMEOUT):
+                    await self._supervisor.wait_idle()
+            except TimeoutError:
+                logger.warning("worker=%s: jobs did not wrap up in time", self._worker_id)
+        try:
+            async with asyncio.timeout(ACK_TIMEOUT):
+                await self._outbox.wait_empty()
+        except TimeoutError:
+            logger.warning(
+                "worker=%s: %d job(s) still unacknowledged by the server",
+                self._worker_id,
+                len(self._outbox),
+            )
+
+    def _dispatch(self, message: agent_pb2.ServerMessage) -> None:
+        kind = message.WhichOneof("msg")
+        if kind == "run_job":
+            self._supervisor.run_job(message.run_job)
+        elif kind == "cancel_job":
+            self._supervisor.cancel_job(message.cancel_job)
+        elif kind == "log_ack":
+            self._outbox.ack_chunks(message.log_ack)
+        elif kind == "finished_ack":
+            self._outbox.ack_finished(message.finished_ack)
+        elif kind == "drain":
+            logger.info("worker=%s: the server asks to drain", self._worker_id)
+            self.request_drain(message.drain.grace_seconds or None)
+        else:
+            logger.warning("worker=%s: ignoring unknown server message %r", self._worker_id, kind)
+
+    def _capacity(self) -> workers_pb2.Capacity:
+        return workers_pb2.Capacity(
+            slots=self._config.slots, cpus=self._config.cpus, memory_mb=self._config.memory_mb
+        )
+
+    def _register_request(self) -> agent_pb2.RegisterRequest:
+        return agent_pb2.RegisterRequest(
+            bootstrap_token=self._config.bootstrap_token,
+            name=self._config.name,
+            hostname=self._config.hostname,
+            labels=self._config.labels,
+            capacity=self._capacity(),
+            agent_version=__version__,
+        )
+
+    def _hello(self) -> agent_pb2.Hello:
+        return agent_pb2.Hello(
+            worker_id=self._worker_id,
+            running=[
+                agent_pb2.RunningJob(job_id=job_id, attempt=attempt)
+                for job_id, attempt in self._outbox.keys()
+            ],
+            capacity=self._capacity(),
+            labels=self._config.labels,
+            agent_version=__version__,
+        )
+
+    def _heartbeat(self) -> agent_pb2.Heartbeat:
+        return agent_pb2.Heartbeat(
+            metrics=self._metrics.sample(), running_jobs=self._supervisor.running
+        )

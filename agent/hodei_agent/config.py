@@ -1,0 +1,194 @@
+"""The agent's settings, from its command line and environment."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import socket
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from hodei_agent.errors import ConfigError
+from hodei_agent.metrics import detect_cpus, detect_memory_mb
+
+TOKEN_ENV = "HODEI_BOOTSTRAP_TOKEN"
+SERVER_ENV = "HODEI_SERVER"
+NAME_ENV = "HODEI_WORKER_NAME"
+SLOTS_ENV = "HODEI_SLOTS"
+LABELS_ENV = "HODEI_LABELS"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything the agent needs to register and run jobs."""
+
+    servers: tuple[str, ...]
+    bootstrap_token: str
+    name: str
+    hostname: str
+    slots: int
+    labels: dict[str, str]
+    cpus: float
+    memory_mb: int
+    drain_grace: float
+    log_level: str
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="hodei-agent",
+        description="Hodei worker agent: registers with a Hodei server and runs its jobs.",
+    )
+    parser.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help=f"server address; repeat or comma-separate for failover (env {SERVER_ENV})",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help=f"file holding the one-time bootstrap token (else env {TOKEN_ENV})",
+    )
+    parser.add_argument("--name", help=f"worker name (env {NAME_ENV}; default <hostname>-<pid>)")
+    parser.add_argument("--slots", help=f"jobs run at once (env {SLOTS_ENV}; default 4)")
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"worker label, repeatable (env {LABELS_ENV} as k=v,k2=v2)",
+    )
+    parser.add_argument("--cpus", help="CPUs offered to jobs (default: detected)")
+    parser.add_argument("--memory-mb", help="memory in MiB offered to jobs (default: detected)")
+    parser.add_argument(
+        "--drain-grace",
+        default="30",
+        metavar="SECONDS",
+        help="on drain, how long running jobs may finish before they are cancelled (default 30)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="logging threshold (default INFO)",
+    )
+    return parser
+
+
+def parse_server(address: str) -> str:
+    """Validate one HOST:PORT (IPv6 hosts in brackets) and return it stripped."""
+    address = address.strip()
+    host, sep, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""  # an unbracketed IPv6 address is ambiguous
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"server address {address!r} is not HOST:PORT (e.g. localhost:50051)")
+    return address
+
+
+def parse_labels(pairs: Sequence[str], source: str) -> dict[str, str]:
+    """Turn ["k=v", ...] into a dict; `source` names the option in error messages."""
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{source}: label {pair!r} is not KEY=VALUE")
+        labels[key] = value.strip()
+    return labels
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _integer(text: str, option: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{option} must be a whole number, got {text!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{option} must be at least {minimum}, got {text!r}")
+    return value
+
+
+def _float(text: str, option: str, *, allow_zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{option} must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "0 or more" if allow_zero else "more than 0"
+        raise ConfigError(f"{option} must be {bound}, got {text!r}")
+    return value
+
+
+def _read_token(token_file: Path | None, environ: MutableMapping[str, str]) -> str:
+    # Read and forget the env token whatever happens, so no job ever inherits it.
+    env_token = environ.pop(TOKEN_ENV, "").strip()
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"--token-file: cannot read {token_file}: {exc.strerror}") from None
+        if not token:
+            raise ConfigError(f"--token-file: {token_file} is empty")
+        return token
+    if not env_token:
+        raise ConfigError(f"no bootstrap token: set {TOKEN_ENV} or pass --token-file PATH")
+    return env_token
+
+
+def parse_config(
+    argv: Sequence[str] | None = None, environ: MutableMapping[str, str] | None = None
+) -> AgentConfig:
+    """Build the configuration; raises `ConfigError` with a one-line fix-it message.
+
+    `environ` defaults to `os.environ`; the bootstrap token is removed from it.
+    """
+    env: MutableMapping[str, str] = os.environ if environ is None else environ
+    args = _build_parser().parse_args(argv)
+
+    server_args = [item for value in args.server for item in _split_list(value)]
+    if not server_args:
+        server_args = _split_list(env.get(SERVER_ENV, ""))
+    if not server_args:
+        raise ConfigError(f"no server: pass --server HOST:PORT or set {SERVER_ENV}")
+    servers = tuple(parse_server(address) for address in server_args)
+
+    token = _read_token(args.token_file, env)
+    hostname = socket.gethostname()
+    labels = parse_labels(_split_list(env.get(LABELS_ENV, "")), LABELS_ENV)
+    labels.update(parse_labels(args.label, "--label"))
+    return AgentConfig(
+        servers=servers,
+        bootstrap_token=token,
+        name=args.name or env.get(NAME_ENV) or f"{hostname}-{os.getpid()}",
+        hostname=hostname,
+        slots=_integer(args.slots or env.get(SLOTS_ENV) or "4", f"--slots/{SLOTS_ENV}", 1),
+        labels=labels,
+        cpus=(_float(args.cpus, "--cpus", allow_zero=False) if args.cpus else detect_cpus()),
+        memory_mb=(
+            _integer(args.memory_mb, "--memory-mb", 1) if args.memory_mb else detect_memory_mb()
+        ),
+        drain_grace=_float(args.drain_grace, "--drain-grace", allow_zero=True),
+        log_level=args.log_level,
+    )

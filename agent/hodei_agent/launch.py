@@ -1,0 +1,113 @@
+"""What to execute for a job spec: argv, environment, working directory, private temp dir."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from hodei_agent.errors import JobStartError
+from hodei_api.v1 import jobs_pb2
+
+# Variables the agent reads (token, server, ...) share this prefix; jobs get none of them
+# except the ones describing the job itself.
+AGENT_ENV_PREFIX = "HODEI_"
+
+DEFAULT_INTERPRETER = "sh"
+# Shells whose scripts get strict mode. dash has no pipefail, hence the probe in a subshell.
+_STRICT_SHELLS = frozenset({"sh", "bash", "dash"})
+_STRICT_PRELUDE = "set -eu; (set -o pipefail) 2>/dev/null && set -o pipefail\n"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start one job attempt; `temp_dir` is private to it and removed at the end."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    temp_dir: str
+
+
+def job_environment(
+    base: Mapping[str, str], spec_env: Mapping[str, str], job_id: str, attempt: int, worker_id: str
+) -> dict[str, str]:
+    """`base` without the agent's HODEI_* variables, plus the spec's env and the job's ids."""
+    env = {key: value for key, value in base.items() if not key.startswith(AGENT_ENV_PREFIX)}
+    env.update(spec_env)
+    env["HODEI_JOB_ID"] = job_id
+    env["HODEI_JOB_ATTEMPT"] = str(attempt)
+    env["HODEI_WORKER_ID"] = worker_id
+    return env
+
+
+def remove_temp_dir(path: str) -> None:
+    """Remove a job's temp dir, including read-only parts a job may leave (Go's module
+    cache, for one); blocking, so run it in a thread."""
+
+    def make_writable_and_retry(
+        function: Callable[[str], object], failed: str, _exc_info: object
+    ) -> None:
+        parent = os.path.dirname(failed)
+        with contextlib.suppress(OSError):
+            os.chmod(parent, 0o700)
+            if os.path.isdir(failed) and not os.path.islink(failed):
+                os.chmod(failed, 0o700)
+            function(failed)
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)
+
+
+def _script_argv(spec: jobs_pb2.JobSpec, temp_dir: str) -> list[str]:
+    try:
+        interpreter = shlex.split(spec.interpreter or DEFAULT_INTERPRETER)
+    except ValueError as exc:
+        raise JobStartError(f"bad interpreter {spec.interpreter!r}: {exc}") from None
+    if not interpreter:
+        interpreter = [DEFAULT_INTERPRETER]
+    body = spec.script
+    if os.path.basename(interpreter[0]) in _STRICT_SHELLS:
+        body = _STRICT_PRELUDE + body
+    path = os.path.join(temp_dir, "script")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as script:
+        script.write(body)
+    return [*interpreter, path]
+
+
+def prepare_launch(
+    spec: jobs_pb2.JobSpec,
+    job_id: str,
+    attempt: int,
+    worker_id: str,
+    base_env: Mapping[str, str],
+) -> Launch:
+    """Create the job's private temp dir and decide argv, env and cwd.
+
+    Raises `JobStartError` (and leaves nothing behind) when the spec cannot run.
+    """
+    if bool(spec.command) == bool(spec.script):
+        raise JobStartError("the spec must have exactly one of command or script")
+    if spec.working_dir and not os.path.isdir(spec.working_dir):
+        raise JobStartError(f"working directory {spec.working_dir!r} does not exist")
+    safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)[:64]
+    temp_dir = tempfile.mkdtemp(prefix=f"hodei-{safe_id}-{attempt}-")  # mode 0700
+    try:
+        if spec.command:
+            argv = list(spec.command)
+        else:
+            argv = _script_argv(spec, temp_dir)
+        cwd = spec.working_dir
+        if not cwd:
+            cwd = os.path.join(temp_dir, "work")
+            os.mkdir(cwd, 0o700)
+    except BaseException:
+        remove_temp_dir(temp_dir)
+        raise
+    env = job_environment(base_env, spec.env, job_id, attempt, worker_id)
+    return Launch(argv=argv, env=env, cwd=cwd, temp_dir=temp_dir)

@@ -1,0 +1,283 @@
+"""The agent's conversation with the server: Register once, then the Connect stream.
+
+The stream is kept up for the life of the agent: when it drops, the session fails over
+through the configured servers with backoff, and every new stream starts with `Hello` and
+then resends whatever the outbox still owes (the server stores chunks idempotently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from hodei_agent.backoff import Backoff
+from hodei_agent.errors import AgentError, CredentialRejected, RegistrationRejected
+from hodei_agent.outbox import Outbox
+from hodei_api.v1 import agent_pb2, agent_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0
+REGISTER_TIMEOUT = 10.0
+WRITE_TIMEOUT = 30.0
+CLOSE_TIMEOUT = 2.0
+# A stream that stayed up this long proves the server healthy: the backoff starts over.
+STABLE_AFTER = 10.0
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
+MIN_HEARTBEAT_INTERVAL = 0.5
+SEND_BATCH = 64
+
+# Keepalive pings find a dead connection the stream itself would not notice (the server
+# sends nothing unprompted). gRPC servers by default punish pings more frequent than every
+# 5 minutes while they have no data to send, so stay above that.
+CHANNEL_OPTIONS = (
+    ("grpc.keepalive_time_ms", 330_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+)
+
+_REGISTER_FATAL = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    }
+)
+_CONNECT_FATAL = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+_NETWORK_ERRORS = (grpc.RpcError, asyncio.InvalidStateError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Who the server says this agent is."""
+
+    worker_id: str
+    credential: str
+    heartbeat_interval: float
+
+
+class _StreamLost(AgentError):
+    """The stream to the server could not be opened or was lost."""
+
+
+async def _stopped_within(stop: asyncio.Event, delay: float) -> bool:
+    """Sleep up to `delay` seconds; True (early) if `stop` is set meanwhile."""
+    try:
+        async with asyncio.timeout(delay):
+            await stop.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+class Session:
+    """Registers the agent and keeps its Connect stream up until stopped."""
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        outbox: Outbox,
+        *,
+        hello: Callable[[], agent_pb2.Hello],
+        heartbeat: Callable[[], agent_pb2.Heartbeat],
+        on_message: Callable[[agent_pb2.ServerMessage], None],
+        backoff: Backoff | None = None,
+    ) -> None:
+        if not servers:
+            raise ValueError("a session needs at least one server")
+        self._servers = tuple(servers)
+        self._outbox = outbox
+        self._hello = hello
+        self._heartbeat = heartbeat
+        self._on_message = on_message
+        self._backoff = backoff or Backoff()
+        self._current = 0
+        self._failed_in_round = 0
+
+    @property
+    def address(self) -> str:
+        """The server tried (or talked to) last."""
+        return self._servers[self._current]
+
+    def _fail_over(self, failure: str) -> float:
+        """Move on to the next server; return how long to wait before trying it.
+
+        Every server is tried once in turn; only after a whole round failed does the agent
+        back off.
+        """
+        failed = self.address
+        self._current = (self._current + 1) % len(self._servers)
+        self._failed_in_round += 1
+        delay = 0.0
+        if self._failed_in_round >= len(self._servers):
+            self._failed_in_round = 0
+            delay = self._backoff.next_delay()
+        logger.warning("%s: %s; trying %s in %.1fs", failed, failure, self.address, delay)
+        return delay
+
+    def _healthy(self) -> None:
+        self._failed_in_round = 0
+        self._backoff.reset()
+
+    async def register(
+        self, request: agent_pb2.RegisterRequest, stop: asyncio.Event
+    ) -> Registration | None:
+        """Register until it works; None if stopped first. A rejection is final."""
+        while not stop.is_set():
+            address = self.address
+            try:
+                async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+                    stub = agent_pb2_grpc.WorkerAgentServiceStub(channel)
+                    response = await stub.Register(request, timeout=REGISTER_TIMEOUT)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in _REGISTER_FATAL:
+                    raise RegistrationRejected(
+                        f"server {address} rejected the registration: {_describe(exc)}"
+                    ) from None
+                failure = f"registration failed: {_describe(exc)}"
+            else:
+                self._healthy()
+                interval = response.heartbeat_interval_seconds or DEFAULT_HEARTBEAT_INTERVAL
+                logger.info("registered at %s as worker=%s", address, response.worker_id)
+                return Registration(
+                    worker_id=response.worker_id,
+                    credential=response.credential,
+                    heartbeat_interval=max(interval, MIN_HEARTBEAT_INTERVAL),
+                )
+            if await _stopped_within(stop, self._fail_over(failure)):
+                break
+        return None
+
+    async def run(self, registration: Registration, stop: asyncio.Event) -> None:
+        """Keep a stream up until `stop` is set; raises `CredentialRejected` if refused."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            address = self.address
+            opened_at = loop.time()
+            try:
+                await self._connect_once(address, registration, stop)
+            except _StreamLost as exc:
+                failure = f"worker={registration.worker_id}: stream: {exc}"
+            else:
+                return  # stopped
+            if loop.time() - opened_at >= STABLE_AFTER:
+                self._healthy()
+            if await _stopped_within(stop, self._fail_over(failure)):
+                break
+
+    async def _connect_once(
+        self, address: str, registration: Registration, stop: asyncio.Event
+    ) -> None:
+        async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await channel.channel_ready()
+            except TimeoutError:
+                raise _StreamLost(f"cannot connect within {CONNECT_TIMEOUT:g}s") from None
+            stub = agent_pb2_grpc.WorkerAgentServiceStub(channel)
+            call = stub.Connect(
+                metadata=(
+                    ("authorization", f"Bearer {registration.credential}"),
+                    ("x-hodei-worker-id", registration.worker_id),
+                )
+            )
+            try:
+                await self._converse(call, registration, stop)
+            except _NETWORK_ERRORS as exc:
+                code = await call.code() if call.done() else None
+                if code is not None and code in _CONNECT_FATAL:
+                    raise CredentialRejected(
+                        f"server {address} refused worker {registration.worker_id}: "
+                        f"{code.name}: {await call.details()}"
+                    ) from None
+                raise _StreamLost(_describe(exc)) from None
+            finally:
+                call.cancel()
+
+    async def _converse(
+        self, call: grpc.aio.StreamStreamCall, registration: Registration, stop: asyncio.Event
+    ) -> None:
+        await _write(call, agent_pb2.AgentMessage(hello=self._hello()))
+        self._outbox.rewind()
+        logger.info("worker=%s: connected to %s", registration.worker_id, self.address)
+        reader = asyncio.create_task(self._read_loop(call), name="session-reader")
+        writer = asyncio.create_task(
+            self._write_loop(call, registration.heartbeat_interval), name="session-writer"
+        )
+        stopper = asyncio.create_task(stop.wait(), name="session-stop")
+        tasks = (reader, writer, stopper)
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if stopper.done():
+                await _cancel(writer)
+                await _close(call, reader)
+                return
+            for task in (reader, writer):
+                if task.done() and (error := task.exception()) is not None:
+                    raise error
+            raise _StreamLost("the server ended the stream")
+        finally:
+            for pending in tasks:
+                await _cancel(pending)
+
+    async def _read_loop(self, call: grpc.aio.StreamStreamCall) -> None:
+        while True:
+            message = await call.read()
+            if message is grpc.aio.EOF:
+                return
+            self._on_message(message)
+
+    async def _write_loop(self, call: grpc.aio.StreamStreamCall, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        next_heartbeat = loop.time()
+        while True:
+            if loop.time() >= next_heartbeat:
+                await _write(call, agent_pb2.AgentMessage(heartbeat=self._heartbeat()))
+                next_heartbeat = loop.time() + interval
+            # Cleared before taking, so nothing queued after the take can be missed.
+            self._outbox.changed.clear()
+            batch = self._outbox.take_unsent(SEND_BATCH)
+            for message in batch:
+                await _write(call, message)
+            if not batch:
+                try:
+                    async with asyncio.timeout_at(next_heartbeat):
+                        await self._outbox.changed.wait()
+                except TimeoutError:
+                    pass
+
+
+async def _write(call: grpc.aio.StreamStreamCall, message: agent_pb2.AgentMessage) -> None:
+    async with asyncio.timeout(WRITE_TIMEOUT):
+        await call.write(message)
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait for it; its error, if any, was already acted upon."""
+    task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not report it as lost
+
+
+async def _close(call: grpc.aio.StreamStreamCall, reader: asyncio.Task[None]) -> None:
+    """Half-close the stream and give the server a moment to end it cleanly."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await call.done_writing()
+            await asyncio.wait({reader})
+    except _NETWORK_ERRORS:
+        logger.debug("stream did not close cleanly", exc_info=True)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    if isinstance(exc, TimeoutError):
+        return f"no progress within {WRITE_TIMEOUT:g}s"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,52 @@
+"""Throughput of N `true` jobs through 2 agents x 4 slots, on the embedded stack.
+
+Usage: python benchmarks/bench_throughput.py [JOBS]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from stack import embedded_stack, wait_finished
+
+from hodei_api.v1 import jobs_pb2, jobs_pb2_grpc
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    with embedded_stack() as stack:
+        stack.warm_up()
+        stack.wait_workers(2)
+        with stack.channel() as channel:
+            stub = jobs_pb2_grpc.JobServiceStub(channel)
+            spec = jobs_pb2.JobSpec(command=["true"])
+            start = time.perf_counter()
+            with ThreadPoolExecutor(8) as pool:
+                ids = list(pool.map(
+                    lambda _: stub.SubmitJob(jobs_pb2.SubmitJobRequest(spec=spec),
+                                             timeout=30).job.id,
+                    range(count),
+                ))
+            submitted = time.perf_counter() - start
+            wait_finished(stub, ids)
+            elapsed = time.perf_counter() - start
+            succeeded = set()
+            token = ""
+            while True:
+                page = stub.ListJobs(jobs_pb2.ListJobsRequest(
+                    states=[jobs_pb2.JOB_STATE_SUCCEEDED], page_size=1000, page_token=token),
+                    timeout=30)
+                succeeded.update(j.id for j in page.jobs)
+                token = page.next_page_token
+                if not token:
+                    break
+            failed = len(set(ids) - succeeded)
+    print(f"{count} jobs ({failed} not succeeded) through 2 agents x 4 slots: "
+          f"{elapsed:.2f} s, {count / elapsed:.0f} jobs/s "
+          f"(submission alone: {count / submitted:.0f} jobs/s)")
+
+
+if __name__ == "__main__":
+    main()

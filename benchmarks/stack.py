@@ -1,0 +1,104 @@
+"""Starts a throw-away embedded stack for a benchmark and stops it afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from hodei_api.v1 import jobs_pb2, jobs_pb2_grpc, workers_pb2, workers_pb2_grpc
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Stack:
+    home: Path
+    address: str
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HODEI_SERVER": self.address, "HODEI_HOME": str(self.home)}
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.address)
+
+    def wait_workers(self, count: int, timeout: float = 60.0) -> None:
+        with self.channel() as channel:
+            stub = workers_pb2_grpc.WorkerServiceStub(channel)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                workers = stub.ListWorkers(workers_pb2.ListWorkersRequest(), timeout=5).workers
+                ready = [w for w in workers if w.state in (workers_pb2.WORKER_STATE_READY,
+                                                           workers_pb2.WORKER_STATE_BUSY)]
+                if len(ready) >= count:
+                    return
+                time.sleep(0.1)
+        raise RuntimeError(f"{count} workers did not connect in {timeout}s")
+
+    def warm_up(self, jobs: int = 16) -> None:
+        """Enough parallel work for the local provider to start both agents."""
+        with self.channel() as channel:
+            stub = jobs_pb2_grpc.JobServiceStub(channel)
+            ids = [
+                stub.SubmitJob(jobs_pb2.SubmitJobRequest(
+                    spec=jobs_pb2.JobSpec(command=["sleep", "0.5"])), timeout=10).job.id
+                for _ in range(jobs)
+            ]
+            wait_finished(stub, ids)
+
+
+ACTIVE = [jobs_pb2.JOB_STATE_PENDING, jobs_pb2.JOB_STATE_ASSIGNED, jobs_pb2.JOB_STATE_RUNNING]
+
+
+def wait_finished(stub: jobs_pb2_grpc.JobServiceStub, ids: list[str], timeout: float = 300) -> None:
+    """Wait until none of `ids` is pending, assigned or running.
+
+    Benchmarks own their stack, so "no active job at all" is the cheap test.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        active = stub.ListJobs(jobs_pb2.ListJobsRequest(states=ACTIVE, page_size=1),
+                               timeout=10).jobs
+        if not active:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("jobs did not finish in time")
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def embedded_stack() -> Iterator[Stack]:
+    home = Path(tempfile.mkdtemp(prefix="hodei-bench-"))
+    log = (home / "stack.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hodei_server.embedded", "--home", str(home),
+         "--log-level", "WARNING"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        stack_file = home / "stack.json"
+        deadline = time.monotonic() + 120
+        while not stack_file.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((home / "stack.log").read_text())
+            time.sleep(0.05)
+        stack = Stack(home, json.loads(stack_file.read_text())["address"])
+        stack.wait_workers(1)
+        yield stack
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

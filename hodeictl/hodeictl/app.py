@@ -1,0 +1,84 @@
+"""The hodeictl typer application and its entry point."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import traceback
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from hodeictl.commands import context, job, stack, worker
+from hodeictl.errors import HodeiCtlError
+from hodeictl.target import Settings
+
+
+class _ReportingGroup(TyperGroup):
+    """The root command group: reports a HodeiCtlError as one line and its exit code.
+
+    Living in the group, the handler covers `main()` and `typer.testing.CliRunner` alike.
+    """
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except HodeiCtlError as error:
+            settings = ctx.obj
+            if isinstance(settings, Settings) and settings.debug:
+                traceback.print_exception(error)
+            typer.echo(f"hodeictl: {error}", err=True)
+            raise typer.Exit(error.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_ReportingGroup,
+    name="hodeictl",
+    help="Hodei: run commands on your fleet and follow them live.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(job.app, name="job")
+app.add_typer(worker.app, name="worker")
+app.add_typer(context.app, name="context")
+app.command()(stack.up)
+app.command()(stack.down)
+app.command()(stack.status)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"hodeictl {importlib.metadata.version('hodei')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server", envvar="HODEI_SERVER", metavar="HOST:PORT", help="The Hodei server."
+        ),
+    ] = None,
+    context_name: Annotated[
+        str | None,
+        typer.Option(
+            "--context", envvar="HODEI_CONTEXT", metavar="NAME", help="A context from the config."
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="HODEI_DEBUG", help="Show tracebacks for errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Without --server or --context, hodeictl uses (and starts) an embedded local stack."""
+    ctx.obj = Settings(server=server, context=context_name, debug=debug)
+
+
+def main() -> None:
+    """Console-script entry point: `hodeictl`."""
+    app(prog_name="hodeictl")

@@ -1,0 +1,195 @@
+"""The async gRPC client: every call has a timeout, every gRPC error becomes a HodeiCtlError."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from hodei_api.v1 import (
+    jobs_pb2,
+    jobs_pb2_grpc,
+    logs_pb2,
+    logs_pb2_grpc,
+    workers_pb2,
+    workers_pb2_grpc,
+)
+from hodeictl.errors import InvalidJobId, Unavailable, from_rpc_error
+
+CALL_TIMEOUT = 10.0
+PROBE_TIMEOUT = 2.0
+MAX_PAGE_SIZE = 100
+# A broken log stream is resumed this many times in a row, with capped, jittered backoff.
+RECONNECT_ATTEMPTS = 6
+RECONNECT_BACKOFF = 0.5
+RECONNECT_BACKOFF_CAP = 5.0
+# Keepalive no more often than grpc servers accept by default, so a dead connection under
+# a long `--follow` is noticed without the server calling it abuse.
+_CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 300_000), ("grpc.keepalive_timeout_ms", 20_000)]
+
+T = TypeVar("T")
+
+
+def parse_job_id(value: str) -> str:
+    """The canonical form of a job id (a UUID); raises InvalidJobId."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidJobId(f"{value!r} is not a job id (expected a UUID)") from None
+
+
+async def _check(channel: grpc.aio.Channel) -> bool:
+    """A health check, or a one-job listing where grpc_health is not installed."""
+    try:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+    except ImportError:  # grpcio-health-checking comes with the server extra only
+        jobs = jobs_pb2_grpc.JobServiceStub(channel)
+        await jobs.ListJobs(jobs_pb2.ListJobsRequest(page_size=1), timeout=PROBE_TIMEOUT)
+        return True
+    health = health_pb2_grpc.HealthStub(channel)
+    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=PROBE_TIMEOUT)
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+async def server_answers(address: str) -> bool:
+    """Whether a Hodei server answers at `address`."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            return await _check(channel)
+        except grpc.aio.AioRpcError as error:
+            # Any other status (UNIMPLEMENTED, say) still comes from a live server.
+            return error.code() not in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            )
+
+
+def _backoff(failures: int) -> float:
+    delay = min(RECONNECT_BACKOFF * 2 ** (failures - 1), RECONNECT_BACKOFF_CAP)
+    return delay * random.uniform(0.5, 1.0)
+
+
+class HodeiClient:
+    """`async with HodeiClient(address) as client: await client.get_job(job_id)`."""
+
+    def __init__(self, address: str, timeout: float = CALL_TIMEOUT) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
+        self._logs = logs_pb2_grpc.LogServiceStub(self._channel)
+        self._workers = workers_pb2_grpc.WorkerServiceStub(self._channel)
+
+    async def __aenter__(self) -> HodeiClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._channel.close()
+
+    async def _call(
+        self, method: Callable[..., Awaitable[T]], request: Any, *, submitting: bool = False
+    ) -> T:
+        try:
+            return await method(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, self.address, submitting=submitting) from error
+
+    async def submit_job(
+        self, spec: jobs_pb2.JobSpec, idempotency_key: str = ""
+    ) -> jobs_pb2.SubmitJobResponse:
+        """Submit a job; with an idempotency key, a retried submission returns the same job."""
+        request = jobs_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key)
+        return await self._call(self._jobs.SubmitJob, request, submitting=True)
+
+    async def get_job(self, job_id: str) -> jobs_pb2.Job:
+        """One job with its attempts."""
+        return await self._call(self._jobs.GetJob, jobs_pb2.GetJobRequest(id=job_id))
+
+    async def list_jobs(self, states: Iterable[int], limit: int) -> list[jobs_pb2.Job]:
+        """Up to `limit` jobs in the server's order (newest first), following page tokens."""
+        states = list(states)
+        jobs: list[jobs_pb2.Job] = []
+        token = ""
+        while len(jobs) < limit:
+            request = jobs_pb2.ListJobsRequest(
+                states=states,
+                page_size=min(limit - len(jobs), MAX_PAGE_SIZE),
+                page_token=token,
+            )
+            page = await self._call(self._jobs.ListJobs, request)
+            jobs.extend(page.jobs)
+            token = page.next_page_token
+            if not token or not page.jobs:
+                break
+        return jobs[:limit]
+
+    async def cancel_job(self, job_id: str, reason: str = "") -> jobs_pb2.CancelJobResponse:
+        """Ask the server to cancel a job; `changed` is False if it had already finished."""
+        request = jobs_pb2.CancelJobRequest(id=job_id, reason=reason)
+        return await self._call(self._jobs.CancelJob, request)
+
+    async def list_workers(self, include_gone: bool = False) -> list[workers_pb2.Worker]:
+        """Workers; `include_gone` adds TERMINATED and LOST ones."""
+        request = workers_pb2.ListWorkersRequest(all=include_gone)
+        reply = await self._call(self._workers.ListWorkers, request)
+        return list(reply.workers)
+
+    async def stream_logs(
+        self, job_id: str, *, follow: bool
+    ) -> AsyncGenerator[logs_pb2.LogEvent, None]:
+        """The job's log events, ending with its LogEnd once it finished.
+
+        If an established stream breaks (UNAVAILABLE, or it closes before LogEnd while
+        following), it is reopened after the last (attempt, seq) delivered, so no chunk is
+        lost or repeated.
+        """
+        position = (0, 0)
+        failures = 0
+        connected = ended = False
+        while True:
+            request = logs_pb2.StreamLogsRequest(
+                job_id=job_id, after_attempt=position[0], after_seq=position[1], follow=follow
+            )
+            call = self._logs.StreamLogs(request)
+            try:
+                await call.wait_for_connection()
+                connected = True
+                async for event in call:
+                    if ended:
+                        # Nothing follows LogEnd: let the server close the stream itself.
+                        continue
+                    if event.HasField("chunk"):
+                        chunk_position = (event.chunk.attempt, event.chunk.seq)
+                        if chunk_position <= position:
+                            continue
+                        position, failures = chunk_position, 0
+                    ended = event.HasField("end")
+                    yield event
+            except grpc.aio.AioRpcError as error:
+                if ended:
+                    return
+                unavailable = error.code() == grpc.StatusCode.UNAVAILABLE
+                if not (connected and unavailable) or failures >= RECONNECT_ATTEMPTS:
+                    raise from_rpc_error(error, self.address) from error
+            else:
+                if ended or not follow:
+                    return
+                if failures >= RECONNECT_ATTEMPTS:
+                    raise Unavailable(
+                        f"the log stream of job {job_id} from {self.address} keeps ending "
+                        "before the job finished"
+                    )
+            finally:
+                call.cancel()
+            failures += 1
+            await asyncio.sleep(_backoff(failures))

@@ -1,0 +1,1 @@
+"""The typer sub-applications and commands of hodeictl."""

@@ -1,0 +1,64 @@
+"""`hodeictl context ...`: named servers in the config file."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from hodeictl import output
+from hodeictl.config import LOCAL_CONTEXT, Config
+from hodeictl.embedded import home_dir
+from hodeictl.output import OutputFormat
+
+app = typer.Typer(
+    help=f"Manage contexts: named Hodei servers ('{LOCAL_CONTEXT}' is the embedded stack).",
+    no_args_is_help=True,
+)
+
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The context name.")]
+
+
+@app.command("list")
+def list_contexts(
+    output_format: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="Output format.")
+    ] = OutputFormat.table,
+) -> None:
+    """List contexts; the current one is marked with *."""
+    config = Config.load()
+    current = config.current_context or LOCAL_CONTEXT
+    local = f"embedded stack in {output.display_path(home_dir())}"
+    rows = [(LOCAL_CONTEXT, local), *sorted(config.contexts.items())]
+    if output_format is OutputFormat.json:
+        output.print_json(
+            [{"name": name, "server": server, "current": name == current} for name, server in rows]
+        )
+    else:
+        output.print_pairs_table(
+            ("CURRENT", "NAME", "SERVER"),
+            [("*" if name == current else "", name, server) for name, server in rows],
+        )
+
+
+@app.command("use")
+def use_context(name: NameArg) -> None:
+    """Make NAME the current context ('local': the embedded stack)."""
+    config = Config.load()
+    config.use_context(name)
+    config.save()
+    output.note(f"Using context '{name}'.")
+
+
+@app.command("set")
+def set_context(
+    name: NameArg,
+    server: Annotated[
+        str, typer.Option("--server", metavar="HOST:PORT", help="The server address.")
+    ],
+) -> None:
+    """Create or update context NAME."""
+    config = Config.load()
+    config.set_context(name, server)
+    config.save()
+    output.note(f"Context '{name}' set to {server}.")

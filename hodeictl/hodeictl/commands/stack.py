@@ -1,0 +1,79 @@
+"""`hodeictl up | down | status`: the embedded local stack."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
+
+import typer
+
+from hodeictl import embedded
+from hodeictl.client import HodeiClient, server_answers
+from hodeictl.errors import EXIT_UNAVAILABLE, HodeiCtlError
+from hodeictl.output import display_path, note
+
+# `status` exits like `systemctl status`: 3 when the stack is not running.
+EXIT_NOT_RUNNING = 3
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def up(
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Start it in the background and return.")
+    ] = False,
+) -> None:
+    """Start the embedded local stack (PostgreSQL, server, local workers)."""
+    home = embedded.home_dir()
+    if not detach:
+        raise typer.Exit(embedded.run_foreground(home, embedded.database_url()))
+    with embedded.stack_lock(home):
+        info = embedded.read_stack(home)
+        if info is None:
+            embedded.start_detached(home, embedded.database_url())
+            return
+    note(f"A local Hodei stack is already running at {info.address} (pid {info.pid}).")
+
+
+def down() -> None:
+    """Stop the embedded local stack."""
+    note(embedded.stop(embedded.home_dir()))
+
+
+async def _server_status(address: str) -> str | None:
+    """How the server is doing, or None if it does not answer."""
+    if not await server_answers(address):
+        return None
+    try:
+        async with HodeiClient(address) as client:
+            workers = len(await client.list_workers())
+    except HodeiCtlError as error:
+        return f"answering (cannot list workers: {error})"
+    return f"answering, {workers} worker{'' if workers == 1 else 's'}"
+
+
+def status() -> None:
+    """Is the embedded stack running, where, and does its server answer."""
+    home = embedded.home_dir()
+    info = embedded.read_stack(home)
+    typer.echo(f"Home:      {display_path(home)}")
+    if info is None:
+        typer.echo("Stack:     not running (start it with 'hodeictl up')")
+        raise typer.Exit(EXIT_NOT_RUNNING)
+    started = datetime.datetime.fromtimestamp(info.started_at).strftime("%Y-%m-%d %H:%M:%S")
+    typer.echo(f"Stack:     running (pid {info.pid}, since {started})")
+    typer.echo(f"Address:   {info.address}")
+    typer.echo(f"Database:  {_redacted(info.database_url) or '-'}")
+    typer.echo(f"Logs:      {display_path(home / 'stack.log')}")
+    server = asyncio.run(_server_status(info.address))
+    typer.echo(f"Server:    {server or 'not answering'}")
+    if server is None:
+        raise typer.Exit(EXIT_UNAVAILABLE)

@@ -1,0 +1,193 @@
+"""The config file: named contexts (servers), the current one, and embedded-stack settings.
+
+```toml
+current_context = "prod"
+[contexts.prod]
+server = "hodei.example.com:50051"
+[embedded]
+database_url = "postgresql://user@host/db"
+```
+Keys hodeictl does not know are kept when it rewrites the file (comments are not).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hodeictl.errors import InvalidConfig, NotFound, UsageError
+
+# The reserved context name for the embedded local stack.
+LOCAL_CONTEXT = "local"
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def config_path() -> Path:
+    """`$HODEI_CONFIG`, else `$XDG_CONFIG_HOME/hodei/config.toml`, else `~/.config/...`."""
+    if explicit := os.environ.get("HODEI_CONFIG"):
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "hodei" / "config.toml"
+
+
+class Config:
+    """The parsed config file; `save()` writes it back."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+        self._validate()
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Config:
+        """Read the config file; a missing file is an empty config."""
+        path = path or config_path()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(path, {})
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidConfig(f"cannot read {path}: {error}") from None
+        try:
+            return cls(path, tomllib.loads(text))
+        except tomllib.TOMLDecodeError as error:
+            raise InvalidConfig(f"{path}: invalid TOML: {error}") from None
+
+    def _validate(self) -> None:
+        current = self.data.get("current_context")
+        if current is not None and not isinstance(current, str):
+            raise InvalidConfig(f"{self.path}: 'current_context' must be a string")
+        contexts = self.data.get("contexts", {})
+        if not isinstance(contexts, dict):
+            raise InvalidConfig(f"{self.path}: 'contexts' must be a table")
+        for name, context in contexts.items():
+            if not isinstance(context, dict) or not isinstance(context.get("server"), str):
+                raise InvalidConfig(f"{self.path}: context '{name}' needs a 'server' string")
+        embedded = self.data.get("embedded", {})
+        if not isinstance(embedded, dict):
+            raise InvalidConfig(f"{self.path}: 'embedded' must be a table")
+        url = embedded.get("database_url")
+        if url is not None and not isinstance(url, str):
+            raise InvalidConfig(f"{self.path}: 'embedded.database_url' must be a string")
+
+    @property
+    def current_context(self) -> str | None:
+        """The context used when neither --server nor --context is given."""
+        return self.data.get("current_context") or None
+
+    @property
+    def contexts(self) -> dict[str, str]:
+        """Context name → server address."""
+        return {name: c["server"] for name, c in self.data.get("contexts", {}).items()}
+
+    @property
+    def embedded_database_url(self) -> str | None:
+        """The external PostgreSQL the embedded stack should use, if any."""
+        return self.data.get("embedded", {}).get("database_url") or None
+
+    def server_for(self, context: str) -> str:
+        """The server address of `context`; raises NotFound."""
+        try:
+            return self.contexts[context]
+        except KeyError:
+            known = ", ".join([LOCAL_CONTEXT, *sorted(self.contexts)])
+            raise NotFound(
+                f"context '{context}' not found in {self.path} (known: {known})"
+            ) from None
+
+    def set_context(self, name: str, server: str) -> None:
+        """Create or update a context."""
+        if name == LOCAL_CONTEXT:
+            raise UsageError(f"'{LOCAL_CONTEXT}' is reserved for the embedded local stack")
+        if not name or not server:
+            raise UsageError("a context needs a name and a server address")
+        self.data.setdefault("contexts", {}).setdefault(name, {})["server"] = server
+
+    def use_context(self, name: str) -> None:
+        """Make `name` the current context (`local`: the embedded stack)."""
+        if name == LOCAL_CONTEXT:
+            self.data.pop("current_context", None)
+            return
+        self.server_for(name)
+        self.data["current_context"] = name
+
+    def save(self) -> None:
+        """Write the file atomically, readable by its owner only (it may hold a password)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config-", suffix=".toml")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as file:
+                    file.write(dumps(self.data))
+                os.replace(tmp, self.path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as error:
+            raise InvalidConfig(f"cannot write {self.path}: {error}") from None
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    """TOML for nested tables of strings, numbers, booleans and arrays of those."""
+    lines: list[str] = []
+    _dump_table(data, [], lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _dump_table(table: Mapping[str, Any], path: list[str], lines: list[str]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+    if path and (scalars or not tables):
+        lines.append("")
+        lines.append("[" + ".".join(_key(part) for part in path) + "]")
+    for key, value in scalars.items():
+        lines.append(f"{_key(key)} = {_value(value)}")
+    for key, value in tables.items():
+        _dump_table(value, [*path, key], lines)
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
+
+
+def _string(text: str) -> str:
+    escaped = "".join(
+        _TOML_ESCAPES.get(char)
+        or (f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char)
+        for char in text
+    )
+    return f'"{escaped}"'
+
+
+def _value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(item) for item in value) + "]"
+    raise InvalidConfig(f"cannot write a {type(value).__name__} value to the config file")

@@ -1,0 +1,64 @@
+"""A job's output, written byte for byte as it arrives, and how its end becomes an exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from hodei_api.v1 import jobs_pb2, logs_pb2
+from hodeictl.client import HodeiClient
+from hodeictl.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TIMED_OUT
+from hodeictl.output import note
+
+_ENDINGS = {
+    jobs_pb2.JOB_STATE_TIMED_OUT: ("timed out", EXIT_TIMED_OUT),
+    jobs_pb2.JOB_STATE_CANCELLED: ("was cancelled", EXIT_INTERRUPTED),
+    jobs_pb2.JOB_STATE_FAILED: ("failed", EXIT_FAILURE),
+    jobs_pb2.JOB_STATE_LOST: ("was lost", EXIT_FAILURE),
+}
+
+
+async def write_logs(client: HodeiClient, job_id: str, *, follow: bool) -> jobs_pb2.Job | None:
+    """Write the job's stdout and stderr chunks to ours; the finished job if the stream says.
+
+    Bytes are never decoded, and each chunk is flushed so the two streams interleave as
+    they were produced.
+    """
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    attempt = 0
+    final: jobs_pb2.Job | None = None
+    async with contextlib.aclosing(client.stream_logs(job_id, follow=follow)) as events:
+        async for event in events:
+            if event.HasField("end"):
+                final = event.end.job
+                continue
+            chunk = event.chunk
+            if chunk.attempt != attempt:
+                if attempt and sys.stderr.isatty():
+                    note(f"--- job {job_id}: attempt {chunk.attempt} ---")
+                attempt = chunk.attempt
+            target = err if chunk.stream == logs_pb2.LOG_STREAM_STDERR else out
+            target.write(chunk.data)
+            target.flush()
+    return final
+
+
+def exit_status(job: jobs_pb2.Job) -> tuple[int, str | None]:
+    """Our exit code for a finished job, and a line saying how it ended unless it just exited.
+
+    A job that exited passes its exit code on; a timed-out one gives 124 like timeout(1), a
+    cancelled one 130; one that ended without an exit code otherwise gives 1.
+    """
+    state = job.state
+    exited = job.has_exit_code and 0 <= job.exit_code <= 255
+    if state == jobs_pb2.JOB_STATE_SUCCEEDED:
+        return (job.exit_code if exited else 0), None
+    if state == jobs_pb2.JOB_STATE_FAILED and exited and job.exit_code != 0:
+        return job.exit_code, None
+    if state not in _ENDINGS:
+        name = jobs_pb2.JobState.Name(state).removeprefix("JOB_STATE_")
+        return EXIT_FAILURE, f"Job {job.id} has not finished (state {name})."
+    phrase, code = _ENDINGS[state]
+    reason = job.reason.strip()
+    detail = f": {reason}" if reason and reason.lower() not in phrase else ""
+    return code, f"Job {job.id} {phrase}{detail}."

@@ -1,0 +1,279 @@
+"""Job files (TOML) and job options: parse, merge with the command line, build a JobSpec."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hodei_api.v1 import jobs_pb2
+from hodeictl.errors import InvalidSpec, UsageError
+
+TOP_LEVEL_KEYS = (
+    "name",
+    "command",
+    "script",
+    "interpreter",
+    "env",
+    "working_dir",
+    "labels",
+    "selector",
+    "timeout",
+    "max_attempts",
+    "resources",
+)
+RESOURCE_KEYS = ("cpus", "memory_mb")
+
+_NUMBER = r"\d+(?:\.\d+)?"
+_DURATION = re.compile(rf"(?:{_NUMBER}[hms])*{_NUMBER}[hms]?")
+_DURATION_PART = re.compile(rf"({_NUMBER})([hms]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+_TOML_ERROR_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+_AT_END = "(at end of document)"
+
+
+@dataclass
+class JobOptions:
+    """What a job file or the command line says about a job; None means "not said"."""
+
+    name: str | None = None
+    command: list[str] | None = None
+    script: str | None = None
+    interpreter: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    working_dir: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    selector: dict[str, str] = field(default_factory=dict)
+    cpus: float | None = None
+    memory_mb: int | None = None
+    timeout_seconds: float | None = None
+    max_attempts: int | None = None
+
+
+def parse_duration(value: str | float) -> float:
+    """Seconds from `90`, `90s`, `1.5m`, `1h30m` or a number; raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        if not _DURATION.fullmatch(text):
+            raise ValueError(f"not a duration: {value!r}")
+        seconds = sum(
+            float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text)
+        )
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"not a duration: {value!r}")
+    return seconds
+
+
+def parse_pairs(values: Iterable[str], option: str) -> dict[str, str]:
+    """`["K=V", ...]` as a dict; the value may contain `=` and may be empty."""
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} expects KEY=VALUE, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def merge(base: JobOptions, override: JobOptions) -> JobOptions:
+    """`override` (the command line) wins over `base` (the job file), map entries key by key."""
+    merged = dataclasses.replace(
+        base,
+        env={**base.env, **override.env},
+        labels={**base.labels, **override.labels},
+        selector={**base.selector, **override.selector},
+    )
+    if override.command is not None:
+        merged.command, merged.script, merged.interpreter = override.command, None, None
+    elif override.script is not None:
+        merged.command, merged.script = None, override.script
+    for name in (
+        "name",
+        "interpreter",
+        "working_dir",
+        "cpus",
+        "memory_mb",
+        "timeout_seconds",
+        "max_attempts",
+    ):
+        if getattr(override, name) is not None:
+            setattr(merged, name, getattr(override, name))
+    return merged
+
+
+def to_spec(options: JobOptions) -> jobs_pb2.JobSpec:
+    """The JobSpec to submit; raises UsageError when there is nothing (or too much) to run."""
+    if not options.command and options.script is None:
+        raise UsageError("nothing to run: give a command after --, --script or -f FILE")
+    if options.command and options.script is not None:
+        raise UsageError("give either a command or a script, not both")
+    if options.interpreter is not None and options.script is None:
+        raise UsageError("--interpreter applies only to --script")
+    return jobs_pb2.JobSpec(
+        name=options.name or "",
+        command=options.command or [],
+        script=options.script or "",
+        interpreter=options.interpreter or "",
+        env=options.env,
+        working_dir=options.working_dir or "",
+        labels=options.labels,
+        selector=options.selector,
+        resources=jobs_pb2.Resources(cpus=options.cpus or 0.0, memory_mb=options.memory_mb or 0),
+        timeout_seconds=options.timeout_seconds or 0.0,
+        max_attempts=options.max_attempts or 0,
+    )
+
+
+def load(path: Path) -> JobOptions:
+    """Read a TOML job file; every problem is one InvalidSpec line naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidSpec(f"{path}: job file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidSpec(f"{path}: cannot read job file: {error}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidSpec(_syntax_error(path, str(error), text)) from None
+    return _JobFileReader(path).read(data)
+
+
+def _syntax_error(path: Path, message: str, text: str) -> str:
+    if match := _TOML_ERROR_POSITION.search(message):
+        line, column = match.groups()
+        message = message[: match.start()]
+    elif message.endswith(_AT_END):
+        lines = text.split("\n")
+        line, column = str(len(lines)), str(len(lines[-1]) + 1)
+        message = message.removesuffix(_AT_END).rstrip()
+    else:
+        return f"{path}: invalid TOML: {message}"
+    return f"{path}:{line}:{column}: invalid TOML: {message}"
+
+
+def _toml_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return "date/time"
+    return type(value).__name__
+
+
+class _JobFileReader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def error(self, message: str) -> InvalidSpec:
+        return InvalidSpec(f"{self.path}: {message}")
+
+    def type_error(self, key: str, expected: str, value: object) -> InvalidSpec:
+        return self.error(f"'{key}' must be {expected}, got {_toml_type(value)}")
+
+    def check_keys(self, table: Mapping[str, Any], known: tuple[str, ...], prefix: str) -> None:
+        for key in table:
+            if key in known:
+                continue
+            hint = difflib.get_close_matches(key, known, n=1)
+            suggestion = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
+            raise self.error(f"unknown key '{prefix}{key}'{suggestion}")
+
+    def read(self, data: dict[str, Any]) -> JobOptions:
+        self.check_keys(data, TOP_LEVEL_KEYS, "")
+        options = JobOptions(
+            name=self.string(data, "name"),
+            script=self.string(data, "script"),
+            interpreter=self.string(data, "interpreter"),
+            working_dir=self.string(data, "working_dir"),
+            env=self.string_table(data, "env"),
+            labels=self.string_table(data, "labels"),
+            selector=self.string_table(data, "selector"),
+        )
+        if "command" in data:
+            options.command = self.command(data["command"])
+        if options.command is not None and options.script is not None:
+            raise self.error("give either 'command' or 'script', not both")
+        if "timeout" in data:
+            options.timeout_seconds = self.timeout(data["timeout"])
+        if "max_attempts" in data:
+            options.max_attempts = self.integer(data["max_attempts"], "max_attempts", minimum=1)
+        resources = data.get("resources", {})
+        if not isinstance(resources, dict):
+            raise self.type_error("resources", "a table", resources)
+        self.check_keys(resources, RESOURCE_KEYS, "resources.")
+        if "cpus" in resources:
+            options.cpus = self.number(resources["cpus"], "resources.cpus")
+        if "memory_mb" in resources:
+            options.memory_mb = self.integer(resources["memory_mb"], "resources.memory_mb", 0)
+        return options
+
+    def string(self, data: Mapping[str, Any], key: str) -> str | None:
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise self.type_error(key, "a string", value)
+        return value
+
+    def string_table(self, data: Mapping[str, Any], key: str) -> dict[str, str]:
+        table = data.get(key, {})
+        if not isinstance(table, dict):
+            raise self.type_error(key, "a table of strings", table)
+        for name, value in table.items():
+            if not isinstance(value, str):
+                raise self.type_error(f"{key}.{name}", "a string", value)
+        return dict(table)
+
+    def command(self, value: object) -> list[str]:
+        if isinstance(value, str):
+            raise self.error(
+                '\'command\' must be an array of strings such as ["echo", "hi"] '
+                "(use 'script' for a shell line), got string"
+            )
+        if not isinstance(value, list) or not all(isinstance(arg, str) for arg in value):
+            raise self.type_error("command", "an array of strings", value)
+        if not value:
+            raise self.error("'command' must not be empty")
+        return list(value)
+
+    def timeout(self, value: object) -> float:
+        expected = 'a number of seconds or a duration such as "5m"'
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise self.type_error("timeout", expected, value)
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise self.error(f"'timeout' must be {expected}, got {value!r}") from None
+
+    def number(self, value: object, key: str) -> float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise self.type_error(key, "a number", value)
+        if not math.isfinite(value) or value < 0:
+            raise self.error(f"'{key}' must not be negative, got {value}")
+        return float(value)
+
+    def integer(self, value: object, key: str, minimum: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.type_error(key, "an integer", value)
+        if value < minimum:
+            raise self.error(f"'{key}' must be at least {minimum}, got {value}")
+        return value

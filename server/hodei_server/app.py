@@ -1,0 +1,205 @@
+"""Assembles the server: pool, stores, servicers, dispatcher, listener, reconciler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from hodei_api.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    logs_pb2,
+    logs_pb2_grpc,
+    workers_pb2,
+    workers_pb2_grpc,
+)
+from hodei_plugins.local import LocalProvider
+from hodei_server import db
+from hodei_server.agents import AgentRegistry
+from hodei_server.config import ServerConfig
+from hodei_server.dispatcher import Dispatcher
+from hodei_server.errors import ConfigError
+from hodei_server.jobstore import JobStore
+from hodei_server.listener import Listener
+from hodei_server.loghub import LogHub
+from hodei_server.provisioning import ProviderRuntime
+from hodei_server.reconciler import Reconciler
+from hodei_server.servicers.agent import AgentServicer
+from hodei_server.servicers.jobs import JobServicer, cancel_message
+from hodei_server.servicers.logs import LogServicer
+from hodei_server.servicers.workers import WorkerServicer
+from hodei_server.supervise import supervised
+from hodei_server.workerstore import WorkerStore
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+_SERVICE_NAMES = [
+    jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    logs_pb2.DESCRIPTOR.services_by_name["LogService"].full_name,
+    workers_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+    agent_pb2.DESCRIPTOR.services_by_name["WorkerAgentService"].full_name,
+]
+
+
+def _check_free(listen: str) -> None:
+    """Say clearly when the address is taken, before gRPC logs its own noise about it."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"--listen {listen!r} must look like HOST:PORT (e.g. 127.0.0.1:50051)")
+    if int(port_text) == 0:
+        return
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port_text)))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {listen}: {exc.strerror or exc}; choose another with --listen"
+            ) from exc
+
+
+def _bind(server: grpc.aio.Server, listen: str) -> int:
+    _check_free(listen)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {listen}; choose another with --listen") from exc
+    return port
+
+
+def _advertised(listen: str, port: int) -> str:
+    host = listen.rsplit(":", 1)[0]
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+async def serve(
+    config: ServerConfig,
+    stop: asyncio.Event,
+    on_ready: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
+    """Run until `stop` is set (or a supervised loop crashes)."""
+    if not config.database_url:
+        raise ConfigError("no database: set HODEI_DATABASE_URL or database_url in the config")
+    server_id = secrets.token_hex(6)
+    pool = await db.open_pool(config.database_url, max_size=config.db_pool_size)
+    try:
+        async with pool.connection() as conn:
+            await db.migrate(conn)
+        await _run(config, stop, pool, server_id, on_ready)
+    finally:
+        await pool.close()
+
+
+async def _run(
+    config: ServerConfig,
+    stop: asyncio.Event,
+    pool: db.Pool,
+    server_id: str,
+    on_ready: Callable[[str], Awaitable[None]] | None,
+) -> None:
+    jobs = JobStore(pool)
+    workers = WorkerStore(pool, jobs)
+    registry = AgentRegistry()
+    hub = LogHub()
+    dispatcher = Dispatcher(jobs, registry, server_id, config.resync_interval)
+    health = HealthServicer()
+
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+    )
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(
+        JobServicer(jobs, registry, dispatcher), server)
+    logs_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(jobs, hub), server)
+    workers_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(workers), server)
+    agent_pb2_grpc.add_WorkerAgentServiceServicer_to_server(
+        AgentServicer(jobs, workers, registry, dispatcher, hub, server_id,
+                      config.heartbeat_interval, config.heartbeat_ttl),
+        server,
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        [*_SERVICE_NAMES, reflection.SERVICE_NAME, "grpc.health.v1.Health"], server
+    )
+    port = _bind(server, config.listen)
+    address = config.advertise_address or _advertised(config.listen, port)
+
+    def on_cancel(payload: str) -> None:
+        parts = payload.split()
+        if len(parts) != 3:
+            return
+        job_id, attempt, worker_id = parts
+        for session in registry.all():
+            if str(session.worker_id) == worker_id:
+                session.send(cancel_message(job_id, int(attempt), "cancelled by user"))
+
+    def on_reconnect() -> None:
+        dispatcher.wake()
+        hub.wake_all()
+
+    listener = Listener(config.database_url, dispatcher.wake, hub.wake, on_cancel, on_reconnect)
+    runtimes = [ProviderRuntime(LocalProvider(p)) for p in config.providers]
+    reconciler = Reconciler(
+        config.database_url, jobs, workers, registry, runtimes, address,
+        config.reconcile_interval, config.heartbeat_ttl, config.bootstrap_token_ttl,
+    )
+
+    crashed = asyncio.Event()
+    await server.start()
+    async with contextlib.AsyncExitStack() as stack:
+        for runtime in runtimes:
+            await stack.enter_async_context(runtime.provider)
+        tasks = [
+            supervised(listener.run(stop), "listener", crashed),
+            supervised(dispatcher.run(stop), "dispatcher", crashed),
+            supervised(reconciler.run(stop), "reconciler", crashed),
+        ]
+        try:
+            await asyncio.wait_for(listener.ready.wait(), timeout=15)
+        except TimeoutError:
+            log.warning("notification listener not ready yet; relying on the resync timer")
+        for name in ["", *_SERVICE_NAMES]:
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("hodei server %s listening on %s (advertised as %s)", server_id,
+                 config.listen, address)
+        if on_ready is not None:
+            await on_ready(address)
+        stopper = asyncio.ensure_future(stop.wait())
+        crash = asyncio.ensure_future(crashed.wait())
+        await asyncio.wait({stopper, crash}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        crash.cancel()
+        stop.set()
+        log.info("shutting down")
+        await health.enter_graceful_shutdown()
+        # Providers first: their agents drain while their streams can still deliver
+        # the last output and results.
+        await stack.aclose()
+        for session in registry.all():
+            session.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.stop(grace=2.0)
+    if crashed.is_set():
+        raise RuntimeError("a server loop crashed; see the log above")

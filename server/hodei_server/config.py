@@ -1,0 +1,100 @@
+"""Server configuration: a TOML file, overridden by flags and environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hodei_plugins.local import LocalProviderConfig
+from hodei_server.errors import ConfigError
+
+
+@dataclass
+class ServerConfig:
+    listen: str = "127.0.0.1:50051"
+    # Address agents started by providers dial; defaults to the bound listen address.
+    advertise_address: str = ""
+    database_url: str = ""
+    heartbeat_interval: float = 5.0
+    heartbeat_ttl: float = 20.0
+    resync_interval: float = 1.0
+    reconcile_interval: float = 1.0
+    bootstrap_token_ttl: float = 600.0
+    db_pool_size: int = 10
+    providers: list[LocalProviderConfig] = field(default_factory=list)
+
+
+_PROVIDER_TYPES: dict[str, type[Any]] = {"local": LocalProviderConfig}
+
+
+def _check_keys(table: dict[str, Any], allowed: list[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _typed(cls: type[Any], table: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_keys(table, list(fields), where)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        default = getattr(cls(), key)
+        expected: tuple[type, ...]
+        if isinstance(default, bool):
+            expected = (bool,)
+        elif isinstance(default, float):
+            expected = (int, float)
+        elif isinstance(default, int):
+            expected = (int,)
+        else:
+            expected = (type(default),)
+        if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+            raise ConfigError(f"{where}: {key!r} must be a {expected[0].__name__}")
+        values[key] = float(value) if expected[0] is int and float in expected else value
+    return cls(**values)
+
+
+def _provider(table: dict[str, Any], index: int) -> LocalProviderConfig:
+    where = f"providers[{index}]"
+    kind = table.get("type")
+    if kind not in _PROVIDER_TYPES:
+        known = ", ".join(sorted(_PROVIDER_TYPES))
+        raise ConfigError(f"{where}: type must be one of: {known} (got {kind!r})")
+    rest = {k: v for k, v in table.items() if k != "type"}
+    config: LocalProviderConfig = _typed(_PROVIDER_TYPES[kind], rest, where)
+    if config.min_workers < 0 or config.max_workers < config.min_workers:
+        raise ConfigError(f"{where}: need 0 <= min_workers <= max_workers")
+    if config.slots < 1:
+        raise ConfigError(f"{where}: slots must be >= 1")
+    return config
+
+
+def load(path: Path | None) -> ServerConfig:
+    """The configuration from `path` (if any) and HODEI_DATABASE_URL."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    providers = data.pop("providers", [])
+    if not isinstance(providers, list):
+        raise ConfigError("providers must be an array of tables ([[providers]])")
+    config: ServerConfig = _typed(ServerConfig, data, str(path or "config"))
+    config.providers = [_provider(p, i) for i, p in enumerate(providers)]
+    names = [p.name for p in config.providers]
+    if len(set(names)) != len(names):
+        raise ConfigError("providers: each provider needs a distinct name")
+    env_url = os.environ.get("HODEI_DATABASE_URL")
+    if env_url:
+        config.database_url = env_url
+    return config

@@ -1,0 +1,92 @@
+"""PostgreSQL connection pool and schema migrations."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from hodei_server import sqlfiles
+from hodei_server.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+# Arbitrary but fixed: serialises migrations across replicas starting together.
+_MIGRATION_LOCK = 0x48_4F_44_45_49_01
+
+Conn = psycopg.AsyncConnection[DictRow]
+Pool = AsyncConnectionPool[Conn]
+
+
+async def open_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> Pool:
+    """An open pool, or DatabaseUnavailable saying which database could not be reached."""
+    try:
+        # One direct attempt first: a clear error at once rather than the pool's retries.
+        probe = await psycopg.AsyncConnection.connect(url, connect_timeout=10)
+        await probe.close()
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {describe_url(url)}: {first_line(exc)}"
+        ) from exc
+    pool: Pool = AsyncConnectionPool(
+        url,
+        connection_class=psycopg.AsyncConnection[DictRow],
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        kwargs={"row_factory": dict_row, "autocommit": False},
+        timeout=10.0,
+        name="hodei",
+    )
+    try:
+        await pool.open(wait=True, timeout=15.0)
+    except Exception as exc:
+        await pool.close()
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {describe_url(url)}: {first_line(exc)}"
+        ) from exc
+    return pool
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparseable database URL>"
+    host = info.get("host") or "localhost"
+    port = info.get("port") or "5432"
+    return f"{host}:{port}/{info.get('dbname') or ''}"
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+async def migrate(conn: psycopg.AsyncConnection[DictRow]) -> list[str]:
+    """Apply pending migrations; safe when several servers start at once."""
+    applied_now: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS hodei_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur = await conn.execute("SELECT version FROM hodei_migrations")
+        rows = await cur.fetchall()
+        done = {row["version"] for row in rows}
+        for version, name, sql in sqlfiles.migrations():
+            if version in done:
+                continue
+            await conn.execute(sql.encode())
+            await conn.execute(
+                "INSERT INTO hodei_migrations (version, name) VALUES (%s, %s)", (version, name)
+            )
+            applied_now.append(name)
+    for name in applied_now:
+        log.info("applied migration %s", name)
+    return applied_now

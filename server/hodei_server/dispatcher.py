@@ -1,0 +1,84 @@
+"""Event-driven dispatch: pending jobs onto this replica's connected agents."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from hodei_api.v1 import agent_pb2, jobs_pb2
+from hodei_server.agents import AgentRegistry
+from hodei_server.jobstore import JobStore
+from hodei_server.scheduling import place_least_loaded
+from hodei_server.supervise import retry_delay
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Wakes on NOTIFY, on a freed slot or a new agent (and on a resync timer)."""
+
+    def __init__(
+        self, jobs: JobStore, registry: AgentRegistry, server_id: str, resync_interval: float
+    ) -> None:
+        self.jobs = jobs
+        self.registry = registry
+        self.actor = f"server:{server_id}"
+        self.resync_interval = resync_interval
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.resync_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                while not stop.is_set() and await self.dispatch_once():
+                    pass
+                failures = 0
+            except Exception as exc:  # the database may be down: retry, never die
+                failures += 1
+                delay = retry_delay(failures)
+                log.warning("dispatch failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def dispatch_once(self) -> int:
+        """One claim round; the number of jobs handed to agents."""
+        sessions = self.registry.accepting()
+        if not sessions:
+            return 0
+        limit = sum(s.free_slots for s in sessions)
+        assignments = await self.jobs.claim_and_assign(
+            self.registry.candidates(),
+            limit,
+            lambda claimed: place_least_loaded(claimed, sessions),
+            self.actor,
+        )
+        for assignment in assignments:
+            spec = jobs_pb2.JobSpec.FromString(assignment.spec_bytes)
+            session = self.registry.get(assignment.worker_id)
+            if session is None:
+                # The stream closed during the round: the agent's Hello on reconnect, or
+                # the heartbeat TTL, puts the job back.
+                log.warning("worker %s left before job %s was sent", assignment.worker_id,
+                            assignment.job_id)
+                continue
+            session.reserve(
+                assignment.job_id, assignment.attempt, spec.resources.cpus,
+                spec.resources.memory_mb,
+            )
+            session.send(
+                agent_pb2.ServerMessage(
+                    run_job=agent_pb2.RunJob(
+                        job_id=str(assignment.job_id), attempt=assignment.attempt, spec=spec
+                    )
+                )
+            )
+            log.debug("job %s attempt %d -> worker %s", assignment.job_id, assignment.attempt,
+                      assignment.worker_id)
+        return len(assignments)

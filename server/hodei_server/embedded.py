@@ -1,0 +1,129 @@
+"""The embedded local stack: private PostgreSQL + server + `local` provider.
+
+`python -m hodei_server.embedded --home DIR` is what `hodeictl` starts when no server is
+configured. When the server is ready it writes DIR/stack.json; it removes the file on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from hodei_plugins.local import LocalProviderConfig
+from hodei_server.__main__ import setup_logging
+from hodei_server.app import serve
+from hodei_server.config import ServerConfig
+from hodei_server.errors import DatabaseUnavailable, HodeiError
+
+log = logging.getLogger(__name__)
+
+STACK_FILE = "stack.json"
+
+
+def start_private_postgres(home: Path) -> tuple[Any, str]:
+    """Start (or reuse) the private PostgreSQL under HOME/postgres: (handle, URL)."""
+    import pgserver  # only the embedded stack needs it
+
+    data = home / "postgres"
+    data.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = pgserver.get_server(data, cleanup_mode="stop")
+    except Exception as exc:
+        raise DatabaseUnavailable(
+            f"could not start the private PostgreSQL in {data}: {exc}"
+        ) from exc
+    admin_url = handle.get_uri()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'hodei'").fetchone()
+        if not exists:
+            conn.execute("CREATE DATABASE hodei")
+    return handle, handle.get_uri("hodei")
+
+
+def write_stack_file(home: Path, address: str, database_url: str) -> None:
+    path = home / STACK_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({
+        "pid": os.getpid(),
+        "address": address,
+        "database_url": database_url,
+        "started_at": time.time(),
+    }))
+    tmp.replace(path)
+
+
+def remove_stack_file(home: Path) -> None:
+    path = home / STACK_FILE
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+
+
+def embedded_config(database_url: str, listen: str) -> ServerConfig:
+    return ServerConfig(
+        listen=listen,
+        database_url=database_url,
+        providers=[LocalProviderConfig(name="local", min_workers=1, max_workers=2, slots=4,
+                                       idle_timeout=600.0)],
+    )
+
+
+async def _run(home: Path, database_url: str, listen: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def ready(address: str) -> None:
+        write_stack_file(home, address, database_url)
+        log.info("embedded stack ready at %s (home %s)", address, home)
+
+    try:
+        await serve(embedded_config(database_url, listen), stop, on_ready=ready)
+    finally:
+        remove_stack_file(home)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hodei-embedded",
+                                     description="Run the embedded local Hodei stack.")
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--listen", default="127.0.0.1:0")
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    home: Path = args.home.expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    handle = None
+    try:
+        database_url = os.environ.get("HODEI_DATABASE_URL", "")
+        if not database_url:
+            handle, database_url = start_private_postgres(home)
+        asyncio.run(_run(home, database_url, args.listen))
+    except HodeiError as exc:
+        if args.debug:
+            raise
+        print(f"hodei: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if handle is not None:
+            handle.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

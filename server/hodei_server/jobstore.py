@@ -1,0 +1,308 @@
+"""Jobs, their attempts and their output in PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from hodei_api.v1 import jobs_pb2
+from hodei_server.db import Pool
+from hodei_server.errors import InvalidSpec, NotFound
+from hodei_server.sqlfiles import query
+from hodei_server.states import FINAL_STATES, JobState, sources_of
+
+Row = dict[str, Any]
+
+CHANNEL_JOBS = "hodei_jobs"
+CHANNEL_LOGS = "hodei_logs"
+CHANNEL_CANCEL = "hodei_cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A pending job, locked for this dispatch round."""
+
+    id: uuid.UUID
+    spec_bytes: bytes
+    selector: dict[str, str]
+    cpus: float
+    memory_mb: int
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    job_id: uuid.UUID
+    attempt: int
+    worker_id: uuid.UUID
+    spec_bytes: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveAttempt:
+    job_id: uuid.UUID
+    attempt: int
+    worker_id: uuid.UUID
+
+
+def encode_page_token(created_at: dt.datetime, job_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        created, job_id = raw.split("|", 1)
+        return dt.datetime.fromisoformat(created), uuid.UUID(job_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidSpec("page_token is not one this server issued") from None
+
+
+async def notify(conn: AsyncConnection[Any], channel: str, payload: str = "") -> None:
+    await conn.execute(query("notify"), {"channel": channel, "payload": payload})
+
+
+class JobStore:
+    """Every job-related read and write; transitions are fenced in SQL."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    async def submit(
+        self, spec: jobs_pb2.JobSpec, idempotency_key: str, actor: str
+    ) -> tuple[Row, bool]:
+        job_id = uuid.uuid4()
+        params = {
+            "id": job_id,
+            "name": spec.name,
+            "spec": spec.SerializeToString(deterministic=True),
+            "max_attempts": max(1, spec.max_attempts),
+            "idempotency_key": idempotency_key or None,
+            "labels": Jsonb(dict(spec.labels)),
+            "selector": Jsonb(dict(spec.selector)),
+            "cpus": spec.resources.cpus,
+            "memory_mb": spec.resources.memory_mb,
+            "timeout_seconds": spec.timeout_seconds,
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("insert_job"), params)
+            row = await cur.fetchone()
+            if row is None:
+                cur = await conn.execute(
+                    query("get_job_by_idempotency_key"), {"idempotency_key": idempotency_key}
+                )
+                existing = await cur.fetchone()
+                if existing is None:  # deleted between the two statements
+                    raise NotFound("the job for that idempotency key vanished; submit again")
+                return existing, False
+            await conn.execute(
+                query("insert_event"),
+                {
+                    "type": "job.created",
+                    "aggregate_type": "job",
+                    "aggregate_id": str(job_id),
+                    "payload": Jsonb({"name": spec.name}),
+                    "actor": actor,
+                    "correlation_id": idempotency_key,
+                },
+            )
+            await notify(conn, CHANNEL_JOBS)
+        return row, True
+
+    async def get(self, job_id: uuid.UUID) -> tuple[Row, list[Row]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("get_job"), {"id": job_id})
+            row = await cur.fetchone()
+            if row is None:
+                raise NotFound(f"job {job_id} not found")
+            cur = await conn.execute(query("get_job_attempts"), {"id": job_id})
+            return row, await cur.fetchall()
+
+    async def state_of(self, job_id: uuid.UUID) -> JobState:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("get_job_state"), {"id": job_id})
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        return JobState(row["state"])
+
+    async def list_jobs(
+        self, states: Sequence[JobState], limit: int, page_token: str
+    ) -> tuple[list[Row], str]:
+        after_created: dt.datetime | None = None
+        after_id: uuid.UUID | None = None
+        if page_token:
+            after_created, after_id = decode_page_token(page_token)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                query("list_jobs"),
+                {
+                    "states": [s.value for s in states],
+                    "after_created_at": after_created,
+                    "after_id": after_id,
+                    "limit": limit + 1,
+                },
+            )
+            rows = await cur.fetchall()
+        next_token = ""
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_token = encode_page_token(last["created_at"], last["id"])
+        return rows, next_token
+
+    async def claim_and_assign(
+        self,
+        candidates: list[dict[str, Any]],
+        limit: int,
+        choose: Callable[[list[Claimed]], list[tuple[uuid.UUID, uuid.UUID]]],
+        actor: str,
+    ) -> list[Assignment]:
+        """Lock pending jobs some candidate fits, let `choose` place them, assign them."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                query("claim_pending_jobs"), {"candidates": Jsonb(candidates), "limit": limit}
+            )
+            claimed = [
+                Claimed(r["id"], r["spec"], r["selector"], r["cpus"], r["memory_mb"])
+                for r in await cur.fetchall()
+            ]
+            if not claimed:
+                return []
+            placements = choose(claimed)
+            specs = {c.id: c.spec_bytes for c in claimed}
+            assigned: list[Assignment] = []
+            async with conn.pipeline(), conn.cursor() as cur:
+                # One round trip for the whole round instead of one per job.
+                await cur.executemany(
+                    query("assign_job"),
+                    [{"id": job_id, "worker_id": worker_id, "actor": actor}
+                     for job_id, worker_id in placements],
+                    returning=True,
+                )
+                for job_id, worker_id in placements:
+                    row = await cur.fetchone()
+                    if row is not None:
+                        assigned.append(
+                            Assignment(job_id, row["attempt"], worker_id, specs[job_id])
+                        )
+                    if not cur.nextset():
+                        break
+        return assigned
+
+    async def mark_running(
+        self, conn: AsyncConnection[Any], job_id: uuid.UUID, attempt: int,
+        worker_id: uuid.UUID, pid: int,
+    ) -> bool:
+        cur = await conn.execute(
+            query("mark_running"),
+            {"id": job_id, "attempt": attempt, "worker_id": worker_id, "pid": pid,
+             "actor": f"worker:{worker_id}"},
+        )
+        return await cur.fetchone() is not None
+
+    async def state_in(self, conn: AsyncConnection[Any], job_id: uuid.UUID) -> JobState | None:
+        cur = await conn.execute(query("get_job_state"), {"id": job_id})
+        row = await cur.fetchone()
+        return None if row is None else JobState(row["state"])
+
+    async def finish(
+        self,
+        conn: AsyncConnection[Any],
+        job_id: uuid.UUID,
+        attempt: int,
+        worker_id: uuid.UUID | None,
+        outcome: JobState,
+        exit_code: int | None,
+        reason: str,
+        actor: str,
+        *,
+        retry: bool,
+    ) -> JobState | None:
+        """Record an attempt's end; with `retry`, a LOST attempt requeues the job.
+
+        Returns the job's new state, or None when the attempt was not the current one
+        (a stale or duplicate report, refused by the fence).
+        """
+        state = outcome
+        if outcome is JobState.LOST:
+            state = JobState.PENDING if retry else JobState.FAILED
+        cur = await conn.execute(
+            query("finish_job"),
+            {
+                "id": job_id,
+                "attempt": attempt,
+                "worker_id": worker_id,
+                "state": state.value,
+                "attempt_state": outcome.value,
+                "final": state in FINAL_STATES,
+                "exit_code": exit_code,
+                "reason": reason,
+                "from_states": sources_of(outcome),
+                "actor": actor,
+            },
+        )
+        if await cur.fetchone() is None:
+            return None
+        await notify(conn, CHANNEL_LOGS, str(job_id))
+        if state is JobState.PENDING:
+            await notify(conn, CHANNEL_JOBS)
+        return state
+
+    async def cancel(
+        self, job_id: uuid.UUID, reason: str, actor: str
+    ) -> tuple[bool, ActiveAttempt | None]:
+        """Cancel a job: (changed, the running attempt to signal, if any)."""
+        async with self.pool.connection() as conn:
+            params = {"id": job_id, "reason": reason, "actor": actor}
+            cur = await conn.execute(query("cancel_pending_job"), params)
+            if await cur.fetchone() is not None:
+                await notify(conn, CHANNEL_LOGS, str(job_id))
+                return True, None
+            cur = await conn.execute(query("request_cancel"), params)
+            row = await cur.fetchone()
+            if row is not None:
+                target = ActiveAttempt(row["id"], row["attempt"], row["worker_id"])
+                payload = f"{row['id']} {row['attempt']} {row['worker_id']}"
+                await notify(conn, CHANNEL_CANCEL, payload)
+                return True, target
+            cur = await conn.execute(query("get_job_state"), {"id": job_id})
+            if await cur.fetchone() is None:
+                raise NotFound(f"job {job_id} not found")
+            return False, None
+
+    async def store_chunks(self, conn: AsyncConnection[Any], rows: list[dict[str, Any]]) -> None:
+        """Insert output chunks idempotently (fenced by attempt and worker)."""
+        async with conn.cursor() as cur:
+            await cur.executemany(query("insert_log_chunk"), rows)
+        for job_id in {str(r["job_id"]) for r in rows}:
+            await notify(conn, CHANNEL_LOGS, job_id)
+
+    async def read_chunks(
+        self, job_id: uuid.UUID, after_attempt: int, after_seq: int, limit: int = 512
+    ) -> list[Row]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                query("read_log_chunks"),
+                {"job_id": job_id, "after_attempt": after_attempt, "after_seq": after_seq,
+                 "limit": limit},
+            )
+            return await cur.fetchall()
+
+    async def active_jobs_of(self, worker_ids: list[uuid.UUID]) -> list[Row]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("active_jobs_of_workers"), {"worker_ids": worker_ids})
+            return await cur.fetchall()
+
+    async def pending_demand(self, limit: int = 10_000) -> list[Row]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("pending_demand"), {"limit": limit})
+            return await cur.fetchall()

@@ -1,0 +1,104 @@
+"""Keeps each provider's worker count between its bounds and in line with demand."""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from hodei_api.v1 import agent_pb2
+from hodei_plugins.local import LocalProvider
+from hodei_server.agents import AgentRegistry, AgentSession
+from hodei_server.jobstore import JobStore
+from hodei_server.workerstore import WorkerStore
+
+log = logging.getLogger(__name__)
+
+# A started agent that has not connected after this long is replaced.
+CONNECT_DEADLINE = 60.0
+
+
+@dataclass
+class _Started:
+    infra_id: str
+    started_at: float = field(default_factory=time.monotonic)
+    draining: bool = False
+
+
+class ProviderRuntime:
+    """One configured provider and the workers it started."""
+
+    def __init__(self, provider: LocalProvider) -> None:
+        self.provider = provider
+        self.config = provider.config
+        self.started: dict[str, _Started] = {}
+
+    def sessions(self, registry: AgentRegistry) -> list[AgentSession]:
+        return [s for s in registry.all() if s.provider == self.config.name
+                and s.name in self.started]
+
+    async def reconcile(
+        self, registry: AgentRegistry, jobs: JobStore, workers: WorkerStore,
+        server_address: str, token_ttl: float,
+    ) -> None:
+        exited = set(self.provider.forget_exited())
+        for name, item in list(self.started.items()):
+            if item.infra_id in exited:
+                del self.started[name]
+        connected = {s.name: s for s in self.sessions(registry)}
+        now = time.monotonic()
+        for name, item in list(self.started.items()):
+            if name not in connected and now - item.started_at > CONNECT_DEADLINE:
+                log.warning("agent %s never connected; stopping it", name)
+                del self.started[name]
+                await self.provider.destroy_worker(item.infra_id)
+
+        demand = self._demand(await jobs.pending_demand())
+        free = sum(s.free_slots for s in connected.values() if not s.draining)
+        starting = sum(
+            self.config.slots for n, item in self.started.items() if n not in connected
+        )
+        active = [n for n, item in self.started.items() if not item.draining]
+        wanted = math.ceil(max(0, demand - free - starting) / self.config.slots)
+        wanted = max(wanted, self.config.min_workers - len(active))
+        wanted = min(wanted, self.config.max_workers - len(active))
+        for _ in range(max(0, wanted)):
+            await self._start_one(workers, server_address, token_ttl)
+        if demand == 0:
+            self._retire_idle(connected, len(active))
+
+    def _demand(self, pending: list[dict[str, object]]) -> int:
+        labels = self.config.labels | {"provider": self.config.name}
+        count = 0
+        for job in pending:
+            selector = job["selector"]
+            assert isinstance(selector, dict)
+            if all(labels.get(k) == v for k, v in selector.items()):
+                count += 1
+        return count
+
+    async def _start_one(self, workers: WorkerStore, server_address: str, ttl: float) -> None:
+        name = f"{self.config.name}-{secrets.token_hex(3)}"
+        labels = self.config.labels | {"provider": self.config.name}
+        token = await workers.create_bootstrap_token(self.config.name, labels, ttl)
+        infra_id = await self.provider.create_worker(
+            name=name, bootstrap_token=token, server_address=server_address,
+            labels=labels, slots=self.config.slots,
+        )
+        self.started[name] = _Started(infra_id)
+
+    def _retire_idle(self, connected: dict[str, AgentSession], active: int) -> None:
+        now = time.monotonic()
+        for name, session in connected.items():
+            if active <= self.config.min_workers:
+                return
+            item = self.started[name]
+            if (not item.draining and not session.running
+                    and now - session.idle_since >= self.config.idle_timeout):
+                log.info("agent %s idle for %.0fs; draining it", name, now - session.idle_since)
+                item.draining = True
+                session.draining = True
+                session.send(agent_pb2.ServerMessage(drain=agent_pb2.Drain(grace_seconds=0)))
+                active -= 1

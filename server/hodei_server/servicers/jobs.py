@@ -1,0 +1,93 @@
+"""JobService: submit, get, list, cancel."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from hodei_api.v1 import agent_pb2, jobs_pb2, jobs_pb2_grpc
+from hodei_server.agents import AgentRegistry
+from hodei_server.convert import job_to_proto
+from hodei_server.dispatcher import Dispatcher
+from hodei_server.errors import InvalidSpec
+from hodei_server.jobstore import JobStore
+from hodei_server.servicers.common import unary
+from hodei_server.states import JobState
+from hodei_server.validation import parse_job_id, validate_idempotency_key, validate_spec
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+CANCEL_GRACE_SECONDS = 5.0
+
+
+def _actor(context: grpc.aio.ServicerContext) -> str:
+    return f"client:{context.peer()}"
+
+
+class JobServicer(jobs_pb2_grpc.JobServiceServicer):
+    def __init__(self, jobs: JobStore, registry: AgentRegistry, dispatcher: Dispatcher) -> None:
+        self.jobs = jobs
+        self.registry = registry
+        self.dispatcher = dispatcher
+
+    @unary
+    async def SubmitJob(
+        self, request: jobs_pb2.SubmitJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.SubmitJobResponse:
+        validate_spec(request.spec)
+        validate_idempotency_key(request.idempotency_key)
+        row, created = await self.jobs.submit(
+            request.spec, request.idempotency_key, _actor(context)
+        )
+        if created:
+            self.dispatcher.wake()
+            log.info("job %s submitted", row["id"])
+        return jobs_pb2.SubmitJobResponse(job=job_to_proto(row), created=created)
+
+    @unary
+    async def GetJob(
+        self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.Job:
+        row, attempts = await self.jobs.get(parse_job_id(request.id))
+        return job_to_proto(row, attempts)
+
+    @unary
+    async def ListJobs(
+        self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.ListJobsResponse:
+        if request.page_size < 0:
+            raise InvalidSpec("page_size must be >= 0")
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        try:
+            states = [JobState.from_proto(s) for s in request.states if s]
+        except ValueError:
+            raise InvalidSpec("unknown job state in the filter") from None
+        rows, token = await self.jobs.list_jobs(states, size, request.page_token)
+        return jobs_pb2.ListJobsResponse(
+            jobs=[job_to_proto(r) for r in rows], next_page_token=token
+        )
+
+    @unary
+    async def CancelJob(
+        self, request: jobs_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.CancelJobResponse:
+        job_id = parse_job_id(request.id)
+        reason = (request.reason or "cancelled by user")[:1024]
+        changed, target = await self.jobs.cancel(job_id, reason, _actor(context))
+        if target is not None:
+            session = self.registry.get(target.worker_id)
+            if session is not None:
+                session.send(cancel_message(str(target.job_id), target.attempt, reason))
+        row, attempts = await self.jobs.get(job_id)
+        return jobs_pb2.CancelJobResponse(job=job_to_proto(row, attempts), changed=changed)
+
+
+def cancel_message(job_id: str, attempt: int, reason: str) -> agent_pb2.ServerMessage:
+    return agent_pb2.ServerMessage(
+        cancel_job=agent_pb2.CancelJobCommand(
+            job_id=job_id, attempt=attempt, reason=reason, grace_seconds=CANCEL_GRACE_SECONDS
+        )
+    )

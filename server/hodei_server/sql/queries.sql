@@ -1,0 +1,263 @@
+-- Named queries used by hodei_server.store. Each starts with "-- name: <name>".
+-- Parameters are always bound (%(name)s), never formatted in.
+
+-- name: insert_job
+INSERT INTO jobs (id, name, spec, state, max_attempts, idempotency_key, labels, selector,
+                  cpus, memory_mb, timeout_seconds)
+VALUES (%(id)s, %(name)s, %(spec)s, 'PENDING', %(max_attempts)s, %(idempotency_key)s,
+        %(labels)s, %(selector)s, %(cpus)s, %(memory_mb)s, %(timeout_seconds)s)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING *;
+
+-- name: get_job_by_idempotency_key
+SELECT * FROM jobs WHERE idempotency_key = %(idempotency_key)s;
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = %(id)s;
+
+-- name: get_job_state
+SELECT state, attempt FROM jobs WHERE id = %(id)s;
+
+-- name: get_job_attempts
+SELECT * FROM job_attempts WHERE job_id = %(id)s ORDER BY attempt;
+
+-- name: list_jobs
+SELECT * FROM jobs
+WHERE (cardinality(%(states)s::text[]) = 0 OR state = ANY (%(states)s::text[]))
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: insert_event
+INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
+VALUES (%(type)s, %(aggregate_type)s, %(aggregate_id)s, %(payload)s, %(actor)s,
+        %(correlation_id)s);
+
+-- name: notify
+SELECT pg_notify(%(channel)s, %(payload)s);
+
+-- name: claim_pending_jobs
+-- Pending jobs that at least one of the candidate agents could take, oldest first.
+-- %(candidates)s is a JSON array of {"labels": {...}, "cpus": free, "memory_mb": free}.
+SELECT j.id, j.spec, j.selector, j.cpus, j.memory_mb
+FROM jobs j
+WHERE j.state = 'PENDING'
+  AND j.not_before <= now()
+  AND EXISTS (
+      SELECT 1
+      FROM jsonb_array_elements(%(candidates)s::jsonb) AS c(v)
+      WHERE j.selector <@ (c.v -> 'labels')
+        AND j.cpus <= (c.v ->> 'cpus')::double precision
+        AND j.memory_mb <= (c.v ->> 'memory_mb')::bigint)
+ORDER BY j.not_before, j.created_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: assign_job
+WITH j AS (
+    UPDATE jobs
+    SET state = 'ASSIGNED', attempt = attempt + 1, worker_id = %(worker_id)s,
+        exit_code = NULL, reason = '', updated_at = now()
+    WHERE id = %(id)s AND state = 'PENDING'
+    RETURNING id, attempt
+), a AS (
+    INSERT INTO job_attempts (job_id, attempt, worker_id, state)
+    SELECT j.id, j.attempt, %(worker_id)s, 'ASSIGNED' FROM j
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT 'job.assigned', 'job', j.id::text,
+           jsonb_build_object('attempt', j.attempt, 'worker_id', %(worker_id)s::text),
+           %(actor)s
+    FROM j
+)
+SELECT id, attempt FROM j;
+
+-- name: mark_running
+WITH j AS (
+    UPDATE jobs
+    SET state = 'RUNNING', started_at = now(), updated_at = now()
+    WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+      AND state = 'ASSIGNED'
+    RETURNING id, attempt
+), a AS (
+    UPDATE job_attempts SET state = 'RUNNING', started_at = now()
+    FROM j WHERE job_attempts.job_id = j.id AND job_attempts.attempt = j.attempt
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT 'job.running', 'job', j.id::text,
+           jsonb_build_object('attempt', j.attempt, 'pid', %(pid)s::int), %(actor)s
+    FROM j
+)
+SELECT id FROM j;
+
+-- name: finish_job
+-- Moves the job to a final state (or PENDING for a retry) from one of the
+-- expected states, fenced by attempt and worker.
+WITH j AS (
+    UPDATE jobs
+    SET state = %(state)s, exit_code = %(exit_code)s, reason = %(reason)s,
+        finished_at = CASE WHEN %(final)s THEN now() END,
+        not_before = now(), worker_id = CASE WHEN %(final)s THEN worker_id END,
+        updated_at = now()
+    WHERE id = %(id)s AND attempt = %(attempt)s
+      AND worker_id IS NOT DISTINCT FROM %(worker_id)s
+      AND state = ANY (%(from_states)s::text[])
+    RETURNING id, attempt, state, exit_code, reason
+), a AS (
+    UPDATE job_attempts
+    SET state = %(attempt_state)s, exit_code = %(exit_code)s, reason = %(reason)s,
+        finished_at = now()
+    FROM j WHERE job_attempts.job_id = j.id AND job_attempts.attempt = j.attempt
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT 'job.' || lower(j.state), 'job', j.id::text,
+           jsonb_build_object('attempt', j.attempt, 'exit_code', j.exit_code,
+                              'reason', j.reason, 'attempt_state', %(attempt_state)s::text),
+           %(actor)s
+    FROM j
+)
+SELECT id FROM j;
+
+-- name: cancel_pending_job
+WITH j AS (
+    UPDATE jobs
+    SET state = 'CANCELLED', reason = %(reason)s, finished_at = now(), updated_at = now(),
+        cancel_requested_at = now()
+    WHERE id = %(id)s AND state = 'PENDING'
+    RETURNING id, attempt
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT 'job.cancelled', 'job', j.id::text,
+           jsonb_build_object('attempt', j.attempt, 'reason', %(reason)s::text), %(actor)s
+    FROM j
+)
+SELECT id FROM j;
+
+-- name: request_cancel
+WITH j AS (
+    UPDATE jobs
+    SET cancel_requested_at = coalesce(cancel_requested_at, now()), updated_at = now()
+    WHERE id = %(id)s AND state IN ('ASSIGNED', 'RUNNING')
+    RETURNING id, attempt, worker_id
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT 'job.cancel_requested', 'job', j.id::text,
+           jsonb_build_object('attempt', j.attempt, 'reason', %(reason)s::text), %(actor)s
+    FROM j
+)
+SELECT id, attempt, worker_id FROM j;
+
+-- name: insert_log_chunk
+-- Idempotent, and fenced: only the worker that holds the attempt may write it.
+INSERT INTO job_logs (job_id, attempt, seq, stream, data)
+SELECT %(job_id)s, %(attempt)s, %(seq)s, %(stream)s, %(data)s
+WHERE EXISTS (
+    SELECT 1 FROM job_attempts
+    WHERE job_id = %(job_id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s)
+ON CONFLICT (job_id, attempt, seq) DO NOTHING;
+
+-- name: read_log_chunks
+SELECT attempt, seq, stream, data
+FROM job_logs
+WHERE job_id = %(job_id)s AND (attempt, seq) > (%(after_attempt)s, %(after_seq)s)
+ORDER BY attempt, seq
+LIMIT %(limit)s;
+
+-- name: insert_bootstrap_token
+INSERT INTO bootstrap_tokens (token_hash, provider, labels, expires_at)
+VALUES (%(token_hash)s, %(provider)s, %(labels)s, now() + make_interval(secs => %(ttl)s));
+
+-- name: consume_bootstrap_token
+UPDATE bootstrap_tokens
+SET used_at = now(), worker_id = %(worker_id)s
+WHERE token_hash = %(token_hash)s AND used_at IS NULL AND expires_at > now()
+RETURNING provider, labels;
+
+-- name: delete_expired_tokens
+DELETE FROM bootstrap_tokens
+WHERE expires_at < now() - interval '1 day';
+
+-- name: insert_worker
+WITH w AS (
+    INSERT INTO workers (id, name, hostname, provider, labels, slots, cpus, memory_mb, state,
+                         credential_hash, agent_version)
+    VALUES (%(id)s, %(name)s, %(hostname)s, %(provider)s, %(labels)s, %(slots)s, %(cpus)s,
+            %(memory_mb)s, 'PROVISIONING', %(credential_hash)s, %(agent_version)s)
+    RETURNING id
+)
+INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+SELECT 'worker.registered', 'worker', w.id::text,
+       jsonb_build_object('name', %(name)s::text, 'provider', %(provider)s::text), 'agent'
+FROM w;
+
+-- name: get_worker
+SELECT * FROM workers WHERE id = %(id)s;
+
+-- name: worker_connected
+WITH w AS (
+    UPDATE workers
+    SET state = 'READY', server_id = %(server_id)s, labels = %(labels)s, slots = %(slots)s,
+        cpus = %(cpus)s, memory_mb = %(memory_mb)s, agent_version = %(agent_version)s,
+        last_heartbeat_at = now(), updated_at = now()
+    WHERE id = %(id)s AND state NOT IN ('TERMINATED')
+    RETURNING id
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT 'worker.connected', 'worker', w.id::text,
+           jsonb_build_object('server_id', %(server_id)s::text), 'agent'
+    FROM w
+)
+SELECT id FROM w;
+
+-- name: worker_heartbeat
+UPDATE workers
+SET last_heartbeat_at = now(), metrics = %(metrics)s, running_jobs = %(running_jobs)s,
+    state = CASE WHEN %(running_jobs)s > 0 THEN 'BUSY' ELSE 'READY' END,
+    updated_at = now()
+WHERE id = %(id)s AND server_id = %(server_id)s AND state IN ('READY', 'BUSY');
+
+-- name: worker_disconnected
+WITH w AS (
+    UPDATE workers
+    SET state = %(state)s, server_id = NULL, updated_at = now()
+    WHERE id = %(id)s AND server_id = %(server_id)s AND state IN ('READY', 'BUSY', 'DRAINING')
+    RETURNING id, state
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT 'worker.' || lower(w.state), 'worker', w.id::text, '{}'::jsonb, 'server'
+    FROM w
+)
+SELECT id FROM w;
+
+-- name: list_workers
+SELECT * FROM workers
+WHERE %(all)s OR state NOT IN ('TERMINATED', 'LOST')
+ORDER BY registered_at, id;
+
+-- name: mark_lost_workers
+-- Workers whose heartbeats stopped: no live stream on any replica kept them fresh.
+WITH w AS (
+    UPDATE workers
+    SET state = 'LOST', server_id = NULL, updated_at = now()
+    WHERE state IN ('PROVISIONING', 'READY', 'BUSY', 'DRAINING', 'DISCONNECTED')
+      AND last_heartbeat_at < now() - make_interval(secs => %(ttl)s)
+    RETURNING id
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT 'worker.lost', 'worker', w.id::text, '{}'::jsonb, 'reconciler' FROM w
+)
+SELECT id FROM w;
+
+-- name: active_jobs_of_workers
+SELECT id, attempt, max_attempts, state, worker_id
+FROM jobs
+WHERE worker_id = ANY (%(worker_ids)s::uuid[]) AND state IN ('ASSIGNED', 'RUNNING');
+
+-- name: pending_demand
+-- Pending, runnable jobs with their needs, for provisioning decisions.
+SELECT selector, cpus, memory_mb
+FROM jobs
+WHERE state = 'PENDING' AND not_before <= now()
+ORDER BY not_before, created_at
+LIMIT %(limit)s;

@@ -1,0 +1,61 @@
+"""The job state machine: the one place that decides which transitions are legal."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from hodei_api.v1 import jobs_pb2
+
+
+class JobState(StrEnum):
+    PENDING = "PENDING"
+    ASSIGNED = "ASSIGNED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+    LOST = "LOST"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+    def to_proto(self) -> jobs_pb2.JobState.ValueType:
+        return jobs_pb2.JobState.Value(f"JOB_STATE_{self.value}")
+
+    @classmethod
+    def from_proto(cls, value: int) -> JobState:
+        name = jobs_pb2.JobState.Name(value)
+        return cls(name.removeprefix("JOB_STATE_"))
+
+
+FINAL_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
+)
+ACTIVE_STATES = frozenset({JobState.ASSIGNED, JobState.RUNNING})
+
+_OUTCOMES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.LOST}
+)
+
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.PENDING: frozenset({JobState.ASSIGNED, JobState.CANCELLED}),
+    JobState.ASSIGNED: frozenset({JobState.RUNNING, JobState.PENDING}) | _OUTCOMES,
+    JobState.RUNNING: _OUTCOMES,
+    JobState.LOST: frozenset({JobState.PENDING, JobState.FAILED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+    JobState.TIMED_OUT: frozenset(),
+}
+
+
+def can_transition(current: JobState, new: JobState) -> bool:
+    """True when a job in `current` may move to `new`."""
+    return new in TRANSITIONS[current]
+
+
+def sources_of(new: JobState) -> list[str]:
+    """Every state from which `new` can be reached (for `WHERE state = ANY(...)`)."""
+    return sorted(s.value for s, targets in TRANSITIONS.items() if new in targets)

@@ -1,0 +1,125 @@
+"""Validation of job specs and identifiers received over the API."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+
+from hodei_api.v1 import jobs_pb2
+from hodei_server.errors import InvalidSpec
+
+MAX_ARGS = 4096
+MAX_ARG_BYTES = 128 * 1024
+MAX_SCRIPT_BYTES = 1024 * 1024
+MAX_ENV = 1024
+MAX_ENV_VALUE_BYTES = 128 * 1024
+MAX_LABELS = 64
+MAX_NAME = 253
+MAX_ATTEMPTS = 100
+MAX_TIMEOUT_SECONDS = 366 * 24 * 3600
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL_KEY = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+_INTERPRETER = re.compile(r"[A-Za-z0-9_./+-]+")
+
+
+def parse_job_id(value: str) -> uuid.UUID:
+    """The job id as a UUID, or InvalidSpec naming what was received."""
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        shown = value if len(value) <= 64 else value[:61] + "..."
+        raise InvalidSpec(f"{shown!r} is not a job id (expected a UUID)") from None
+
+
+def _printable(text: str, what: str, limit: int) -> None:
+    if len(text.encode()) > limit:
+        raise InvalidSpec(f"{what} is longer than {limit} bytes")
+    if "\x00" in text:
+        raise InvalidSpec(f"{what} contains a NUL byte")
+
+
+def validate_labels(labels: dict[str, str], what: str) -> None:
+    if len(labels) > MAX_LABELS:
+        raise InvalidSpec(f"{what}: at most {MAX_LABELS} entries")
+    for key, value in labels.items():
+        if len(key) > 253 or not _LABEL_KEY.fullmatch(key):
+            raise InvalidSpec(
+                f"{what}: key {key[:80]!r} must be letters, digits, '-', '_', '.' "
+                "(optionally prefixed with 'domain/'), starting and ending with a letter or digit"
+            )
+        if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+            raise InvalidSpec(
+                f"{what}: value {value[:80]!r} of {key!r} must be at most 63 letters, digits, "
+                "'-', '_' or '.', starting and ending with a letter or digit"
+            )
+
+
+def validate_spec(spec: jobs_pb2.JobSpec) -> None:
+    """Raise InvalidSpec with a message saying what to fix, or return."""
+    _printable(spec.name, "name", MAX_NAME)
+    if any(ch in spec.name for ch in "\n\r\t") or any(ord(ch) < 32 for ch in spec.name):
+        raise InvalidSpec("name must not contain control characters")
+    has_command = len(spec.command) > 0
+    has_script = spec.script != ""
+    if has_command and has_script:
+        raise InvalidSpec("give either a command or a script, not both")
+    if not has_command and not has_script:
+        raise InvalidSpec("nothing to run: the job needs a command or a script")
+    if has_command:
+        if len(spec.command) > MAX_ARGS:
+            raise InvalidSpec(f"command has more than {MAX_ARGS} arguments")
+        if spec.command[0].strip() == "":
+            raise InvalidSpec("the command's program name is empty")
+        for index, arg in enumerate(spec.command):
+            _printable(arg, f"command argument {index}", MAX_ARG_BYTES)
+    if has_script:
+        _printable(spec.script, "script", MAX_SCRIPT_BYTES)
+        if spec.script.strip() == "":
+            raise InvalidSpec("the script is empty")
+    if spec.interpreter and not _INTERPRETER.fullmatch(spec.interpreter):
+        raise InvalidSpec(
+            f"interpreter {spec.interpreter[:80]!r} must be a program name or path "
+            "(letters, digits, '_', '.', '/', '+', '-')"
+        )
+    if spec.interpreter and not has_script:
+        raise InvalidSpec("interpreter is only meaningful with a script")
+    if len(spec.env) > MAX_ENV:
+        raise InvalidSpec(f"env has more than {MAX_ENV} variables")
+    for key, value in spec.env.items():
+        if not _ENV_KEY.fullmatch(key):
+            raise InvalidSpec(
+                f"env: {key[:80]!r} is not a valid variable name (letters, digits, '_'; "
+                "not starting with a digit)"
+            )
+        if key.startswith("HODEI_"):
+            raise InvalidSpec(f"env: {key!r}: names starting with HODEI_ are reserved")
+        _printable(value, f"env {key}", MAX_ENV_VALUE_BYTES)
+    if spec.working_dir:
+        _printable(spec.working_dir, "working_dir", 4096)
+        if not spec.working_dir.startswith("/"):
+            raise InvalidSpec(f"working_dir {spec.working_dir[:80]!r} must be an absolute path")
+    validate_labels(dict(spec.labels), "labels")
+    validate_labels(dict(spec.selector), "selector")
+    resources = spec.resources
+    if not math.isfinite(resources.cpus) or resources.cpus < 0:
+        raise InvalidSpec("resources.cpus must be a number >= 0")
+    if resources.cpus > 4096:
+        raise InvalidSpec("resources.cpus must be at most 4096")
+    if resources.memory_mb < 0:
+        raise InvalidSpec("resources.memory_mb must be >= 0")
+    if not math.isfinite(spec.timeout_seconds) or spec.timeout_seconds < 0:
+        raise InvalidSpec("timeout must be a number of seconds >= 0 (0 means no timeout)")
+    if spec.timeout_seconds > MAX_TIMEOUT_SECONDS:
+        raise InvalidSpec(f"timeout must be at most {MAX_TIMEOUT_SECONDS} seconds")
+    if spec.max_attempts < 0 or spec.max_attempts > MAX_ATTEMPTS:
+        raise InvalidSpec(f"max_attempts must be between 1 and {MAX_ATTEMPTS}")
+
+
+def validate_idempotency_key(key: str) -> None:
+    if len(key) > 256:
+        raise InvalidSpec("idempotency key is longer than 256 characters")
+    if any(ord(ch) < 32 for ch in key):
+        raise InvalidSpec("idempotency key must not contain control characters")

@@ -1,0 +1,262 @@
+"""The SQL store against a real PostgreSQL: queue, fencing, idempotency, tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+
+from hodei_api.v1 import jobs_pb2, workers_pb2
+from hodei_server import db
+from hodei_server.errors import NotFound, Unauthenticated
+from hodei_server.jobstore import Claimed, JobStore
+from hodei_server.states import JobState
+from hodei_server.workerstore import WorkerStore
+
+T = TypeVar("T")
+
+
+def run(database_url: str, body: Callable[[JobStore, WorkerStore], Awaitable[T]]) -> T:
+    async def main() -> T:
+        pool = await db.open_pool(database_url, min_size=1, max_size=8)
+        try:
+            jobs = JobStore(pool)
+            return await body(jobs, WorkerStore(pool, jobs))
+        finally:
+            await pool.close()
+
+    return asyncio.run(main())
+
+
+def spec(*argv: str, **kwargs: Any) -> jobs_pb2.JobSpec:
+    return jobs_pb2.JobSpec(command=list(argv) or ["true"], **kwargs)
+
+
+def events_of(url: str, job_id: uuid.UUID) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT type FROM events WHERE aggregate_id = %s ORDER BY id", (str(job_id),)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+async def new_worker(workers: WorkerStore, slots: int = 4) -> uuid.UUID:
+    token = await workers.create_bootstrap_token("test", {}, 60)
+    worker_id, _ = await workers.register(token, "w", "host", {}, workers_pb2.Capacity(slots=slots),
+                                          "test")
+    return worker_id
+
+
+ANY = [{"labels": {}, "cpus": 1e9, "memory_mb": 2**40}]
+
+
+def first_fit(worker: uuid.UUID) -> Callable[[list[Claimed]], list[tuple[uuid.UUID, uuid.UUID]]]:
+    return lambda claimed: [(c.id, worker) for c in claimed]
+
+
+def test_submit_is_idempotent_per_key(database_url: str) -> None:
+    async def body(jobs: JobStore, _: WorkerStore) -> None:
+        first, created = await jobs.submit(spec("echo"), "key-1", "test")
+        again, created_again = await jobs.submit(spec("echo", "other"), "key-1", "test")
+        assert created and not created_again
+        assert first["id"] == again["id"]
+        other, created_other = await jobs.submit(spec("echo"), "", "test")
+        assert created_other and other["id"] != first["id"]
+        rows, _ = await jobs.list_jobs([], 10, "")
+        assert len(rows) == 2
+
+    run(database_url, body)
+
+
+def test_submit_writes_its_event_in_the_same_transaction(database_url: str) -> None:
+    async def body(jobs: JobStore, _: WorkerStore) -> uuid.UUID:
+        row, _ = await jobs.submit(spec(), "", "test")
+        return row["id"]
+
+    job_id = run(database_url, body)
+    assert events_of(database_url, job_id) == ["job.created"]
+
+
+def test_list_paginates_newest_first(database_url: str) -> None:
+    async def body(jobs: JobStore, _: WorkerStore) -> None:
+        ids = [(await jobs.submit(spec(), "", "t"))[0]["id"] for _ in range(7)]
+        seen: list[uuid.UUID] = []
+        token = ""
+        while True:
+            rows, token = await jobs.list_jobs([], 3, token)
+            seen += [r["id"] for r in rows]
+            if not token:
+                break
+        assert seen == list(reversed(ids))
+        pending, _ = await jobs.list_jobs([JobState.PENDING], 100, "")
+        assert len(pending) == 7
+        done, _ = await jobs.list_jobs([JobState.SUCCEEDED], 100, "")
+        assert done == []
+
+    run(database_url, body)
+
+
+def test_concurrent_claims_never_take_the_same_job(database_url: str) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> None:
+        for _ in range(60):
+            await jobs.submit(spec(), "", "t")
+        w1, w2, w3 = [await new_worker(workers) for _ in range(3)]
+
+        async def drain(worker: uuid.UUID) -> list[uuid.UUID]:
+            got: list[uuid.UUID] = []
+            while True:
+                batch = await jobs.claim_and_assign(ANY, 4, first_fit(worker), "t")
+                if not batch:
+                    return got
+                got += [a.job_id for a in batch]
+
+        results = await asyncio.gather(drain(w1), drain(w2), drain(w3))
+        claimed = [j for r in results for j in r]
+        assert len(claimed) == 60
+        assert len(set(claimed)) == 60
+
+    run(database_url, body)
+
+
+def test_claim_skips_jobs_no_candidate_fits(database_url: str) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> None:
+        gpu, _ = await jobs.submit(spec(selector={"gpu": "yes"}), "", "t")
+        big, _ = await jobs.submit(spec(resources=jobs_pb2.Resources(cpus=64)), "", "t")
+        plain, _ = await jobs.submit(spec(), "", "t")
+        worker = await new_worker(workers)
+        candidates = [{"labels": {"os": "linux"}, "cpus": 4, "memory_mb": 1024}]
+        batch = await jobs.claim_and_assign(candidates, 10, first_fit(worker), "t")
+        assert [a.job_id for a in batch] == [plain["id"]]
+        assert await jobs.state_of(gpu["id"]) is JobState.PENDING
+        assert await jobs.state_of(big["id"]) is JobState.PENDING
+
+    run(database_url, body)
+
+
+def test_results_are_fenced_by_attempt_and_worker(database_url: str) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> None:
+        row, _ = await jobs.submit(spec(max_attempts=2), "", "t")
+        job_id = row["id"]
+        owner, intruder = await new_worker(workers), await new_worker(workers)
+        [assignment] = await jobs.claim_and_assign(ANY, 1, first_fit(owner), "t")
+        assert assignment.attempt == 1
+        async with jobs.pool.connection() as conn:
+            assert not await jobs.mark_running(conn, job_id, 1, intruder, 1)
+            assert await jobs.mark_running(conn, job_id, 1, owner, 1)
+            assert await jobs.finish(conn, job_id, 1, intruder, JobState.SUCCEEDED, 0, "",
+                                     "t", retry=False) is None
+            assert await jobs.finish(conn, job_id, 2, owner, JobState.SUCCEEDED, 0, "",
+                                     "t", retry=False) is None
+            assert await jobs.finish(conn, job_id, 1, owner, JobState.FAILED, 3, "",
+                                     "t", retry=False) is JobState.FAILED
+            # a duplicate report changes nothing
+            assert await jobs.finish(conn, job_id, 1, owner, JobState.SUCCEEDED, 0, "",
+                                     "t", retry=False) is None
+        job, attempts = await jobs.get(job_id)
+        assert (job["state"], job["exit_code"]) == ("FAILED", 3)
+        assert [(a["attempt"], a["state"], a["exit_code"]) for a in attempts] == [(1, "FAILED", 3)]
+
+    run(database_url, body)
+    with psycopg.connect(database_url) as conn:
+        types = [r[0] for r in conn.execute("SELECT type FROM events WHERE aggregate_type='job'"
+                                            " ORDER BY id").fetchall()]
+    assert types == ["job.created", "job.assigned", "job.running", "job.failed"]
+
+
+def test_a_lost_attempt_is_requeued_then_fails_when_attempts_run_out(database_url: str) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> None:
+        row, _ = await jobs.submit(spec(max_attempts=2), "", "t")
+        job_id = row["id"]
+        worker = await new_worker(workers)
+        for attempt, expected in [(1, JobState.PENDING), (2, JobState.FAILED)]:
+            [a] = await jobs.claim_and_assign(ANY, 1, first_fit(worker), "t")
+            assert a.attempt == attempt
+            async with jobs.pool.connection() as conn:
+                state = await jobs.finish(conn, job_id, attempt, worker, JobState.LOST, None,
+                                          "gone", "t", retry=attempt < 2)
+            assert state is expected
+        _, attempts = await jobs.get(job_id)
+        assert [a["state"] for a in attempts] == ["LOST", "LOST"]
+
+    run(database_url, body)
+
+
+def test_cancel_in_each_state(database_url: str) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> None:
+        pending, _ = await jobs.submit(spec(), "", "t")
+        assert await jobs.cancel(pending["id"], "stop", "t") == (True, None)
+        assert await jobs.state_of(pending["id"]) is JobState.CANCELLED
+        assert await jobs.cancel(pending["id"], "stop", "t") == (False, None)
+        running, _ = await jobs.submit(spec(), "", "t")
+        worker = await new_worker(workers)
+        await jobs.claim_and_assign(ANY, 1, first_fit(worker), "t")
+        changed, target = await jobs.cancel(running["id"], "stop", "t")
+        assert changed and target is not None
+        assert (target.job_id, target.attempt, target.worker_id) == (running["id"], 1, worker)
+        with pytest.raises(NotFound):
+            await jobs.cancel(uuid.uuid4(), "stop", "t")
+
+    run(database_url, body)
+
+
+def test_log_chunks_are_idempotent_and_fenced(database_url: str) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> None:
+        row, _ = await jobs.submit(spec(), "", "t")
+        job_id = row["id"]
+        owner, other = await new_worker(workers), await new_worker(workers)
+        await jobs.claim_and_assign(ANY, 1, first_fit(owner), "t")
+
+        def chunk(seq: int, worker: uuid.UUID, data: bytes) -> dict[str, Any]:
+            return {"job_id": job_id, "attempt": 1, "seq": seq, "stream": 1, "data": data,
+                    "worker_id": worker}
+
+        async with jobs.pool.connection() as conn:
+            await jobs.store_chunks(conn, [chunk(1, owner, b"a"), chunk(2, owner, b"b")])
+            await jobs.store_chunks(conn, [chunk(2, owner, b"B"), chunk(3, owner, b"c")])
+            await jobs.store_chunks(conn, [chunk(4, other, b"forged")])
+        rows = await jobs.read_chunks(job_id, 0, 0)
+        assert [(r["seq"], bytes(r["data"])) for r in rows] == [(1, b"a"), (2, b"b"), (3, b"c")]
+        assert [r["seq"] for r in await jobs.read_chunks(job_id, 1, 2)] == [3]
+
+    run(database_url, body)
+
+
+def test_bootstrap_tokens_are_one_shot_and_expire(database_url: str) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> None:
+        capacity = workers_pb2.Capacity(slots=1)
+        token = await workers.create_bootstrap_token("p", {"zone": "a"}, 60)
+        worker_id, credential = await workers.register(token, "w", "h", {"x": "1"}, capacity, "")
+        with pytest.raises(Unauthenticated):
+            await workers.register(token, "w2", "h", {}, capacity, "")
+        expired = await workers.create_bootstrap_token("p", {}, -1)
+        with pytest.raises(Unauthenticated):
+            await workers.register(expired, "w3", "h", {}, capacity, "")
+        with pytest.raises(Unauthenticated):
+            await workers.register("forged", "w4", "h", {}, capacity, "")
+        row = await workers.authenticate(str(worker_id), credential)
+        assert row["labels"] == {"x": "1", "zone": "a"} and row["provider"] == "p"
+        with pytest.raises(Unauthenticated):
+            await workers.authenticate(str(worker_id), "wrong")
+        with pytest.raises(Unauthenticated):
+            await workers.authenticate("not-a-uuid", credential)
+
+    run(database_url, body)
+    with psycopg.connect(database_url) as conn:
+        hashes = conn.execute("SELECT token_hash FROM bootstrap_tokens").fetchall()
+    assert all(len(bytes(h[0])) == 32 for h in hashes)  # only hashes are stored
+
+
+def test_silent_workers_become_lost_and_their_jobs_requeue(database_url: str) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> None:
+        row, _ = await jobs.submit(spec(max_attempts=3), "", "t")
+        worker = await new_worker(workers)
+        await jobs.claim_and_assign(ANY, 1, first_fit(worker), "t")
+        assert await workers.expire_lost(3600) == []
+        assert await workers.expire_lost(-1) == [worker]
+        assert await jobs.state_of(row["id"]) is JobState.PENDING
+
+    run(database_url, body)

@@ -1,0 +1,333 @@
+"""Real jobs through the runner, the batcher and the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hodei_agent.batcher import BatchLimits
+from hodei_agent.outbox import MAX_UNACKED_BYTES
+from hodei_api.v1 import jobs_pb2, logs_pb2
+
+STDOUT = logs_pb2.LOG_STREAM_STDOUT
+STDERR = logs_pb2.LOG_STREAM_STDERR
+SUCCEEDED = jobs_pb2.JOB_STATE_SUCCEEDED
+FAILED = jobs_pb2.JOB_STATE_FAILED
+
+
+def command(*argv: str, **fields: Any) -> jobs_pb2.JobSpec:
+    return jobs_pb2.JobSpec(command=list(argv), **fields)
+
+
+def script(text: str, **fields: Any) -> jobs_pb2.JobSpec:
+    return jobs_pb2.JobSpec(script=text, **fields)
+
+
+def assert_group_gone(pgid: int) -> None:
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)
+
+
+def assert_well_formed(run: Any) -> None:
+    """Accepted first, seq 1..n without gaps, one stream per chunk, none over 64 KiB."""
+    kinds = [m.WhichOneof("msg") for m in run.messages]
+    if run.pid is not None:
+        assert kinds[0] == "job_accepted"
+        assert run.messages[0].job_accepted.pid == run.pid
+    assert [c.seq for c in run.chunks] == list(range(1, len(run.chunks) + 1))
+    assert all(c.stream in (STDOUT, STDERR) for c in run.chunks)
+    assert all(0 < len(c.data) <= 64 * 1024 for c in run.chunks)
+    assert run.finished().last_seq == len(run.chunks)
+
+
+@pytest.mark.parametrize(
+    ("spec", "outcome", "exit_code", "reason"),
+    [
+        (command("true"), SUCCEEDED, 0, ""),
+        (command("sh", "-c", "exit 3"), FAILED, 3, ""),
+        (command("sh", "-c", "kill -KILL $$"), FAILED, 128 + signal.SIGKILL, "killed by SIGKILL"),
+        (command("sh", "-c", "kill -TERM $$"), FAILED, 128 + signal.SIGTERM, "killed by SIGTERM"),
+    ],
+)
+def test_exit_codes_propagate(
+    job_runner: Any, spec: jobs_pb2.JobSpec, outcome: int, exit_code: int, reason: str
+) -> None:
+    run, _ = asyncio.run(job_runner(spec))
+    assert (run.result.outcome, run.result.exit_code, run.result.reason) == (
+        outcome,
+        exit_code,
+        reason,
+    )
+    finished = run.finished()
+    assert finished.has_exit_code and finished.exit_code == exit_code
+    assert finished.outcome == outcome
+    assert_well_formed(run)
+
+
+def test_stdout_and_stderr_stay_separate(job_runner: Any) -> None:
+    run, _ = asyncio.run(
+        job_runner(command("sh", "-c", "printf 'out 1\\n'; printf 'err 1\\n' >&2; printf 'out 2'"))
+    )
+    assert run.output(STDOUT) == b"out 1\nout 2"
+    assert run.output(STDERR) == b"err 1\n"
+    assert_well_formed(run)
+
+
+def test_200k_lines_reassemble_byte_exact(job_runner: Any) -> None:
+    run, _ = asyncio.run(job_runner(command("seq", "1", "200000")))
+    expected = b"".join(b"%d\n" % n for n in range(1, 200001))
+    assert run.output(STDOUT) == expected
+    assert_well_formed(run)
+    # Batched, not one message per line.
+    assert len(run.chunks) < 200
+    assert run.result.outcome == SUCCEEDED
+
+
+def test_both_streams_at_volume_and_raw_bytes(job_runner: Any) -> None:
+    program = (
+        "import os\n"
+        "for i in range(3000):\n"
+        "    os.write(1, b'o%d\\r\\n' % i + bytes(range(256)))\n"
+        "    os.write(2, b'e%d\\xff\\xfe\\n' % i)\n"
+    )
+    run, _ = asyncio.run(job_runner(command(sys.executable, "-c", program)))
+    assert run.output(STDOUT) == b"".join(b"o%d\r\n" % i + bytes(range(256)) for i in range(3000))
+    assert run.output(STDERR) == b"".join(b"e%d\xff\xfe\n" % i for i in range(3000))
+    assert_well_formed(run)
+
+
+def test_timeout_kills_the_whole_group(job_runner: Any) -> None:
+    started = time.monotonic()
+    run, _ = asyncio.run(
+        job_runner(script("echo before; sleep 60 & sleep 60; echo after", timeout_seconds=0.5))
+    )
+    assert time.monotonic() - started < 5
+    assert run.result.outcome == jobs_pb2.JOB_STATE_TIMED_OUT
+    assert run.result.reason == "timed out after 0.5s"
+    assert run.output() == b"before\n"
+    assert run.finished().outcome == jobs_pb2.JOB_STATE_TIMED_OUT
+    assert run.pid is not None
+    assert_group_gone(run.pid)
+
+
+def test_cancel_ends_the_job_within_grace(job_runner: Any) -> None:
+    async def cancel_soon(runner: Any, reader: Any, pid: int) -> None:
+        await asyncio.sleep(0.2)
+        runner.cancel("cancelled by user", 3.0)
+
+    started = time.monotonic()
+    run, _ = asyncio.run(job_runner(command("sleep", "60"), while_running=cancel_soon))
+    assert time.monotonic() - started < 3
+    assert run.result.outcome == jobs_pb2.JOB_STATE_CANCELLED
+    assert run.result.reason == "cancelled by user"
+    assert run.result.exit_code == 128 + signal.SIGTERM
+    assert_group_gone(run.pid)
+
+
+def test_cancel_kills_what_ignores_sigterm_after_grace(job_runner: Any) -> None:
+    async def cancel_soon(runner: Any, reader: Any, pid: int) -> None:
+        await asyncio.sleep(0.3)
+        runner.cancel("", 0.5)
+
+    started = time.monotonic()
+    run, _ = asyncio.run(
+        job_runner(
+            script("trap '' TERM; echo ready; sleep 60 & sleep 60"), while_running=cancel_soon
+        )
+    )
+    elapsed = time.monotonic() - started
+    assert 0.7 < elapsed < 4
+    assert run.result.outcome == jobs_pb2.JOB_STATE_CANCELLED
+    assert run.result.reason == "cancelled"
+    assert run.result.exit_code == 128 + signal.SIGKILL
+    assert_group_gone(run.pid)
+
+
+def test_background_leftovers_die_with_the_job(job_runner: Any) -> None:
+    started = time.monotonic()
+    run, _ = asyncio.run(job_runner(script("sleep 60 & echo started")))
+    assert time.monotonic() - started < 5
+    assert run.result.outcome == SUCCEEDED
+    assert run.output() == b"started\n"
+    assert_group_gone(run.pid)
+
+
+def test_process_escaping_the_group_does_not_hang_the_job(job_runner: Any) -> None:
+    if shutil.which("setsid") is None:
+        pytest.skip("needs setsid")
+    limits = BatchLimits(orphan_grace=0.5)
+    started = time.monotonic()
+    run, _ = asyncio.run(
+        job_runner(
+            script("setsid -f sh -c 'echo $$; exec sleep 30'; sleep 0.2; echo done"),
+            limits=limits,
+        )
+    )
+    escaped, done = run.output().split()
+    os.kill(int(escaped), signal.SIGKILL)
+    assert done == b"done"
+    assert run.result.outcome == SUCCEEDED
+    assert time.monotonic() - started < 5
+
+
+def test_script_stops_at_first_failing_command(job_runner: Any) -> None:
+    run, _ = asyncio.run(job_runner(script("echo one\nfalse\necho two\n")))
+    assert run.result.outcome == FAILED
+    assert run.result.exit_code == 1
+    assert run.output() == b"one\n"
+
+
+def test_script_rejects_unset_variables(job_runner: Any) -> None:
+    run, _ = asyncio.run(job_runner(script('echo "$HODEI_TEST_UNSET_VARIABLE"\necho after\n')))
+    assert run.result.outcome == FAILED
+    assert b"after" not in run.output()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_script_has_pipefail(job_runner: Any) -> None:
+    run, _ = asyncio.run(job_runner(script("false | true\necho reached\n", interpreter="bash")))
+    assert run.result.outcome == FAILED
+    assert run.output() == b""
+
+
+def test_sh_script_runs_whether_or_not_the_shell_has_pipefail(job_runner: Any) -> None:
+    run, _ = asyncio.run(job_runner(script("echo fine | cat\n", interpreter="sh")))
+    assert run.result.outcome == SUCCEEDED
+    assert run.output() == b"fine\n"
+
+
+def test_other_interpreters_get_the_script_verbatim(job_runner: Any) -> None:
+    run, _ = asyncio.run(
+        job_runner(script("import sys\nprint('py', sys.argv[1:])\n", interpreter=sys.executable))
+    )
+    assert run.result.outcome == SUCCEEDED
+    assert run.output() == b"py []\n"
+
+
+def test_script_file_and_temp_dir_are_private_and_removed(job_runner: Any) -> None:
+    run, _ = asyncio.run(
+        job_runner(script('stat -c "%a" "$0" "$(dirname "$0")"; pwd; dirname "$0"\n'))
+    )
+    file_mode, dir_mode, cwd, temp_dir = run.output().decode().split()
+    assert (file_mode, dir_mode) == ("600", "700")
+    assert cwd.startswith(temp_dir)
+    assert not os.path.exists(temp_dir)
+
+
+def test_read_only_leftovers_are_removed(job_runner: Any) -> None:
+    run, _ = asyncio.run(
+        job_runner(script("mkdir -p cache/mod; touch cache/mod/f; chmod -R a-w cache; pwd"))
+    )
+    assert run.result.outcome == SUCCEEDED
+    assert not os.path.exists(run.output().decode().strip())
+
+
+def test_environment(job_runner: Any) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "KEEP_ME": "1",
+        "HODEI_BOOTSTRAP_TOKEN": "must-not-leak",
+        "HODEI_SERVER": "x:1",
+    }
+    run, _ = asyncio.run(job_runner(command("env"), env=env))
+    seen = dict(line.split("=", 1) for line in run.output().decode().splitlines())
+    assert seen["HODEI_JOB_ID"] == "job-1"
+    assert seen["HODEI_JOB_ATTEMPT"] == "1"
+    assert seen["HODEI_WORKER_ID"] == "worker-1"
+    assert seen["KEEP_ME"] == "1"
+    assert "HODEI_BOOTSTRAP_TOKEN" not in seen
+    assert "HODEI_SERVER" not in seen
+
+
+def test_spec_env_is_added(job_runner: Any) -> None:
+    run, _ = asyncio.run(
+        job_runner(script('echo "$FROM_SPEC"', env={"FROM_SPEC": "yes", "HODEI_JOB_ID": "forged"}))
+    )
+    assert run.output() == b"yes\n"
+
+
+def test_stdin_is_empty(job_runner: Any) -> None:
+    run, _ = asyncio.run(job_runner(command("cat", timeout_seconds=5)))
+    assert run.result.outcome == SUCCEEDED
+    assert run.output() == b""
+
+
+def test_working_dir(job_runner: Any, tmp_path: Path) -> None:
+    run, _ = asyncio.run(job_runner(command("pwd", working_dir=str(tmp_path))))
+    assert run.output() == f"{tmp_path}\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        (command("/nonexistent/hodei-test"), "failed to start: executable not found: "),
+        (
+            command("true", working_dir="/nonexistent/dir"),
+            "failed to start: working directory '/nonexistent/dir' does not exist",
+        ),
+        (script("true", interpreter="hodei-no-such-shell"), "failed to start: executable not"),
+        (jobs_pb2.JobSpec(), "failed to start: the spec must have exactly one of"),
+        (command("/etc/passwd"), "failed to start: permission denied: /etc/passwd"),
+    ],
+)
+def test_failure_to_start(job_runner: Any, spec: jobs_pb2.JobSpec, reason: str) -> None:
+    run, _ = asyncio.run(job_runner(spec))
+    assert run.pid is None
+    assert [m.WhichOneof("msg") for m in run.messages] == ["job_finished"]
+    finished = run.finished()
+    assert finished.outcome == FAILED
+    assert not finished.has_exit_code
+    assert finished.reason.startswith(reason), finished.reason
+    assert finished.last_seq == 0
+
+
+def test_backpressure_bounds_unacknowledged_output(job_runner: Any) -> None:
+    total = 50 * 1000 * 1000
+    program = (
+        "import os\n"
+        "block = bytes(range(256)) * 4096\n"
+        f"left = {total}\n"
+        "while left:\n"
+        "    n = os.write(1, block[: min(left, len(block))])\n"
+        "    left -= n\n"
+    )
+    expected = hashlib.sha256()
+    block = bytes(range(256)) * 4096
+    left = total
+    while left:
+        expected.update(block[: min(left, len(block))])
+        left -= min(left, len(block))
+    peak = 0
+
+    async def withhold_acks(runner: Any, reader: Any, pid: int) -> None:
+        nonlocal peak
+        # Without acks the job fills the bound and then blocks on its own writes.
+        for _ in range(30):
+            await asyncio.sleep(0.1)
+            peak = max(peak, reader.record.unacked_bytes)
+        assert reader.bytes_received < total
+        os.kill(pid, 0)  # still alive, blocked
+        reader.acking.set()
+
+    run, reader = asyncio.run(
+        job_runner(
+            command(sys.executable, "-c", program),
+            while_running=withhold_acks,
+            keep_data=False,
+            acking=False,
+        )
+    )
+    assert MAX_UNACKED_BYTES // 2 < peak <= MAX_UNACKED_BYTES
+    assert run.result.outcome == SUCCEEDED
+    assert reader.bytes_received == total
+    assert reader.digest.hexdigest() == expected.hexdigest()
+    assert [c.seq for c in run.chunks] == list(range(1, len(run.chunks) + 1))
