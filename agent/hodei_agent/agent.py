@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from hodei_agent import __version__
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.config import AgentConfig
+from hodei_agent.errors import AgentError
 from hodei_agent.metrics import MetricsSampler
 from hodei_agent.outbox import MAX_UNACKED_BYTES, Outbox
 from hodei_agent.procgroup import become_subreaper
@@ -99,7 +100,7 @@ class Agent:
                 logger.info("worker=%s: drained, exiting", self._worker_id)
                 return 0
             session.result()  # the session only ends early by raising
-            raise RuntimeError("the session ended without being stopped")
+            raise AgentError("the session ended without being stopped")
         finally:
             for task in (drain, session):
                 task.cancel()

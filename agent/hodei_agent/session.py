@@ -34,10 +34,10 @@ MIN_HEARTBEAT_INTERVAL = 0.5
 SEND_BATCH = 64
 
 # Keepalive pings find a dead connection the stream itself would not notice (the server
-# sends nothing unprompted). gRPC servers by default punish pings more frequent than every
-# 5 minutes while they have no data to send, so stay above that.
+# sends nothing unprompted). The Hodei server accepts pings every 5 s or more
+# (grpc.http2.min_ping_interval_without_data_ms), so 30 s is well within its policy.
 CHANNEL_OPTIONS = (
-    ("grpc.keepalive_time_ms", 330_000),
+    ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 20_000),
 )
 
@@ -180,22 +180,28 @@ class Session:
             except TimeoutError:
                 raise _StreamLost(f"cannot connect within {CONNECT_TIMEOUT:g}s") from None
             stub = agent_pb2_grpc.WorkerAgentServiceStub(channel)
-            call = stub.Connect(
-                metadata=(
-                    ("authorization", f"Bearer {registration.credential}"),
-                    ("x-hodei-worker-id", registration.worker_id),
-                )
+            metadata = (
+                ("authorization", f"Bearer {registration.credential}"),
+                ("x-hodei-worker-id", registration.worker_id),
             )
+            call = stub.Connect(metadata=metadata)
             try:
                 await self._converse(call, registration, stop)
             except _NETWORK_ERRORS as exc:
+                status = _describe(exc)
                 code = await call.code() if call.done() else None
-                if code is not None and code in _CONNECT_FATAL:
+                if code == grpc.StatusCode.INTERNAL:
+                    # grpc-python reports INTERNAL when a write races the server ending the
+                    # call, hiding the server's own status: ask again without writing.
+                    logger.debug("stream to %s ended INTERNAL (%s); probing", address, status)
+                    ending = await _status_of_silent_call(stub, metadata)
+                    if ending is not None:
+                        code, status = ending.code(), _describe(ending)
+                if code in _CONNECT_FATAL:
                     raise CredentialRejected(
-                        f"server {address} refused worker {registration.worker_id}: "
-                        f"{code.name}: {await call.details()}"
+                        f"server {address} refused worker {registration.worker_id}: {status}"
                     ) from None
-                raise _StreamLost(_describe(exc)) from None
+                raise _StreamLost(status) from None
             finally:
                 call.cancel()
 
@@ -273,6 +279,24 @@ async def _close(call: grpc.aio.StreamStreamCall, reader: asyncio.Task[None]) ->
             await asyncio.wait({reader})
     except _NETWORK_ERRORS:
         logger.debug("stream did not close cleanly", exc_info=True)
+
+
+async def _status_of_silent_call(
+    stub: agent_pb2_grpc.WorkerAgentServiceStub, metadata: tuple[tuple[str, str], ...]
+) -> grpc.aio.AioRpcError | None:
+    """How the server ends a Connect that sends nothing, if it does so at once (rejecting
+    the credential, say); None if it waits for a Hello as it should."""
+    probe = stub.Connect(metadata=metadata)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await probe.read()
+    except grpc.aio.AioRpcError as exc:
+        return exc
+    except TimeoutError:
+        return None
+    finally:
+        probe.cancel()
+    return None
 
 
 def _describe(exc: BaseException) -> str:

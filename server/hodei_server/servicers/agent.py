@@ -286,6 +286,9 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         if outcome is JobState.SUCCEEDED and done.has_exit_code and done.exit_code != 0:
             outcome = JobState.FAILED
         exit_code = done.exit_code if done.has_exit_code else None
+        if outcome is JobState.LOST:
+            # An agent hands a job back only while it drains: send it nothing more.
+            session.draining = True
         state = await self.jobs.finish(
             conn, job_id, done.attempt, session.worker_id, outcome, exit_code,
             done.reason[:4096], f"worker:{session.worker_id}",

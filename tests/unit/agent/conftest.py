@@ -4,6 +4,7 @@ small in-process gRPC server that plays the control plane's side of the agent pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -241,6 +242,8 @@ class FakeControlPlane(agent_pb2_grpc.WorkerAgentServiceServicer):
         self.connections: asyncio.Queue[Connection] = asyncio.Queue()
         self.register_error: grpc.StatusCode | None = None
         self.known_credentials = {CREDENTIAL}
+        # Seconds before refusing an unknown credential: lets a test race the agent's Hello.
+        self.refuse_after = 0.0
 
     async def Register(
         self, request: agent_pb2.RegisterRequest, context: grpc.aio.ServicerContext
@@ -259,6 +262,7 @@ class FakeControlPlane(agent_pb2_grpc.WorkerAgentServiceServicer):
     ) -> AsyncIterator[agent_pb2.ServerMessage]:
         metadata = {key: value for key, value in context.invocation_metadata()}
         if metadata.get("authorization") not in {f"Bearer {c}" for c in self.known_credentials}:
+            await asyncio.sleep(self.refuse_after)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown worker")
         connection = Connection(metadata)
         self.connections.put_nowait(connection)
@@ -286,23 +290,27 @@ class FakeControlPlane(agent_pb2_grpc.WorkerAgentServiceServicer):
 
 
 @dataclass
-class RunningServer:
+class Served:
     control: FakeControlPlane
     server: grpc.aio.Server
     address: str
 
 
-async def start_server(port: int = 0, control: FakeControlPlane | None = None) -> RunningServer:
+@contextlib.asynccontextmanager
+async def serve(port: int = 0, control: FakeControlPlane | None = None) -> AsyncIterator[Served]:
     """Serve a (new or given) fake control plane on 127.0.0.1:`port` (0: any free port)."""
     control = control or FakeControlPlane()
     server = grpc.aio.server()
     agent_pb2_grpc.add_WorkerAgentServiceServicer_to_server(control, server)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    return RunningServer(control, server, f"127.0.0.1:{bound}")
+    try:
+        yield Served(control, server, f"127.0.0.1:{bound}")
+    finally:
+        await server.stop(0)
 
 
 @pytest.fixture
-def control_plane() -> Callable[..., Awaitable[RunningServer]]:
-    """`await control_plane()` starts a `FakeControlPlane` behind a real gRPC server."""
-    return start_server
+def control_plane() -> Callable[..., contextlib.AbstractAsyncContextManager[Served]]:
+    """`async with control_plane() as served:` runs a `FakeControlPlane` behind real gRPC."""
+    return serve
