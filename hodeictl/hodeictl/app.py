@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from hodeictl.commands import context, job, stack, worker
+from hodei_plugins.manager import get_host
+from hodeictl.commands import context, job, plugin, stack, worker
 from hodeictl.errors import HodeiCtlError
 from hodeictl.target import Settings
 
@@ -41,9 +42,12 @@ app = typer.Typer(
 app.add_typer(job.app, name="job")
 app.add_typer(worker.app, name="worker")
 app.add_typer(context.app, name="context")
+app.add_typer(plugin.app, name="plugin")
 app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)
+# Third-party distributions add sub-commands through the `hodei_add_cli_commands` hook.
+get_host().add_cli_commands(app)
 
 
 def _show_version(value: bool) -> None:

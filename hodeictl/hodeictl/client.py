@@ -138,6 +138,17 @@ class HodeiClient:
         request = jobs_pb2.CancelJobRequest(id=job_id, reason=reason)
         return await self._call(self._jobs.CancelJob, request)
 
+    async def retry_job(self, job_id: str) -> jobs_pb2.Job:
+        """Run a finished job again as a new attempt."""
+        reply = await self._call(self._jobs.RetryJob, jobs_pb2.RetryJobRequest(id=job_id))
+        return reply.job
+
+    async def drain_worker(self, worker_id: str, grace_seconds: float) -> workers_pb2.Worker:
+        """Stop giving a worker jobs; it finishes what it runs and exits."""
+        request = workers_pb2.DrainWorkerRequest(id=worker_id, grace_seconds=grace_seconds)
+        reply = await self._call(self._workers.DrainWorker, request)
+        return reply.worker
+
     async def list_workers(self, include_gone: bool = False) -> list[workers_pb2.Worker]:
         """Workers; `include_gone` adds TERMINATED and LOST ones."""
         request = workers_pb2.ListWorkersRequest(all=include_gone)

@@ -93,4 +93,6 @@ def from_rpc_error(
         if submitting:
             return InvalidSpec(f"invalid job: {detail}")
         return UsageError(f"invalid request: {detail}")
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return ServerError(detail or "the server refused: the request does not fit the state")
     return ServerError(f"server error ({code.name}): {detail}")

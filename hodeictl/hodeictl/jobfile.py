@@ -27,9 +27,12 @@ TOP_LEVEL_KEYS = (
     "selector",
     "timeout",
     "max_attempts",
+    "retry",
     "resources",
 )
 RESOURCE_KEYS = ("cpus", "memory_mb")
+RETRY_KEYS = ("max_attempts", "backoff_seconds", "max_backoff_seconds", "on")
+RETRY_ON = ("lost", "failed", "timed_out")
 
 _NUMBER = r"\d+(?:\.\d+)?"
 _DURATION = re.compile(rf"(?:{_NUMBER}[hms])*{_NUMBER}[hms]?")
@@ -55,6 +58,9 @@ class JobOptions:
     memory_mb: int | None = None
     timeout_seconds: float | None = None
     max_attempts: int | None = None
+    retry_on: list[str] | None = None
+    backoff_seconds: float | None = None
+    max_backoff_seconds: float | None = None
 
 
 def parse_duration(value: str | float) -> float:
@@ -106,6 +112,9 @@ def merge(base: JobOptions, override: JobOptions) -> JobOptions:
         "memory_mb",
         "timeout_seconds",
         "max_attempts",
+        "retry_on",
+        "backoff_seconds",
+        "max_backoff_seconds",
     ):
         if getattr(override, name) is not None:
             setattr(merged, name, getattr(override, name))
@@ -132,6 +141,18 @@ def to_spec(options: JobOptions) -> jobs_pb2.JobSpec:
         resources=jobs_pb2.Resources(cpus=options.cpus or 0.0, memory_mb=options.memory_mb or 0),
         timeout_seconds=options.timeout_seconds or 0.0,
         max_attempts=options.max_attempts or 0,
+        retry=_retry_policy(options),
+    )
+
+
+def _retry_policy(options: JobOptions) -> jobs_pb2.RetryPolicy | None:
+    if options.retry_on is None and options.backoff_seconds is None \
+            and options.max_backoff_seconds is None:
+        return None
+    return jobs_pb2.RetryPolicy(
+        on=options.retry_on or [],
+        backoff_seconds=options.backoff_seconds or 0.0,
+        max_backoff_seconds=options.max_backoff_seconds or 0.0,
     )
 
 
@@ -218,6 +239,7 @@ class _JobFileReader:
             options.timeout_seconds = self.timeout(data["timeout"])
         if "max_attempts" in data:
             options.max_attempts = self.integer(data["max_attempts"], "max_attempts", minimum=1)
+        self.retry(data.get("retry", {}), options)
         resources = data.get("resources", {})
         if not isinstance(resources, dict):
             raise self.type_error("resources", "a table", resources)
@@ -227,6 +249,29 @@ class _JobFileReader:
         if "memory_mb" in resources:
             options.memory_mb = self.integer(resources["memory_mb"], "resources.memory_mb", 0)
         return options
+
+    def retry(self, retry: object, options: JobOptions) -> None:
+        if not isinstance(retry, dict):
+            raise self.type_error("retry", "a table", retry)
+        self.check_keys(retry, RETRY_KEYS, "retry.")
+        if "max_attempts" in retry:
+            if options.max_attempts is not None:
+                raise self.error("give max_attempts either at the top or in [retry], not both")
+            options.max_attempts = self.integer(retry["max_attempts"], "retry.max_attempts", 1)
+        for key in ("backoff_seconds", "max_backoff_seconds"):
+            if key in retry:
+                setattr(options, key, self.duration(retry[key], f"retry.{key}"))
+        if "on" in retry:
+            endings = retry["on"]
+            if not isinstance(endings, list) or not all(isinstance(e, str) for e in endings):
+                raise self.type_error("retry.on", "a list of strings", endings)
+            for ending in endings:
+                if ending not in RETRY_ON:
+                    raise self.error(
+                        f"'retry.on' entries must be one of {', '.join(RETRY_ON)}; "
+                        f"got {ending!r}"
+                    )
+            options.retry_on = list(endings)
 
     def string(self, data: Mapping[str, Any], key: str) -> str | None:
         value = data.get(key)
@@ -256,13 +301,16 @@ class _JobFileReader:
         return list(value)
 
     def timeout(self, value: object) -> float:
+        return self.duration(value, "timeout")
+
+    def duration(self, value: object, key: str) -> float:
         expected = 'a number of seconds or a duration such as "5m"'
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise self.type_error("timeout", expected, value)
+            raise self.type_error(key, expected, value)
         try:
             return parse_duration(value)
         except ValueError:
-            raise self.error(f"'timeout' must be {expected}, got {value!r}") from None
+            raise self.error(f"'{key}' must be {expected}, got {value!r}") from None
 
     def number(self, value: object, key: str) -> float:
         if not isinstance(value, int | float) or isinstance(value, bool):

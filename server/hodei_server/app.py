@@ -24,7 +24,8 @@ from hodei_api.v1 import (
     workers_pb2,
     workers_pb2_grpc,
 )
-from hodei_plugins.local import LocalProvider
+from hodei_plugins.manager import get_host
+from hodei_plugins.provider import Provider, ProviderConfig
 from hodei_server import db
 from hodei_server.agents import AgentRegistry
 from hodei_server.config import ServerConfig
@@ -35,6 +36,7 @@ from hodei_server.listener import Listener
 from hodei_server.loghub import LogHub
 from hodei_server.provisioning import ProviderRuntime
 from hodei_server.reconciler import Reconciler
+from hodei_server.scheduling import build_scheduler
 from hodei_server.servicers.agent import AgentServicer
 from hodei_server.servicers.jobs import JobServicer, cancel_message
 from hodei_server.servicers.logs import LogServicer
@@ -45,6 +47,8 @@ from hodei_server.workerstore import WorkerStore
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+DB_CHECK_INTERVAL = 1.0
+DB_CHECK_TIMEOUT = 3.0
 _SERVICE_NAMES = [
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     logs_pb2.DESCRIPTOR.services_by_name["LogService"].full_name,
@@ -88,6 +92,46 @@ def _advertised(listen: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+def _provider(config: ProviderConfig) -> Provider:
+    cls = get_host().provider_for_config(config)
+    if cls is None:
+        raise ConfigError(f"provider {config.name!r}: no registered provider takes a "
+                          f"{type(config).__name__}")
+    provider: Provider = cls(config)
+    return provider
+
+
+async def _set_health(health: HealthServicer, serving: bool) -> None:
+    status = (health_pb2.HealthCheckResponse.SERVING if serving
+              else health_pb2.HealthCheckResponse.NOT_SERVING)
+    for name in ["", *_SERVICE_NAMES]:
+        await health.set(name, status)
+
+
+async def watch_database(pool: db.Pool, health: HealthServicer, stop: asyncio.Event) -> None:
+    """Report NOT_SERVING while PostgreSQL can't be reached, SERVING once it is back."""
+    serving = True
+    while not stop.is_set():
+        try:
+            async with asyncio.timeout(DB_CHECK_TIMEOUT):
+                async with pool.connection() as conn:
+                    await conn.execute("SELECT 1")
+            healthy = True
+        except Exception as exc:  # any failure to reach the database counts
+            healthy = False
+            if serving:
+                log.warning("database unreachable (%s); health is NOT_SERVING", db.first_line(exc))
+        if healthy != serving:
+            serving = healthy
+            await _set_health(health, serving)
+            if serving:
+                log.info("database reachable again; health is SERVING")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=DB_CHECK_INTERVAL)
+        except TimeoutError:
+            pass
+
+
 async def serve(
     config: ServerConfig,
     stop: asyncio.Event,
@@ -117,7 +161,8 @@ async def _run(
     workers = WorkerStore(pool, jobs)
     registry = AgentRegistry()
     hub = LogHub()
-    dispatcher = Dispatcher(jobs, registry, server_id, config.resync_interval)
+    dispatcher = Dispatcher(jobs, registry, server_id, config.resync_interval,
+                            build_scheduler(config))
     health = HealthServicer()
 
     server = grpc.aio.server(
@@ -155,12 +200,25 @@ async def _run(
             if str(session.worker_id) == worker_id:
                 session.send(cancel_message(job_id, int(attempt), "cancelled by user"))
 
+    def on_drain(payload: str) -> None:
+        parts = payload.split()
+        if len(parts) != 2:
+            return
+        worker_id, grace = parts
+        for session in registry.all():
+            if str(session.worker_id) == worker_id and not session.draining:
+                session.draining = True
+                session.send(agent_pb2.ServerMessage(
+                    drain=agent_pb2.Drain(grace_seconds=float(grace))))
+
     def on_reconnect() -> None:
         dispatcher.wake()
         hub.wake_all()
 
-    listener = Listener(config.database_url, dispatcher.wake, hub.wake, on_cancel, on_reconnect)
-    runtimes = [ProviderRuntime(LocalProvider(p)) for p in config.providers]
+    listener = Listener(
+        config.database_url, dispatcher.wake, hub.wake, on_cancel, on_drain, on_reconnect
+    )
+    runtimes = [ProviderRuntime(_provider(p)) for p in config.providers]
     reconciler = Reconciler(
         config.database_url, jobs, workers, registry, runtimes, address,
         config.reconcile_interval, config.heartbeat_ttl, config.bootstrap_token_ttl,
@@ -172,6 +230,7 @@ async def _run(
         for runtime in runtimes:
             await stack.enter_async_context(runtime.provider)
         tasks = [
+            supervised(watch_database(pool, health, stop), "database-watch", crashed),
             supervised(listener.run(stop), "listener", crashed),
             supervised(dispatcher.run(stop), "dispatcher", crashed),
             supervised(reconciler.run(stop), "reconciler", crashed),
@@ -180,8 +239,7 @@ async def _run(
             await asyncio.wait_for(listener.ready.wait(), timeout=15)
         except TimeoutError:
             log.warning("notification listener not ready yet; relying on the resync timer")
-        for name in ["", *_SERVICE_NAMES]:
-            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await _set_health(health, True)
         log.info("hodei server %s listening on %s (advertised as %s)", server_id,
                  config.listen, address)
         if on_ready is not None:

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hodei_plugins.local import LocalProviderConfig
+from hodei_plugins.manager import get_host
+from hodei_plugins.provider import ProviderConfig
+from hodei_plugins.schedulers import DEFAULT_STRATEGY
 from hodei_server.errors import ConfigError
 
 
@@ -26,10 +28,19 @@ class ServerConfig:
     reconcile_interval: float = 1.0
     bootstrap_token_ttl: float = 600.0
     db_pool_size: int = 10
-    providers: list[LocalProviderConfig] = field(default_factory=list)
+    # The scheduling strategy of jobs that name none (and whose provider names none).
+    strategy: str = DEFAULT_STRATEGY
+    providers: list[ProviderConfig] = field(default_factory=list)
 
 
-_PROVIDER_TYPES: dict[str, type[Any]] = {"local": LocalProviderConfig}
+def _check_strategy(name: str, where: str) -> None:
+    known = get_host().strategies()
+    if name not in known:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"{where}: unknown strategy {name!r}{hint} (registered: {', '.join(sorted(known))})"
+        )
 
 
 def _check_keys(table: dict[str, Any], allowed: list[str], where: str) -> None:
@@ -61,14 +72,23 @@ def _typed(cls: type[Any], table: dict[str, Any], where: str) -> Any:
     return cls(**values)
 
 
-def _provider(table: dict[str, Any], index: int) -> LocalProviderConfig:
+def _provider(table: dict[str, Any], index: int) -> ProviderConfig:
     where = f"providers[{index}]"
+    if not isinstance(table, dict):
+        raise ConfigError("providers must be an array of tables ([[providers]])")
     kind = table.get("type")
-    if kind not in _PROVIDER_TYPES:
-        known = ", ".join(sorted(_PROVIDER_TYPES))
-        raise ConfigError(f"{where}: type must be one of: {known} (got {kind!r})")
+    types = get_host().providers()
+    if kind not in types:
+        known = ", ".join(sorted(types)) or "(none registered)"
+        raise ConfigError(f"{where}: type must be one of the registered providers: {known} "
+                          f"(got {kind!r})")
     rest = {k: v for k, v in table.items() if k != "type"}
-    config: LocalProviderConfig = _typed(_PROVIDER_TYPES[kind], rest, where)
+    config_class = types[kind].config_class  # type: ignore[attr-defined]
+    config: ProviderConfig = _typed(config_class, rest, where)
+    if not config.name:
+        raise ConfigError(f"{where}: name must not be empty")
+    if config.strategy:
+        _check_strategy(config.strategy, where)
     if config.min_workers < 0 or config.max_workers < config.min_workers:
         raise ConfigError(f"{where}: need 0 <= min_workers <= max_workers")
     if config.slots < 1:
@@ -91,6 +111,7 @@ def load(path: Path | None) -> ServerConfig:
         raise ConfigError("providers must be an array of tables ([[providers]])")
     config: ServerConfig = _typed(ServerConfig, data, str(path or "config"))
     config.providers = [_provider(p, i) for i, p in enumerate(providers)]
+    _check_strategy(config.strategy, str(path or "config"))
     names = [p.name for p in config.providers]
     if len(set(names)) != len(names):
         raise ConfigError("providers: each provider needs a distinct name")

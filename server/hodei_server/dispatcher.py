@@ -6,9 +6,10 @@ import asyncio
 import logging
 
 from hodei_api.v1 import agent_pb2, jobs_pb2
+from hodei_plugins.schedulers import Scheduler
 from hodei_server.agents import AgentRegistry
 from hodei_server.jobstore import JobStore
-from hodei_server.scheduling import place_least_loaded
+from hodei_server.scheduling import place, place_least_loaded
 from hodei_server.supervise import retry_delay
 
 log = logging.getLogger(__name__)
@@ -18,12 +19,14 @@ class Dispatcher:
     """Wakes on NOTIFY, on a freed slot or a new agent (and on a resync timer)."""
 
     def __init__(
-        self, jobs: JobStore, registry: AgentRegistry, server_id: str, resync_interval: float
+        self, jobs: JobStore, registry: AgentRegistry, server_id: str, resync_interval: float,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.jobs = jobs
         self.registry = registry
         self.actor = f"server:{server_id}"
         self.resync_interval = resync_interval
+        self.scheduler = scheduler
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -56,7 +59,10 @@ class Dispatcher:
         assignments = await self.jobs.claim_and_assign(
             self.registry.candidates(),
             limit,
-            lambda claimed: place_least_loaded(claimed, sessions),
+            lambda claimed: (
+                place(claimed, sessions, self.scheduler) if self.scheduler is not None
+                else place_least_loaded(claimed, sessions)
+            ),
             self.actor,
         )
         for assignment in assignments:

@@ -15,15 +15,23 @@ from psycopg.types.json import Jsonb
 
 from hodei_api.v1 import jobs_pb2
 from hodei_server.db import Pool
-from hodei_server.errors import InvalidSpec, NotFound
+from hodei_server.errors import Conflict, InvalidSpec, NotFound
 from hodei_server.sqlfiles import query
-from hodei_server.states import FINAL_STATES, JobState, sources_of
+from hodei_server.states import (
+    FINAL_STATES,
+    RETRYABLE,
+    JobState,
+    RetryPolicy,
+    after_attempt,
+    sources_of,
+)
 
 Row = dict[str, Any]
 
 CHANNEL_JOBS = "hodei_jobs"
 CHANNEL_LOGS = "hodei_logs"
 CHANNEL_CANCEL = "hodei_cancel"
+CHANNEL_DRAIN = "hodei_drain"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +99,9 @@ class JobStore:
             "cpus": spec.resources.cpus,
             "memory_mb": spec.resources.memory_mb,
             "timeout_seconds": spec.timeout_seconds,
+            "retry_on": list(spec.retry.on) or ["lost"],
+            "backoff_seconds": spec.retry.backoff_seconds or 1.0,
+            "max_backoff_seconds": spec.retry.max_backoff_seconds or 60.0,
         }
         async with self.pool.connection() as conn:
             cur = await conn.execute(query("insert_job"), params)
@@ -219,33 +230,53 @@ class JobStore:
         conn: AsyncConnection[Any],
         job_id: uuid.UUID,
         attempt: int,
-        worker_id: uuid.UUID | None,
+        worker_id: uuid.UUID,
         outcome: JobState,
         exit_code: int | None,
         reason: str,
         actor: str,
         *,
-        retry: bool,
+        unstarted: bool = False,
     ) -> JobState | None:
-        """Record an attempt's end; with `retry`, a LOST attempt requeues the job.
+        """Record how an attempt ended; the retry policy decides what the job does next.
 
-        Returns the job's new state, or None when the attempt was not the current one
-        (a stale or duplicate report, refused by the fence).
+        `unstarted`: the attempt never ran (handed back by a draining agent, unknown to
+        a reconnecting one): it is requeued without spending the job's attempt budget.
+        Returns the job's new state, or None when the report is not about the job's
+        current attempt on that worker (stale or duplicate: refused by the fence).
         """
-        state = outcome
-        if outcome is JobState.LOST:
-            state = JobState.PENDING if retry else JobState.FAILED
+        cur = await conn.execute(query("lock_job_for_finish"), {"id": job_id})
+        row = await cur.fetchone()
+        if (
+            row is None
+            or row["attempt"] != attempt
+            or row["worker_id"] != worker_id
+            or row["state"] not in sources_of(outcome)
+        ):
+            return None
+        policy = RetryPolicy(
+            on=frozenset(RETRYABLE[o] for o in row["retry_on"] if o in RETRYABLE),
+            backoff_seconds=row["backoff_seconds"],
+            max_backoff_seconds=row["max_backoff_seconds"],
+        )
+        refund = 0
+        if unstarted:
+            refund = 1
+            policy = RetryPolicy(policy.on | {JobState.LOST}, 0.0, 0.0)
+        decision = after_attempt(outcome, attempt, row["max_attempts"] + refund, policy)
         cur = await conn.execute(
             query("finish_job"),
             {
                 "id": job_id,
                 "attempt": attempt,
                 "worker_id": worker_id,
-                "state": state.value,
+                "state": decision.state.value,
                 "attempt_state": outcome.value,
-                "final": state in FINAL_STATES,
+                "final": decision.state in FINAL_STATES,
                 "exit_code": exit_code,
                 "reason": reason,
+                "delay": decision.delay_seconds,
+                "refund": refund,
                 "from_states": sources_of(outcome),
                 "actor": actor,
             },
@@ -253,9 +284,22 @@ class JobStore:
         if await cur.fetchone() is None:
             return None
         await notify(conn, CHANNEL_LOGS, str(job_id))
-        if state is JobState.PENDING:
+        if decision.state is JobState.PENDING:
             await notify(conn, CHANNEL_JOBS)
-        return state
+        return decision.state
+
+    async def retry(self, job_id: uuid.UUID, actor: str) -> None:
+        """Run a finished job again as a new attempt."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("retry_finished_job"), {"id": job_id, "actor": actor})
+            if await cur.fetchone() is not None:
+                await notify(conn, CHANNEL_JOBS)
+                await notify(conn, CHANNEL_LOGS, str(job_id))
+                return
+            state = await self.state_in(conn, job_id)
+        if state is None:
+            raise NotFound(f"job {job_id} not found")
+        raise Conflict(f"job {job_id} is {state.value}; only a finished job can be retried")
 
     async def cancel(
         self, job_id: uuid.UUID, reason: str, actor: str

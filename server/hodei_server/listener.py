@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from hodei_server.jobstore import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_LOGS
+from hodei_server.jobstore import CHANNEL_CANCEL, CHANNEL_DRAIN, CHANNEL_JOBS, CHANNEL_LOGS
 from hodei_server.supervise import retry_delay
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ class Listener:
         on_jobs: Callable[[], None],
         on_logs: Callable[[str], None],
         on_cancel: Callable[[str], None],
+        on_drain: Callable[[str], None],
         on_reconnect: Callable[[], None],
     ) -> None:
         self.url = url
@@ -28,6 +29,7 @@ class Listener:
             CHANNEL_JOBS: lambda _payload: on_jobs(),
             CHANNEL_LOGS: on_logs,
             CHANNEL_CANCEL: on_cancel,
+            CHANNEL_DRAIN: on_drain,
         }
         self.on_reconnect = on_reconnect
         self.ready = asyncio.Event()

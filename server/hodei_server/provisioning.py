@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from hodei_api.v1 import agent_pb2
-from hodei_plugins.local import LocalProvider
+from hodei_plugins.provider import Provider
 from hodei_server.agents import AgentRegistry, AgentSession
 from hodei_server.jobstore import JobStore
 from hodei_server.workerstore import WorkerStore
@@ -30,7 +30,7 @@ class _Started:
 class ProviderRuntime:
     """One configured provider and the workers it started."""
 
-    def __init__(self, provider: LocalProvider) -> None:
+    def __init__(self, provider: Provider) -> None:
         self.provider = provider
         self.config = provider.config
         self.started: dict[str, _Started] = {}

@@ -50,6 +50,7 @@ class Reconciler:
         self.heartbeat_ttl = heartbeat_ttl
         self.token_ttl = token_ttl
         self.is_leader = False
+        self.leader_since = 0.0
         self._last_sweep = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -77,6 +78,7 @@ class Reconciler:
                     row = await cur.fetchone()
                     self.is_leader = bool(row and row[0])
                     if self.is_leader:
+                        self.leader_since = time.monotonic()
                         log.info("this replica is now the reconciler leader")
                 else:
                     await conn.execute("SELECT 1")  # still holding the lock's connection
@@ -89,6 +91,10 @@ class Reconciler:
                     pass
 
     async def reconcile_cluster(self) -> None:
+        # A new leader (often: a restarted server) first gives every agent one TTL to
+        # reconnect, so a restart does not declare the whole fleet lost at once.
+        if time.monotonic() - self.leader_since < self.heartbeat_ttl:
+            return
         lost = await self.workers.expire_lost(self.heartbeat_ttl)
         for worker_id in lost:
             log.warning("worker %s lost: no heartbeat for %.0fs", worker_id, self.heartbeat_ttl)

@@ -8,6 +8,7 @@ import uuid
 
 from hodei_api.v1 import jobs_pb2
 from hodei_server.errors import InvalidSpec
+from hodei_server.states import RETRYABLE
 
 MAX_ARGS = 4096
 MAX_ARG_BYTES = 128 * 1024
@@ -18,6 +19,7 @@ MAX_LABELS = 64
 MAX_NAME = 253
 MAX_ATTEMPTS = 100
 MAX_TIMEOUT_SECONDS = 366 * 24 * 3600
+MAX_BACKOFF_SECONDS = 24 * 3600
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL_KEY = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
@@ -116,6 +118,21 @@ def validate_spec(spec: jobs_pb2.JobSpec) -> None:
         raise InvalidSpec(f"timeout must be at most {MAX_TIMEOUT_SECONDS} seconds")
     if spec.max_attempts < 0 or spec.max_attempts > MAX_ATTEMPTS:
         raise InvalidSpec(f"max_attempts must be between 1 and {MAX_ATTEMPTS}")
+    _retry(spec.retry)
+
+
+def _retry(retry: jobs_pb2.RetryPolicy) -> None:
+    for ending in retry.on:
+        if ending not in RETRYABLE:
+            raise InvalidSpec(
+                f"retry.on: {ending[:40]!r} is not one of: {', '.join(sorted(RETRYABLE))}"
+            )
+    for name in ("backoff_seconds", "max_backoff_seconds"):
+        value = getattr(retry, name)
+        if not math.isfinite(value) or value < 0 or value > MAX_BACKOFF_SECONDS:
+            raise InvalidSpec(f"retry.{name} must be between 0 and {MAX_BACKOFF_SECONDS} seconds")
+    if retry.max_backoff_seconds and retry.max_backoff_seconds < retry.backoff_seconds:
+        raise InvalidSpec("retry.max_backoff_seconds must be >= retry.backoff_seconds")
 
 
 def validate_idempotency_key(key: str) -> None:

@@ -13,8 +13,8 @@ from psycopg.types.json import Jsonb
 
 from hodei_api.v1 import workers_pb2
 from hodei_server.db import Pool
-from hodei_server.errors import NotFound, Unauthenticated
-from hodei_server.jobstore import JobStore
+from hodei_server.errors import Conflict, NotFound, Unauthenticated
+from hodei_server.jobstore import CHANNEL_DRAIN, JobStore, notify
 from hodei_server.sqlfiles import query
 from hodei_server.states import JobState
 
@@ -114,12 +114,14 @@ class WorkerStore:
     async def heartbeat(
         self, conn: AsyncConnection[Any], worker_id: uuid.UUID, server_id: str,
         metrics: dict[str, Any], running_jobs: int,
-    ) -> None:
-        await conn.execute(
+    ) -> bool:
+        """Record a heartbeat; False when the worker is no longer live on this stream."""
+        cur = await conn.execute(
             query("worker_heartbeat"),
             {"id": worker_id, "server_id": server_id, "metrics": Jsonb(metrics),
              "running_jobs": running_jobs},
         )
+        return await cur.fetchone() is not None
 
     async def disconnected(self, worker_id: uuid.UUID, server_id: str, state: str) -> None:
         async with self.pool.connection() as conn:
@@ -127,6 +129,23 @@ class WorkerStore:
                 query("worker_disconnected"),
                 {"id": worker_id, "server_id": server_id, "state": state},
             )
+
+    async def drain(self, worker_id: uuid.UUID, grace_seconds: float, actor: str) -> Row:
+        """Mark a live worker DRAINING and tell whichever replica holds its stream."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("drain_worker"), {"id": worker_id, "actor": actor})
+            row = await cur.fetchone()
+            if row is None:
+                cur = await conn.execute(query("get_worker"), {"id": worker_id})
+                existing = await cur.fetchone()
+                if existing is None:
+                    raise NotFound(f"worker {worker_id} not found")
+                raise Conflict(
+                    f"worker {worker_id} is {existing['state']}; only a connected worker "
+                    "can be drained"
+                )
+            await notify(conn, CHANNEL_DRAIN, f"{worker_id} {grace_seconds}")
+        return row
 
     async def list_workers(self, include_all: bool) -> list[Row]:
         async with self.pool.connection() as conn:
@@ -145,6 +164,5 @@ class WorkerStore:
                 await self.jobs.finish(
                     conn, job["id"], job["attempt"], job["worker_id"], JobState.LOST, None,
                     "worker lost: no heartbeat within the TTL", "reconciler",
-                    retry=job["attempt"] < job["max_attempts"],
                 )
         return lost

@@ -31,6 +31,9 @@ class ServerProcess:
     workers: int = 2
     slots: int = 4
     extra_config: str = ""
+    # Defaults to `workers` (a fixed pool); set it higher to let the provider scale.
+    max_workers: int | None = None
+    provider_config: str = ""
     proc: subprocess.Popen[bytes] | None = None
     address: str = ""
     log_path: Path = field(init=False)
@@ -48,8 +51,9 @@ class ServerProcess:
             'type = "local"\n'
             'name = "local"\n'
             f"min_workers = {self.workers}\n"
-            f"max_workers = {self.workers}\n"
+            f"max_workers = {self.max_workers if self.max_workers is not None else self.workers}\n"
             f"slots = {self.slots}\n"
+            f"{self.provider_config}\n"
         )
 
     def launch(self) -> ServerProcess:

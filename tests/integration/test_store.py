@@ -12,7 +12,7 @@ import pytest
 
 from hodei_api.v1 import jobs_pb2, workers_pb2
 from hodei_server import db
-from hodei_server.errors import NotFound, Unauthenticated
+from hodei_server.errors import Conflict, NotFound, Unauthenticated
 from hodei_server.jobstore import Claimed, JobStore
 from hodei_server.states import JobState
 from hodei_server.workerstore import WorkerStore
@@ -148,14 +148,14 @@ def test_results_are_fenced_by_attempt_and_worker(database_url: str) -> None:
             assert not await jobs.mark_running(conn, job_id, 1, intruder, 1)
             assert await jobs.mark_running(conn, job_id, 1, owner, 1)
             assert await jobs.finish(conn, job_id, 1, intruder, JobState.SUCCEEDED, 0, "",
-                                     "t", retry=False) is None
+                                     "t") is None
             assert await jobs.finish(conn, job_id, 2, owner, JobState.SUCCEEDED, 0, "",
-                                     "t", retry=False) is None
+                                     "t") is None
             assert await jobs.finish(conn, job_id, 1, owner, JobState.FAILED, 3, "",
-                                     "t", retry=False) is JobState.FAILED
+                                     "t") is JobState.FAILED
             # a duplicate report changes nothing
             assert await jobs.finish(conn, job_id, 1, owner, JobState.SUCCEEDED, 0, "",
-                                     "t", retry=False) is None
+                                     "t") is None
         job, attempts = await jobs.get(job_id)
         assert (job["state"], job["exit_code"]) == ("FAILED", 3)
         assert [(a["attempt"], a["state"], a["exit_code"]) for a in attempts] == [(1, "FAILED", 3)]
@@ -177,10 +177,79 @@ def test_a_lost_attempt_is_requeued_then_fails_when_attempts_run_out(database_ur
             assert a.attempt == attempt
             async with jobs.pool.connection() as conn:
                 state = await jobs.finish(conn, job_id, attempt, worker, JobState.LOST, None,
-                                          "gone", "t", retry=attempt < 2)
+                                          "gone", "t")
             assert state is expected
+            await make_runnable(jobs, job_id)
         _, attempts = await jobs.get(job_id)
         assert [a["state"] for a in attempts] == ["LOST", "LOST"]
+
+    run(database_url, body)
+
+
+async def make_runnable(jobs: JobStore, job_id: uuid.UUID) -> None:
+    """Skip a retry's backoff delay."""
+    async with jobs.pool.connection() as conn:
+        await conn.execute("UPDATE jobs SET not_before = now() WHERE id = %s", (job_id,))
+
+
+def test_failures_are_retried_with_backoff_only_when_the_policy_says_so(
+    database_url: str,
+) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> None:
+        policy = jobs_pb2.RetryPolicy(on=["failed"], backoff_seconds=30, max_backoff_seconds=60)
+        retried, _ = await jobs.submit(spec(max_attempts=2, retry=policy), "", "t")
+        plain, _ = await jobs.submit(spec(max_attempts=2), "", "t")
+        worker = await new_worker(workers)
+        await jobs.claim_and_assign(ANY, 2, first_fit(worker), "t")
+        async with jobs.pool.connection() as conn:
+            assert await jobs.finish(conn, retried["id"], 1, worker, JobState.FAILED, 1, "",
+                                     "t") is JobState.PENDING
+            assert await jobs.finish(conn, plain["id"], 1, worker, JobState.FAILED, 1, "",
+                                     "t") is JobState.FAILED
+            cur = await conn.execute(
+                "SELECT extract(epoch FROM not_before - now()) AS wait FROM jobs WHERE id = %s",
+                (retried["id"],),
+            )
+            row = await cur.fetchone()
+            assert row is not None and 15 <= row["wait"] <= 30  # 30 s with jitter in [0.5, 1)
+        # Backing off: not claimable yet.
+        assert await jobs.claim_and_assign(ANY, 2, first_fit(worker), "t") == []
+
+    run(database_url, body)
+
+
+def test_retry_runs_a_finished_job_again(database_url: str) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> None:
+        row, _ = await jobs.submit(spec(), "", "t")
+        job_id = row["id"]
+        worker = await new_worker(workers)
+        with pytest.raises(Conflict, match="only a finished job"):
+            await jobs.retry(job_id, "t")
+        await jobs.claim_and_assign(ANY, 1, first_fit(worker), "t")
+        async with jobs.pool.connection() as conn:
+            await jobs.finish(conn, job_id, 1, worker, JobState.FAILED, 2, "", "t")
+        await jobs.retry(job_id, "t")
+        job, _ = await jobs.get(job_id)
+        assert (job["state"], job["exit_code"], job["max_attempts"]) == ("PENDING", None, 2)
+        [again] = await jobs.claim_and_assign(ANY, 1, first_fit(worker), "t")
+        assert again.attempt == 2
+        with pytest.raises(NotFound):
+            await jobs.retry(uuid.uuid4(), "t")
+
+    run(database_url, body)
+
+
+def test_an_attempt_that_never_started_does_not_spend_the_budget(database_url: str) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> None:
+        row, _ = await jobs.submit(spec(max_attempts=1), "", "t")
+        worker = await new_worker(workers)
+        await jobs.claim_and_assign(ANY, 1, first_fit(worker), "t")
+        async with jobs.pool.connection() as conn:
+            state = await jobs.finish(conn, row["id"], 1, worker, JobState.LOST, None,
+                                      "agent is draining", "t", unstarted=True)
+        assert state is JobState.PENDING
+        [second] = await jobs.claim_and_assign(ANY, 1, first_fit(worker), "t")
+        assert second.attempt == 2
 
     run(database_url, body)
 
@@ -218,6 +287,9 @@ def test_log_chunks_are_idempotent_and_fenced(database_url: str) -> None:
             await jobs.store_chunks(conn, [chunk(1, owner, b"a"), chunk(2, owner, b"b")])
             await jobs.store_chunks(conn, [chunk(2, owner, b"B"), chunk(3, owner, b"c")])
             await jobs.store_chunks(conn, [chunk(4, other, b"forged")])
+            # Declared lost: the attempt is no longer active, its late output is refused.
+            await jobs.finish(conn, job_id, 1, owner, JobState.LOST, None, "gone", "t")
+            await jobs.store_chunks(conn, [chunk(4, owner, b"late")])
         rows = await jobs.read_chunks(job_id, 0, 0)
         assert [(r["seq"], bytes(r["data"])) for r in rows] == [(1, b"a"), (2, b"b"), (3, b"c")]
         assert [r["seq"] for r in await jobs.read_chunks(job_id, 1, 2)] == [3]

@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 
 from hodei_api.v1 import jobs_pb2
-from hodei_server.states import FINAL_STATES, JobState, can_transition, sources_of
+from hodei_server.states import (
+    FINAL_STATES,
+    Decision,
+    JobState,
+    RetryPolicy,
+    after_attempt,
+    can_transition,
+    sources_of,
+)
 
 
 def test_final_states_have_no_way_out() -> None:
@@ -41,3 +49,38 @@ def test_proto_round_trip() -> None:
     for state in JobState:
         assert JobState.from_proto(state.to_proto()) is state
     assert JobState.PENDING.to_proto() == jobs_pb2.JOB_STATE_PENDING
+
+
+@pytest.mark.parametrize(
+    ("outcome", "attempt", "policy", "expected"),
+    [
+        (JobState.SUCCEEDED, 1, RetryPolicy(), JobState.SUCCEEDED),
+        (JobState.FAILED, 1, RetryPolicy(), JobState.FAILED),
+        (JobState.LOST, 1, RetryPolicy(), JobState.PENDING),
+        (JobState.LOST, 3, RetryPolicy(), JobState.FAILED),
+        (JobState.FAILED, 1, RetryPolicy(on=frozenset({JobState.FAILED})), JobState.PENDING),
+        (JobState.TIMED_OUT, 2, RetryPolicy(on=frozenset({JobState.TIMED_OUT})),
+         JobState.PENDING),
+        (JobState.LOST, 1, RetryPolicy(on=frozenset({JobState.FAILED})), JobState.FAILED),
+        (JobState.CANCELLED, 1, RetryPolicy(on=frozenset({JobState.FAILED})),
+         JobState.CANCELLED),
+    ],
+)
+def test_what_follows_an_attempt(
+    outcome: JobState, attempt: int, policy: RetryPolicy, expected: JobState
+) -> None:
+    assert after_attempt(outcome, attempt, 3, policy).state is expected
+
+
+def test_backoff_doubles_is_capped_and_jittered() -> None:
+    policy = RetryPolicy(backoff_seconds=2, max_backoff_seconds=10)
+    slowest = [after_attempt(JobState.LOST, n, 9, policy, jitter=lambda: 1.0).delay_seconds
+               for n in range(1, 6)]
+    assert slowest == [2, 4, 8, 10, 10]
+    fastest = after_attempt(JobState.LOST, 3, 9, policy, jitter=lambda: 0.0)
+    assert fastest == Decision(JobState.PENDING, 4.0)
+
+
+def test_only_endings_can_follow_an_attempt() -> None:
+    with pytest.raises(ValueError):
+        after_attempt(JobState.RUNNING, 1, 3, RetryPolicy())

@@ -1,4 +1,4 @@
-"""`hodeictl job ...`: run, submit, get, list, logs, cancel."""
+"""`hodeictl job ...`: run, submit, get, list, logs, cancel, retry."""
 
 from __future__ import annotations
 
@@ -67,6 +67,26 @@ TimeoutOpt = Annotated[
 MaxAttemptsOpt = Annotated[
     int | None, typer.Option("--max-attempts", min=1, help="Attempts in total (retries + 1).")
 ]
+class RetryOn(enum.StrEnum):
+    """Attempt endings `--retry-on` accepts."""
+
+    lost = "lost"
+    failed = "failed"
+    timed_out = "timed_out"
+
+
+RetryOnOpt = Annotated[
+    list[RetryOn] | None,
+    typer.Option(
+        "--retry-on", case_sensitive=False,
+        help="Retry after this ending while attempts remain (repeatable; default: lost).",
+    ),
+]
+BackoffOpt = Annotated[
+    str | None,
+    typer.Option("--backoff", metavar="DURATION",
+                 help="Delay before the second attempt, doubling after (default 1s, max 60s)."),
+]
 ScriptOpt = Annotated[str | None, typer.Option("--script", help="Script to run, not a command.")]
 InterpreterOpt = Annotated[
     str | None, typer.Option("--interpreter", help="Interpreter for --script (default: sh).")
@@ -88,6 +108,13 @@ def _spec(params: dict[str, Any]) -> jobs_pb2.JobSpec:
         raise UsageError(
             f"--timeout expects seconds or a duration such as 90s, 5m, 1h; got {timeout!r}"
         ) from None
+    backoff = params["backoff"]
+    try:
+        backoff_seconds = jobfile.parse_duration(backoff) if backoff is not None else None
+    except ValueError:
+        raise UsageError(
+            f"--backoff expects a duration such as 2s or 1m; got {backoff!r}"
+        ) from None
     command_line = jobfile.JobOptions(
         name=params["name"],
         command=params["command"] or None,
@@ -101,6 +128,8 @@ def _spec(params: dict[str, Any]) -> jobs_pb2.JobSpec:
         memory_mb=params["memory_mb"],
         timeout_seconds=timeout_seconds,
         max_attempts=params["max_attempts"],
+        retry_on=[r.value for r in params["retry_on"]] if params["retry_on"] else None,
+        backoff_seconds=backoff_seconds,
     )
     if command_line.command is not None and command_line.script is not None:
         raise UsageError("give either a command after -- or --script, not both")
@@ -149,6 +178,8 @@ def run(
     memory_mb: MemoryOpt = None,
     timeout: TimeoutOpt = None,
     max_attempts: MaxAttemptsOpt = None,
+    retry_on: RetryOnOpt = None,
+    backoff: BackoffOpt = None,
     script: ScriptOpt = None,
     interpreter: InterpreterOpt = None,
     idempotency_key: IdempotencyOpt = None,
@@ -181,6 +212,8 @@ def submit(
     memory_mb: MemoryOpt = None,
     timeout: TimeoutOpt = None,
     max_attempts: MaxAttemptsOpt = None,
+    retry_on: RetryOnOpt = None,
+    backoff: BackoffOpt = None,
     script: ScriptOpt = None,
     interpreter: InterpreterOpt = None,
     idempotency_key: IdempotencyOpt = None,
@@ -252,3 +285,11 @@ def cancel(
         typer.echo(f"Job {job_id}: {state}")
     else:
         typer.echo(f"Job {job_id} already finished ({state}); nothing to cancel.")
+
+
+@app.command()
+def retry(ctx: typer.Context, job_id: JobIdArg) -> None:
+    """Run a finished job again, as a new attempt."""
+    job_id = parse_job_id(job_id)
+    job = target.call(ctx.obj, lambda client: client.retry_job(job_id))
+    typer.echo(f"Job {job_id}: {output.job_state(job.state)} (attempt {job.attempt + 1} queued)")

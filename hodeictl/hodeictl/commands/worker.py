@@ -6,10 +6,11 @@ from typing import Annotated
 
 import typer
 
-from hodeictl import output, target
+from hodeictl import jobfile, output, target
+from hodeictl.errors import UsageError
 from hodeictl.output import OutputFormat
 
-app = typer.Typer(help="Inspect workers.", no_args_is_help=True)
+app = typer.Typer(help="Inspect and drain workers.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -28,3 +29,23 @@ def list_workers(
         output.print_json([output.worker_to_dict(worker) for worker in workers])
     else:
         output.print_workers(workers)
+
+
+@app.command()
+def drain(
+    ctx: typer.Context,
+    worker_id: Annotated[str, typer.Argument(metavar="ID", help="The worker id.")],
+    grace: Annotated[
+        str,
+        typer.Option("--grace", metavar="DURATION",
+                     help="How long running jobs may go on before they are cancelled "
+                          "(default: the agent's own, 30s)."),
+    ] = "0",
+) -> None:
+    """Drain a worker: no new jobs; running ones finish, then the agent exits."""
+    try:
+        grace_seconds = jobfile.parse_duration(grace)
+    except ValueError:
+        raise UsageError(f"--grace expects a duration such as 30s or 5m; got {grace!r}") from None
+    worker = target.call(ctx.obj, lambda client: client.drain_worker(worker_id, grace_seconds))
+    typer.echo(f"Worker {worker.id} ({worker.name}): draining")

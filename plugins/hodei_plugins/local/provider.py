@@ -8,20 +8,18 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
+from typing import ClassVar
+
+from hodei_plugins.provider import ProviderConfig
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class LocalProviderConfig:
+class LocalProviderConfig(ProviderConfig):
     name: str = "local"
-    min_workers: int = 0
-    max_workers: int = 2
-    slots: int = 4
-    idle_timeout: float = 300.0
-    labels: dict[str, str] = field(default_factory=dict)
     # Interpreter that runs `-m hodei_agent`; the server's own by default.
     python: str = sys.executable
     stop_grace: float = 30.0
@@ -30,9 +28,11 @@ class LocalProviderConfig:
 class LocalProvider:
     """Each worker is a `python -m hodei_agent` child process; its id is the pid."""
 
-    type_name = "local"
+    type_name: ClassVar[str] = "local"
+    config_class: ClassVar[type[ProviderConfig]] = LocalProviderConfig
 
-    def __init__(self, config: LocalProviderConfig) -> None:
+    def __init__(self, config: ProviderConfig) -> None:
+        assert isinstance(config, LocalProviderConfig)
         self.config = config
         self._procs: dict[str, asyncio.subprocess.Process] = {}
 

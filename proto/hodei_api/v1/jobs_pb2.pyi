@@ -39,8 +39,18 @@ class Resources(_message.Message):
     memory_mb: int
     def __init__(self, cpus: _Optional[float] = ..., memory_mb: _Optional[int] = ...) -> None: ...
 
+class RetryPolicy(_message.Message):
+    __slots__ = ("backoff_seconds", "max_backoff_seconds", "on")
+    BACKOFF_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BACKOFF_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    backoff_seconds: float
+    max_backoff_seconds: float
+    on: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, backoff_seconds: _Optional[float] = ..., max_backoff_seconds: _Optional[float] = ..., on: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class JobSpec(_message.Message):
-    __slots__ = ("name", "command", "script", "interpreter", "env", "working_dir", "labels", "selector", "resources", "timeout_seconds", "max_attempts")
+    __slots__ = ("name", "command", "script", "interpreter", "env", "working_dir", "labels", "selector", "resources", "timeout_seconds", "max_attempts", "retry")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +83,7 @@ class JobSpec(_message.Message):
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
     name: str
     command: _containers.RepeatedScalarFieldContainer[str]
     script: str
@@ -84,7 +95,8 @@ class JobSpec(_message.Message):
     resources: Resources
     timeout_seconds: float
     max_attempts: int
-    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., script: _Optional[str] = ..., interpreter: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., selector: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., max_attempts: _Optional[int] = ...) -> None: ...
+    retry: RetryPolicy
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., script: _Optional[str] = ..., interpreter: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., selector: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., max_attempts: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ...) -> None: ...
 
 class JobAttempt(_message.Message):
     __slots__ = ("attempt", "worker_id", "assigned_at", "started_at", "finished_at", "has_exit_code", "exit_code", "state", "reason")
@@ -193,3 +205,15 @@ class CancelJobResponse(_message.Message):
     job: Job
     changed: bool
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class RetryJobRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RetryJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...

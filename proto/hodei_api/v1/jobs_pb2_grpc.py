@@ -54,6 +54,11 @@ class JobServiceStub:
                 request_serializer=hodei__api_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=hodei__api_dot_v1_dot_jobs__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
+        self.RetryJob = channel.unary_unary(
+                '/hodei.api.v1.JobService/RetryJob',
+                request_serializer=hodei__api_dot_v1_dot_jobs__pb2.RetryJobRequest.SerializeToString,
+                response_deserializer=hodei__api_dot_v1_dot_jobs__pb2.RetryJobResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -83,6 +88,13 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryJob(self, request, context):
+        """Run a finished job again, as a new attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +117,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=hodei__api_dot_v1_dot_jobs__pb2.CancelJobRequest.FromString,
                     response_serializer=hodei__api_dot_v1_dot_jobs__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'RetryJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryJob,
+                    request_deserializer=hodei__api_dot_v1_dot_jobs__pb2.RetryJobRequest.FromString,
+                    response_serializer=hodei__api_dot_v1_dot_jobs__pb2.RetryJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +232,33 @@ class JobService:
             '/hodei.api.v1.JobService/CancelJob',
             hodei__api_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
             hodei__api_dot_v1_dot_jobs__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hodei.api.v1.JobService/RetryJob',
+            hodei__api_dot_v1_dot_jobs__pb2.RetryJobRequest.SerializeToString,
+            hodei__api_dot_v1_dot_jobs__pb2.RetryJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

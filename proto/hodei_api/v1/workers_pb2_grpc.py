@@ -39,6 +39,11 @@ class WorkerServiceStub:
                 request_serializer=hodei__api_dot_v1_dot_workers__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=hodei__api_dot_v1_dot_workers__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.DrainWorker = channel.unary_unary(
+                '/hodei.api.v1.WorkerService/DrainWorker',
+                request_serializer=hodei__api_dot_v1_dot_workers__pb2.DrainWorkerRequest.SerializeToString,
+                response_deserializer=hodei__api_dot_v1_dot_workers__pb2.DrainWorkerResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -50,6 +55,14 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainWorker(self, request, context):
+        """Stop giving the worker jobs; it finishes (or, after the grace, cancels) what it runs,
+        reports everything and exits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +70,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=hodei__api_dot_v1_dot_workers__pb2.ListWorkersRequest.FromString,
                     response_serializer=hodei__api_dot_v1_dot_workers__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'DrainWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainWorker,
+                    request_deserializer=hodei__api_dot_v1_dot_workers__pb2.DrainWorkerRequest.FromString,
+                    response_serializer=hodei__api_dot_v1_dot_workers__pb2.DrainWorkerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +104,33 @@ class WorkerService:
             '/hodei.api.v1.WorkerService/ListWorkers',
             hodei__api_dot_v1_dot_workers__pb2.ListWorkersRequest.SerializeToString,
             hodei__api_dot_v1_dot_workers__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hodei.api.v1.WorkerService/DrainWorker',
+            hodei__api_dot_v1_dot_workers__pb2.DrainWorkerRequest.SerializeToString,
+            hodei__api_dot_v1_dot_workers__pb2.DrainWorkerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -145,11 +145,18 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
     async def _reattach(self, session: AgentSession, hello: agent_pb2.Hello) -> None:
         """Agree with a (re)connecting agent on which of its jobs are still its own."""
         announced = {(uuid.UUID(r.job_id), r.attempt) for r in hello.running}
+        active = await self.jobs.active_jobs_of([session.worker_id])
+        current = {(job["id"], job["attempt"]) for job in active}
+        for job_id, attempt in sorted(announced - current):
+            # Handed to someone else (or finished) while this agent was away: fence it.
+            log.info("worker %s still runs job %s attempt %d, which is no longer its own; "
+                     "stopping it", session.worker_id, job_id, attempt)
+            session.send(cancel_message(str(job_id), attempt, "this attempt is no longer current"))
         async with self.jobs.pool.connection() as conn:
-            for job in await self.jobs.active_jobs_of([session.worker_id]):
+            for job in active:
                 key = (job["id"], job["attempt"])
                 if key in announced:
-                    session.reserve(job["id"], job["attempt"], 0.0, 0)
+                    session.reserve(job["id"], job["attempt"], job["cpus"], job["memory_mb"])
                     continue
                 # The agent does not know this attempt: it never started it, or it died
                 # with the agent. An unstarted one goes back to the queue at no cost.
@@ -157,8 +164,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                 await self.jobs.finish(
                     conn, job["id"], job["attempt"], session.worker_id, JobState.LOST, None,
                     "the agent reconnected without this job",
-                    f"worker:{session.worker_id}",
-                    retry=never_started or job["attempt"] < job["max_attempts"],
+                    f"worker:{session.worker_id}", unstarted=never_started,
                 )
 
     async def _read(
@@ -218,11 +224,17 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                 chunks = []
             if kind == "heartbeat":
                 session.last_heartbeat = time.monotonic()
-                await self.workers.heartbeat(
+                live = await self.workers.heartbeat(
                     conn, session.worker_id, self.server_id,
                     MessageToDict(message.heartbeat.metrics, preserving_proto_field_name=True),
                     message.heartbeat.running_jobs,
                 )
+                if not live:
+                    # Declared lost while it was silent (a pause, a partition): end this
+                    # stream so the agent reconnects and its stale attempts get stopped.
+                    log.warning("worker %s heartbeats again after being declared lost; "
+                                "closing its stream", session.worker_id)
+                    after.append(session.close)
             elif kind == "job_accepted":
                 await self._accepted(conn, session, message.job_accepted, after)
             elif kind == "job_finished":
@@ -292,7 +304,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         state = await self.jobs.finish(
             conn, job_id, done.attempt, session.worker_id, outcome, exit_code,
             done.reason[:4096], f"worker:{session.worker_id}",
-            retry=outcome is JobState.LOST,
+            unstarted=outcome is JobState.LOST,
         )
         if state is None:
             log.info("refused a stale result for job %s attempt %d", job_id, done.attempt)

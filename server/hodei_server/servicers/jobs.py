@@ -85,6 +85,17 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return jobs_pb2.CancelJobResponse(job=job_to_proto(row, attempts), changed=changed)
 
 
+    @unary
+    async def RetryJob(
+        self, request: jobs_pb2.RetryJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.RetryJobResponse:
+        job_id = parse_job_id(request.id)
+        await self.jobs.retry(job_id, _actor(context))
+        self.dispatcher.wake()
+        row, attempts = await self.jobs.get(job_id)
+        return jobs_pb2.RetryJobResponse(job=job_to_proto(row, attempts))
+
+
 def cancel_message(job_id: str, attempt: int, reason: str) -> agent_pb2.ServerMessage:
     return agent_pb2.ServerMessage(
         cancel_job=agent_pb2.CancelJobCommand(

@@ -3,9 +3,11 @@
 
 -- name: insert_job
 INSERT INTO jobs (id, name, spec, state, max_attempts, idempotency_key, labels, selector,
-                  cpus, memory_mb, timeout_seconds)
+                  cpus, memory_mb, timeout_seconds, retry_on, backoff_seconds,
+                  max_backoff_seconds)
 VALUES (%(id)s, %(name)s, %(spec)s, 'PENDING', %(max_attempts)s, %(idempotency_key)s,
-        %(labels)s, %(selector)s, %(cpus)s, %(memory_mb)s, %(timeout_seconds)s)
+        %(labels)s, %(selector)s, %(cpus)s, %(memory_mb)s, %(timeout_seconds)s,
+        %(retry_on)s, %(backoff_seconds)s, %(max_backoff_seconds)s)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *;
 
@@ -91,6 +93,12 @@ WITH j AS (
 )
 SELECT id FROM j;
 
+-- name: lock_job_for_finish
+SELECT state, attempt, worker_id, max_attempts, retry_on, backoff_seconds, max_backoff_seconds
+FROM jobs
+WHERE id = %(id)s
+FOR UPDATE;
+
 -- name: finish_job
 -- Moves the job to a final state (or PENDING for a retry) from one of the
 -- expected states, fenced by attempt and worker.
@@ -98,7 +106,9 @@ WITH j AS (
     UPDATE jobs
     SET state = %(state)s, exit_code = %(exit_code)s, reason = %(reason)s,
         finished_at = CASE WHEN %(final)s THEN now() END,
-        not_before = now(), worker_id = CASE WHEN %(final)s THEN worker_id END,
+        not_before = now() + make_interval(secs => %(delay)s),
+        max_attempts = max_attempts + %(refund)s,
+        worker_id = CASE WHEN %(final)s THEN worker_id END,
         updated_at = now()
     WHERE id = %(id)s AND attempt = %(attempt)s
       AND worker_id IS NOT DISTINCT FROM %(worker_id)s
@@ -111,9 +121,28 @@ WITH j AS (
     FROM j WHERE job_attempts.job_id = j.id AND job_attempts.attempt = j.attempt
 ), e AS (
     INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
-    SELECT 'job.' || lower(j.state), 'job', j.id::text,
+    SELECT CASE WHEN j.state = 'PENDING' THEN 'job.retry_scheduled'
+                ELSE 'job.' || lower(j.state) END,
+           'job', j.id::text,
            jsonb_build_object('attempt', j.attempt, 'exit_code', j.exit_code,
-                              'reason', j.reason, 'attempt_state', %(attempt_state)s::text),
+                              'reason', j.reason, 'attempt_state', %(attempt_state)s::text,
+                              'retry_in_seconds', %(delay)s::double precision),
+           %(actor)s
+    FROM j
+)
+SELECT id FROM j;
+
+-- name: retry_finished_job
+WITH j AS (
+    UPDATE jobs
+    SET state = 'PENDING', max_attempts = GREATEST(max_attempts, attempt + 1),
+        exit_code = NULL, reason = '', worker_id = NULL, finished_at = NULL,
+        cancel_requested_at = NULL, not_before = now(), updated_at = now()
+    WHERE id = %(id)s AND state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT')
+    RETURNING id, attempt
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT 'job.retried', 'job', j.id::text, jsonb_build_object('after_attempt', j.attempt),
            %(actor)s
     FROM j
 )
@@ -149,12 +178,14 @@ WITH j AS (
 SELECT id, attempt, worker_id FROM j;
 
 -- name: insert_log_chunk
--- Idempotent, and fenced: only the worker that holds the attempt may write it.
+-- Idempotent, and fenced: only the worker holding the job's current, still active
+-- attempt may write it (a worker declared lost, or a superseded attempt, may not).
 INSERT INTO job_logs (job_id, attempt, seq, stream, data)
 SELECT %(job_id)s, %(attempt)s, %(seq)s, %(stream)s, %(data)s
 WHERE EXISTS (
-    SELECT 1 FROM job_attempts
-    WHERE job_id = %(job_id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s)
+    SELECT 1 FROM jobs
+    WHERE id = %(job_id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+      AND state IN ('ASSIGNED', 'RUNNING'))
 ON CONFLICT (job_id, attempt, seq) DO NOTHING;
 
 -- name: read_log_chunks
@@ -211,11 +242,14 @@ WITH w AS (
 SELECT id FROM w;
 
 -- name: worker_heartbeat
+-- No row back: the worker was declared lost (or took another stream) meanwhile.
 UPDATE workers
 SET last_heartbeat_at = now(), metrics = %(metrics)s, running_jobs = %(running_jobs)s,
-    state = CASE WHEN %(running_jobs)s > 0 THEN 'BUSY' ELSE 'READY' END,
+    state = CASE WHEN state = 'DRAINING' THEN 'DRAINING'
+                 WHEN %(running_jobs)s > 0 THEN 'BUSY' ELSE 'READY' END,
     updated_at = now()
-WHERE id = %(id)s AND server_id = %(server_id)s AND state IN ('READY', 'BUSY');
+WHERE id = %(id)s AND server_id = %(server_id)s AND state IN ('READY', 'BUSY', 'DRAINING')
+RETURNING id;
 
 -- name: worker_disconnected
 WITH w AS (
@@ -250,7 +284,7 @@ WITH w AS (
 SELECT id FROM w;
 
 -- name: active_jobs_of_workers
-SELECT id, attempt, max_attempts, state, worker_id
+SELECT id, attempt, max_attempts, state, worker_id, cpus, memory_mb
 FROM jobs
 WHERE worker_id = ANY (%(worker_ids)s::uuid[]) AND state IN ('ASSIGNED', 'RUNNING');
 
@@ -261,3 +295,14 @@ FROM jobs
 WHERE state = 'PENDING' AND not_before <= now()
 ORDER BY not_before, created_at
 LIMIT %(limit)s;
+
+-- name: drain_worker
+WITH w AS (
+    UPDATE workers SET state = 'DRAINING', updated_at = now()
+    WHERE id = %(id)s AND state IN ('READY', 'BUSY', 'DRAINING')
+    RETURNING *
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT 'worker.draining', 'worker', w.id::text, '{}'::jsonb, %(actor)s FROM w
+)
+SELECT * FROM w;

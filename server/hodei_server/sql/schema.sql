@@ -21,7 +21,10 @@ CREATE TABLE jobs (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     started_at      timestamptz,
-    finished_at     timestamptz
+    finished_at     timestamptz,
+    retry_on        text[] NOT NULL DEFAULT '{lost}',
+    backoff_seconds double precision NOT NULL DEFAULT 1,
+    max_backoff_seconds double precision NOT NULL DEFAULT 60
 );
 
 -- The queue is the jobs table: only PENDING rows are in this index.

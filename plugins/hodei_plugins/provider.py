@@ -1,0 +1,55 @@
+"""What every provider's configuration has in common, and what a provider must offer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import ClassVar, Protocol, Self
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """The keys of every `[[providers]]` table; a provider's `config_class` extends it."""
+
+    name: str = ""
+    min_workers: int = 0
+    max_workers: int = 2
+    slots: int = 4
+    idle_timeout: float = 300.0
+    labels: dict[str, str] = field(default_factory=dict)
+    # Scheduling strategy for jobs that only this provider's workers can take; "" = default.
+    strategy: str = ""
+
+
+class Provider(Protocol):
+    """Starts and stops workers (agents). The async work lives here, not in the hooks."""
+
+    type_name: ClassVar[str]
+    config_class: ClassVar[type[ProviderConfig]]
+
+    @property
+    def config(self) -> ProviderConfig: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def create_worker(
+        self, *, name: str, bootstrap_token: str, server_address: str,
+        labels: dict[str, str], slots: int,
+    ) -> str:
+        """Start one agent; return its opaque infrastructure id."""
+        ...
+
+    async def destroy_worker(self, infra_id: str) -> None:
+        """Stop the agent (gracefully first)."""
+        ...
+
+    def forget_exited(self) -> list[str]:
+        """Infra ids of agents that exited by themselves since the last call."""
+        ...
