@@ -28,7 +28,7 @@ from hodei_server.states import (
 
 Row = dict[str, Any]
 
-CHANNEL_JOBS = "hodei_jobs"
+CHANNEL_JOBS = "hodei_jobs"  # also named in queries.sql (insert_job)
 CHANNEL_LOGS = "hodei_logs"
 CHANNEL_CANCEL = "hodei_cancel"
 CHANNEL_DRAIN = "hodei_drain"
@@ -102,6 +102,7 @@ class JobStore:
             "retry_on": list(spec.retry.on) or ["lost"],
             "backoff_seconds": spec.retry.backoff_seconds or 1.0,
             "max_backoff_seconds": spec.retry.max_backoff_seconds or 60.0,
+            "actor": actor,
         }
         async with self.pool.connection() as conn:
             cur = await conn.execute(query("insert_job"), params)
@@ -114,18 +115,6 @@ class JobStore:
                 if existing is None:  # deleted between the two statements
                     raise NotFound("the job for that idempotency key vanished; submit again")
                 return existing, False
-            await conn.execute(
-                query("insert_event"),
-                {
-                    "type": "job.created",
-                    "aggregate_type": "job",
-                    "aggregate_id": str(job_id),
-                    "payload": Jsonb({"name": spec.name}),
-                    "actor": actor,
-                    "correlation_id": idempotency_key,
-                },
-            )
-            await notify(conn, CHANNEL_JOBS)
         return row, True
 
     async def get(self, job_id: uuid.UUID) -> tuple[Row, list[Row]]:

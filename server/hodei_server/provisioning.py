@@ -55,19 +55,30 @@ class ProviderRuntime:
                 del self.started[name]
                 await self.provider.destroy_worker(item.infra_id)
 
+        # Agents of this provider that another server process started (this one's
+        # predecessor, killed without stopping them) and that reconnected here: they count
+        # against max_workers and are drained first when there are too many.
+        adopted = [s for s in registry.all() if s.provider == self.config.name
+                   and s.name not in self.started and not s.draining]
         demand = self._demand(await jobs.pending_demand())
-        free = sum(s.free_slots for s in connected.values() if not s.draining)
+        free = sum(s.free_slots for s in [*connected.values(), *adopted] if not s.draining)
         starting = sum(
             self.config.slots for n, item in self.started.items() if n not in connected
         )
-        active = [n for n, item in self.started.items() if not item.draining]
+        active = len([n for n, item in self.started.items() if not item.draining]) + len(adopted)
+        for session in adopted[: max(0, active - self.config.max_workers)]:
+            log.info("agent %s is one too many for provider %s; draining it", session.name,
+                     self.config.name)
+            self._drain(session)
+            active -= 1
         wanted = math.ceil(max(0, demand - free - starting) / self.config.slots)
-        wanted = max(wanted, self.config.min_workers - len(active))
-        wanted = min(wanted, self.config.max_workers - len(active))
+        wanted = max(wanted, self.config.min_workers - active)
+        wanted = min(wanted, self.config.max_workers - active)
         for _ in range(max(0, wanted)):
             await self._start_one(workers, server_address, token_ttl)
         if demand == 0:
-            self._retire_idle(connected, len(active))
+            live = [s for s in [*adopted, *connected.values()] if not s.draining]
+            self._retire_idle(live, active)
 
     def _demand(self, pending: list[dict[str, object]]) -> int:
         labels = self.config.labels | {"provider": self.config.name}
@@ -89,16 +100,20 @@ class ProviderRuntime:
         )
         self.started[name] = _Started(infra_id)
 
-    def _retire_idle(self, connected: dict[str, AgentSession], active: int) -> None:
+    def _retire_idle(self, sessions: list[AgentSession], active: int) -> None:
         now = time.monotonic()
-        for name, session in connected.items():
+        for session in sessions:
             if active <= self.config.min_workers:
                 return
-            item = self.started[name]
-            if (not item.draining and not session.running
-                    and now - session.idle_since >= self.config.idle_timeout):
-                log.info("agent %s idle for %.0fs; draining it", name, now - session.idle_since)
-                item.draining = True
-                session.draining = True
-                session.send(agent_pb2.ServerMessage(drain=agent_pb2.Drain(grace_seconds=0)))
+            if not session.running and now - session.idle_since >= self.config.idle_timeout:
+                log.info("agent %s idle for %.0fs; draining it", session.name,
+                         now - session.idle_since)
+                self._drain(session)
                 active -= 1
+
+    def _drain(self, session: AgentSession) -> None:
+        item = self.started.get(session.name)
+        if item is not None:
+            item.draining = True
+        session.draining = True
+        session.send(agent_pb2.ServerMessage(drain=agent_pb2.Drain(grace_seconds=0)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -53,3 +54,11 @@ def test_two_servers_migrating_an_empty_database_both_succeed(empty_database_url
     results = asyncio.run(both())
     applied = [name for result in results for name in result]
     assert sorted(applied) == sorted(name for _, name, _ in sqlfiles.migrations())
+
+
+def test_every_named_query_is_used(repo_root: Path) -> None:
+    sources = "".join(
+        p.read_text() for p in (repo_root / "server" / "hodei_server").rglob("*.py")
+    )
+    unused = [name for name in sqlfiles.queries() if f'query("{name}")' not in sources]
+    assert unused == []

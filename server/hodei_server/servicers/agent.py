@@ -202,8 +202,17 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             messages = [m for m in pending if m is not None]
             if messages:
                 after: list[Callable[[], None]] = []
-                async with self.jobs.pool.connection() as conn:
-                    await self._apply(conn, session, messages, after)
+                try:
+                    async with self.jobs.pool.connection() as conn:
+                        await self._apply(conn, session, messages, after)
+                except Exception as exc:
+                    # Nothing of this batch was acknowledged: end the stream, and the agent
+                    # reconnects and resends it (stored chunks are idempotent).
+                    log.warning("worker %s: could not store its messages (%s); closing its "
+                                "stream so it resends them", session.worker_id,
+                                str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+                    session.close()
+                    return
                 for action in after:
                     action()
             if len(messages) < len(pending):

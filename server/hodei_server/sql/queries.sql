@@ -2,14 +2,24 @@
 -- Parameters are always bound (%(name)s), never formatted in.
 
 -- name: insert_job
-INSERT INTO jobs (id, name, spec, state, max_attempts, idempotency_key, labels, selector,
-                  cpus, memory_mb, timeout_seconds, retry_on, backoff_seconds,
-                  max_backoff_seconds)
-VALUES (%(id)s, %(name)s, %(spec)s, 'PENDING', %(max_attempts)s, %(idempotency_key)s,
-        %(labels)s, %(selector)s, %(cpus)s, %(memory_mb)s, %(timeout_seconds)s,
-        %(retry_on)s, %(backoff_seconds)s, %(max_backoff_seconds)s)
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING *;
+-- The job, its job.created event and the wake-up, in one statement.
+WITH j AS (
+    INSERT INTO jobs (id, name, spec, state, max_attempts, idempotency_key, labels, selector,
+                      cpus, memory_mb, timeout_seconds, retry_on, backoff_seconds,
+                      max_backoff_seconds)
+    VALUES (%(id)s, %(name)s, %(spec)s, 'PENDING', %(max_attempts)s, %(idempotency_key)s,
+            %(labels)s, %(selector)s, %(cpus)s, %(memory_mb)s, %(timeout_seconds)s,
+            %(retry_on)s, %(backoff_seconds)s, %(max_backoff_seconds)s)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING *
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
+    SELECT 'job.created', 'job', j.id::text, jsonb_build_object('name', j.name), %(actor)s,
+           coalesce(j.idempotency_key, '')
+    FROM j
+    RETURNING id
+)
+SELECT j.*, (SELECT pg_notify('hodei_jobs', '') FROM e) AS notified FROM j;
 
 -- name: get_job_by_idempotency_key
 SELECT * FROM jobs WHERE idempotency_key = %(idempotency_key)s;
@@ -30,11 +40,6 @@ WHERE (cardinality(%(states)s::text[]) = 0 OR state = ANY (%(states)s::text[]))
        OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
-
--- name: insert_event
-INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
-VALUES (%(type)s, %(aggregate_type)s, %(aggregate_id)s, %(payload)s, %(actor)s,
-        %(correlation_id)s);
 
 -- name: notify
 SELECT pg_notify(%(channel)s, %(payload)s);
