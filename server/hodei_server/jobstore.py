@@ -28,8 +28,8 @@ from hodei_server.states import (
 
 Row = dict[str, Any]
 
-CHANNEL_JOBS = "hodei_jobs"  # also named in queries.sql (insert_job)
-CHANNEL_LOGS = "hodei_logs"
+CHANNEL_JOBS = "hodei_jobs"  # also named in queries.sql (insert_job, finish_job)
+CHANNEL_LOGS = "hodei_logs"  # also named in queries.sql (finish_job)
 CHANNEL_CANCEL = "hodei_cancel"
 CHANNEL_DRAIN = "hodei_drain"
 
@@ -272,9 +272,6 @@ class JobStore:
         )
         if await cur.fetchone() is None:
             return None
-        await notify(conn, CHANNEL_LOGS, str(job_id))
-        if decision.state is JobState.PENDING:
-            await notify(conn, CHANNEL_JOBS)
         return decision.state
 
     async def retry(self, job_id: uuid.UUID, actor: str) -> None:
@@ -316,8 +313,10 @@ class JobStore:
         """Insert output chunks idempotently (fenced by attempt and worker)."""
         async with conn.cursor() as cur:
             await cur.executemany(query("insert_log_chunk"), rows)
-        for job_id in {str(r["job_id"]) for r in rows}:
-            await notify(conn, CHANNEL_LOGS, job_id)
+        await conn.execute(
+            query("notify_each"),
+            {"channel": CHANNEL_LOGS, "payloads": sorted({str(r["job_id"]) for r in rows})},
+        )
 
     async def read_chunks(
         self, job_id: uuid.UUID, after_attempt: int, after_seq: int, limit: int = 512

@@ -44,6 +44,9 @@ LIMIT %(limit)s;
 -- name: notify
 SELECT pg_notify(%(channel)s, %(payload)s);
 
+-- name: notify_each
+SELECT pg_notify(%(channel)s, payload) FROM unnest(%(payloads)s::text[]) AS payload;
+
 -- name: claim_pending_jobs
 -- Pending jobs that at least one of the candidate agents could take, oldest first.
 -- %(candidates)s is a JSON array of {"labels": {...}, "cpus": free, "memory_mb": free}.
@@ -134,8 +137,13 @@ WITH j AS (
                               'retry_in_seconds', %(delay)s::double precision),
            %(actor)s
     FROM j
+), n AS (
+    -- Followers of the job (on any replica) and, for a retry, the dispatchers.
+    SELECT j.id, pg_notify('hodei_logs', j.id::text) AS logs,
+           CASE WHEN j.state = 'PENDING' THEN pg_notify('hodei_jobs', '') END AS jobs
+    FROM j
 )
-SELECT id FROM j;
+SELECT id FROM n;
 
 -- name: retry_finished_job
 WITH j AS (
