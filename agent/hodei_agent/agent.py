@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable
 
 from hodei_agent import __version__
@@ -15,7 +16,7 @@ from hodei_agent.metrics import MetricsSampler
 from hodei_agent.outbox import MAX_UNACKED_BYTES, Outbox
 from hodei_agent.procgroup import become_subreaper
 from hodei_agent.runner import DEFAULT_KILL_GRACE
-from hodei_agent.session import Session
+from hodei_agent.session import Registration, Session
 from hodei_agent.supervisor import JobSupervisor
 from hodei_api.v1 import agent_pb2, workers_pb2
 
@@ -60,6 +61,7 @@ class Agent:
             on_message=self._dispatch,
         )
         self._worker_id = ""
+        self._last_contact = time.monotonic()
         self._stop = asyncio.Event()
         self._drain_requested = asyncio.Event()
         self._skip_grace = asyncio.Event()
@@ -89,8 +91,10 @@ class Agent:
             logger.info("stopped before registering")
             return 0
         self._worker_id = self._supervisor.worker_id = registration.worker_id
+        self._last_contact = time.monotonic()
         session = asyncio.create_task(self._session.run(registration, self._stop), name="session")
         drain = asyncio.create_task(self._drain(), name="drain")
+        lease = asyncio.create_task(self._watch_lease(registration), name="lease")
         try:
             await asyncio.wait({session, drain}, return_when=asyncio.FIRST_COMPLETED)
             if drain.done():
@@ -102,10 +106,37 @@ class Agent:
             session.result()  # the session only ends early by raising
             raise AgentError("the session ended without being stopped")
         finally:
-            for task in (drain, session):
+            for task in (drain, session, lease):
                 task.cancel()
-            await asyncio.wait({drain, session})
+            await asyncio.wait({drain, session, lease})
             await self._stop_jobs()
+
+    async def _watch_lease(self, registration: Registration) -> None:
+        """Stop the jobs before the server may give them to another worker.
+
+        The server declares this worker lost `lease` seconds after the last heartbeat it
+        stored; every stored heartbeat is acknowledged. Hearing nothing for `lease` less one
+        heartbeat interval, the agent stops its jobs itself (they end LOST and are retried),
+        so an attempt and its replacement never run at the same time.
+        """
+        if registration.lease <= 0:
+            return
+        interval = registration.heartbeat_interval
+        deadline = max(registration.lease - interval, interval)
+        grace = interval / 2
+        while True:
+            await asyncio.sleep(min(0.5, interval / 2))
+            silent = time.monotonic() - self._last_contact
+            if silent > deadline and self._supervisor.running:
+                logger.warning(
+                    "worker=%s: no word from the server for %.1fs; stopping %d job(s) before "
+                    "they are given to another worker", self._worker_id, silent,
+                    self._supervisor.running,
+                )
+                reason = (f"lost contact with the server for {silent:.0f}s "
+                          f"(lease {registration.lease:g}s)")
+                self._supervisor.fence_all(reason, grace)
+                self._last_contact = time.monotonic()
 
     async def _stop_jobs(self) -> None:
         """Leave no job process behind, whatever way the agent is leaving."""
@@ -150,6 +181,7 @@ class Agent:
             )
 
     def _dispatch(self, message: agent_pb2.ServerMessage) -> None:
+        self._last_contact = time.monotonic()
         kind = message.WhichOneof("msg")
         if kind == "run_job":
             self._supervisor.run_job(message.run_job)
@@ -159,6 +191,8 @@ class Agent:
             self._outbox.ack_chunks(message.log_ack)
         elif kind == "finished_ack":
             self._outbox.ack_finished(message.finished_ack)
+        elif kind == "heartbeat_ack":
+            pass  # renewing the lease is all it does
         elif kind == "drain":
             logger.info("worker=%s: the server asks to drain", self._worker_id)
             self.request_drain(message.drain.grace_seconds or None)

@@ -100,6 +100,10 @@ class JobRunner:
             grace_seconds if grace_seconds > 0 else DEFAULT_KILL_GRACE,
         )
 
+    def fence(self, reason: str, grace_seconds: float) -> None:
+        """Stop the job because this agent's lease ran out: it ends LOST, to be retried."""
+        self._request_termination(jobs_pb2.JOB_STATE_LOST, reason, grace_seconds)
+
     def _request_termination(self, outcome: jobs_pb2.JobState, reason: str, grace: float) -> None:
         if self._termination is None:
             self._termination = _Termination(outcome, reason, grace)

@@ -59,6 +59,9 @@ class Registration:
     worker_id: str
     credential: str
     heartbeat_interval: float
+    # How long the server waits for a heartbeat before it gives this worker's jobs to
+    # others; 0 when the server sets no lease.
+    lease: float = 0.0
 
 
 class _StreamLost(AgentError):
@@ -148,6 +151,7 @@ class Session:
                     worker_id=response.worker_id,
                     credential=response.credential,
                     heartbeat_interval=max(interval, MIN_HEARTBEAT_INTERVAL),
+                    lease=max(response.lease_seconds, 0.0),
                 )
             if await _stopped_within(stop, self._fail_over(failure)):
                 break

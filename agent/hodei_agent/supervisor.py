@@ -106,6 +106,11 @@ class JobSupervisor:
         for running in self._jobs.values():
             running.runner.cancel(reason, grace_seconds)
 
+    def fence_all(self, reason: str, grace_seconds: float) -> None:
+        """Stop every running attempt as LOST (the lease ran out)."""
+        for running in self._jobs.values():
+            running.runner.fence(reason, grace_seconds)
+
     async def wait_idle(self) -> None:
         """Return once no attempt is running."""
         await self._idle.wait()

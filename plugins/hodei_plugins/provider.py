@@ -7,6 +7,14 @@ from types import TracebackType
 from typing import ClassVar, Protocol, Self
 
 
+class ProviderError(Exception):
+    """A provider cannot do its work; the message is one line, meant for the operator.
+
+    Providers translate their SDK's errors into this (or a subclass) at their edge, so the
+    server reports them in one line instead of a traceback.
+    """
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     """The keys of every `[[providers]]` table; a provider's `config_class` extends it."""

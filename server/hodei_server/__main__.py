@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from hodei_plugins.provider import ProviderError
 from hodei_server import config as config_mod
 from hodei_server.app import serve
 from hodei_server.errors import HodeiError
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"hodei-server: {exc.message}", file=sys.stderr)
+        return 1
+    except ProviderError as exc:
+        if args.debug:
+            raise
+        print(f"hodei-server: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -227,8 +227,13 @@ async def _run(
     crashed = asyncio.Event()
     await server.start()
     async with contextlib.AsyncExitStack() as stack:
-        for runtime in runtimes:
-            await stack.enter_async_context(runtime.provider)
+        try:
+            for runtime in runtimes:
+                await stack.enter_async_context(runtime.provider)
+        except BaseException:
+            # E.g. a provider's engine is unreachable: stop serving before reporting it.
+            await server.stop(grace=0)
+            raise
         tasks = [
             supervised(watch_database(pool, health, stop), "database-watch", crashed),
             supervised(listener.run(stop), "listener", crashed),

@@ -229,8 +229,9 @@ class JobStore:
     ) -> JobState | None:
         """Record how an attempt ended; the retry policy decides what the job does next.
 
-        `unstarted`: the attempt never ran (handed back by a draining agent, unknown to
-        a reconnecting one): it is requeued without spending the job's attempt budget.
+        `unstarted`: the attempt may never have run (handed back by a draining agent,
+        unknown to a reconnecting one): if it was indeed never reported running, it is
+        requeued without spending the job's attempt budget.
         Returns the job's new state, or None when the report is not about the job's
         current attempt on that worker (stale or duplicate: refused by the fence).
         """
@@ -249,7 +250,8 @@ class JobStore:
             max_backoff_seconds=row["max_backoff_seconds"],
         )
         refund = 0
-        if unstarted:
+        # Only an attempt the agent never reported running is handed back for free.
+        if unstarted and row["state"] == JobState.ASSIGNED.value:
             refund = 1
             policy = RetryPolicy(policy.on | {JobState.LOST}, 0.0, 0.0)
         decision = after_attempt(outcome, attempt, row["max_attempts"] + refund, policy)

@@ -144,7 +144,7 @@ def test_provider_type_resolved_through_registry(tmp_path: Path) -> None:
 
 def test_unknown_provider_type_lists_registered(tmp_path: Path) -> None:
     with pytest.raises(
-        ConfigError, match=r"providers\[0\].*registered providers: local.*'dockr'"
+        ConfigError, match=r"providers\[0\].*registered providers: docker, local.*'dockr'"
     ):
         _load(tmp_path, '[[providers]]\ntype = "dockr"\n')
 

@@ -27,7 +27,7 @@ from hodei_api.v1 import logs_pb2 as hodei__api_dot_v1_dot_logs__pb2
 from hodei_api.v1 import workers_pb2 as hodei__api_dot_v1_dot_workers__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hodei_api/v1/agent.proto\x12\x0chodei.api.v1\x1a\x17hodei_api/v1/jobs.proto\x1a\x17hodei_api/v1/logs.proto\x1a\x1ahodei_api/v1/workers.proto\"\xf5\x01\n\x0fRegisterRequest\x12\x17\n\x0f\x62ootstrap_token\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x39\n\x06labels\x18\x04 \x03(\x0b\x32).hodei.api.v1.RegisterRequest.LabelsEntry\x12(\n\x08\x63\x61pacity\x18\x05 \x01(\x0b\x32\x16.hodei.api.v1.Capacity\x12\x15\n\ragent_version\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\x10RegisterResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x01\"-\n\nRunningJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\xe6\x01\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12)\n\x07running\x18\x02 \x03(\x0b\x32\x18.hodei.api.v1.RunningJob\x12(\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x16.hodei.api.v1.Capacity\x12/\n\x06labels\x18\x04 \x03(\x0b\x32\x1f.hodei.api.v1.Hello.LabelsEntry\x12\x15\n\ragent_version\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\tHeartbeat\x12,\n\x07metrics\x18\x01 \x01(\x0b\x32\x1b.hodei.api.v1.WorkerMetrics\x12\x14\n\x0crunning_jobs\x18\x02 \x01(\x05\";\n\x0bJobAccepted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0b\n\x03pid\x18\x03 \x01(\x05\"\xa3\x01\n\x0bJobFinished\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x15\n\rhas_exit_code\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\'\n\x07outcome\x18\x06 \x01(\x0e\x32\x16.hodei.api.v1.JobState\x12\x10\n\x08last_seq\x18\x07 \x01(\x03\"\xfc\x01\n\x0c\x41gentMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.hodei.api.v1.HelloH\x00\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.hodei.api.v1.HeartbeatH\x00\x12\x31\n\x0cjob_accepted\x18\x03 \x01(\x0b\x32\x19.hodei.api.v1.JobAcceptedH\x00\x12+\n\tlog_chunk\x18\x04 \x01(\x0b\x32\x16.hodei.api.v1.LogChunkH\x00\x12\x31\n\x0cjob_finished\x18\x05 \x01(\x0b\x32\x19.hodei.api.v1.JobFinishedH\x00\x42\x05\n\x03msg\"N\n\x06RunJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12#\n\x04spec\x18\x03 \x01(\x0b\x32\x15.hodei.api.v1.JobSpec\"Z\n\x10\x43\x61ncelJobCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\rgrace_seconds\x18\x04 \x01(\x01\"<\n\x06LogAck\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x11\n\tup_to_seq\x18\x03 \x01(\x03\".\n\x0b\x46inishedAck\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\x1e\n\x05\x44rain\x12\x15\n\rgrace_seconds\x18\x01 \x01(\x01\"\xf7\x01\n\rServerMessage\x12\'\n\x07run_job\x18\x01 \x01(\x0b\x32\x14.hodei.api.v1.RunJobH\x00\x12\x34\n\ncancel_job\x18\x02 \x01(\x0b\x32\x1e.hodei.api.v1.CancelJobCommandH\x00\x12\'\n\x07log_ack\x18\x03 \x01(\x0b\x32\x14.hodei.api.v1.LogAckH\x00\x12\x31\n\x0c\x66inished_ack\x18\x04 \x01(\x0b\x32\x19.hodei.api.v1.FinishedAckH\x00\x12$\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x13.hodei.api.v1.DrainH\x00\x42\x05\n\x03msg2\xa7\x01\n\x12WorkerAgentService\x12I\n\x08Register\x12\x1d.hodei.api.v1.RegisterRequest\x1a\x1e.hodei.api.v1.RegisterResponse\x12\x46\n\x07\x43onnect\x12\x1a.hodei.api.v1.AgentMessage\x1a\x1b.hodei.api.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hodei_api/v1/agent.proto\x12\x0chodei.api.v1\x1a\x17hodei_api/v1/jobs.proto\x1a\x17hodei_api/v1/logs.proto\x1a\x1ahodei_api/v1/workers.proto\"\xf5\x01\n\x0fRegisterRequest\x12\x17\n\x0f\x62ootstrap_token\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x39\n\x06labels\x18\x04 \x03(\x0b\x32).hodei.api.v1.RegisterRequest.LabelsEntry\x12(\n\x08\x63\x61pacity\x18\x05 \x01(\x0b\x32\x16.hodei.api.v1.Capacity\x12\x15\n\ragent_version\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x10RegisterResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x01\x12\x15\n\rlease_seconds\x18\x04 \x01(\x01\"-\n\nRunningJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\xe6\x01\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12)\n\x07running\x18\x02 \x03(\x0b\x32\x18.hodei.api.v1.RunningJob\x12(\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x16.hodei.api.v1.Capacity\x12/\n\x06labels\x18\x04 \x03(\x0b\x32\x1f.hodei.api.v1.Hello.LabelsEntry\x12\x15\n\ragent_version\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\tHeartbeat\x12,\n\x07metrics\x18\x01 \x01(\x0b\x32\x1b.hodei.api.v1.WorkerMetrics\x12\x14\n\x0crunning_jobs\x18\x02 \x01(\x05\";\n\x0bJobAccepted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0b\n\x03pid\x18\x03 \x01(\x05\"\xa3\x01\n\x0bJobFinished\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x15\n\rhas_exit_code\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\'\n\x07outcome\x18\x06 \x01(\x0e\x32\x16.hodei.api.v1.JobState\x12\x10\n\x08last_seq\x18\x07 \x01(\x03\"\xfc\x01\n\x0c\x41gentMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.hodei.api.v1.HelloH\x00\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.hodei.api.v1.HeartbeatH\x00\x12\x31\n\x0cjob_accepted\x18\x03 \x01(\x0b\x32\x19.hodei.api.v1.JobAcceptedH\x00\x12+\n\tlog_chunk\x18\x04 \x01(\x0b\x32\x16.hodei.api.v1.LogChunkH\x00\x12\x31\n\x0cjob_finished\x18\x05 \x01(\x0b\x32\x19.hodei.api.v1.JobFinishedH\x00\x42\x05\n\x03msg\"N\n\x06RunJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12#\n\x04spec\x18\x03 \x01(\x0b\x32\x15.hodei.api.v1.JobSpec\"Z\n\x10\x43\x61ncelJobCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\rgrace_seconds\x18\x04 \x01(\x01\"<\n\x06LogAck\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x11\n\tup_to_seq\x18\x03 \x01(\x03\".\n\x0b\x46inishedAck\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\x0e\n\x0cHeartbeatAck\"\x1e\n\x05\x44rain\x12\x15\n\rgrace_seconds\x18\x01 \x01(\x01\"\xac\x02\n\rServerMessage\x12\'\n\x07run_job\x18\x01 \x01(\x0b\x32\x14.hodei.api.v1.RunJobH\x00\x12\x34\n\ncancel_job\x18\x02 \x01(\x0b\x32\x1e.hodei.api.v1.CancelJobCommandH\x00\x12\'\n\x07log_ack\x18\x03 \x01(\x0b\x32\x14.hodei.api.v1.LogAckH\x00\x12\x31\n\x0c\x66inished_ack\x18\x04 \x01(\x0b\x32\x19.hodei.api.v1.FinishedAckH\x00\x12$\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x13.hodei.api.v1.DrainH\x00\x12\x33\n\rheartbeat_ack\x18\x06 \x01(\x0b\x32\x1a.hodei.api.v1.HeartbeatAckH\x00\x42\x05\n\x03msg2\xa7\x01\n\x12WorkerAgentService\x12I\n\x08Register\x12\x1d.hodei.api.v1.RegisterRequest\x1a\x1e.hodei.api.v1.RegisterResponse\x12\x46\n\x07\x43onnect\x12\x1a.hodei.api.v1.AgentMessage\x1a\x1b.hodei.api.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,33 +43,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_start=321
   _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_end=366
   _globals['_REGISTERRESPONSE']._serialized_start=368
-  _globals['_REGISTERRESPONSE']._serialized_end=461
-  _globals['_RUNNINGJOB']._serialized_start=463
-  _globals['_RUNNINGJOB']._serialized_end=508
-  _globals['_HELLO']._serialized_start=511
-  _globals['_HELLO']._serialized_end=741
+  _globals['_REGISTERRESPONSE']._serialized_end=484
+  _globals['_RUNNINGJOB']._serialized_start=486
+  _globals['_RUNNINGJOB']._serialized_end=531
+  _globals['_HELLO']._serialized_start=534
+  _globals['_HELLO']._serialized_end=764
   _globals['_HELLO_LABELSENTRY']._serialized_start=321
   _globals['_HELLO_LABELSENTRY']._serialized_end=366
-  _globals['_HEARTBEAT']._serialized_start=743
-  _globals['_HEARTBEAT']._serialized_end=822
-  _globals['_JOBACCEPTED']._serialized_start=824
-  _globals['_JOBACCEPTED']._serialized_end=883
-  _globals['_JOBFINISHED']._serialized_start=886
-  _globals['_JOBFINISHED']._serialized_end=1049
-  _globals['_AGENTMESSAGE']._serialized_start=1052
-  _globals['_AGENTMESSAGE']._serialized_end=1304
-  _globals['_RUNJOB']._serialized_start=1306
-  _globals['_RUNJOB']._serialized_end=1384
-  _globals['_CANCELJOBCOMMAND']._serialized_start=1386
-  _globals['_CANCELJOBCOMMAND']._serialized_end=1476
-  _globals['_LOGACK']._serialized_start=1478
-  _globals['_LOGACK']._serialized_end=1538
-  _globals['_FINISHEDACK']._serialized_start=1540
-  _globals['_FINISHEDACK']._serialized_end=1586
-  _globals['_DRAIN']._serialized_start=1588
-  _globals['_DRAIN']._serialized_end=1618
-  _globals['_SERVERMESSAGE']._serialized_start=1621
-  _globals['_SERVERMESSAGE']._serialized_end=1868
-  _globals['_WORKERAGENTSERVICE']._serialized_start=1871
-  _globals['_WORKERAGENTSERVICE']._serialized_end=2038
+  _globals['_HEARTBEAT']._serialized_start=766
+  _globals['_HEARTBEAT']._serialized_end=845
+  _globals['_JOBACCEPTED']._serialized_start=847
+  _globals['_JOBACCEPTED']._serialized_end=906
+  _globals['_JOBFINISHED']._serialized_start=909
+  _globals['_JOBFINISHED']._serialized_end=1072
+  _globals['_AGENTMESSAGE']._serialized_start=1075
+  _globals['_AGENTMESSAGE']._serialized_end=1327
+  _globals['_RUNJOB']._serialized_start=1329
+  _globals['_RUNJOB']._serialized_end=1407
+  _globals['_CANCELJOBCOMMAND']._serialized_start=1409
+  _globals['_CANCELJOBCOMMAND']._serialized_end=1499
+  _globals['_LOGACK']._serialized_start=1501
+  _globals['_LOGACK']._serialized_end=1561
+  _globals['_FINISHEDACK']._serialized_start=1563
+  _globals['_FINISHEDACK']._serialized_end=1609
+  _globals['_HEARTBEATACK']._serialized_start=1611
+  _globals['_HEARTBEATACK']._serialized_end=1625
+  _globals['_DRAIN']._serialized_start=1627
+  _globals['_DRAIN']._serialized_end=1657
+  _globals['_SERVERMESSAGE']._serialized_start=1660
+  _globals['_SERVERMESSAGE']._serialized_end=1960
+  _globals['_WORKERAGENTSERVICE']._serialized_start=1963
+  _globals['_WORKERAGENTSERVICE']._serialized_end=2130
 # @@protoc_insertion_point(module_scope)

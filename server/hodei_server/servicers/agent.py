@@ -29,6 +29,7 @@ from hodei_server.workerstore import WorkerStore
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
+_HEARTBEAT_ACK = agent_pb2.ServerMessage(heartbeat_ack=agent_pb2.HeartbeatAck())
 MAX_BATCH = 256
 _OUTCOMES = {
     JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.LOST,
@@ -80,6 +81,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         return agent_pb2.RegisterResponse(
             worker_id=str(worker_id), credential=credential,
             heartbeat_interval_seconds=self.heartbeat_interval,
+            lease_seconds=self.heartbeat_ttl,
         )
 
     async def Connect(
@@ -238,7 +240,9 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                     MessageToDict(message.heartbeat.metrics, preserving_proto_field_name=True),
                     message.heartbeat.running_jobs,
                 )
-                if not live:
+                if live:
+                    after.append(functools.partial(session.send, _HEARTBEAT_ACK))
+                else:
                     # Declared lost while it was silent (a pause, a partition): end this
                     # stream so the agent reconnects and its stale attempts get stopped.
                     log.warning("worker %s heartbeats again after being declared lost; "

@@ -1,0 +1,85 @@
+"""A real Docker engine and agent image for the Docker provider's end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = "hodei-agent:latest"
+
+
+@dataclass
+class DockerServer(ServerProcess):
+    """A `hodei-server` whose one provider is `docker`."""
+
+    docker_host: str = ""
+    provider_name: str = "docker"
+    cpus: float = 0.5
+    memory_mb: int = 256
+
+    def config_text(self) -> str:
+        return (
+            'listen = "127.0.0.1:0"\n'
+            "heartbeat_interval = 1.0\n"
+            "resync_interval = 0.5\n"
+            f"{self.extra_config}\n"
+            "[[providers]]\n"
+            'type = "docker"\n'
+            f'name = "{self.provider_name}"\n'
+            f'docker_host = "{self.docker_host}"\n'
+            f'image = "{IMAGE}"\n'
+            f"min_workers = {self.workers}\n"
+            f"max_workers = {self.max_workers if self.max_workers is not None else self.workers}\n"
+            f"slots = {self.slots}\n"
+            f"cpus = {self.cpus}\n"
+            f"memory_mb = {self.memory_mb}\n"
+            "stop_timeout = 10\n"
+            f"{self.provider_config}\n"
+        )
+
+
+def _run(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ROOT / "scripts" / script)], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> Iterator[str]:
+    """DOCKER_HOST of an engine with the agent image (started and built if needed).
+
+    Outside CI, a machine that cannot start an engine skips these tests; in CI
+    (`CI=true`) that is a failure.
+    """
+    in_ci = os.environ.get("CI") == "true"
+    engine = _run("docker-engine.sh")
+    if engine.returncode != 0:
+        message = f"cannot start a Docker engine:\n{engine.stderr[-2000:]}"
+        if in_ci:
+            pytest.fail(message)
+        pytest.skip(message)
+    host = engine.stdout.strip().splitlines()[-1].removeprefix("DOCKER_HOST=")
+    build = subprocess.run([str(ROOT / "scripts" / "build-agent-image.sh")],
+                           capture_output=True, text=True, timeout=900, cwd=ROOT,
+                           env={**os.environ, "DOCKER_HOST": host, "HODEI_AGENT_IMAGE": IMAGE})
+    if build.returncode != 0:
+        pytest.fail(f"cannot build the agent image:\n{build.stderr[-3000:]}")
+    yield host
+
+
+@pytest.fixture
+def docker_client(docker_host: str) -> Iterator[object]:
+    import docker
+
+    client = docker.DockerClient(base_url=docker_host, version="auto")
+    try:
+        yield client
+    finally:
+        client.close()
