@@ -149,6 +149,11 @@ class HodeiClient:
         reply = await self._call(self._workers.DrainWorker, request)
         return reply.worker
 
+    async def list_providers(self) -> list[workers_pb2.ProviderStatus]:
+        """The providers of the server that answers, with their workers and health."""
+        reply = await self._call(self._workers.ListProviders, workers_pb2.ListProvidersRequest())
+        return list(reply.providers)
+
     async def list_workers(self, include_gone: bool = False) -> list[workers_pb2.Worker]:
         """Workers; `include_gone` adds TERMINATED and LOST ones."""
         request = workers_pb2.ListWorkersRequest(all=include_gone)

@@ -78,7 +78,8 @@ def worker_state(state: int) -> str:
     return workers_pb2.WorkerState.Name(state).removeprefix("WORKER_STATE_")
 
 
-def _to_dict(msg: message.Message) -> dict[str, Any]:
+def to_dict(msg: message.Message) -> dict[str, Any]:
+    """A message as JSON-ready data, every field shown, names as in the .proto."""
     return json_format.MessageToDict(
         msg,
         preserving_proto_field_name=True,
@@ -89,7 +90,7 @@ def _to_dict(msg: message.Message) -> dict[str, Any]:
 
 def job_to_dict(job: jobs_pb2.Job) -> dict[str, Any]:
     """The JSON form of a job."""
-    data = _to_dict(job)
+    data = to_dict(job)
     data["state"] = job_state(job.state).lower()
     for attempt, proto in zip(data.get("attempts", []), job.attempts, strict=True):
         attempt["state"] = job_state(proto.state).lower()
@@ -98,7 +99,7 @@ def job_to_dict(job: jobs_pb2.Job) -> dict[str, Any]:
 
 def worker_to_dict(worker: workers_pb2.Worker) -> dict[str, Any]:
     """The JSON form of a worker."""
-    data = _to_dict(worker)
+    data = to_dict(worker)
     data["state"] = worker_state(worker.state).lower()
     return data
 

@@ -23,6 +23,8 @@ class ProviderConfig:
     min_workers: int = 0
     max_workers: int = 2
     slots: int = 4
+    # Each worker runs one job, then is drained and removed.
+    ephemeral: bool = False
     idle_timeout: float = 300.0
     labels: dict[str, str] = field(default_factory=dict)
     # Scheduling strategy for jobs that only this provider's workers can take; "" = default.

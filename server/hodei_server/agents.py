@@ -13,6 +13,8 @@ from hodei_api.v1 import agent_pb2
 log = logging.getLogger(__name__)
 
 _CLOSE = None
+# Label a provider puts on the workers it starts for one job each.
+EPHEMERAL_LABEL = "hodei.io/ephemeral"
 
 
 @dataclass(slots=True)
@@ -38,6 +40,8 @@ class AgentSession:
     )
     running: dict[tuple[uuid.UUID, int], Reservation] = field(default_factory=dict)
     draining: bool = False
+    # Jobs handed to this agent over this stream (an ephemeral agent takes one).
+    jobs_taken: int = 0
     last_heartbeat: float = field(default_factory=time.monotonic)
     idle_since: float = field(default_factory=time.monotonic)
 
@@ -62,7 +66,13 @@ class AgentSession:
         return self.memory_mb - sum(r.memory_mb for r in self.running.values())
 
     @property
+    def ephemeral(self) -> bool:
+        return self.labels.get(EPHEMERAL_LABEL) == "true"
+
+    @property
     def accepting(self) -> bool:
+        if self.ephemeral and self.jobs_taken > 0:
+            return False
         return not self.draining and self.alive and self.free_slots > 0
 
     def fits(self, selector: dict[str, str], cpus: float, memory_mb: int) -> bool:
@@ -75,11 +85,16 @@ class AgentSession:
 
     def reserve(self, job_id: uuid.UUID, attempt: int, cpus: float, memory_mb: int) -> None:
         self.running[(job_id, attempt)] = Reservation(cpus, memory_mb)
+        self.jobs_taken += 1
 
     def release(self, job_id: uuid.UUID, attempt: int) -> bool:
         released = self.running.pop((job_id, attempt), None) is not None
         if not self.running:
             self.idle_since = time.monotonic()
+            if self.ephemeral and self.jobs_taken > 0 and not self.draining:
+                # Its one job is done: the agent drains and exits, its provider removes it.
+                self.draining = True
+                self.send(agent_pb2.ServerMessage(drain=agent_pb2.Drain(grace_seconds=0)))
         return released
 
     def send(self, message: agent_pb2.ServerMessage) -> None:

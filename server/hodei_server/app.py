@@ -178,7 +178,9 @@ async def _run(
     jobs_pb2_grpc.add_JobServiceServicer_to_server(
         JobServicer(jobs, registry, dispatcher), server)
     logs_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(jobs, hub), server)
-    workers_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(workers), server)
+    runtimes = [ProviderRuntime(_provider(p)) for p in config.providers]
+    workers_pb2_grpc.add_WorkerServiceServicer_to_server(
+        WorkerServicer(workers, registry, runtimes), server)
     agent_pb2_grpc.add_WorkerAgentServiceServicer_to_server(
         AgentServicer(jobs, workers, registry, dispatcher, hub, server_id,
                       config.heartbeat_interval, config.heartbeat_ttl),
@@ -218,7 +220,6 @@ async def _run(
     listener = Listener(
         config.database_url, dispatcher.wake, hub.wake, on_cancel, on_drain, on_reconnect
     )
-    runtimes = [ProviderRuntime(_provider(p)) for p in config.providers]
     reconciler = Reconciler(
         config.database_url, jobs, workers, registry, runtimes, address,
         config.reconcile_interval, config.heartbeat_ttl, config.bootstrap_token_ttl,

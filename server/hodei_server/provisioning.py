@@ -8,9 +8,9 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from hodei_api.v1 import agent_pb2
+from hodei_api.v1 import agent_pb2, workers_pb2
 from hodei_plugins.provider import Provider
-from hodei_server.agents import AgentRegistry, AgentSession
+from hodei_server.agents import EPHEMERAL_LABEL, AgentRegistry, AgentSession
 from hodei_server.jobstore import JobStore
 from hodei_server.workerstore import WorkerStore
 
@@ -34,6 +34,8 @@ class ProviderRuntime:
         self.provider = provider
         self.config = provider.config
         self.started: dict[str, _Started] = {}
+        # The last reconcile error, "" once a reconcile succeeds.
+        self.last_error = ""
 
     def sessions(self, registry: AgentRegistry) -> list[AgentSession]:
         return [s for s in registry.all() if s.provider == self.config.name
@@ -61,9 +63,9 @@ class ProviderRuntime:
         adopted = [s for s in registry.all() if s.provider == self.config.name
                    and s.name not in self.started and not s.draining]
         demand = self._demand(await jobs.pending_demand())
-        free = sum(s.free_slots for s in [*connected.values(), *adopted] if not s.draining)
+        free = sum(s.free_slots for s in [*connected.values(), *adopted] if s.accepting)
         starting = sum(
-            self.config.slots for n, item in self.started.items() if n not in connected
+            self.slots_per_worker for n, item in self.started.items() if n not in connected
         )
         active = len([n for n, item in self.started.items() if not item.draining]) + len(adopted)
         for session in adopted[: max(0, active - self.config.max_workers)]:
@@ -71,7 +73,7 @@ class ProviderRuntime:
                      self.config.name)
             self._drain(session)
             active -= 1
-        wanted = math.ceil(max(0, demand - free - starting) / self.config.slots)
+        wanted = math.ceil(max(0, demand - free - starting) / self.slots_per_worker)
         wanted = max(wanted, self.config.min_workers - active)
         wanted = min(wanted, self.config.max_workers - active)
         for _ in range(max(0, wanted)):
@@ -90,15 +92,40 @@ class ProviderRuntime:
                 count += 1
         return count
 
+    @property
+    def slots_per_worker(self) -> int:
+        return 1 if self.config.ephemeral else self.config.slots
+
     async def _start_one(self, workers: WorkerStore, server_address: str, ttl: float) -> None:
         name = f"{self.config.name}-{secrets.token_hex(3)}"
         labels = self.config.labels | {"provider": self.config.name}
+        if self.config.ephemeral:
+            labels[EPHEMERAL_LABEL] = "true"
         token = await workers.create_bootstrap_token(self.config.name, labels, ttl)
         infra_id = await self.provider.create_worker(
             name=name, bootstrap_token=token, server_address=server_address,
-            labels=labels, slots=self.config.slots,
+            labels=labels, slots=self.slots_per_worker,
         )
         self.started[name] = _Started(infra_id)
+
+    def status(self, registry: AgentRegistry) -> workers_pb2.ProviderStatus:
+        connected = [s for s in registry.all() if s.provider == self.config.name]
+        names = {s.name for s in connected}
+        return workers_pb2.ProviderStatus(
+            name=self.config.name,
+            type=self.provider.type_name,
+            min_workers=self.config.min_workers,
+            max_workers=self.config.max_workers,
+            slots_per_worker=self.slots_per_worker,
+            ephemeral=self.config.ephemeral,
+            strategy=self.config.strategy,
+            workers=len(connected),
+            starting=len([n for n in self.started if n not in names]),
+            slots_total=sum(s.slots for s in connected),
+            slots_used=sum(len(s.running) for s in connected),
+            healthy=not self.last_error,
+            error=self.last_error,
+        )
 
     def _retire_idle(self, sessions: list[AgentSession], active: int) -> None:
         now = time.monotonic()

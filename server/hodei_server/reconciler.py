@@ -14,6 +14,7 @@ import time
 
 import psycopg
 
+from hodei_plugins.provider import ProviderError
 from hodei_server.agents import AgentRegistry
 from hodei_server.jobstore import JobStore
 from hodei_server.provisioning import ProviderRuntime
@@ -110,5 +111,16 @@ class Reconciler:
                                         self.server_address, self.token_ttl)
             except (psycopg.Error, OSError):
                 raise
-            except Exception:
+            except ProviderError as exc:
+                # An infrastructure problem (engine down, host unreachable): one line, and
+                # `hodeictl provider list` shows it until a reconcile succeeds.
+                if str(exc) != runtime.last_error:
+                    log.warning("provider %s: %s", runtime.config.name, exc)
+                runtime.last_error = str(exc)
+            except Exception as exc:
                 log.exception("provider %s failed to reconcile", runtime.config.name)
+                runtime.last_error = str(exc) or type(exc).__name__
+            else:
+                if runtime.last_error:
+                    log.info("provider %s is healthy again", runtime.config.name)
+                runtime.last_error = ""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ahodei_api/v1/workers.proto\x12\x0chodei.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\x08\x43\x61pacity\x12\r\n\x05slots\x18\x01 \x01(\x05\x12\x0c\n\x04\x63pus\x18\x02 \x01(\x01\x12\x11\n\tmemory_mb\x18\x03 \x01(\x03\"\x86\x01\n\rWorkerMetrics\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x01\x12\x17\n\x0fmemory_total_mb\x18\x02 \x01(\x03\x12\x1b\n\x13memory_available_mb\x18\x03 \x01(\x03\x12\x14\n\x0c\x64isk_free_mb\x18\x04 \x01(\x03\x12\x14\n\x0cload_average\x18\x05 \x01(\x01\"\xc0\x03\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.hodei.api.v1.WorkerState\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x30\n\x06labels\x18\x05 \x03(\x0b\x32 .hodei.api.v1.Worker.LabelsEntry\x12(\n\x08\x63\x61pacity\x18\x06 \x01(\x0b\x32\x16.hodei.api.v1.Capacity\x12\x14\n\x0crunning_jobs\x18\x07 \x01(\x05\x12,\n\x07metrics\x18\x08 \x01(\x0b\x32\x1b.hodei.api.v1.WorkerMetrics\x12\x10\n\x08provider\x18\t \x01(\t\x12\x31\n\rregistered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_heartbeat_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ragent_version\x18\x0c \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"!\n\x12ListWorkersRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"<\n\x13ListWorkersResponse\x12%\n\x07workers\x18\x01 \x03(\x0b\x32\x14.hodei.api.v1.Worker\"7\n\x12\x44rainWorkerRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\x01\";\n\x13\x44rainWorkerResponse\x12$\n\x06worker\x18\x01 \x01(\x0b\x32\x14.hodei.api.v1.Worker*\xe7\x01\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19WORKER_STATE_PROVISIONING\x10\x01\x12\x16\n\x12WORKER_STATE_READY\x10\x02\x12\x15\n\x11WORKER_STATE_BUSY\x10\x03\x12\x19\n\x15WORKER_STATE_DRAINING\x10\x04\x12\x1b\n\x17WORKER_STATE_TERMINATED\x10\x05\x12\x15\n\x11WORKER_STATE_LOST\x10\x06\x12\x1d\n\x19WORKER_STATE_DISCONNECTED\x10\x07\x32\xb7\x01\n\rWorkerService\x12R\n\x0bListWorkers\x12 .hodei.api.v1.ListWorkersRequest\x1a!.hodei.api.v1.ListWorkersResponse\x12R\n\x0b\x44rainWorker\x12 .hodei.api.v1.DrainWorkerRequest\x1a!.hodei.api.v1.DrainWorkerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ahodei_api/v1/workers.proto\x12\x0chodei.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\x08\x43\x61pacity\x12\r\n\x05slots\x18\x01 \x01(\x05\x12\x0c\n\x04\x63pus\x18\x02 \x01(\x01\x12\x11\n\tmemory_mb\x18\x03 \x01(\x03\"\x86\x01\n\rWorkerMetrics\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x01\x12\x17\n\x0fmemory_total_mb\x18\x02 \x01(\x03\x12\x1b\n\x13memory_available_mb\x18\x03 \x01(\x03\x12\x14\n\x0c\x64isk_free_mb\x18\x04 \x01(\x03\x12\x14\n\x0cload_average\x18\x05 \x01(\x01\"\xc0\x03\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.hodei.api.v1.WorkerState\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x30\n\x06labels\x18\x05 \x03(\x0b\x32 .hodei.api.v1.Worker.LabelsEntry\x12(\n\x08\x63\x61pacity\x18\x06 \x01(\x0b\x32\x16.hodei.api.v1.Capacity\x12\x14\n\x0crunning_jobs\x18\x07 \x01(\x05\x12,\n\x07metrics\x18\x08 \x01(\x0b\x32\x1b.hodei.api.v1.WorkerMetrics\x12\x10\n\x08provider\x18\t \x01(\t\x12\x31\n\rregistered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_heartbeat_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ragent_version\x18\x0c \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"!\n\x12ListWorkersRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"<\n\x13ListWorkersResponse\x12%\n\x07workers\x18\x01 \x03(\x0b\x32\x14.hodei.api.v1.Worker\"7\n\x12\x44rainWorkerRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\x01\";\n\x13\x44rainWorkerResponse\x12$\n\x06worker\x18\x01 \x01(\x0b\x32\x14.hodei.api.v1.Worker\"\x16\n\x14ListProvidersRequest\"\x81\x02\n\x0eProviderStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x13\n\x0bmin_workers\x18\x03 \x01(\x05\x12\x13\n\x0bmax_workers\x18\x04 \x01(\x05\x12\x18\n\x10slots_per_worker\x18\x05 \x01(\x05\x12\x11\n\tephemeral\x18\x06 \x01(\x08\x12\x10\n\x08strategy\x18\x07 \x01(\t\x12\x0f\n\x07workers\x18\x08 \x01(\x05\x12\x10\n\x08starting\x18\t \x01(\x05\x12\x13\n\x0bslots_total\x18\n \x01(\x05\x12\x12\n\nslots_used\x18\x0b \x01(\x05\x12\x0f\n\x07healthy\x18\x0c \x01(\x08\x12\r\n\x05\x65rror\x18\r \x01(\t\"H\n\x15ListProvidersResponse\x12/\n\tproviders\x18\x01 \x03(\x0b\x32\x1c.hodei.api.v1.ProviderStatus*\xe7\x01\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19WORKER_STATE_PROVISIONING\x10\x01\x12\x16\n\x12WORKER_STATE_READY\x10\x02\x12\x15\n\x11WORKER_STATE_BUSY\x10\x03\x12\x19\n\x15WORKER_STATE_DRAINING\x10\x04\x12\x1b\n\x17WORKER_STATE_TERMINATED\x10\x05\x12\x15\n\x11WORKER_STATE_LOST\x10\x06\x12\x1d\n\x19WORKER_STATE_DISCONNECTED\x10\x07\x32\x91\x02\n\rWorkerService\x12R\n\x0bListWorkers\x12 .hodei.api.v1.ListWorkersRequest\x1a!.hodei.api.v1.ListWorkersResponse\x12R\n\x0b\x44rainWorker\x12 .hodei.api.v1.DrainWorkerRequest\x1a!.hodei.api.v1.DrainWorkerResponse\x12X\n\rListProviders\x12\".hodei.api.v1.ListProvidersRequest\x1a#.hodei.api.v1.ListProvidersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_WORKER_LABELSENTRY']._loaded_options = None
   _globals['_WORKER_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_WORKERSTATE']._serialized_start=941
-  _globals['_WORKERSTATE']._serialized_end=1172
+  _globals['_WORKERSTATE']._serialized_start=1299
+  _globals['_WORKERSTATE']._serialized_end=1530
   _globals['_CAPACITY']._serialized_start=77
   _globals['_CAPACITY']._serialized_end=135
   _globals['_WORKERMETRICS']._serialized_start=138
@@ -52,6 +52,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DRAINWORKERREQUEST']._serialized_end=877
   _globals['_DRAINWORKERRESPONSE']._serialized_start=879
   _globals['_DRAINWORKERRESPONSE']._serialized_end=938
-  _globals['_WORKERSERVICE']._serialized_start=1175
-  _globals['_WORKERSERVICE']._serialized_end=1358
+  _globals['_LISTPROVIDERSREQUEST']._serialized_start=940
+  _globals['_LISTPROVIDERSREQUEST']._serialized_end=962
+  _globals['_PROVIDERSTATUS']._serialized_start=965
+  _globals['_PROVIDERSTATUS']._serialized_end=1222
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=1224
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=1296
+  _globals['_WORKERSERVICE']._serialized_start=1533
+  _globals['_WORKERSERVICE']._serialized_end=1806
 # @@protoc_insertion_point(module_scope)

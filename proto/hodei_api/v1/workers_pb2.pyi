@@ -113,3 +113,43 @@ class DrainWorkerResponse(_message.Message):
     WORKER_FIELD_NUMBER: _ClassVar[int]
     worker: Worker
     def __init__(self, worker: _Optional[_Union[Worker, _Mapping]] = ...) -> None: ...
+
+class ListProvidersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProviderStatus(_message.Message):
+    __slots__ = ("name", "type", "min_workers", "max_workers", "slots_per_worker", "ephemeral", "strategy", "workers", "starting", "slots_total", "slots_used", "healthy", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MIN_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_PER_WORKER_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    STARTING_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_USED_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    min_workers: int
+    max_workers: int
+    slots_per_worker: int
+    ephemeral: bool
+    strategy: str
+    workers: int
+    starting: int
+    slots_total: int
+    slots_used: int
+    healthy: bool
+    error: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., slots_per_worker: _Optional[int] = ..., ephemeral: _Optional[bool] = ..., strategy: _Optional[str] = ..., workers: _Optional[int] = ..., starting: _Optional[int] = ..., slots_total: _Optional[int] = ..., slots_used: _Optional[int] = ..., healthy: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ListProvidersResponse(_message.Message):
+    __slots__ = ("providers",)
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    providers: _containers.RepeatedCompositeFieldContainer[ProviderStatus]
+    def __init__(self, providers: _Optional[_Iterable[_Union[ProviderStatus, _Mapping]]] = ...) -> None: ...

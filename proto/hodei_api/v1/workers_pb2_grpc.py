@@ -44,6 +44,11 @@ class WorkerServiceStub:
                 request_serializer=hodei__api_dot_v1_dot_workers__pb2.DrainWorkerRequest.SerializeToString,
                 response_deserializer=hodei__api_dot_v1_dot_workers__pb2.DrainWorkerResponse.FromString,
                 _registered_method=True)
+        self.ListProviders = channel.unary_unary(
+                '/hodei.api.v1.WorkerService/ListProviders',
+                request_serializer=hodei__api_dot_v1_dot_workers__pb2.ListProvidersRequest.SerializeToString,
+                response_deserializer=hodei__api_dot_v1_dot_workers__pb2.ListProvidersResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -63,6 +68,13 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProviders(self, request, context):
+        """The providers of the replica that answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +87,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.DrainWorker,
                     request_deserializer=hodei__api_dot_v1_dot_workers__pb2.DrainWorkerRequest.FromString,
                     response_serializer=hodei__api_dot_v1_dot_workers__pb2.DrainWorkerResponse.SerializeToString,
+            ),
+            'ListProviders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProviders,
+                    request_deserializer=hodei__api_dot_v1_dot_workers__pb2.ListProvidersRequest.FromString,
+                    response_serializer=hodei__api_dot_v1_dot_workers__pb2.ListProvidersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +148,33 @@ class WorkerService:
             '/hodei.api.v1.WorkerService/DrainWorker',
             hodei__api_dot_v1_dot_workers__pb2.DrainWorkerRequest.SerializeToString,
             hodei__api_dot_v1_dot_workers__pb2.DrainWorkerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProviders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hodei.api.v1.WorkerService/ListProviders',
+            hodei__api_dot_v1_dot_workers__pb2.ListProvidersRequest.SerializeToString,
+            hodei__api_dot_v1_dot_workers__pb2.ListProvidersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,8 +7,10 @@ import uuid
 import grpc
 
 from hodei_api.v1 import workers_pb2, workers_pb2_grpc
+from hodei_server.agents import AgentRegistry
 from hodei_server.convert import worker_to_proto
 from hodei_server.errors import InvalidSpec
+from hodei_server.provisioning import ProviderRuntime
 from hodei_server.servicers.common import unary
 from hodei_server.workerstore import WorkerStore
 
@@ -16,8 +18,20 @@ MAX_DRAIN_GRACE = 24 * 3600.0
 
 
 class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, workers: WorkerStore) -> None:
+    def __init__(
+        self, workers: WorkerStore, registry: AgentRegistry, providers: list[ProviderRuntime]
+    ) -> None:
         self.workers = workers
+        self.registry = registry
+        self.providers = providers
+
+    @unary
+    async def ListProviders(
+        self, request: workers_pb2.ListProvidersRequest, context: grpc.aio.ServicerContext
+    ) -> workers_pb2.ListProvidersResponse:
+        return workers_pb2.ListProvidersResponse(
+            providers=[runtime.status(self.registry) for runtime in self.providers]
+        )
 
     @unary
     async def DrainWorker(

@@ -1,0 +1,41 @@
+"""`hodeictl provider ...`: the providers that start and stop workers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from hodeictl import output, target
+from hodeictl.output import OutputFormat
+
+app = typer.Typer(help="Inspect providers.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_providers(
+    ctx: typer.Context,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="Output format.")
+    ] = OutputFormat.table,
+) -> None:
+    """List the server's providers: type, worker bounds, workers, slots in use, health."""
+    providers = target.call(ctx.obj, lambda client: client.list_providers())
+    if output_format is OutputFormat.json:
+        output.print_json([output.to_dict(p) for p in providers])
+        return
+    output.print_pairs_table(
+        ("NAME", "TYPE", "WORKERS", "MIN-MAX", "SLOTS", "STRATEGY", "HEALTH"),
+        [
+            (
+                p.name,
+                p.type + (" (ephemeral)" if p.ephemeral else ""),
+                f"{p.workers}" + (f" (+{p.starting} starting)" if p.starting else ""),
+                f"{p.min_workers}-{p.max_workers}",
+                f"{p.slots_used}/{p.slots_total}",
+                p.strategy or "default",
+                "ok" if p.healthy else f"error: {p.error}",
+            )
+            for p in providers
+        ],
+    )
