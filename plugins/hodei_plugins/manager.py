@@ -170,7 +170,7 @@ class PluginHost:
         return self._classes("hodei_register_strategies", "name", "strategy", check)
 
     def secret_backends(self) -> dict[str, type]:
-        """Secret backend classes by `name` (none built in yet)."""
+        """Secret backend classes by `name` (built in: env, file)."""
         return self._classes("hodei_register_secret_backends", "name", "secrets",
                              lambda cls: None)
 

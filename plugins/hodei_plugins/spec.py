@@ -50,7 +50,8 @@ def hodei_register_strategies() -> list[type]:  # type: ignore[empty-body]
 def hodei_register_secret_backends() -> list[type]:  # type: ignore[empty-body]
     """Secret backend classes this plugin adds (each with a `name` class attribute).
 
-    Reserved: no built-in backend yet, and the server does not consult them yet.
+    Built in: `env` and `file` (`hodei_plugins.secrets`). Jobs do not name secrets yet;
+    the backends are resolved by name through the plugin host.
     """
 
 
