@@ -46,6 +46,23 @@ def job_environment(
     return env
 
 
+def remove_if_empty(path: str) -> bool:
+    """Remove `path` if it holds nothing but empty directories (the usual end of a job).
+
+    Cheap enough for the event loop; False when anything is left for `remove_temp_dir`.
+    """
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    return False
+                os.rmdir(entry.path)
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True
+
+
 def remove_temp_dir(path: str) -> None:
     """Remove a job's temp dir, including read-only parts a job may leave (Go's module
     cache, for one); blocking, so run it in a thread."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits, ChunkSink, pump
 from hodei_agent.errors import JobStartError
-from hodei_agent.launch import Launch, prepare_launch, remove_temp_dir
+from hodei_agent.launch import Launch, prepare_launch, remove_if_empty, remove_temp_dir
 from hodei_agent.procgroup import signal_group, wait_group_gone
 from hodei_api.v1 import jobs_pb2, logs_pb2
 
@@ -123,7 +123,8 @@ class JobRunner:
         try:
             return await self._run_launched(launch, on_started)
         finally:
-            await asyncio.to_thread(remove_temp_dir, launch.temp_dir)
+            if not remove_if_empty(launch.temp_dir):
+                await asyncio.to_thread(remove_temp_dir, launch.temp_dir)
 
     def _failed_to_start(self, why: str) -> JobResult:
         logger.warning("job=%s attempt=%d failed to start: %s", self.job_id, self.attempt, why)
