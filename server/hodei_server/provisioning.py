@@ -83,13 +83,23 @@ class ProviderRuntime:
             self._retire_idle(live, active)
 
     def _demand(self, pending: list[dict[str, object]]) -> int:
+        """Pending jobs one of this provider's workers could take: labels and capacity."""
         labels = self.config.labels | {"provider": self.config.name}
+        # Providers that size their workers (docker: cpus, memory_mb per container) never
+        # start a worker for a job that would not fit in it.
+        cpus = float(getattr(self.config, "cpus", 0) or 0)
+        memory_mb = int(getattr(self.config, "memory_mb", 0) or 0)
         count = 0
         for job in pending:
             selector = job["selector"]
             assert isinstance(selector, dict)
-            if all(labels.get(k) == v for k, v in selector.items()):
-                count += 1
+            if not all(labels.get(k) == v for k, v in selector.items()):
+                continue
+            if cpus and float(job["cpus"]) > cpus:  # type: ignore[arg-type]
+                continue
+            if memory_mb and int(job["memory_mb"]) > memory_mb:  # type: ignore[call-overload]
+                continue
+            count += 1
         return count
 
     @property

@@ -117,6 +117,14 @@ def is_agent(pid: int) -> bool:
     return b"hodei_agent" in argv or any(a.endswith(b"hodei-agent") for a in argv)
 
 
+def agent_named(name: str) -> int:
+    """The pid of the agent process started with `--name name`."""
+    for pid in pids():
+        if is_agent(pid) and name.encode() in _cmdline(pid):
+            return pid
+    raise AssertionError(f"no agent process named {name}")
+
+
 def agents_of(server_pid: int) -> list[int]:
     return sorted(p for p in pids() if _ppid(p) == server_pid and is_agent(p))
 

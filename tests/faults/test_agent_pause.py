@@ -12,22 +12,11 @@ import pytest
 
 from hodei_api.v1 import jobs_pb2
 from tests.faults.conftest import Recorder
-from tests.faults.harness import FaultServer, get_job, is_agent, pids, state_of, submit, wait_for
+from tests.faults.harness import FaultServer, agent_named, get_job, state_of, submit, wait_for
 
 pytestmark = pytest.mark.e2e
 
 TTL = 3.0
-
-
-def agent_named(name: str) -> int:
-    for pid in pids():
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if is_agent(pid) and name.encode() in argv:
-            return pid
-    raise AssertionError(f"no agent process named {name}")
 
 
 def test_a_paused_agent_cannot_write_after_its_lease(

@@ -12,10 +12,9 @@ import pytest
 from tests.faults.conftest import Recorder
 from tests.faults.harness import (
     FaultServer,
+    agent_named,
     get_job,
-    is_agent,
     kill_groups,
-    pids,
     processes_with_arg,
     state_of,
     submit,
@@ -26,17 +25,6 @@ pytestmark = pytest.mark.e2e
 
 RUNS = 5
 TTL = 3.0
-
-
-def agent_pid_named(name: str) -> int:
-    for pid in pids():
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if is_agent(pid) and name.encode() in argv:
-            return pid
-    raise AssertionError(f"no agent process named {name}")
 
 
 def test_host_gone_job_is_lost_within_ttl_and_retried_once(
@@ -59,7 +47,7 @@ def test_host_gone_job_is_lost_within_ttl_and_retried_once(
             wait_for(lambda t=tag: processes_with_arg(t), 10, "the job's process")
             job = get_job(channel, job_id)
             [worker] = [w for w in server.list_workers() if w.id == job.worker_id]
-            kill_groups([agent_pid_named(worker.name)])
+            kill_groups([agent_named(worker.name)])
             killed = time.monotonic()
             wait_for(lambda t=tag: not processes_with_arg(t), 5, "the job's process to die")
 

@@ -99,22 +99,21 @@ FormatOpt = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output 
 JobIdArg = Annotated[str, typer.Argument(metavar="ID", help="The job id.", show_default=False)]
 
 
+def _duration(value: str | None, option: str, examples: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return jobfile.parse_duration(value)
+    except ValueError:
+        raise UsageError(
+            f"{option} expects seconds or a duration such as {examples}; got {value!r}"
+        ) from None
+
+
 def _spec(params: dict[str, Any]) -> jobs_pb2.JobSpec:
     """The JobSpec from the job file (if any) overridden by the command line."""
-    timeout = params["timeout"]
-    try:
-        timeout_seconds = jobfile.parse_duration(timeout) if timeout is not None else None
-    except ValueError:
-        raise UsageError(
-            f"--timeout expects seconds or a duration such as 90s, 5m, 1h; got {timeout!r}"
-        ) from None
-    backoff = params["backoff"]
-    try:
-        backoff_seconds = jobfile.parse_duration(backoff) if backoff is not None else None
-    except ValueError:
-        raise UsageError(
-            f"--backoff expects a duration such as 2s or 1m; got {backoff!r}"
-        ) from None
+    timeout_seconds = _duration(params["timeout"], "--timeout", "90s, 5m, 1h")
+    backoff_seconds = _duration(params["backoff"], "--backoff", "2s or 1m")
     command_line = jobfile.JobOptions(
         name=params["name"],
         command=params["command"] or None,
