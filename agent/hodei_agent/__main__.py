@@ -15,7 +15,6 @@ from hodei_agent.errors import AgentError, ConfigError
 
 logger = logging.getLogger("hodei_agent")
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 

@@ -53,7 +53,7 @@ def job_to_proto(row: Row, attempts: list[Row] | None = None) -> jobs_pb2.Job:
     return job
 
 
-def worker_to_proto(row: Row, *, connected_here: bool | None = None) -> workers_pb2.Worker:
+def worker_to_proto(row: Row) -> workers_pb2.Worker:
     metrics = row["metrics"] or {}
     return workers_pb2.Worker(
         id=str(row["id"]),

@@ -68,10 +68,6 @@ class LocalProvider:
         log.info("local provider %s started agent %s (pid %s)", self.config.name, name, infra_id)
         return infra_id
 
-    def is_alive(self, infra_id: str) -> bool:
-        proc = self._procs.get(infra_id)
-        return proc is not None and proc.returncode is None
-
     def forget_exited(self) -> list[str]:
         """Infra ids of agents that exited by themselves (drained, crashed)."""
         gone = [i for i, p in self._procs.items() if p.returncode is not None]
