@@ -17,10 +17,10 @@ from hodei_api.v1 import agent_pb2, agent_pb2_grpc, workers_pb2
 from hodei_server.agents import AgentRegistry, AgentSession
 from hodei_server.db import Conn
 from hodei_server.dispatcher import Dispatcher
-from hodei_server.errors import InvalidSpec, Unauthenticated
+from hodei_server.errors import InvalidSpec
 from hodei_server.jobstore import JobStore
 from hodei_server.loghub import LogHub
-from hodei_server.servicers.common import unary
+from hodei_server.servicers.common import abort_with, unary
 from hodei_server.servicers.jobs import cancel_message
 from hodei_server.states import JobState
 from hodei_server.validation import validate_labels
@@ -94,8 +94,8 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         try:
             row = await self.workers.authenticate(str(metadata.get("x-hodei-worker-id", "")),
                                                   token)
-        except Unauthenticated as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+        except Exception as exc:  # Unauthenticated, or the database is unavailable
+            await abort_with(context, exc, "Connect")
             return
         try:
             first = await asyncio.wait_for(anext(aiter(request_iterator)), HELLO_TIMEOUT)
@@ -115,9 +115,13 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             slots=capacity.slots, cpus=capacity.cpus, memory_mb=capacity.memory_mb,
             heartbeat_ttl=self.heartbeat_ttl,
         )
-        await self.workers.connected(row["id"], self.server_id, labels, capacity,
-                                     hello.agent_version)
-        await self._reattach(session, hello)
+        try:
+            await self.workers.connected(row["id"], self.server_id, labels, capacity,
+                                         hello.agent_version)
+            await self._reattach(session, hello)
+        except Exception as exc:  # the database, mostly: the agent retries with backoff
+            await abort_with(context, exc, "Connect")
+            return
         self.registry.add(session)
         log.info("worker %s (%s) connected with %d slots", session.worker_id, session.name,
                  session.slots)

@@ -27,7 +27,8 @@ def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     return None
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+async def abort_with(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+    """End the call with the status `exc` maps to (INTERNAL, logged, for the unexpected)."""
     mapped = _status_for(exc)
     if mapped is None:
         log.exception("unexpected error in %s", method)
@@ -45,7 +46,7 @@ def unary(
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            await _abort(context, exc, handler.__qualname__)
+            await abort_with(context, exc, handler.__qualname__)
             raise AssertionError("unreachable: abort raises") from exc
 
     return wrapper
@@ -64,6 +65,6 @@ def streaming(
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            await _abort(context, exc, handler.__qualname__)
+            await abort_with(context, exc, handler.__qualname__)
 
     return wrapper
