@@ -19,6 +19,7 @@ from hodei_server.errors import Conflict, InvalidSpec, NotFound
 from hodei_server.sqlfiles import query
 from hodei_server.states import (
     FINAL_STATES,
+    NEVER_RETRIED,
     RETRYABLE,
     JobState,
     RetryPolicy,
@@ -235,26 +236,31 @@ class JobStore:
         Returns the job's new state, or None when the report is not about the job's
         current attempt on that worker (stale or duplicate: refused by the fence).
         """
-        cur = await conn.execute(query("lock_job_for_finish"), {"id": job_id})
-        row = await cur.fetchone()
-        if (
-            row is None
-            or row["attempt"] != attempt
-            or row["worker_id"] != worker_id
-            or row["state"] not in sources_of(outcome)
-        ):
-            return None
-        policy = RetryPolicy(
-            on=frozenset(RETRYABLE[o] for o in row["retry_on"] if o in RETRYABLE),
-            backoff_seconds=row["backoff_seconds"],
-            max_backoff_seconds=row["max_backoff_seconds"],
-        )
         refund = 0
-        # Only an attempt the agent never reported running is handed back for free.
-        if unstarted and row["state"] == JobState.ASSIGNED.value:
-            refund = 1
-            policy = RetryPolicy(policy.on | {JobState.LOST}, 0.0, 0.0)
-        decision = after_attempt(outcome, attempt, row["max_attempts"] + refund, policy)
+        if outcome in NEVER_RETRIED:
+            # The common case needs no look at the job's policy: one statement, whose
+            # WHERE clause is the whole fence.
+            decision = after_attempt(outcome, attempt, attempt, RetryPolicy())
+        else:
+            cur = await conn.execute(query("lock_job_for_finish"), {"id": job_id})
+            row = await cur.fetchone()
+            if (
+                row is None
+                or row["attempt"] != attempt
+                or row["worker_id"] != worker_id
+                or row["state"] not in sources_of(outcome)
+            ):
+                return None
+            policy = RetryPolicy(
+                on=frozenset(RETRYABLE[o] for o in row["retry_on"] if o in RETRYABLE),
+                backoff_seconds=row["backoff_seconds"],
+                max_backoff_seconds=row["max_backoff_seconds"],
+            )
+            # Only an attempt the agent never reported running is handed back for free.
+            if unstarted and row["state"] == JobState.ASSIGNED.value:
+                refund = 1
+                policy = RetryPolicy(policy.on | {JobState.LOST}, 0.0, 0.0)
+            decision = after_attempt(outcome, attempt, row["max_attempts"] + refund, policy)
         cur = await conn.execute(
             query("finish_job"),
             {

@@ -65,6 +65,8 @@ def sources_of(new: JobState) -> list[str]:
 
 
 RETRYABLE = {"lost": JobState.LOST, "failed": JobState.FAILED, "timed_out": JobState.TIMED_OUT}
+# Endings no retry policy can follow: the job's state after them is the ending itself.
+NEVER_RETRIED = frozenset({JobState.SUCCEEDED, JobState.CANCELLED})
 
 
 @dataclass(frozen=True, slots=True)

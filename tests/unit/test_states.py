@@ -5,6 +5,7 @@ import pytest
 from hodei_api.v1 import jobs_pb2
 from hodei_server.states import (
     FINAL_STATES,
+    NEVER_RETRIED,
     Decision,
     JobState,
     RetryPolicy,
@@ -84,3 +85,10 @@ def test_backoff_doubles_is_capped_and_jittered() -> None:
 def test_only_endings_can_follow_an_attempt() -> None:
     with pytest.raises(ValueError):
         after_attempt(JobState.RUNNING, 1, 3, RetryPolicy())
+
+
+@pytest.mark.parametrize("outcome", sorted(NEVER_RETRIED))
+def test_endings_never_retried_ignore_any_policy(outcome: JobState) -> None:
+    everything = RetryPolicy(on=frozenset({JobState.LOST, JobState.FAILED,
+                                           JobState.TIMED_OUT}))
+    assert after_attempt(outcome, 1, 5, everything) == Decision(outcome)
