@@ -18,7 +18,11 @@ from hodei_server.errors import HodeiError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hodei-server", description="Run a Hodei server.")
+    parser = argparse.ArgumentParser(
+        prog="hodei-server",
+        description="Run a Hodei server. `hodei-server token create --help`: a bootstrap "
+                    "token for an agent on another machine.",
+    )
     parser.add_argument("--config", type=Path, help="TOML configuration file")
     parser.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:50051)")
     parser.add_argument("--database-url", help="PostgreSQL URL (env HODEI_DATABASE_URL)")
@@ -55,6 +59,11 @@ async def run_until_signalled(config: config_mod.ServerConfig, ready_file: Path 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["token"]:
+        from hodei_server import tokencli
+
+        return tokencli.main(argv[1:])
     args = _parser().parse_args(argv)
     setup_logging(args.log_level)
     try:
