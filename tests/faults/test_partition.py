@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
 
@@ -78,18 +79,28 @@ def job_events(url: str, job_id: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def test_a_short_cut_changes_nothing(
+def run_behind_proxy(
     setup: tuple[FaultServer, CuttableProxy, list[int]], tmp_path: Path, database_url: str,
-    record_figure: Recorder,
-) -> None:
+    channel: grpc.Channel, tag: str,
+) -> str:
+    """An agent that reaches the server only through the proxy, running `sleep TAG`."""
     server, proxy, agents = setup
     agents.append(start_agent(database_url, f"127.0.0.1:{proxy.port}", tmp_path, "cut-off").pid)
     server.wait_workers(1)
     time.sleep(TTL)  # the new leader's grace
+    job_id = submit(channel, command=["sleep", tag], max_attempts=2)
+    wait_for(lambda: state_of(channel, job_id) == "RUNNING", 30, "the job to run")
+    return job_id
+
+
+def test_a_short_cut_changes_nothing(
+    setup: tuple[FaultServer, CuttableProxy, list[int]], tmp_path: Path, database_url: str,
+    record_figure: Recorder,
+) -> None:
+    server, proxy, _ = setup
     tag = f"5.{uuid.uuid4().int % 10**9:09d}"
     with server.channel() as channel:
-        job_id = submit(channel, command=["sleep", tag], max_attempts=2)
-        wait_for(lambda: state_of(channel, job_id) == "RUNNING", 30, "the job to run")
+        job_id = run_behind_proxy(setup, tmp_path, database_url, channel, tag)
         proxy.cut()
         time.sleep(TTL / 2)
         proxy.heal()
@@ -107,13 +118,9 @@ def test_a_long_cut_gives_one_replacement_and_fences_the_original(
     record_figure: Recorder,
 ) -> None:
     server, proxy, agents = setup
-    agents.append(start_agent(database_url, f"127.0.0.1:{proxy.port}", tmp_path, "cut-off").pid)
-    server.wait_workers(1)
-    time.sleep(TTL)  # the new leader's grace
     tag = f"6.{uuid.uuid4().int % 10**9:09d}"
     with server.channel() as channel:
-        job_id = submit(channel, command=["sleep", tag], max_attempts=2)
-        wait_for(lambda: state_of(channel, job_id) == "RUNNING", 30, "the job to run")
+        job_id = run_behind_proxy(setup, tmp_path, database_url, channel, tag)
         # A second agent, not behind the proxy, to take the replacement during the cut.
         agents.append(start_agent(database_url, server.address, tmp_path, "direct").pid)
         server.wait_workers(2)
