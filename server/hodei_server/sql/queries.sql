@@ -319,3 +319,12 @@ WITH w AS (
     SELECT 'worker.draining', 'worker', w.id::text, '{}'::jsonb, %(actor)s FROM w
 )
 SELECT * FROM w;
+
+-- name: insert_audit
+INSERT INTO audit_log (actor, action, target, allowed, detail)
+VALUES (%(actor)s, %(action)s, %(target)s, %(allowed)s, %(detail)s);
+
+-- name: list_audit
+SELECT id, at, actor, action, target, allowed, detail FROM audit_log
+WHERE (%(action)s = '' OR action = %(action)s) AND id > %(after)s
+ORDER BY id LIMIT %(limit)s;

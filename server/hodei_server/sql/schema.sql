@@ -100,3 +100,15 @@ CREATE TABLE job_logs (
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (job_id, attempt, seq)
 );
+
+CREATE TABLE audit_log (
+    id         bigserial PRIMARY KEY,
+    at         timestamptz NOT NULL DEFAULT now(),
+    actor      text NOT NULL,
+    action     text NOT NULL,
+    target     text NOT NULL DEFAULT '',
+    allowed    boolean NOT NULL,
+    detail     jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+
+CREATE INDEX audit_log_at_idx ON audit_log (at);
