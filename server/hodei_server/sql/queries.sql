@@ -352,6 +352,3 @@ RETURNING *;
 SELECT * FROM api_tokens
 WHERE %(all)s OR revoked_at IS NULL
 ORDER BY created_at, id;
-
--- name: get_job_submitter
-SELECT submitted_by FROM jobs WHERE id = %(id)s;
