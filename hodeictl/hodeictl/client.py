@@ -191,6 +191,14 @@ class HodeiClient:
         """The name and role of the token this client sends."""
         return await self._call(self._tokens.WhoAmI, auth_pb2.WhoAmIRequest())
 
+    async def list_audit(
+        self, action: str = "", after_id: int = 0, limit: int = 100
+    ) -> list[auth_pb2.AuditEntry]:
+        """Rows of the security audit log, oldest first."""
+        request = auth_pb2.ListAuditRequest(action=action, after_id=after_id, limit=limit)
+        reply = await self._call(self._tokens.ListAudit, request)
+        return list(reply.entries)
+
     async def stream_logs(
         self, job_id: str, *, follow: bool
     ) -> AsyncGenerator[logs_pb2.LogEvent, None]:

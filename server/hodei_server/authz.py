@@ -47,6 +47,7 @@ METHOD_ROLES: dict[str, Role] = {
     _TOKENS + "CreateToken": Role.ADMIN,
     _TOKENS + "RevokeToken": Role.ADMIN,
     _TOKENS + "ListTokens": Role.ADMIN,
+    _TOKENS + "ListAudit": Role.ADMIN,
 }
 
 # The role that may act on any job, not only its own.

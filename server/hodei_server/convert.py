@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -91,4 +92,13 @@ def token_to_proto(row: Row) -> auth_pb2.ApiToken:
         expires_at=_ts(row["expires_at"]),
         last_used_at=_ts(row["last_used_at"]),
         revoked_at=_ts(row["revoked_at"]),
+    )
+
+
+def audit_to_proto(row: Row) -> auth_pb2.AuditEntry:
+    detail = dict(row["detail"] or {})
+    return auth_pb2.AuditEntry(
+        id=row["id"], at=_ts(row["at"]), actor=row["actor"], action=row["action"],
+        target=row["target"], allowed=row["allowed"], reason=str(detail.get("reason", "")),
+        detail_json=json.dumps(detail, sort_keys=True),
     )

@@ -175,6 +175,8 @@ def api_calls(
             auth_pb2.RevokeTokenRequest(name="t-admin"), metadata=metadata, timeout=10),
         TOKENS + "WhoAmI": lambda: tokens.WhoAmI(
             auth_pb2.WhoAmIRequest(), metadata=metadata, timeout=10),
+        TOKENS + "ListAudit": lambda: tokens.ListAudit(
+            auth_pb2.ListAuditRequest(), metadata=metadata, timeout=10),
     }
 
 
@@ -234,6 +236,7 @@ WRONG_ROLE = [
     ("operator", TOKENS + "CreateToken", "admin"),
     ("operator", TOKENS + "ListTokens", "admin"),
     ("operator", TOKENS + "RevokeToken", "admin"),
+    ("operator", TOKENS + "ListAudit", "admin"),
 ]
 
 
@@ -363,7 +366,7 @@ def test_every_role_may_do_what_its_role_allows(
         ("viewer", JOBS + "ListJobs"), ("viewer", "/hodei.api.v1.WorkerService/ListWorkers"),
         ("viewer", "/hodei.api.v1.WorkerService/ListProviders"), ("viewer", TOKENS + "WhoAmI"),
         ("submitter", JOBS + "SubmitJob"), ("admin", TOKENS + "ListTokens"),
-        ("admin", TOKENS + "CreateToken"),
+        ("admin", TOKENS + "CreateToken"), ("admin", TOKENS + "ListAudit"),
     ]
     for role, method in checks:
         api_calls(channel, bearer(tokens[role]))[method]()
@@ -423,6 +426,13 @@ def test_token_lifecycle_through_hodeictl_is_audited_without_secrets(
             "SELECT action FROM audit_log WHERE target = 'ci' AND allowed ORDER BY id").fetchall()
     leaked = [t for t in [secret, *tokens.values()] if t in text or t.split("_")[-1] in text]
     assert [a for (a,) in lifecycle] == [TOKENS + "CreateToken", TOKENS + "RevokeToken"]
+    shown = hodeictl(server, "audit", "list", "--refused", "--limit", "1000", "-o", "json",
+                     token=admin)
+    assert shown.returncode == 0, shown.stderr
+    refusals = json.loads(shown.stdout)
+    assert any(r["actor"] == "token:ci" and "needs the admin role" in r["reason"]
+               for r in refusals)
+    assert not any(t in shown.stdout.decode() for t in [secret, *tokens.values()])
     print(f"token create/revoke audited {len(lifecycle)}/2, secrets in the audit log: "
           f"{len(leaked)}")
     assert not leaked

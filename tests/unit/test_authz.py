@@ -48,7 +48,7 @@ def test_the_role_table() -> None:
         "CancelJob": "submitter", "RetryJob": "submitter", "StreamLogs": "viewer",
         "ListWorkers": "viewer", "ListProviders": "viewer", "DrainWorker": "operator",
         "WhoAmI": "viewer", "CreateToken": "admin", "RevokeToken": "admin",
-        "ListTokens": "admin",
+        "ListTokens": "admin", "ListAudit": "admin",
     }
     assert authz.ANY_JOB_ROLE is Role.OPERATOR
     assert Role.VIEWER < Role.SUBMITTER < Role.OPERATOR < Role.ADMIN

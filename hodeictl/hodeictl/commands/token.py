@@ -105,3 +105,34 @@ def whoami(ctx: typer.Context) -> None:
     """Show the name and role of the API token hodeictl sends."""
     reply = target.call(ctx.obj, lambda client: client.who_am_i())
     typer.echo(f"{reply.name} ({role_name(reply.role)})")
+
+
+audit_app = typer.Typer(help="Read the security audit log (needs the admin role).",
+                        no_args_is_help=True)
+
+
+@audit_app.command("list")
+def list_audit(
+    ctx: typer.Context,
+    action: Annotated[
+        str, typer.Option("--action", metavar="METHOD", help="Only this action.")
+    ] = "",
+    refused: Annotated[bool, typer.Option("--refused", help="Only refusals.")] = False,
+    after: Annotated[int, typer.Option("--after", metavar="ID", help="Rows after this id.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many rows.")] = 100,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="Output format.")
+    ] = OutputFormat.table,
+) -> None:
+    """Refusals and token changes: who, which call, allowed or not, why."""
+    entries = target.call(ctx.obj, lambda client: client.list_audit(action, after, limit))
+    if refused:
+        entries = [e for e in entries if not e.allowed]
+    if output_format is OutputFormat.json:
+        output.print_json([output.to_dict(e) for e in entries])
+        return
+    output.print_pairs_table(
+        ("#", "AT", "ACTOR", "ACTION", "TARGET", "ALLOWED", "REASON"),
+        [(str(e.id), output.local_time(e, "at"), e.actor, e.action, e.target or "-",
+          "yes" if e.allowed else "no", e.reason or "-") for e in entries],
+    )

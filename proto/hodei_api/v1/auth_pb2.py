@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hodei_api/v1/auth.proto\x12\x0chodei.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x02\n\x08\x41piToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12 \n\x04role\x18\x03 \x01(\x0e\x32\x12.hodei.api.v1.Role\x12\x12\n\ncreated_by\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.hodei.api.v1.Role\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x01\"L\n\x13\x43reateTokenResponse\x12%\n\x05token\x18\x01 \x01(\x0b\x32\x16.hodei.api.v1.ApiToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x13RevokeTokenResponse\x12%\n\x05token\x18\x01 \x01(\x0b\x32\x16.hodei.api.v1.ApiToken\" \n\x11ListTokensRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"<\n\x12ListTokensResponse\x12&\n\x06tokens\x18\x01 \x03(\x0b\x32\x16.hodei.api.v1.ApiToken\"\x0f\n\rWhoAmIRequest\"@\n\x0eWhoAmIResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.hodei.api.v1.Role*d\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x12\n\x0eROLE_SUBMITTER\x10\x02\x12\x11\n\rROLE_OPERATOR\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04\x32\xcc\x02\n\x0cTokenService\x12R\n\x0b\x43reateToken\x12 .hodei.api.v1.CreateTokenRequest\x1a!.hodei.api.v1.CreateTokenResponse\x12R\n\x0bRevokeToken\x12 .hodei.api.v1.RevokeTokenRequest\x1a!.hodei.api.v1.RevokeTokenResponse\x12O\n\nListTokens\x12\x1f.hodei.api.v1.ListTokensRequest\x1a .hodei.api.v1.ListTokensResponse\x12\x43\n\x06WhoAmI\x12\x1b.hodei.api.v1.WhoAmIRequest\x1a\x1c.hodei.api.v1.WhoAmIResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hodei_api/v1/auth.proto\x12\x0chodei.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x02\n\x08\x41piToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12 \n\x04role\x18\x03 \x01(\x0e\x32\x12.hodei.api.v1.Role\x12\x12\n\ncreated_by\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.hodei.api.v1.Role\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x01\"L\n\x13\x43reateTokenResponse\x12%\n\x05token\x18\x01 \x01(\x0b\x32\x16.hodei.api.v1.ApiToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x13RevokeTokenResponse\x12%\n\x05token\x18\x01 \x01(\x0b\x32\x16.hodei.api.v1.ApiToken\" \n\x11ListTokensRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"<\n\x12ListTokensResponse\x12&\n\x06tokens\x18\x01 \x03(\x0b\x32\x16.hodei.api.v1.ApiToken\"\x0f\n\rWhoAmIRequest\"@\n\x0eWhoAmIResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.hodei.api.v1.Role\"\xa5\x01\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\x03\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x06 \x01(\x08\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65tail_json\x18\x08 \x01(\t\"C\n\x10ListAuditRequest\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\">\n\x11ListAuditResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.hodei.api.v1.AuditEntry*d\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x12\n\x0eROLE_SUBMITTER\x10\x02\x12\x11\n\rROLE_OPERATOR\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04\x32\x9a\x03\n\x0cTokenService\x12R\n\x0b\x43reateToken\x12 .hodei.api.v1.CreateTokenRequest\x1a!.hodei.api.v1.CreateTokenResponse\x12R\n\x0bRevokeToken\x12 .hodei.api.v1.RevokeTokenRequest\x1a!.hodei.api.v1.RevokeTokenResponse\x12O\n\nListTokens\x12\x1f.hodei.api.v1.ListTokensRequest\x1a .hodei.api.v1.ListTokensResponse\x12\x43\n\x06WhoAmI\x12\x1b.hodei.api.v1.WhoAmIRequest\x1a\x1c.hodei.api.v1.WhoAmIResponse\x12L\n\tListAudit\x12\x1e.hodei.api.v1.ListAuditRequest\x1a\x1f.hodei.api.v1.ListAuditResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hodei_api.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=807
-  _globals['_ROLE']._serialized_end=907
+  _globals['_ROLE']._serialized_start=1108
+  _globals['_ROLE']._serialized_end=1208
   _globals['_APITOKEN']._serialized_start=75
   _globals['_APITOKEN']._serialized_end=359
   _globals['_CREATETOKENREQUEST']._serialized_start=361
@@ -52,6 +52,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WHOAMIREQUEST']._serialized_end=739
   _globals['_WHOAMIRESPONSE']._serialized_start=741
   _globals['_WHOAMIRESPONSE']._serialized_end=805
-  _globals['_TOKENSERVICE']._serialized_start=910
-  _globals['_TOKENSERVICE']._serialized_end=1242
+  _globals['_AUDITENTRY']._serialized_start=808
+  _globals['_AUDITENTRY']._serialized_end=973
+  _globals['_LISTAUDITREQUEST']._serialized_start=975
+  _globals['_LISTAUDITREQUEST']._serialized_end=1042
+  _globals['_LISTAUDITRESPONSE']._serialized_start=1044
+  _globals['_LISTAUDITRESPONSE']._serialized_end=1106
+  _globals['_TOKENSERVICE']._serialized_start=1211
+  _globals['_TOKENSERVICE']._serialized_end=1621
 # @@protoc_insertion_point(module_scope)

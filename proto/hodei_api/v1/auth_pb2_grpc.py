@@ -55,6 +55,11 @@ class TokenServiceStub:
                 request_serializer=hodei__api_dot_v1_dot_auth__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=hodei__api_dot_v1_dot_auth__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/hodei.api.v1.TokenService/ListAudit',
+                request_serializer=hodei__api_dot_v1_dot_auth__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=hodei__api_dot_v1_dot_auth__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
@@ -86,6 +91,13 @@ class TokenServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAudit(self, request, context):
+        """The security audit log (admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +120,11 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=hodei__api_dot_v1_dot_auth__pb2.WhoAmIRequest.FromString,
                     response_serializer=hodei__api_dot_v1_dot_auth__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=hodei__api_dot_v1_dot_auth__pb2.ListAuditRequest.FromString,
+                    response_serializer=hodei__api_dot_v1_dot_auth__pb2.ListAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +236,33 @@ class TokenService:
             '/hodei.api.v1.TokenService/WhoAmI',
             hodei__api_dot_v1_dot_auth__pb2.WhoAmIRequest.SerializeToString,
             hodei__api_dot_v1_dot_auth__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hodei.api.v1.TokenService/ListAudit',
+            hodei__api_dot_v1_dot_auth__pb2.ListAuditRequest.SerializeToString,
+            hodei__api_dot_v1_dot_auth__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,10 +5,15 @@ from __future__ import annotations
 import grpc
 
 from hodei_api.v1 import auth_pb2, auth_pb2_grpc
+from hodei_server import audit
 from hodei_server.apitokens import Role, TokenStore
 from hodei_server.authz import principal
-from hodei_server.convert import token_to_proto
+from hodei_server.convert import audit_to_proto, token_to_proto
+from hodei_server.errors import InvalidSpec
 from hodei_server.servicers.common import unary
+
+MAX_AUDIT_PAGE = 1000
+DEFAULT_AUDIT_PAGE = 100
 
 _SERVICE = "/hodei.api.v1.TokenService/"
 
@@ -48,3 +53,15 @@ class TokenServicer(auth_pb2_grpc.TokenServiceServicer):
     ) -> auth_pb2.WhoAmIResponse:
         who = principal()
         return auth_pb2.WhoAmIResponse(name=who.name, role=who.role.to_proto())
+
+    @unary
+    async def ListAudit(
+        self, request: auth_pb2.ListAuditRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ListAuditResponse:
+        if request.limit < 0 or request.after_id < 0:
+            raise InvalidSpec("limit and after_id must be >= 0")
+        rows = await audit.entries(
+            self.tokens.pool, action=request.action[:256], after=request.after_id,
+            limit=min(request.limit or DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE),
+        )
+        return auth_pb2.ListAuditResponse(entries=[audit_to_proto(r) for r in rows])
