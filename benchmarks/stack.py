@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -21,16 +22,29 @@ from hodei_api.v1 import jobs_pb2, jobs_pb2_grpc, workers_pb2, workers_pb2_grpc
 BIN = Path(sys.executable).parent
 
 
+class _Bearer(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds the stack's admin token to every unary call (all a benchmark makes)."""
+
+    def __init__(self, token: str) -> None:
+        self.header = ("authorization", f"Bearer {token}")
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(details._replace(metadata=[*(details.metadata or ()), self.header]),
+                            request)
+
+
 @dataclass
 class Stack:
     home: Path
     address: str
+    token: str
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "HODEI_SERVER": self.address, "HODEI_HOME": str(self.home)}
+        return {**os.environ, "HODEI_SERVER": self.address, "HODEI_HOME": str(self.home),
+                "HODEI_TOKEN": self.token}
 
     def channel(self) -> grpc.Channel:
-        return grpc.insecure_channel(self.address)
+        return grpc.intercept_channel(grpc.insecure_channel(self.address), _Bearer(self.token))
 
     def wait_workers(self, count: int, timeout: float = 60.0) -> None:
         with self.channel() as channel:
@@ -92,7 +106,8 @@ def embedded_stack() -> Iterator[Stack]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((home / "stack.log").read_text())
             time.sleep(0.05)
-        stack = Stack(home, json.loads(stack_file.read_text())["address"])
+        info = json.loads(stack_file.read_text())
+        stack = Stack(home, info["address"], info["token"])
         stack.wait_workers(1)
         yield stack
     finally:

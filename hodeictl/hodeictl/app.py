@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from hodei_plugins.manager import get_host
-from hodeictl.commands import context, job, plugin, provider, stack, worker
+from hodeictl.commands import context, job, plugin, provider, stack, token, worker
 from hodeictl.errors import HodeiCtlError
 from hodeictl.target import Settings
 
@@ -44,9 +44,12 @@ app.add_typer(worker.app, name="worker")
 app.add_typer(context.app, name="context")
 app.add_typer(plugin.app, name="plugin")
 app.add_typer(provider.app, name="provider")
+app.add_typer(token.app, name="token")
+app.add_typer(token.audit_app, name="audit")
 app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)
+app.command()(token.whoami)
 # Third-party distributions add sub-commands through the `hodei_add_cli_commands` hook.
 get_host().add_cli_commands(app)
 
@@ -72,6 +75,13 @@ def _global_options(
             "--context", envvar="HODEI_CONTEXT", metavar="NAME", help="A context from the config."
         ),
     ] = None,
+    token_file: Annotated[
+        str | None,
+        typer.Option(
+            "--token-file", envvar="HODEI_TOKEN_FILE", metavar="PATH",
+            help="A file holding the API token to send (env HODEI_TOKEN: the token itself).",
+        ),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", envvar="HODEI_DEBUG", help="Show tracebacks for errors.")
     ] = False,
@@ -81,7 +91,7 @@ def _global_options(
     ] = False,
 ) -> None:
     """Without --server or --context, hodeictl uses (and starts) an embedded local stack."""
-    ctx.obj = Settings(server=server, context=context_name, debug=debug)
+    ctx.obj = Settings(server=server, context=context_name, debug=debug, token_file=token_file)
 
 
 def main() -> None:

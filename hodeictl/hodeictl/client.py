@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import grpc
 
 from hodei_api.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     logs_pb2,
@@ -75,15 +77,22 @@ def _backoff(failures: int) -> float:
 
 
 class HodeiClient:
-    """`async with HodeiClient(address) as client: await client.get_job(job_id)`."""
+    """`async with HodeiClient(address, token) as client: await client.get_job(job_id)`.
 
-    def __init__(self, address: str, timeout: float = CALL_TIMEOUT) -> None:
+    Every call carries `token` (an API token) as `authorization: Bearer <token>`.
+    """
+
+    def __init__(self, address: str, token: str = "", timeout: float = CALL_TIMEOUT) -> None:
         self.address = address
         self.timeout = timeout
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
         self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._logs = logs_pb2_grpc.LogServiceStub(self._channel)
         self._workers = workers_pb2_grpc.WorkerServiceStub(self._channel)
+        self._tokens = auth_pb2_grpc.TokenServiceStub(self._channel)
 
     async def __aenter__(self) -> HodeiClient:
         return self
@@ -100,7 +109,7 @@ class HodeiClient:
         self, method: Callable[..., Awaitable[T]], request: Any, *, submitting: bool = False
     ) -> T:
         try:
-            return await method(request, timeout=self.timeout)
+            return await method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error, self.address, submitting=submitting) from error
 
@@ -160,6 +169,36 @@ class HodeiClient:
         reply = await self._call(self._workers.ListWorkers, request)
         return list(reply.workers)
 
+    async def create_token(
+        self, name: str, role: auth_pb2.Role.ValueType, ttl_seconds: float
+    ) -> auth_pb2.CreateTokenResponse:
+        """A new API token; its secret is in the reply only, never shown again."""
+        request = auth_pb2.CreateTokenRequest(name=name, role=role, ttl_seconds=ttl_seconds)
+        return await self._call(self._tokens.CreateToken, request)
+
+    async def revoke_token(self, name: str) -> auth_pb2.ApiToken:
+        """Revoke the live API token called `name`."""
+        reply = await self._call(self._tokens.RevokeToken, auth_pb2.RevokeTokenRequest(name=name))
+        return reply.token
+
+    async def list_tokens(self, include_revoked: bool = False) -> list[auth_pb2.ApiToken]:
+        """API tokens (never their secrets)."""
+        reply = await self._call(self._tokens.ListTokens,
+                                 auth_pb2.ListTokensRequest(all=include_revoked))
+        return list(reply.tokens)
+
+    async def who_am_i(self) -> auth_pb2.WhoAmIResponse:
+        """The name and role of the token this client sends."""
+        return await self._call(self._tokens.WhoAmI, auth_pb2.WhoAmIRequest())
+
+    async def list_audit(
+        self, action: str = "", after_id: int = 0, limit: int = 100
+    ) -> list[auth_pb2.AuditEntry]:
+        """Rows of the security audit log, oldest first."""
+        request = auth_pb2.ListAuditRequest(action=action, after_id=after_id, limit=limit)
+        reply = await self._call(self._tokens.ListAudit, request)
+        return list(reply.entries)
+
     async def stream_logs(
         self, job_id: str, *, follow: bool
     ) -> AsyncGenerator[logs_pb2.LogEvent, None]:
@@ -176,7 +215,7 @@ class HodeiClient:
             request = logs_pb2.StreamLogsRequest(
                 job_id=job_id, after_attempt=position[0], after_seq=position[1], follow=follow
             )
-            call = self._logs.StreamLogs(request)
+            call = self._logs.StreamLogs(request, metadata=self._metadata)
             try:
                 await call.wait_for_connection()
                 connected = True

@@ -4,6 +4,7 @@
 current_context = "prod"
 [contexts.prod]
 server = "hodei.example.com:50051"
+token_file = "~/.config/hodei/prod.token"   # or: token = "hodei_…" (the file is 0600)
 [embedded]
 database_url = "postgresql://user@host/db"
 ```
@@ -79,6 +80,10 @@ class Config:
         for name, context in contexts.items():
             if not isinstance(context, dict) or not isinstance(context.get("server"), str):
                 raise InvalidConfig(f"{self.path}: context '{name}' needs a 'server' string")
+            for key in ("token", "token_file"):
+                if not isinstance(context.get(key, ""), str):
+                    raise InvalidConfig(f"{self.path}: context '{name}': '{key}' must be a "
+                                        "string")
         embedded = self.data.get("embedded", {})
         if not isinstance(embedded, dict):
             raise InvalidConfig(f"{self.path}: 'embedded' must be a table")
@@ -111,13 +116,39 @@ class Config:
                 f"context '{context}' not found in {self.path} (known: {known})"
             ) from None
 
-    def set_context(self, name: str, server: str) -> None:
-        """Create or update a context."""
+    def token_for(self, context: str) -> str:
+        """The API token of `context`: its `token`, else the contents of its `token_file`."""
+        self.server_for(context)
+        entry = self.data["contexts"][context]
+        if entry.get("token"):
+            return str(entry["token"]).strip()
+        if entry.get("token_file"):
+            path = Path(entry["token_file"]).expanduser()
+            try:
+                return path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                raise InvalidConfig(
+                    f"context '{context}': cannot read its token file {path}: {error}"
+                ) from None
+        return ""
+
+    def set_context(
+        self, name: str, server: str, *, token: str | None = None, token_file: str | None = None
+    ) -> None:
+        """Create or update a context; a new token or token file replaces the old one."""
         if name == LOCAL_CONTEXT:
             raise UsageError(f"'{LOCAL_CONTEXT}' is reserved for the embedded local stack")
         if not name or not server:
             raise UsageError("a context needs a name and a server address")
-        self.data.setdefault("contexts", {}).setdefault(name, {})["server"] = server
+        entry = self.data.setdefault("contexts", {}).setdefault(name, {})
+        entry["server"] = server
+        if token is not None or token_file is not None:
+            entry.pop("token", None)
+            entry.pop("token_file", None)
+        if token:
+            entry["token"] = token
+        if token_file:
+            entry["token_file"] = token_file
 
     def use_context(self, name: str) -> None:
         """Make `name` the current context (`local`: the embedded stack)."""
@@ -128,11 +159,13 @@ class Config:
         self.data["current_context"] = name
 
     def save(self) -> None:
-        """Write the file atomically, readable by its owner only (it may hold a password)."""
+        """Write the file atomically, readable by its owner only (it may hold tokens)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config-", suffix=".toml")
             try:
+                # mkstemp makes it 0600 already; say so, since it may hold API tokens.
+                os.fchmod(fd, 0o600)
                 with os.fdopen(fd, "w", encoding="utf-8") as file:
                     file.write(dumps(self.data))
                 os.replace(tmp, self.path)

@@ -53,6 +53,8 @@ class StackInfo:
     address: str
     database_url: str
     started_at: float
+    # The admin API token the stack made for its user (stack.json is readable by them only).
+    token: str = ""
 
 
 def _is_stack_process(pid: int) -> bool:
@@ -79,6 +81,7 @@ def read_stack(home: Path) -> StackInfo | None:
             address=str(raw["address"]),
             database_url=str(raw.get("database_url", "")),
             started_at=float(raw.get("started_at", 0.0)),
+            token=str(raw.get("token", "")),
         )
     except (OSError, ValueError, KeyError, TypeError):
         # Missing, or caught half-written: either way not a ready stack.

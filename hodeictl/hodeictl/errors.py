@@ -11,6 +11,7 @@ import grpc
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # sysexits.h EX_UNAVAILABLE
+EXIT_NOPERM = 77  # sysexits.h EX_NOPERM
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG
 EXIT_TIMED_OUT = 124  # like timeout(1)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -63,6 +64,18 @@ class StackError(Unavailable):
     """the local Hodei stack failed."""
 
 
+class NotAuthenticated(HodeiCtlError):
+    """the Hodei server needs an API token."""
+
+    exit_code = EXIT_NOPERM
+
+
+class PermissionDenied(HodeiCtlError):
+    """permission denied."""
+
+    exit_code = EXIT_NOPERM
+
+
 class ServerError(HodeiCtlError):
     """the Hodei server failed."""
 
@@ -87,6 +100,14 @@ def from_rpc_error(
         )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ServerTimeout(f"the Hodei server at {address} did not answer in time ({detail})")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return NotAuthenticated(
+            f"the Hodei server at {address} refused the call: {detail}. Ask an admin for an "
+            "API token (hodeictl token create NAME --role submitter) and use it: "
+            f"hodeictl context set NAME --server {address} --token-stdin, or HODEI_TOKEN"
+        )
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDenied(f"permission denied: {detail}")
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFound(detail or None)
     if code == grpc.StatusCode.INVALID_ARGUMENT:

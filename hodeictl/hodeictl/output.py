@@ -130,7 +130,8 @@ def _table(*columns: str) -> Table:
     return table
 
 
-def _local_time(parent: message.Message, field: str) -> str:
+def local_time(parent: message.Message, field: str) -> str:
+    """A timestamp field in local time, or "-" when unset."""
     if not parent.HasField(field):
         return "-"
     stamp = getattr(parent, field).ToDatetime(tzinfo=datetime.UTC)
@@ -202,6 +203,7 @@ def print_job(job: jobs_pb2.Job) -> None:
         ("Exit code", _exit_code(job.has_exit_code, job.exit_code)),
         ("Reason", job.reason or "-"),
         ("Worker", job.worker_id or "-"),
+        ("Submitted by", job.submitted_by or "-"),
         ("Attempt", f"{job.attempt} of {max_attempts}"),
     ]
     if spec.command:
@@ -215,9 +217,9 @@ def print_job(job: jobs_pb2.Job) -> None:
         ("Selector", _pairs(spec.selector)),
         ("Resources", _resources(spec.resources)),
         ("Timeout", f"{spec.timeout_seconds:g}s" if spec.timeout_seconds else "none"),
-        ("Created", _local_time(job, "created_at")),
-        ("Started", _local_time(job, "started_at")),
-        ("Finished", _local_time(job, "finished_at")),
+        ("Created", local_time(job, "created_at")),
+        ("Started", local_time(job, "started_at")),
+        ("Finished", local_time(job, "finished_at")),
     ]
     for name, value in rows:
         grid.add_row(name, value)
@@ -231,8 +233,8 @@ def print_job(job: jobs_pb2.Job) -> None:
                 _state_text(job_state(attempt.state)),
                 attempt.worker_id or "-",
                 _exit_code(attempt.has_exit_code, attempt.exit_code),
-                _local_time(attempt, "started_at"),
-                _local_time(attempt, "finished_at"),
+                local_time(attempt, "started_at"),
+                local_time(attempt, "finished_at"),
                 attempt.reason or "-",
             )
         console.print()

@@ -2,11 +2,14 @@
 
 Resolution order: `--server` / `HODEI_SERVER`; then `--context` / `HODEI_CONTEXT` or the
 config file's `current_context`; otherwise the embedded local stack, started if needed.
+The API token: `HODEI_TOKEN` if set, else `--token-file` / `HODEI_TOKEN_FILE`, else the
+context's, else (embedded stack) the admin token the stack made for its user.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -14,6 +17,7 @@ from typing import TypeVar
 from hodeictl import embedded
 from hodeictl.client import HodeiClient
 from hodeictl.config import LOCAL_CONTEXT, Config
+from hodeictl.errors import InvalidConfig
 
 T = TypeVar("T")
 
@@ -25,30 +29,52 @@ class Settings:
     server: str | None = None
     context: str | None = None
     debug: bool = False
-    _address: str | None = field(default=None, init=False, repr=False)
+    token_file: str | None = None
+    _resolved: tuple[str, str] | None = field(default=None, init=False, repr=False)
 
     def address(self) -> str:
         """The server's address, resolved once per invocation."""
-        if self._address is None:
-            self._address = self._resolve()
-        return self._address
+        return self._resolve()[0]
 
-    def _resolve(self) -> str:
+    def token(self) -> str:
+        """The API token sent with every call ("" for none)."""
+        return self._resolve()[1]
+
+    def _resolve(self) -> tuple[str, str]:
+        if self._resolved is None:
+            address, token = self._find()
+            self._resolved = address, self._explicit_token() or token
+        return self._resolved
+
+    def _explicit_token(self) -> str:
+        if token := os.environ.get("HODEI_TOKEN", "").strip():
+            return token
+        if self.token_file:
+            path = os.path.expanduser(self.token_file)
+            try:
+                with open(path, encoding="utf-8") as file:
+                    return file.read().strip()
+            except (OSError, UnicodeDecodeError) as error:
+                raise InvalidConfig(f"cannot read the token file {path}: {error}") from None
+        return ""
+
+    def _find(self) -> tuple[str, str]:
         if self.server:
-            return self.server
+            return self.server, ""
         config = Config.load()
         context = self.context or config.current_context
         if context and context != LOCAL_CONTEXT:
-            return config.server_for(context)
-        return embedded.ensure_running(embedded.home_dir(), embedded.database_url()).address
+            return config.server_for(context), config.token_for(context)
+        info = embedded.ensure_running(embedded.home_dir(), embedded.database_url())
+        return info.address, info.token
 
 
 def call(settings: Settings, action: Callable[[HodeiClient], Awaitable[T]]) -> T:
     """Run `action` with a client connected to the resolved server; returns its result."""
-    address = settings.address()
+    address, token = settings.address(), settings.token()
 
     async def connected() -> T:
-        async with HodeiClient(address) as client:
+        async with HodeiClient(address, token) as client:
             return await action(client)
 
     return asyncio.run(connected())

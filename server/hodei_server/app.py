@@ -17,6 +17,8 @@ from grpc_reflection.v1alpha import reflection
 from hodei_api.v1 import (
     agent_pb2,
     agent_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     logs_pb2,
@@ -28,6 +30,8 @@ from hodei_plugins.manager import get_host
 from hodei_plugins.provider import Provider, ProviderConfig
 from hodei_server import db
 from hodei_server.agents import AgentRegistry
+from hodei_server.apitokens import TokenStore
+from hodei_server.authz import AuthInterceptor, Authorizer
 from hodei_server.config import ServerConfig
 from hodei_server.dispatcher import Dispatcher
 from hodei_server.errors import ConfigError
@@ -40,6 +44,7 @@ from hodei_server.scheduling import build_scheduler
 from hodei_server.servicers.agent import AgentServicer
 from hodei_server.servicers.jobs import JobServicer, cancel_message
 from hodei_server.servicers.logs import LogServicer
+from hodei_server.servicers.tokens import TokenServicer
 from hodei_server.servicers.workers import WorkerServicer
 from hodei_server.supervise import supervised
 from hodei_server.workerstore import WorkerStore
@@ -53,6 +58,7 @@ _SERVICE_NAMES = [
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     logs_pb2.DESCRIPTOR.services_by_name["LogService"].full_name,
     workers_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+    auth_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
     agent_pb2.DESCRIPTOR.services_by_name["WorkerAgentService"].full_name,
 ]
 
@@ -164,8 +170,11 @@ async def _run(
     dispatcher = Dispatcher(jobs, registry, server_id, config.resync_interval,
                             build_scheduler(config))
     health = HealthServicer()
+    tokens = TokenStore(pool)
+    authorizer = Authorizer(pool, tokens)
 
     server = grpc.aio.server(
+        interceptors=[AuthInterceptor(authorizer)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -176,11 +185,12 @@ async def _run(
         ]
     )
     jobs_pb2_grpc.add_JobServiceServicer_to_server(
-        JobServicer(jobs, registry, dispatcher), server)
+        JobServicer(jobs, registry, dispatcher, authorizer), server)
     logs_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(jobs, hub), server)
     runtimes = [ProviderRuntime(_provider(p)) for p in config.providers]
     workers_pb2_grpc.add_WorkerServiceServicer_to_server(
         WorkerServicer(workers, registry, runtimes), server)
+    auth_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(tokens), server)
     agent_pb2_grpc.add_WorkerAgentServiceServicer_to_server(
         AgentServicer(jobs, workers, registry, dispatcher, hub, server_id,
                       config.heartbeat_interval, config.heartbeat_ttl),

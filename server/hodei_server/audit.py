@@ -16,6 +16,9 @@ from hodei_server.sqlfiles import query
 
 log = logging.getLogger(__name__)
 
+# The actor of what someone with database access does (hodei-server token create).
+OPERATOR = "operator"
+
 
 async def record(
     conn: Conn,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from hodei_api.v1 import jobs_pb2, workers_pb2
+from hodei_api.v1 import auth_pb2, jobs_pb2, workers_pb2
 from hodei_server.states import JobState
 
 Row = dict[str, Any]
@@ -33,6 +34,7 @@ def job_to_proto(row: Row, attempts: list[Row] | None = None) -> jobs_pb2.Job:
         updated_at=_ts(row["updated_at"]),
         started_at=_ts(row["started_at"]),
         finished_at=_ts(row["finished_at"]),
+        submitted_by=row.get("submitted_by") or "",
     )
     if row["exit_code"] is not None:
         job.has_exit_code = True
@@ -76,4 +78,27 @@ def worker_to_proto(row: Row) -> workers_pb2.Worker:
         registered_at=_ts(row["registered_at"]),
         last_heartbeat_at=_ts(row["last_heartbeat_at"]),
         agent_version=row["agent_version"],
+    )
+
+
+def token_to_proto(row: Row) -> auth_pb2.ApiToken:
+    """An API token as listed: never its secret (nor the hash of it)."""
+    return auth_pb2.ApiToken(
+        id=row["id"],
+        name=row["name"],
+        role=auth_pb2.Role.Value(f"ROLE_{row['role'].upper()}"),
+        created_by=row["created_by"],
+        created_at=_ts(row["created_at"]),
+        expires_at=_ts(row["expires_at"]),
+        last_used_at=_ts(row["last_used_at"]),
+        revoked_at=_ts(row["revoked_at"]),
+    )
+
+
+def audit_to_proto(row: Row) -> auth_pb2.AuditEntry:
+    detail = dict(row["detail"] or {})
+    return auth_pb2.AuditEntry(
+        id=row["id"], at=_ts(row["at"]), actor=row["actor"], action=row["action"],
+        target=row["target"], allowed=row["allowed"], reason=str(detail.get("reason", "")),
+        detail_json=json.dumps(detail, sort_keys=True),
     )

@@ -19,16 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from hodei_plugins.local import LocalProviderConfig
+from hodei_server import apitokens, audit
 from hodei_server.__main__ import setup_logging
+from hodei_server.apitokens import Role
 from hodei_server.app import serve
 from hodei_server.config import ServerConfig
 from hodei_server.errors import DatabaseUnavailable, HodeiError
+from hodei_server.sqlfiles import query
 
 log = logging.getLogger(__name__)
 
 STACK_FILE = "stack.json"
+# The admin token the stack makes for its user at each start (the previous one is revoked).
+LOCAL_ADMIN = "local-admin"
+STACK_ACTOR = "embedded-stack"
 
 
 def start_private_postgres(home: Path) -> tuple[Any, str]:
@@ -51,16 +58,34 @@ def start_private_postgres(home: Path) -> tuple[Any, str]:
     return handle, handle.get_uri("hodei")
 
 
-def write_stack_file(home: Path, address: str, database_url: str) -> None:
+def write_stack_file(home: Path, address: str, database_url: str, token: str) -> None:
+    """stack.json, readable by the user only: it holds the admin token hodeictl sends."""
     path = home / STACK_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({
-        "pid": os.getpid(),
-        "address": address,
-        "database_url": database_url,
-        "started_at": time.time(),
-    }))
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        json.dump({
+            "pid": os.getpid(),
+            "address": address,
+            "database_url": database_url,
+            "started_at": time.time(),
+            "token": token,
+        }, file)
     tmp.replace(path)
+
+
+async def rotate_local_admin(database_url: str) -> str:
+    """A new admin token for the stack's user; the one of the previous start is revoked."""
+    token, token_id, secret_hash = apitokens.new_token()
+    async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
+        async with conn.transaction():
+            await conn.execute(query("revoke_api_token"), {"name": LOCAL_ADMIN})
+            await apitokens.create_in(conn, token_id, secret_hash, LOCAL_ADMIN, Role.ADMIN, 0.0,
+                                      STACK_ACTOR)
+            await audit.record(conn, STACK_ACTOR, "embedded stack start", target=LOCAL_ADMIN,
+                               allowed=True, detail={"role": "admin", "token_id": token_id})
+    return token
 
 
 def remove_stack_file(home: Path) -> None:
@@ -86,7 +111,9 @@ async def _run(home: Path, database_url: str, listen: str) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     async def ready(address: str) -> None:
-        write_stack_file(home, address, database_url)
+        # Made once the server has migrated the database; before stack.json, which says "ready".
+        token = await rotate_local_admin(database_url)
+        write_stack_file(home, address, database_url, token)
         log.info("embedded stack ready at %s (home %s)", address, home)
 
     try:
@@ -106,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     home: Path = args.home.expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
+    # Its token and database are its user's alone.
+    home.chmod(0o700)
     handle = None
     try:
         database_url = os.environ.get("HODEI_DATABASE_URL", "")

@@ -42,6 +42,12 @@ class Unauthenticated(HodeiError):
     status = grpc.StatusCode.UNAUTHENTICATED
 
 
+class PermissionDenied(HodeiError):
+    """The caller's token may not do this."""
+
+    status = grpc.StatusCode.PERMISSION_DENIED
+
+
 class DatabaseUnavailable(HodeiError):
     """The database cannot be reached; try again shortly."""
 

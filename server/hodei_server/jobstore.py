@@ -86,7 +86,7 @@ class JobStore:
         self.pool = pool
 
     async def submit(
-        self, spec: jobs_pb2.JobSpec, idempotency_key: str, actor: str
+        self, spec: jobs_pb2.JobSpec, idempotency_key: str, actor: str, submitted_by: str = ""
     ) -> tuple[Row, bool]:
         job_id = uuid.uuid4()
         params = {
@@ -104,6 +104,7 @@ class JobStore:
             "backoff_seconds": spec.retry.backoff_seconds or 1.0,
             "max_backoff_seconds": spec.retry.max_backoff_seconds or 60.0,
             "actor": actor,
+            "submitted_by": submitted_by,
         }
         async with self.pool.connection() as conn:
             cur = await conn.execute(query("insert_job"), params)

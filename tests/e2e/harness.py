@@ -4,18 +4,84 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import grpc
+import psycopg
 
 from hodei_api.v1 import workers_pb2, workers_pb2_grpc
+from hodei_server import apitokens
 
 BIN = Path(sys.executable).parent
+
+
+def create_api_token(database_url: str, name: str, role: str = "admin",
+                     ttl_seconds: float = 0.0) -> str:
+    """A new API token, written straight into the (migrated) database as an operator would."""
+    token, token_id, secret_hash = apitokens.new_token()
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO api_tokens (id, name, role, secret_hash, created_by, expires_at)"
+            " VALUES (%s, %s, %s, %s, 'operator',"
+            " CASE WHEN %s > 0 THEN now() + make_interval(secs => %s) END)",
+            (token_id, name, role, secret_hash, ttl_seconds, ttl_seconds),
+        )
+    return token
+
+
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
+class BearerInterceptor(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds `authorization: Bearer <token>` to every call of a sync channel."""
+
+    def __init__(self, token: str) -> None:
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: Any) -> _CallDetails:
+        return _CallDetails(details.method, details.timeout,
+                            [*(details.metadata or ()), self.header], details.credentials,
+                            details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any,
+                              request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any,
+                               request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_stream_unary(self, continuation: Callable[..., Any], details: Any,
+                               requests: Any) -> Any:
+        return continuation(self._with_token(details), requests)
+
+    def intercept_stream_stream(self, continuation: Callable[..., Any], details: Any,
+                                requests: Any) -> Any:
+        return continuation(self._with_token(details), requests)
+
+
+def token_channel(address: str, token: str) -> grpc.Channel:
+    """An insecure channel whose every call carries `token`."""
+    return grpc.intercept_channel(grpc.insecure_channel(address), BearerInterceptor(token))
 
 
 def hodeictl_argv() -> list[str]:
@@ -36,6 +102,8 @@ class ServerProcess:
     provider_config: str = ""
     proc: subprocess.Popen[bytes] | None = None
     address: str = ""
+    # An admin API token for the harness's own calls and hodeictl (made once serving).
+    token: str = ""
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,12 +156,19 @@ class ServerProcess:
                 raise RuntimeError(f"server not ready:\n{self.log_path.read_text()}")
             time.sleep(0.05)
         self.address = json.loads(ready.read_text())["address"]
+        if not self.token:  # the server has migrated the database by now
+            self.token = create_api_token(self.database_url,
+                                          f"harness-{secrets.token_hex(4)}")
         if wait_workers:
             self.wait_workers(self.workers, deadline - time.monotonic())
         return self
 
+    def channel(self) -> grpc.Channel:
+        """A channel to the server whose calls carry the harness's admin token."""
+        return token_channel(self.address, self.token)
+
     def list_workers(self) -> list[workers_pb2.Worker]:
-        with grpc.insecure_channel(self.address) as channel:
+        with self.channel() as channel:
             stub = workers_pb2_grpc.WorkerServiceStub(channel)
             return list(stub.ListWorkers(workers_pb2.ListWorkersRequest(), timeout=5).workers)
 
@@ -119,7 +194,7 @@ class ServerProcess:
     def hodeictl(
         self, *args: str, timeout: float = 120.0, input: bytes | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
-        env = {**os.environ, "HODEI_SERVER": self.address}
+        env = {**os.environ, "HODEI_SERVER": self.address, "HODEI_TOKEN": self.token}
         return subprocess.run(
             [*hodeictl_argv(), *args], env=env, capture_output=True, timeout=timeout,
             input=input,

@@ -75,9 +75,6 @@ class FaultServer(ServerProcess):
         """The pids of the agents this server's local provider started (its children)."""
         return agents_of(self.pid)
 
-    def channel(self) -> grpc.Channel:
-        return grpc.insecure_channel(self.address)
-
 
 # --- /proc ---------------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -9,6 +11,7 @@ import typer
 from hodeictl import output
 from hodeictl.config import LOCAL_CONTEXT, Config
 from hodeictl.embedded import home_dir
+from hodeictl.errors import UsageError
 from hodeictl.output import OutputFormat
 
 app = typer.Typer(
@@ -56,9 +59,37 @@ def set_context(
     server: Annotated[
         str, typer.Option("--server", metavar="HOST:PORT", help="The server address.")
     ],
+    token_file: Annotated[
+        str | None,
+        typer.Option("--token-file", metavar="PATH",
+                     help="A file holding the context's API token (read at each call)."),
+    ] = None,
+    token_stdin: Annotated[
+        bool,
+        typer.Option("--token-stdin",
+                     help="Read the API token from stdin (or HODEI_TOKEN) and keep it in the "
+                          "config file, which only you can read."),
+    ] = False,
 ) -> None:
-    """Create or update context NAME."""
+    """Create or update context NAME, with the API token its calls carry."""
+    if token_file and token_stdin:
+        raise UsageError("give --token-file or --token-stdin, not both")
+    token = _read_token() if token_stdin else None
     config = Config.load()
-    config.set_context(name, server)
+    config.set_context(name, server, token=token, token_file=token_file)
     config.save()
-    output.note(f"Context '{name}' set to {server}.")
+    with_token = " with a token" if token or token_file else ""
+    output.note(f"Context '{name}' set to {server}{with_token}.")
+
+
+def _read_token() -> str:
+    """The token from HODEI_TOKEN, else stdin (a hidden prompt on a terminal); never echoed."""
+    token = os.environ.get("HODEI_TOKEN", "").strip()
+    if not token:
+        if sys.stdin.isatty():
+            token = typer.prompt("API token", hide_input=True, err=True).strip()
+        else:
+            token = sys.stdin.readline().strip()
+    if not token:
+        raise UsageError("--token-stdin: no token on stdin (nor in HODEI_TOKEN)")
+    return token

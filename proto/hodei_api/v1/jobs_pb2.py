@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hodei_api/v1/jobs.proto\x12\x0chodei.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\tResources\x12\x0c\n\x04\x63pus\x18\x01 \x01(\x01\x12\x11\n\tmemory_mb\x18\x02 \x01(\x03\"O\n\x0bRetryPolicy\x12\x17\n\x0f\x62\x61\x63koff_seconds\x18\x01 \x01(\x01\x12\x1b\n\x13max_backoff_seconds\x18\x02 \x01(\x01\x12\n\n\x02on\x18\x03 \x03(\t\"\x8a\x04\n\x07JobSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12\x0e\n\x06script\x18\x03 \x01(\t\x12\x13\n\x0binterpreter\x18\x04 \x01(\t\x12+\n\x03\x65nv\x18\x05 \x03(\x0b\x32\x1e.hodei.api.v1.JobSpec.EnvEntry\x12\x13\n\x0bworking_dir\x18\x06 \x01(\t\x12\x31\n\x06labels\x18\x07 \x03(\x0b\x32!.hodei.api.v1.JobSpec.LabelsEntry\x12\x35\n\x08selector\x18\x08 \x03(\x0b\x32#.hodei.api.v1.JobSpec.SelectorEntry\x12*\n\tresources\x18\t \x01(\x0b\x32\x17.hodei.api.v1.Resources\x12\x17\n\x0ftimeout_seconds\x18\n \x01(\x01\x12\x14\n\x0cmax_attempts\x18\x0b \x01(\x05\x12(\n\x05retry\x18\x0c \x01(\x0b\x32\x19.hodei.api.v1.RetryPolicy\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa3\x02\n\nJobAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12/\n\x0b\x61ssigned_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rhas_exit_code\x18\x06 \x01(\x08\x12\x11\n\texit_code\x18\x07 \x01(\x05\x12%\n\x05state\x18\x08 \x01(\x0e\x32\x16.hodei.api.v1.JobState\x12\x0e\n\x06reason\x18\t \x01(\t\"\xa8\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.hodei.api.v1.JobSpec\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.hodei.api.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12\x15\n\rhas_exit_code\x18\x06 \x01(\x08\x12\x11\n\texit_code\x18\x07 \x01(\x05\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08\x61ttempts\x18\x0c \x03(\x0b\x32\x18.hodei.api.v1.JobAttempt\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\x10SubmitJobRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.hodei.api.v1.JobSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"D\n\x11SubmitJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.hodei.api.v1.Job\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"`\n\x0fListJobsRequest\x12&\n\x06states\x18\x01 \x03(\x0e\x32\x16.hodei.api.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.hodei.api.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"D\n\x11\x43\x61ncelJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.hodei.api.v1.Job\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"\x1d\n\x0fRetryJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"2\n\x10RetryJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.hodei.api.v1.Job*\xe0\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x16\n\x12JOB_STATE_ASSIGNED\x10\x02\x12\x15\n\x11JOB_STATE_RUNNING\x10\x03\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x06\x12\x17\n\x13JOB_STATE_TIMED_OUT\x10\x07\x12\x12\n\x0eJOB_STATE_LOST\x10\x08\x32\xf8\x02\n\nJobService\x12L\n\tSubmitJob\x12\x1e.hodei.api.v1.SubmitJobRequest\x1a\x1f.hodei.api.v1.SubmitJobResponse\x12\x38\n\x06GetJob\x12\x1b.hodei.api.v1.GetJobRequest\x1a\x11.hodei.api.v1.Job\x12I\n\x08ListJobs\x12\x1d.hodei.api.v1.ListJobsRequest\x1a\x1e.hodei.api.v1.ListJobsResponse\x12L\n\tCancelJob\x12\x1e.hodei.api.v1.CancelJobRequest\x1a\x1f.hodei.api.v1.CancelJobResponse\x12I\n\x08RetryJob\x12\x1d.hodei.api.v1.RetryJobRequest\x1a\x1e.hodei.api.v1.RetryJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hodei_api/v1/jobs.proto\x12\x0chodei.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\tResources\x12\x0c\n\x04\x63pus\x18\x01 \x01(\x01\x12\x11\n\tmemory_mb\x18\x02 \x01(\x03\"O\n\x0bRetryPolicy\x12\x17\n\x0f\x62\x61\x63koff_seconds\x18\x01 \x01(\x01\x12\x1b\n\x13max_backoff_seconds\x18\x02 \x01(\x01\x12\n\n\x02on\x18\x03 \x03(\t\"\x8a\x04\n\x07JobSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12\x0e\n\x06script\x18\x03 \x01(\t\x12\x13\n\x0binterpreter\x18\x04 \x01(\t\x12+\n\x03\x65nv\x18\x05 \x03(\x0b\x32\x1e.hodei.api.v1.JobSpec.EnvEntry\x12\x13\n\x0bworking_dir\x18\x06 \x01(\t\x12\x31\n\x06labels\x18\x07 \x03(\x0b\x32!.hodei.api.v1.JobSpec.LabelsEntry\x12\x35\n\x08selector\x18\x08 \x03(\x0b\x32#.hodei.api.v1.JobSpec.SelectorEntry\x12*\n\tresources\x18\t \x01(\x0b\x32\x17.hodei.api.v1.Resources\x12\x17\n\x0ftimeout_seconds\x18\n \x01(\x01\x12\x14\n\x0cmax_attempts\x18\x0b \x01(\x05\x12(\n\x05retry\x18\x0c \x01(\x0b\x32\x19.hodei.api.v1.RetryPolicy\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa3\x02\n\nJobAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12/\n\x0b\x61ssigned_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rhas_exit_code\x18\x06 \x01(\x08\x12\x11\n\texit_code\x18\x07 \x01(\x05\x12%\n\x05state\x18\x08 \x01(\x0e\x32\x16.hodei.api.v1.JobState\x12\x0e\n\x06reason\x18\t \x01(\t\"\xbe\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.hodei.api.v1.JobSpec\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.hodei.api.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12\x15\n\rhas_exit_code\x18\x06 \x01(\x08\x12\x11\n\texit_code\x18\x07 \x01(\x05\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08\x61ttempts\x18\x0c \x03(\x0b\x32\x18.hodei.api.v1.JobAttempt\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0csubmitted_by\x18\x0e \x01(\t\"P\n\x10SubmitJobRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.hodei.api.v1.JobSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"D\n\x11SubmitJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.hodei.api.v1.Job\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"`\n\x0fListJobsRequest\x12&\n\x06states\x18\x01 \x03(\x0e\x32\x16.hodei.api.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.hodei.api.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"D\n\x11\x43\x61ncelJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.hodei.api.v1.Job\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"\x1d\n\x0fRetryJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"2\n\x10RetryJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.hodei.api.v1.Job*\xe0\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x16\n\x12JOB_STATE_ASSIGNED\x10\x02\x12\x15\n\x11JOB_STATE_RUNNING\x10\x03\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x06\x12\x17\n\x13JOB_STATE_TIMED_OUT\x10\x07\x12\x12\n\x0eJOB_STATE_LOST\x10\x08\x32\xf8\x02\n\nJobService\x12L\n\tSubmitJob\x12\x1e.hodei.api.v1.SubmitJobRequest\x1a\x1f.hodei.api.v1.SubmitJobResponse\x12\x38\n\x06GetJob\x12\x1b.hodei.api.v1.GetJobRequest\x1a\x11.hodei.api.v1.Job\x12I\n\x08ListJobs\x12\x1d.hodei.api.v1.ListJobsRequest\x1a\x1e.hodei.api.v1.ListJobsResponse\x12L\n\tCancelJob\x12\x1e.hodei.api.v1.CancelJobRequest\x1a\x1f.hodei.api.v1.CancelJobResponse\x12I\n\x08RetryJob\x12\x1d.hodei.api.v1.RetryJobRequest\x1a\x1e.hodei.api.v1.RetryJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,8 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSPEC_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_JOBSPEC_SELECTORENTRY']._loaded_options = None
   _globals['_JOBSPEC_SELECTORENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=2006
-  _globals['_JOBSTATE']._serialized_end=2230
+  _globals['_JOBSTATE']._serialized_start=2028
+  _globals['_JOBSTATE']._serialized_end=2252
   _globals['_RESOURCES']._serialized_start=74
   _globals['_RESOURCES']._serialized_end=118
   _globals['_RETRYPOLICY']._serialized_start=120
@@ -55,25 +55,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBATTEMPT']._serialized_start=727
   _globals['_JOBATTEMPT']._serialized_end=1018
   _globals['_JOB']._serialized_start=1021
-  _globals['_JOB']._serialized_end=1445
-  _globals['_SUBMITJOBREQUEST']._serialized_start=1447
-  _globals['_SUBMITJOBREQUEST']._serialized_end=1527
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=1529
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=1597
-  _globals['_GETJOBREQUEST']._serialized_start=1599
-  _globals['_GETJOBREQUEST']._serialized_end=1626
-  _globals['_LISTJOBSREQUEST']._serialized_start=1628
-  _globals['_LISTJOBSREQUEST']._serialized_end=1724
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1726
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1802
-  _globals['_CANCELJOBREQUEST']._serialized_start=1804
-  _globals['_CANCELJOBREQUEST']._serialized_end=1850
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1852
-  _globals['_CANCELJOBRESPONSE']._serialized_end=1920
-  _globals['_RETRYJOBREQUEST']._serialized_start=1922
-  _globals['_RETRYJOBREQUEST']._serialized_end=1951
-  _globals['_RETRYJOBRESPONSE']._serialized_start=1953
-  _globals['_RETRYJOBRESPONSE']._serialized_end=2003
-  _globals['_JOBSERVICE']._serialized_start=2233
-  _globals['_JOBSERVICE']._serialized_end=2609
+  _globals['_JOB']._serialized_end=1467
+  _globals['_SUBMITJOBREQUEST']._serialized_start=1469
+  _globals['_SUBMITJOBREQUEST']._serialized_end=1549
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=1551
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=1619
+  _globals['_GETJOBREQUEST']._serialized_start=1621
+  _globals['_GETJOBREQUEST']._serialized_end=1648
+  _globals['_LISTJOBSREQUEST']._serialized_start=1650
+  _globals['_LISTJOBSREQUEST']._serialized_end=1746
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1748
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1824
+  _globals['_CANCELJOBREQUEST']._serialized_start=1826
+  _globals['_CANCELJOBREQUEST']._serialized_end=1872
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1874
+  _globals['_CANCELJOBRESPONSE']._serialized_end=1942
+  _globals['_RETRYJOBREQUEST']._serialized_start=1944
+  _globals['_RETRYJOBREQUEST']._serialized_end=1973
+  _globals['_RETRYJOBRESPONSE']._serialized_start=1975
+  _globals['_RETRYJOBRESPONSE']._serialized_end=2025
+  _globals['_JOBSERVICE']._serialized_start=2255
+  _globals['_JOBSERVICE']._serialized_end=2631
 # @@protoc_insertion_point(module_scope)

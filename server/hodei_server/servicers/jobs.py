@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import grpc
 
 from hodei_api.v1 import agent_pb2, jobs_pb2, jobs_pb2_grpc
 from hodei_server.agents import AgentRegistry
+from hodei_server.authz import Authorizer, principal
 from hodei_server.convert import job_to_proto
 from hodei_server.dispatcher import Dispatcher
 from hodei_server.errors import InvalidSpec
@@ -23,15 +25,25 @@ DEFAULT_PAGE_SIZE = 100
 CANCEL_GRACE_SECONDS = 5.0
 
 
-def _actor(context: grpc.aio.ServicerContext) -> str:
-    return f"client:{context.peer()}"
+_SERVICE = "/hodei.api.v1.JobService/"
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, jobs: JobStore, registry: AgentRegistry, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, jobs: JobStore, registry: AgentRegistry, dispatcher: Dispatcher,
+        authorizer: Authorizer,
+    ) -> None:
         self.jobs = jobs
         self.registry = registry
         self.dispatcher = dispatcher
+        self.authorizer = authorizer
+
+    async def _require_owner(
+        self, method: str, job_id: uuid.UUID, context: grpc.aio.ServicerContext
+    ) -> None:
+        row, _ = await self.jobs.get(job_id)  # NOT_FOUND first
+        await self.authorizer.require_owner(_SERVICE + method, row["submitted_by"],
+                                            str(job_id), context)
 
     @unary
     async def SubmitJob(
@@ -39,8 +51,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     ) -> jobs_pb2.SubmitJobResponse:
         validate_spec(request.spec)
         validate_idempotency_key(request.idempotency_key)
+        who = principal()
         row, created = await self.jobs.submit(
-            request.spec, request.idempotency_key, _actor(context)
+            request.spec, request.idempotency_key, who.actor, submitted_by=who.name
         )
         if created:
             self.dispatcher.wake()
@@ -75,8 +88,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.CancelJobResponse:
         job_id = parse_job_id(request.id)
+        await self._require_owner("CancelJob", job_id, context)
         reason = (request.reason or "cancelled by user")[:1024]
-        changed, target = await self.jobs.cancel(job_id, reason, _actor(context))
+        changed, target = await self.jobs.cancel(job_id, reason, principal().actor)
         if target is not None:
             session = self.registry.get(target.worker_id)
             if session is not None:
@@ -90,7 +104,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.RetryJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.RetryJobResponse:
         job_id = parse_job_id(request.id)
-        await self.jobs.retry(job_id, _actor(context))
+        await self._require_owner("RetryJob", job_id, context)
+        await self.jobs.retry(job_id, principal().actor)
         self.dispatcher.wake()
         row, attempts = await self.jobs.get(job_id)
         return jobs_pb2.RetryJobResponse(job=job_to_proto(row, attempts))

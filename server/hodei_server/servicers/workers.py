@@ -8,6 +8,7 @@ import grpc
 
 from hodei_api.v1 import workers_pb2, workers_pb2_grpc
 from hodei_server.agents import AgentRegistry
+from hodei_server.authz import principal
 from hodei_server.convert import worker_to_proto
 from hodei_server.errors import InvalidSpec
 from hodei_server.provisioning import ProviderRuntime
@@ -43,8 +44,7 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
             raise InvalidSpec(f"{request.id[:64]!r} is not a worker id (expected a UUID)") from None
         if not 0 <= request.grace_seconds <= MAX_DRAIN_GRACE:
             raise InvalidSpec(f"grace must be between 0 and {MAX_DRAIN_GRACE:.0f} seconds")
-        row = await self.workers.drain(worker_id, request.grace_seconds,
-                                       f"client:{context.peer()}")
+        row = await self.workers.drain(worker_id, request.grace_seconds, principal().actor)
         return workers_pb2.DrainWorkerResponse(worker=worker_to_proto(row))
 
     @unary

@@ -6,10 +6,10 @@
 WITH j AS (
     INSERT INTO jobs (id, name, spec, state, max_attempts, idempotency_key, labels, selector,
                       cpus, memory_mb, timeout_seconds, retry_on, backoff_seconds,
-                      max_backoff_seconds)
+                      max_backoff_seconds, submitted_by)
     VALUES (%(id)s, %(name)s, %(spec)s, 'PENDING', %(max_attempts)s, %(idempotency_key)s,
             %(labels)s, %(selector)s, %(cpus)s, %(memory_mb)s, %(timeout_seconds)s,
-            %(retry_on)s, %(backoff_seconds)s, %(max_backoff_seconds)s)
+            %(retry_on)s, %(backoff_seconds)s, %(max_backoff_seconds)s, %(submitted_by)s)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING *
 ), e AS (
@@ -328,3 +328,27 @@ VALUES (%(actor)s, %(action)s, %(target)s, %(allowed)s, %(detail)s);
 SELECT id, at, actor, action, target, allowed, detail FROM audit_log
 WHERE (%(action)s = '' OR action = %(action)s) AND id > %(after)s
 ORDER BY id LIMIT %(limit)s;
+
+-- name: insert_api_token
+INSERT INTO api_tokens (id, name, role, secret_hash, created_by, expires_at)
+VALUES (%(id)s, %(name)s, %(role)s, %(secret_hash)s, %(created_by)s,
+        CASE WHEN %(ttl)s::float8 > 0 THEN now() + make_interval(secs => %(ttl)s::float8) END)
+ON CONFLICT (name) WHERE revoked_at IS NULL DO NOTHING
+RETURNING *;
+
+-- name: get_api_token
+SELECT *, expires_at IS NOT NULL AND expires_at <= now() AS expired
+FROM api_tokens WHERE id = %(id)s;
+
+-- name: touch_api_token
+UPDATE api_tokens SET last_used_at = now() WHERE id = %(id)s;
+
+-- name: revoke_api_token
+UPDATE api_tokens SET revoked_at = now()
+WHERE name = %(name)s AND revoked_at IS NULL
+RETURNING *;
+
+-- name: list_api_tokens
+SELECT * FROM api_tokens
+WHERE %(all)s OR revoked_at IS NULL
+ORDER BY created_at, id;

@@ -42,9 +42,18 @@ def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
         (
             grpc.StatusCode.PERMISSION_DENIED,
             False,
-            errors.ServerError,
-            1,
-            "server error (PERMISSION_DENIED): no",
+            errors.PermissionDenied,
+            77,
+            "permission denied: no",
+        ),
+        (
+            grpc.StatusCode.UNAUTHENTICATED,
+            False,
+            errors.NotAuthenticated,
+            77,
+            "the Hodei server at h:1 refused the call: no token. Ask an admin for an API token "
+            "(hodeictl token create NAME --role submitter) and use it: hodeictl context set NAME "
+            "--server h:1 --token-stdin, or HODEI_TOKEN",
         ),
         (grpc.StatusCode.INTERNAL, False, errors.ServerError, 1, "server error (INTERNAL): boom"),
     ],
@@ -62,6 +71,7 @@ def test_rpc_error_mapping(
         grpc.StatusCode.INVALID_ARGUMENT: "bad",
         grpc.StatusCode.DEADLINE_EXCEEDED: "Deadline Exceeded",
         grpc.StatusCode.PERMISSION_DENIED: "no",
+        grpc.StatusCode.UNAUTHENTICATED: "no token",
         grpc.StatusCode.INTERNAL: "boom",
     }[code]
     error = errors.from_rpc_error(rpc_error(code, details), "h:1", submitting=submitting)
@@ -88,8 +98,10 @@ def test_the_class_docstring_is_the_default_message() -> None:
          "invalid request: bad page token"),
         (grpc.StatusCode.DEADLINE_EXCEEDED, "too slow", ("cancel", JOB_ID), 69,
          "the Hodei server at ADDRESS did not answer in time (too slow)"),
-        (grpc.StatusCode.UNAUTHENTICATED, "who are you", ("run", "--", "x"), 1,
-         "server error (UNAUTHENTICATED): who are you"),
+        (grpc.StatusCode.UNAUTHENTICATED, "who are you", ("run", "--", "x"), 77,
+         "the Hodei server at ADDRESS refused the call: who are you. Ask an admin for an API "
+         "token (hodeictl token create NAME --role submitter) and use it: hodeictl context set "
+         "NAME --server ADDRESS --token-stdin, or HODEI_TOKEN"),
     ],
 )  # fmt: skip
 def test_server_errors_end_as_one_line_and_an_exit_code(

@@ -1,0 +1,138 @@
+"""`hodeictl token ...`: API tokens (the admin role), and `whoami` for any token."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+
+from hodei_api.v1 import auth_pb2
+from hodeictl import jobfile, output, target
+from hodeictl.errors import UsageError
+from hodeictl.output import OutputFormat
+
+app = typer.Typer(help="Manage API tokens (needs the admin role).", no_args_is_help=True)
+
+ROLES = ("viewer", "submitter", "operator", "admin")
+_DAYS = re.compile(r"(\d+(?:\.\d+)?)d")
+
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The token's unique name.")]
+
+
+def parse_role(text: str) -> auth_pb2.Role.ValueType:
+    """`submitter` → ROLE_SUBMITTER; raises UsageError."""
+    if text.lower() not in ROLES:
+        raise UsageError(f"--role must be one of {', '.join(ROLES)}; got {text!r}")
+    return auth_pb2.Role.Value(f"ROLE_{text.upper()}")
+
+
+def parse_expiry(text: str) -> float:
+    """Seconds from `30d`, `12h`, `90m`…; 0 for `never`."""
+    text = text.strip().lower()
+    if text in ("never", "0", ""):
+        return 0.0
+    if days := _DAYS.fullmatch(text):
+        return float(days.group(1)) * 86400
+    try:
+        return jobfile.parse_duration(text)
+    except ValueError:
+        raise UsageError(f"--expires expects a duration such as 30d, 12h or never; "
+                         f"got {text!r}") from None
+
+
+def role_name(role: int) -> str:
+    return auth_pb2.Role.Name(role).removeprefix("ROLE_").lower()  # type: ignore[arg-type]
+
+
+def token_to_dict(token: auth_pb2.ApiToken) -> dict[str, object]:
+    data = output.to_dict(token)
+    data["role"] = role_name(token.role)
+    return data
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: NameArg,
+    role: Annotated[str, typer.Option("--role", help=f"One of: {', '.join(ROLES)}.")],
+    expires: Annotated[
+        str,
+        typer.Option("--expires", metavar="DURATION", help="Lifetime, e.g. 30d (default: never)."),
+    ] = "never",
+) -> None:
+    """Create an API token and print it once: only its hash is kept."""
+    wanted = parse_role(role)
+    ttl = parse_expiry(expires)
+    reply = target.call(ctx.obj, lambda client: client.create_token(name, wanted, ttl))
+    typer.echo(reply.secret)
+    until = output.local_time(reply.token, "expires_at") if ttl else "never"
+    output.note(f"API token '{name}' ({role_name(reply.token.role)}), expires: {until}. "
+                "It is shown only this once; store it now.")
+
+
+@app.command()
+def revoke(ctx: typer.Context, name: NameArg) -> None:
+    """Revoke the API token NAME at once; its name is free again."""
+    token = target.call(ctx.obj, lambda client: client.revoke_token(name))
+    typer.echo(f"Revoked API token '{token.name}' ({role_name(token.role)}).")
+
+
+@app.command("list")
+def list_tokens(
+    ctx: typer.Context,
+    include_revoked: Annotated[
+        bool, typer.Option("--all", "-a", help="Include revoked tokens.")
+    ] = False,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="Output format.")
+    ] = OutputFormat.table,
+) -> None:
+    """List API tokens: name, role, creator, expiry, last use (never a secret)."""
+    tokens = target.call(ctx.obj, lambda client: client.list_tokens(include_revoked))
+    if output_format is OutputFormat.json:
+        output.print_json([token_to_dict(t) for t in tokens])
+        return
+    output.print_pairs_table(
+        ("NAME", "ROLE", "CREATED BY", "EXPIRES", "LAST USED", "REVOKED"),
+        [(t.name, role_name(t.role), t.created_by, output.local_time(t, "expires_at"),
+          output.local_time(t, "last_used_at"), output.local_time(t, "revoked_at"))
+         for t in tokens],
+    )
+
+
+def whoami(ctx: typer.Context) -> None:
+    """Show the name and role of the API token hodeictl sends."""
+    reply = target.call(ctx.obj, lambda client: client.who_am_i())
+    typer.echo(f"{reply.name} ({role_name(reply.role)})")
+
+
+audit_app = typer.Typer(help="Read the security audit log (needs the admin role).",
+                        no_args_is_help=True)
+
+
+@audit_app.command("list")
+def list_audit(
+    ctx: typer.Context,
+    action: Annotated[
+        str, typer.Option("--action", metavar="METHOD", help="Only this action.")
+    ] = "",
+    refused: Annotated[bool, typer.Option("--refused", help="Only refusals.")] = False,
+    after: Annotated[int, typer.Option("--after", metavar="ID", help="Rows after this id.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many rows.")] = 100,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="Output format.")
+    ] = OutputFormat.table,
+) -> None:
+    """Refusals and token changes: who, which call, allowed or not, why."""
+    entries = target.call(ctx.obj, lambda client: client.list_audit(action, after, limit))
+    if refused:
+        entries = [e for e in entries if not e.allowed]
+    if output_format is OutputFormat.json:
+        output.print_json([output.to_dict(e) for e in entries])
+        return
+    output.print_pairs_table(
+        ("#", "AT", "ACTOR", "ACTION", "TARGET", "ALLOWED", "REASON"),
+        [(str(e.id), output.local_time(e, "at"), e.actor, e.action, e.target or "-",
+          "yes" if e.allowed else "no", e.reason or "-") for e in entries],
+    )

@@ -1,0 +1,271 @@
+"""Who may call what: the one role table, and the interceptor that enforces it on every call.
+
+Every method of the API services needs an API token of at least the role in `METHOD_ROLES`;
+a method that is in no table is refused, so a new RPC cannot be left open by forgetting it.
+The agent service takes agent credentials only (its servicer checks them): an API token is
+refused there, just as an agent credential is refused on the API. Every refusal is written
+to the audit log (never the credential itself).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from hodei_server import apitokens, audit
+from hodei_server.apitokens import Principal, Role, TokenStore
+from hodei_server.db import Pool
+from hodei_server.errors import HodeiError, PermissionDenied
+from hodei_server.servicers.common import abort_with
+
+log = logging.getLogger(__name__)
+
+_JOBS = "/hodei.api.v1.JobService/"
+_LOGS = "/hodei.api.v1.LogService/"
+_WORKERS = "/hodei.api.v1.WorkerService/"
+_TOKENS = "/hodei.api.v1.TokenService/"
+
+# The minimum role of every API method. Submitters may cancel or retry only the jobs they
+# submitted (checked by the servicer with `require_owner`); operators and admins, any job.
+# SecretService methods join this table when that service lands.
+METHOD_ROLES: dict[str, Role] = {
+    _JOBS + "SubmitJob": Role.SUBMITTER,
+    _JOBS + "GetJob": Role.VIEWER,
+    _JOBS + "ListJobs": Role.VIEWER,
+    _JOBS + "CancelJob": Role.SUBMITTER,
+    _JOBS + "RetryJob": Role.SUBMITTER,
+    _LOGS + "StreamLogs": Role.VIEWER,
+    _WORKERS + "ListWorkers": Role.VIEWER,
+    _WORKERS + "ListProviders": Role.VIEWER,
+    _WORKERS + "DrainWorker": Role.OPERATOR,
+    _TOKENS + "WhoAmI": Role.VIEWER,
+    _TOKENS + "CreateToken": Role.ADMIN,
+    _TOKENS + "RevokeToken": Role.ADMIN,
+    _TOKENS + "ListTokens": Role.ADMIN,
+    _TOKENS + "ListAudit": Role.ADMIN,
+}
+
+# The role that may act on any job, not only its own.
+ANY_JOB_ROLE = Role.OPERATOR
+
+# Agent credentials only (checked by the agent servicer); API tokens are refused.
+AGENT_SERVICES = frozenset({"hodei.api.v1.WorkerAgentService"})
+
+# Open to anyone who can connect: they reveal no job, worker or token.
+PUBLIC_SERVICES = frozenset({
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+})
+
+WORKER_ID_HEADER = "x-hodei-worker-id"
+
+_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "hodei_principal", default=None
+)
+
+
+def principal() -> Principal:
+    """The token of the call being served (set by the interceptor before the servicer runs)."""
+    found = _principal.get()
+    if found is None:
+        raise RuntimeError("no authenticated principal: is the AuthInterceptor installed?")
+    return found
+
+
+def service_of(method: str) -> str:
+    return method.strip("/").split("/", 1)[0]
+
+
+class Refused(HodeiError):
+    """Refused."""
+
+    def __init__(self, status: grpc.StatusCode, message: str, actor: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.actor = actor
+
+
+def _unauthenticated(message: str, actor: str = "anonymous") -> Refused:
+    return Refused(grpc.StatusCode.UNAUTHENTICATED, message, actor)
+
+
+def _denied(message: str, actor: str) -> Refused:
+    return Refused(grpc.StatusCode.PERMISSION_DENIED, message, actor)
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in (context.invocation_metadata() or ())}
+
+
+def _api_actor(credential: str) -> str:
+    """An audit actor for an API token used where it does not belong: its id, never more."""
+    parsed = apitokens.parse(credential)
+    return f"api-token:{parsed[0]}" if parsed else "anonymous"
+
+
+def _bearer(metadata: dict[str, str]) -> str:
+    value = metadata.get("authorization", "").strip()
+    scheme, _, credential = value.partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else ""
+
+
+class Authorizer:
+    """Authenticates API tokens and checks roles; records every refusal."""
+
+    # last_used_at is written at most this often per token and replica.
+    TOUCH_INTERVAL = 30.0
+
+    def __init__(self, pool: Pool, tokens: TokenStore) -> None:
+        self.pool = pool
+        self.tokens = tokens
+        self._touched: dict[str, float] = {}
+
+    async def authenticate(self, metadata: dict[str, str]) -> Principal:
+        if WORKER_ID_HEADER in metadata:
+            worker = metadata[WORKER_ID_HEADER][:64]
+            raise _denied("an agent credential can only be used on the agent service; "
+                          "API calls need an API token", f"worker:{worker}")
+        credential = _bearer(metadata)
+        if not credential:
+            raise _unauthenticated(
+                "this call needs an API token (metadata 'authorization: Bearer hodei_…'); "
+                "none was sent")
+        parsed = apitokens.parse(credential)
+        if parsed is None:
+            raise _unauthenticated("the credential sent is not a Hodei API token")
+        token_id, secret = parsed
+        row = await self.tokens.get(token_id)
+        if row is None or not apitokens.secret_matches(row, secret):
+            raise _unauthenticated("unknown API token")
+        actor = f"token:{row['name']}"
+        if row["revoked_at"] is not None:
+            raise _unauthenticated(f"API token '{row['name']}' was revoked", actor)
+        if row["expired"]:
+            raise _unauthenticated(
+                f"API token '{row['name']}' expired at {apitokens.expiry_text(row)}", actor)
+        await self._touch(token_id)
+        return Principal(token_id=token_id, name=row["name"], role=Role.parse(row["role"]))
+
+    async def _touch(self, token_id: str) -> None:
+        now = time.monotonic()
+        if now - self._touched.get(token_id, -self.TOUCH_INTERVAL) >= self.TOUCH_INTERVAL:
+            self._touched[token_id] = now
+            await self.tokens.touch(token_id)
+
+    async def authorize(self, method: str, metadata: dict[str, str]) -> Principal | None:
+        """The caller's principal (None on agent services), or Refused."""
+        service = service_of(method)
+        if service in AGENT_SERVICES:
+            credential = _bearer(metadata)
+            if apitokens.looks_like_api_token(credential):
+                raise _denied("API tokens are not accepted on the agent service; an agent "
+                              "authenticates with its own credential", _api_actor(credential))
+            return None
+        needed = METHOD_ROLES.get(method)
+        if needed is None:
+            raise _denied(f"{method} is in no role table, so nobody may call it", "anonymous")
+        who = await self.authenticate(metadata)
+        if who.role < needed:
+            raise _denied(f"this call needs the {needed} role; token '{who.name}' has "
+                          f"{who.role}", who.actor)
+        return who
+
+    async def refuse(
+        self, context: grpc.aio.ServicerContext, method: str, refusal: Refused, target: str = ""
+    ) -> None:
+        """Record the refusal, then end the call with it."""
+        log.info("refused %s to %s: %s", method, refusal.actor, refusal.message)
+        await audit.record_now(self.pool, refusal.actor, method, target=target, allowed=False,
+                               detail={"reason": refusal.message, "peer": context.peer(),
+                                       "status": refusal.status.name})
+        await context.abort(refusal.status, refusal.message)
+
+    async def require_owner(
+        self, method: str, submitted_by: str, job_id: str, context: grpc.aio.ServicerContext
+    ) -> None:
+        """Submitters act only on their own jobs; operators and admins on any."""
+        who = principal()
+        if who.role >= ANY_JOB_ROLE or (submitted_by and submitted_by == who.name):
+            return
+        verb = method.rsplit("/", 1)[-1].removesuffix("Job").lower()
+        owner = f"token '{submitted_by}'" if submitted_by else "no token"
+        message = (f"token '{who.name}' ({who.role}) may {verb} only the jobs it submitted; "
+                   f"job {job_id} was submitted by {owner} (the {ANY_JOB_ROLE} role may "
+                   f"{verb} any job)")
+        await audit.record_now(self.pool, who.actor, method, target=job_id, allowed=False,
+                               detail={"reason": message, "peer": context.peer(),
+                                       "status": "PERMISSION_DENIED"})
+        raise PermissionDenied(message)
+
+
+Behaviour = Callable[..., Any]
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps each handler so the check runs first, with the call's context at hand."""
+
+    def __init__(self, authorizer: Authorizer) -> None:
+        self.authorizer = authorizer
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = str(handler_call_details.method)  # type: ignore[attr-defined]
+        if handler is None or service_of(method) in PUBLIC_SERVICES:
+            return handler
+        kind = _kind(handler)
+        wrapped = (self._wrap_stream(method, getattr(handler, kind)) if kind.endswith("stream")
+                   else self._wrap_unary(method, getattr(handler, kind)))
+        return handler._replace(**{kind: wrapped})  # type: ignore[attr-defined,no-any-return]
+
+    async def _check(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext
+    ) -> Principal | None:
+        try:
+            metadata = _metadata(context)
+            bootstrap = getattr(request, "bootstrap_token", "")
+            if isinstance(bootstrap, str) and apitokens.looks_like_api_token(bootstrap):
+                raise _denied("API tokens are not accepted on the agent service; an agent "
+                              "registers with a bootstrap token", _api_actor(bootstrap))
+            return await self.authorizer.authorize(method, metadata)
+        except Refused as refusal:
+            await self.authorizer.refuse(context, method, refusal)
+        except Exception as exc:  # the database, mostly: UNAVAILABLE, not a refusal
+            await abort_with(context, exc, method)
+        raise AssertionError("unreachable: abort raises")
+
+    def _wrap_unary(self, method: str, behaviour: Behaviour) -> Behaviour:
+        async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            who = await self._check(method, request, context)
+            token = _principal.set(who)
+            try:
+                return await behaviour(request, context)
+            finally:
+                _principal.reset(token)
+
+        return checked
+
+    def _wrap_stream(self, method: str, behaviour: Behaviour) -> Behaviour:
+        async def checked(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            # Not reset afterwards: each call runs in a task (and context) of its own, and a
+            # generator may be finalised from another context, where a reset would fail.
+            _principal.set(await self._check(method, request, context))
+            async for item in behaviour(request, context):
+                yield item
+
+        return checked
+
+
+def _kind(handler: grpc.RpcMethodHandler) -> str:
+    request = "stream" if handler.request_streaming else "unary"
+    response = "stream" if handler.response_streaming else "unary"
+    return f"{request}_{response}"
