@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from hodei_plugins.manager import get_host
-from hodeictl.commands import context, job, plugin, provider, stack, worker
+from hodeictl.commands import certs, context, job, plugin, provider, stack, worker
 from hodeictl.errors import HodeiCtlError
 from hodeictl.target import Settings
 
@@ -44,6 +44,7 @@ app.add_typer(worker.app, name="worker")
 app.add_typer(context.app, name="context")
 app.add_typer(plugin.app, name="plugin")
 app.add_typer(provider.app, name="provider")
+app.add_typer(certs.app, name="certs")
 app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)
@@ -72,6 +73,13 @@ def _global_options(
             "--context", envvar="HODEI_CONTEXT", metavar="NAME", help="A context from the config."
         ),
     ] = None,
+    ca_cert: Annotated[
+        str | None,
+        typer.Option(
+            "--ca-cert", envvar="HODEI_CA_CERT", metavar="PATH",
+            help="Speak TLS to --server, verifying it with this CA certificate.",
+        ),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", envvar="HODEI_DEBUG", help="Show tracebacks for errors.")
     ] = False,
@@ -81,7 +89,7 @@ def _global_options(
     ] = False,
 ) -> None:
     """Without --server or --context, hodeictl uses (and starts) an embedded local stack."""
-    ctx.obj = Settings(server=server, context=context_name, debug=debug)
+    ctx.obj = Settings(server=server, context=context_name, debug=debug, ca_cert=ca_cert)
 
 
 def main() -> None:

@@ -77,10 +77,17 @@ def _backoff(failures: int) -> float:
 class HodeiClient:
     """`async with HodeiClient(address) as client: await client.get_job(job_id)`."""
 
-    def __init__(self, address: str, timeout: float = CALL_TIMEOUT) -> None:
+    def __init__(
+        self, address: str, timeout: float = CALL_TIMEOUT, ca_cert: bytes | None = None
+    ) -> None:
+        """`ca_cert`: PEM of the CA that signed the server's certificate; TLS when given."""
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        if ca_cert is None:
+            self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.aio.secure_channel(
+                address, grpc.ssl_channel_credentials(ca_cert), options=_CHANNEL_OPTIONS)
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._logs = logs_pb2_grpc.LogServiceStub(self._channel)
         self._workers = workers_pb2_grpc.WorkerServiceStub(self._channel)

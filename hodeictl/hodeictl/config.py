@@ -4,6 +4,7 @@
 current_context = "prod"
 [contexts.prod]
 server = "hodei.example.com:50051"
+ca_cert = "/etc/hodei/ca.crt"      # optional: speak TLS, verifying the server with this CA
 [embedded]
 database_url = "postgresql://user@host/db"
 ```
@@ -79,6 +80,8 @@ class Config:
         for name, context in contexts.items():
             if not isinstance(context, dict) or not isinstance(context.get("server"), str):
                 raise InvalidConfig(f"{self.path}: context '{name}' needs a 'server' string")
+            if not isinstance(context.get("ca_cert", ""), str):
+                raise InvalidConfig(f"{self.path}: context '{name}': 'ca_cert' must be a path")
         embedded = self.data.get("embedded", {})
         if not isinstance(embedded, dict):
             raise InvalidConfig(f"{self.path}: 'embedded' must be a table")
@@ -111,13 +114,23 @@ class Config:
                 f"context '{context}' not found in {self.path} (known: {known})"
             ) from None
 
-    def set_context(self, name: str, server: str) -> None:
-        """Create or update a context."""
+    def ca_cert_for(self, context: str) -> str | None:
+        """The CA certificate path of `context` (TLS), or None (plaintext)."""
+        self.server_for(context)
+        return self.data["contexts"][context].get("ca_cert") or None
+
+    def set_context(self, name: str, server: str, ca_cert: str | None = None) -> None:
+        """Create or update a context; `ca_cert` "" removes its CA certificate."""
         if name == LOCAL_CONTEXT:
             raise UsageError(f"'{LOCAL_CONTEXT}' is reserved for the embedded local stack")
         if not name or not server:
             raise UsageError("a context needs a name and a server address")
-        self.data.setdefault("contexts", {}).setdefault(name, {})["server"] = server
+        context = self.data.setdefault("contexts", {}).setdefault(name, {})
+        context["server"] = server
+        if ca_cert:
+            context["ca_cert"] = ca_cert
+        elif ca_cert == "":
+            context.pop("ca_cert", None)
 
     def use_context(self, name: str) -> None:
         """Make `name` the current context (`local`: the embedded stack)."""

@@ -34,6 +34,8 @@ class ServerProcess:
     # Defaults to `workers` (a fixed pool); set it higher to let the provider scale.
     max_workers: int | None = None
     provider_config: str = ""
+    # With TLS: the CA certificate clients verify the server with.
+    ca_cert: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     address: str = ""
     log_path: Path = field(init=False)
@@ -92,8 +94,14 @@ class ServerProcess:
             self.wait_workers(self.workers, deadline - time.monotonic())
         return self
 
+    def channel(self) -> grpc.Channel:
+        if self.ca_cert is None:
+            return grpc.insecure_channel(self.address)
+        return grpc.secure_channel(
+            self.address, grpc.ssl_channel_credentials(self.ca_cert.read_bytes()))
+
     def list_workers(self) -> list[workers_pb2.Worker]:
-        with grpc.insecure_channel(self.address) as channel:
+        with self.channel() as channel:
             stub = workers_pb2_grpc.WorkerServiceStub(channel)
             return list(stub.ListWorkers(workers_pb2.ListWorkersRequest(), timeout=5).workers)
 
@@ -120,6 +128,8 @@ class ServerProcess:
         self, *args: str, timeout: float = 120.0, input: bytes | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         env = {**os.environ, "HODEI_SERVER": self.address}
+        if self.ca_cert is not None:
+            env["HODEI_CA_CERT"] = str(self.ca_cert)
         return subprocess.run(
             [*hodeictl_argv(), *args], env=env, capture_output=True, timeout=timeout,
             input=input,

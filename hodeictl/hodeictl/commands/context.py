@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from hodeictl import output
 from hodeictl.config import LOCAL_CONTEXT, Config
 from hodeictl.embedded import home_dir
+from hodeictl.errors import UsageError
 from hodeictl.output import OutputFormat
 
 app = typer.Typer(
@@ -56,9 +58,22 @@ def set_context(
     server: Annotated[
         str, typer.Option("--server", metavar="HOST:PORT", help="The server address.")
     ],
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option("--ca-cert", metavar="PATH",
+                     help="Speak TLS, verifying the server with this CA certificate "
+                          "(from `hodeictl certs init`)."),
+    ] = None,
 ) -> None:
     """Create or update context NAME."""
+    path = None
+    if ca_cert is not None:
+        resolved = ca_cert.expanduser().resolve()
+        if not resolved.is_file():
+            raise UsageError(f"--ca-cert: {ca_cert} is not a file")
+        path = str(resolved)
     config = Config.load()
-    config.set_context(name, server)
+    config.set_context(name, server, path)
     config.save()
-    output.note(f"Context '{name}' set to {server}.")
+    tls = f" (TLS, CA {path})" if path else ""
+    output.note(f"Context '{name}' set to {server}{tls}.")

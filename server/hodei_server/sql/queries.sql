@@ -328,3 +328,14 @@ VALUES (%(actor)s, %(action)s, %(target)s, %(allowed)s, %(detail)s);
 SELECT id, at, actor, action, target, allowed, detail FROM audit_log
 WHERE (%(action)s = '' OR action = %(action)s) AND id > %(after)s
 ORDER BY id LIMIT %(limit)s;
+
+-- name: set_worker_certificate
+-- A new client certificate for a worker: the current serial becomes the previous one,
+-- unless the caller presented the previous one (a second renewal after a lost answer).
+UPDATE workers
+SET prev_cert_serial = CASE WHEN cert_serial = %(presented)s THEN cert_serial
+                            ELSE prev_cert_serial END,
+    cert_serial = %(serial)s, cert_not_after = %(not_after)s, updated_at = now()
+WHERE id = %(id)s AND state NOT IN ('TERMINATED')
+  AND (%(presented)s::text IS NULL OR %(presented)s IN (cert_serial, prev_cert_serial))
+RETURNING id;

@@ -112,3 +112,9 @@ CREATE TABLE audit_log (
 );
 
 CREATE INDEX audit_log_at_idx ON audit_log (at);
+
+-- Agents' client certificates: the serial a worker must present on its stream, and the one
+-- before it (still accepted while the agent rotates).
+ALTER TABLE workers ADD COLUMN cert_serial text;
+ALTER TABLE workers ADD COLUMN prev_cert_serial text;
+ALTER TABLE workers ADD COLUMN cert_not_after timestamptz;
