@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hodei_server.errors import InvalidSpec
@@ -96,8 +97,7 @@ def _general_name(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
-def _load_ca(ca_key_pem: bytes, ca_cert_pem: bytes) -> tuple[ec.EllipticCurvePrivateKey |
-                                                             object, x509.Certificate]:
+def _load_ca(ca_key_pem: bytes, ca_cert_pem: bytes) -> tuple[PrivateKeyTypes, x509.Certificate]:
     key = serialization.load_pem_private_key(ca_key_pem, password=None)
     cert = x509.load_pem_x509_certificate(ca_cert_pem)
     if key.public_key() != cert.public_key():
@@ -169,11 +169,11 @@ def sign_agent_csr(
         raise InvalidSpec("the certificate signing request is not a PEM CSR") from None
     try:
         valid = csr.is_signature_valid
-    except InvalidSignature:
+        public_key = csr.public_key()
+    except (InvalidSignature, ValueError):
         valid = False
     if not valid:
         raise InvalidSpec("the certificate signing request's signature does not verify")
-    public_key = csr.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name not in (
         "secp256r1", "secp384r1"
     ):

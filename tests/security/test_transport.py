@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+from cryptography import x509
 
 from hodei_agent.keys import KeyPair
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, workers_pb2
@@ -306,3 +307,38 @@ def test_rotation_while_jobs_stream_drops_nothing(tmp_path: Path, database_url: 
         assert attempts == [1] * len(runs)  # the same attempt throughout: nothing was lost
     finally:
         server.stop()
+
+
+# ---- an agent on another machine joins over TLS -----------------------------------------
+
+def test_an_external_agent_joins_over_tls_and_keeps_its_key(
+    tls_server: TlsServer, tmp_path: Path
+) -> None:
+    state = tmp_path / "agent-state"
+    env = {"HODEI_BOOTSTRAP_TOKEN": tls_server.token(), "PATH": "/usr/bin:/bin"}
+    agent = subprocess.Popen(
+        [str(BIN / "hodei-agent"), "--server", tls_server.server.address, "--name", "tls-1",
+         "--ca-cert", str(tls_server.certs / "ca.crt"), "--state-dir", str(state)],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        tls_server.server.wait_workers(1)
+        out = tls_server.server.hodeictl("job", "run", "--", "echo", "over tls")
+        assert (out.returncode, out.stdout) == (0, b"over tls\n"), out.stderr
+        key = state / "agent.key"
+        modes = {p.name: oct(p.stat().st_mode & 0o777) for p in state.iterdir()}
+        print(f"state dir {oct(state.stat().st_mode & 0o777)}: {modes}")
+        assert state.stat().st_mode & 0o077 == 0
+        assert all(mode == "0o600" for mode in modes.values())
+        cert = x509.load_pem_x509_certificate((state / "agent.crt").read_bytes())
+        [worker] = tls_server.server.list_workers()
+        identity = pki.worker_identity((state / "agent.crt").read_bytes())
+        assert identity is not None and identity.worker_id == worker.id
+        # The private key never reached the server: its database holds no copy of it.
+        key_body = b"".join(key.read_bytes().splitlines()[1:-1]).decode()
+        with psycopg.connect(tls_server.server.database_url) as conn:
+            dump = str(conn.execute("SELECT row_to_json(w)::text FROM workers w").fetchall())
+        assert key_body not in dump and cert.serial_number
+    finally:
+        agent.terminate()
+        agent.wait(timeout=60)

@@ -110,7 +110,13 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                 raise Conflict("this server cannot issue agent certificates: set ca_key and "
                                "ca_cert in its configuration")
             # Checked before the token is consumed: a bad CSR does not burn the token.
-            issued = self.tls.sign(request.csr_pem.encode(), worker_id)
+            try:
+                issued = self.tls.sign(request.csr_pem.encode(), worker_id)
+            except InvalidSpec as exc:
+                await audit.record_now(self.workers.pool, "anonymous", "worker.register",
+                                       allowed=False, detail={"reason": exc.message,
+                                                              "name": name})
+                raise
         try:
             _, credential = await self.workers.register(
                 request.bootstrap_token, name, request.hostname[:253], dict(request.labels),
