@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
@@ -24,9 +25,11 @@ from cryptography import x509
 from hodei_agent.keys import KeyPair
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, workers_pb2
 from hodei_server import pki
+from tests.e2e.docker_engine import DockerServer
 from tests.e2e.harness import BIN, ServerProcess
 from tests.faults.harness import free_port
 
+pytest_plugins = ["tests.e2e.docker_engine"]
 pytestmark = pytest.mark.e2e
 
 
@@ -342,3 +345,29 @@ def test_an_external_agent_joins_over_tls_and_keeps_its_key(
     finally:
         agent.terminate()
         agent.wait(timeout=60)
+
+
+def test_docker_agents_get_the_ca_and_stream_over_mutual_tls(
+    tmp_path: Path, database_url: str, docker_host: str, docker_client: Any,
+) -> None:
+    certs = tmp_path / "certs"
+    assert certs_init(certs).returncode == 0
+    provider = f"dk-tls-{uuid.uuid4().hex[:6]}"
+    server = DockerServer(tmp_path, database_url, workers=1, slots=2, docker_host=docker_host,
+                          provider_name=provider, extra_config=tls_config(certs, free_port()),
+                          ca_cert=certs / "ca.crt")
+    server.start(timeout=90)
+    try:
+        out = server.hodeictl("job", "run", "--", "sh", "-c", "echo in a container")
+        assert (out.returncode, out.stdout) == (0, b"in a container\n"), (
+            out.stderr.decode() + server.log_path.read_text())
+        [container] = docker_client.containers.list(  # type: ignore[attr-defined]
+            filters={"label": [f"io.hodei.provider={provider}"]})
+        args = container.attrs["Args"]
+        ca_path = args[args.index("--ca-cert") + 1]
+        log = server.log_path.read_text()
+        mutual = log.count("registered with certificate")
+        print(f"docker agents registered with a certificate: {mutual}/1 (CA at {ca_path})")
+        assert mutual == 1
+    finally:
+        server.stop()

@@ -41,7 +41,7 @@ def init(
 
     Keys are written with mode 0600; existing files are kept unless --force.
     """
-    if importlib.util.find_spec(CERTS_MODULE) is None:
+    if importlib.util.find_spec("hodei_server") is None:  # a top-level lookup imports nothing
         raise UsageError("certs init needs the server extra: pip install 'hodei[server]'")
     argv = [sys.executable, "-m", CERTS_MODULE, "init", "--dir", str(directory),
             "--days", str(days)]
