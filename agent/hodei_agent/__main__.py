@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -66,6 +67,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", exc)
     except Exception:
         logger.exception("the agent crashed")
+    finally:
+        if config.state_dir is not None and config.state_dir_temporary:
+            shutil.rmtree(config.state_dir, ignore_errors=True)
     return EXIT_FAILURE
 
 

@@ -12,6 +12,7 @@ from hodei_agent import __version__
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.config import AgentConfig
 from hodei_agent.errors import AgentError
+from hodei_agent.identity import TlsOptions
 from hodei_agent.metrics import MetricsSampler
 from hodei_agent.outbox import MAX_UNACKED_BYTES, Outbox
 from hodei_agent.procgroup import become_subreaper
@@ -59,6 +60,8 @@ class Agent:
             hello=self._hello,
             heartbeat=self._heartbeat,
             on_message=self._dispatch,
+            tls=(TlsOptions(config.ca_cert, config.state_dir)
+                 if config.ca_cert is not None and config.state_dir is not None else None),
         )
         self._worker_id = ""
         self._last_contact = time.monotonic()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import os
 import socket
+import tempfile
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,8 @@ SERVER_ENV = "HODEI_SERVER"
 NAME_ENV = "HODEI_WORKER_NAME"
 SLOTS_ENV = "HODEI_SLOTS"
 LABELS_ENV = "HODEI_LABELS"
+CA_CERT_ENV = "HODEI_CA_CERT"
+STATE_DIR_ENV = "HODEI_AGENT_STATE_DIR"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -37,6 +41,13 @@ class AgentConfig:
     memory_mb: int
     drain_grace: float
     log_level: str
+    # PEM of the CA that signed the server's certificate; None: plaintext (loopback only,
+    # unless `insecure`).
+    ca_cert: bytes | None = None
+    # Where the agent keeps its private key and certificate (mode 0700).
+    state_dir: Path | None = None
+    # The state dir is a temporary one the agent removes when it exits.
+    state_dir_temporary: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,6 +91,25 @@ def _build_parser() -> _Parser:
         default="30",
         metavar="SECONDS",
         help="on drain, how long running jobs may finish before they are cancelled (default 30)",
+    )
+    parser.add_argument(
+        "--ca-cert",
+        type=Path,
+        metavar="PATH",
+        help=f"CA certificate that signed the server's: speak TLS and register for a client "
+             f"certificate (env {CA_CERT_ENV})",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"where the agent keeps its key and certificate (env {STATE_DIR_ENV}; "
+             "default: a private temporary directory)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plaintext to a server that is not on loopback",
     )
     parser.add_argument(
         "--log-level",
@@ -141,6 +171,39 @@ def _float(text: str, option: str, *, allow_zero: bool) -> float:
     return value
 
 
+def _is_loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_ca(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--ca-cert: cannot read {path}: {exc.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise ConfigError(f"--ca-cert: {path} holds no PEM certificate")
+    return data
+
+
+def _state_dir(path: Path | None) -> Path:
+    if path is None:
+        return Path(tempfile.mkdtemp(prefix="hodei-agent-"))  # mode 0700
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)
+    except OSError as exc:
+        raise ConfigError(f"--state-dir: cannot use {path}: {exc.strerror}") from None
+    return path
+
+
 def _read_token(token_file: Path | None, environ: MutableMapping[str, str]) -> str:
     # Read and forget the env token whatever happens, so no job ever inherits it.
     env_token = environ.pop(TOKEN_ENV, "").strip()
@@ -178,17 +241,33 @@ def parse_config(
     hostname = socket.gethostname()
     labels = parse_labels(_split_list(env.get(LABELS_ENV, "")), LABELS_ENV)
     labels.update(parse_labels(args.label, "--label"))
+    slots = _integer(args.slots or env.get(SLOTS_ENV) or "4", f"--slots/{SLOTS_ENV}", 1)
+    cpus = _float(args.cpus, "--cpus", allow_zero=False) if args.cpus else detect_cpus()
+    memory_mb = _integer(args.memory_mb, "--memory-mb", 1) if args.memory_mb else (
+        detect_memory_mb())
+    drain_grace = _float(args.drain_grace, "--drain-grace", allow_zero=True)
+    ca_path = args.ca_cert or (Path(env[CA_CERT_ENV]) if env.get(CA_CERT_ENV) else None)
+    ca_cert = _read_ca(ca_path)
+    if ca_cert is None and not args.insecure:
+        remote = [s for s in servers if not _is_loopback(s)]
+        if remote:
+            raise ConfigError(
+                f"{remote[0]} is not a loopback address: pass --ca-cert PATH (the CA that "
+                "signed the server's certificate) to speak TLS, or --insecure for plaintext"
+            )
+    state_arg = args.state_dir or (Path(env[STATE_DIR_ENV]) if env.get(STATE_DIR_ENV) else None)
     return AgentConfig(
         servers=servers,
         bootstrap_token=token,
         name=args.name or env.get(NAME_ENV) or f"{hostname}-{os.getpid()}",
         hostname=hostname,
-        slots=_integer(args.slots or env.get(SLOTS_ENV) or "4", f"--slots/{SLOTS_ENV}", 1),
+        slots=slots,
         labels=labels,
-        cpus=(_float(args.cpus, "--cpus", allow_zero=False) if args.cpus else detect_cpus()),
-        memory_mb=(
-            _integer(args.memory_mb, "--memory-mb", 1) if args.memory_mb else detect_memory_mb()
-        ),
-        drain_grace=_float(args.drain_grace, "--drain-grace", allow_zero=True),
+        cpus=cpus,
+        memory_mb=memory_mb,
+        drain_grace=drain_grace,
         log_level=args.log_level,
+        ca_cert=ca_cert,
+        state_dir=_state_dir(state_arg) if ca_cert is not None else None,
+        state_dir_temporary=ca_cert is not None and state_arg is None,
     )

@@ -8,7 +8,9 @@ then resends whatever the outbox still owes (the server stores chunks idempotent
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,14 @@ import grpc.aio
 
 from hodei_agent.backoff import Backoff
 from hodei_agent.errors import AgentError, CredentialRejected, RegistrationRejected
+from hodei_agent.identity import (
+    RENEW_RETRY_MAX,
+    RENEW_RETRY_MIN,
+    RENEW_RETRY_SHARE,
+    Identity,
+    PendingKey,
+    TlsOptions,
+)
 from hodei_agent.outbox import Outbox
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc
 
@@ -46,6 +56,7 @@ _REGISTER_FATAL = frozenset(
         grpc.StatusCode.UNAUTHENTICATED,
         grpc.StatusCode.PERMISSION_DENIED,
         grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,  # e.g. a TLS server that cannot sign
     }
 )
 _CONNECT_FATAL = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
@@ -62,6 +73,9 @@ class Registration:
     # How long the server waits for a heartbeat before it gives this worker's jobs to
     # others; 0 when the server sets no lease.
     lease: float = 0.0
+    # With TLS: the port of the server's mutual-TLS endpoint for streams and renewals.
+    agent_port: int = 0
+
 
 
 class _StreamLost(AgentError):
@@ -90,6 +104,7 @@ class Session:
         heartbeat: Callable[[], agent_pb2.Heartbeat],
         on_message: Callable[[agent_pb2.ServerMessage], None],
         backoff: Backoff | None = None,
+        tls: TlsOptions | None = None,
     ) -> None:
         if not servers:
             raise ValueError("a session needs at least one server")
@@ -101,6 +116,11 @@ class Session:
         self._backoff = backoff or Backoff()
         self._current = 0
         self._failed_in_round = 0
+        self._tls = tls
+        # The current TLS identity (None in plaintext); renewals replace it.
+        self.identity: Identity | None = None
+        # Set when a renewed certificate should replace the one the stream was opened with.
+        self._rotate = asyncio.Event()
 
     @property
     def address(self) -> str:
@@ -127,14 +147,29 @@ class Session:
         self._failed_in_round = 0
         self._backoff.reset()
 
+    def _register_channel(self, address: str) -> grpc.aio.Channel:
+        if self._tls is None:
+            return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return self._tls.register_channel(address, CHANNEL_OPTIONS)
+
+    def _stream_channel(self, address: str, registration: Registration) -> grpc.aio.Channel:
+        if self._tls is None:
+            return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        assert self.identity is not None
+        return self._tls.stream_channel(address, registration.agent_port, self.identity,
+                                        CHANNEL_OPTIONS)
+
     async def register(
         self, request: agent_pb2.RegisterRequest, stop: asyncio.Event
     ) -> Registration | None:
         """Register until it works; None if stopped first. A rejection is final."""
+        pending = PendingKey(request.name) if self._tls is not None else None
+        if pending is not None:
+            request.csr_pem = pending.csr_pem
         while not stop.is_set():
             address = self.address
             try:
-                async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+                async with self._register_channel(address) as channel:
                     stub = agent_pb2_grpc.WorkerAgentServiceStub(channel)
                     response = await stub.Register(request, timeout=REGISTER_TIMEOUT)
             except grpc.aio.AioRpcError as exc:
@@ -146,12 +181,21 @@ class Session:
             else:
                 self._healthy()
                 interval = response.heartbeat_interval_seconds or DEFAULT_HEARTBEAT_INTERVAL
-                logger.info("registered at %s as worker=%s", address, response.worker_id)
+                if pending is not None:
+                    assert self._tls is not None
+                    if not response.HasField("certificate") or not response.agent_port:
+                        raise RegistrationRejected(
+                            f"server {address} issued no client certificate: is it configured "
+                            "for TLS (tls_cert, ca_key, ca_cert)?")
+                    self.identity = pending.accept(response.certificate, self._tls.state_dir)
+                logger.info("registered at %s as worker=%s%s", address, response.worker_id,
+                            " with a client certificate" if pending is not None else "")
                 return Registration(
                     worker_id=response.worker_id,
                     credential=response.credential,
                     heartbeat_interval=max(interval, MIN_HEARTBEAT_INTERVAL),
                     lease=max(response.lease_seconds, 0.0),
+                    agent_port=response.agent_port,
                 )
             if await _stopped_within(stop, self._fail_over(failure)):
                 break
@@ -159,6 +203,17 @@ class Session:
 
     async def run(self, registration: Registration, stop: asyncio.Event) -> None:
         """Keep a stream up until `stop` is set; raises `CredentialRejected` if refused."""
+        renewer = None
+        if self._tls is not None:
+            renewer = asyncio.create_task(self._renew_loop(registration, stop),
+                                          name="certificate-renewal")
+        try:
+            await self._keep_stream(registration, stop)
+        finally:
+            if renewer is not None:
+                await _cancel(renewer)
+
+    async def _keep_stream(self, registration: Registration, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             address = self.address
@@ -168,16 +223,46 @@ class Session:
             except _StreamLost as exc:
                 failure = f"worker={registration.worker_id}: stream: {exc}"
             else:
-                return  # stopped
+                if stop.is_set():
+                    return
+                # A renewed certificate: a new stream with it at once; jobs keep running
+                # and the outbox resends whatever the server has not acknowledged.
+                logger.info("worker=%s: reconnecting with the renewed certificate",
+                            registration.worker_id)
+                continue
             if loop.time() - opened_at >= STABLE_AFTER:
                 self._healthy()
             if await _stopped_within(stop, self._fail_over(failure)):
                 break
 
+    async def _renew_loop(self, registration: Registration, stop: asyncio.Event) -> None:
+        """Renew the client certificate after two thirds of its lifetime, then rotate."""
+        assert self._tls is not None
+        while True:
+            assert self.identity is not None
+            delay = self.identity.renew_at - time.monotonic()
+            if await _stopped_within(stop, max(delay, 0.0)):
+                return
+            try:
+                async with self._stream_channel(self.address, registration) as channel:
+                    self.identity = await self._tls.renew(channel, registration.worker_id,
+                                                          REGISTER_TIMEOUT)
+            except (grpc.RpcError, TimeoutError, ValueError, OSError) as exc:
+                retry = min(max(RENEW_RETRY_MIN, abs(delay) * RENEW_RETRY_SHARE),
+                            RENEW_RETRY_MAX)
+                logger.warning("worker=%s: certificate renewal failed (%s); retrying in %.0fs",
+                               registration.worker_id, _describe(exc), retry)
+                self.identity = dataclasses.replace(self.identity,
+                                                    renew_at=time.monotonic() + retry)
+                continue
+            logger.info("worker=%s: certificate renewed", registration.worker_id)
+            self._rotate.set()
+
+
     async def _connect_once(
         self, address: str, registration: Registration, stop: asyncio.Event
     ) -> None:
-        async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        async with self._stream_channel(address, registration) as channel:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     await channel.channel_ready()
@@ -212,6 +297,7 @@ class Session:
     async def _converse(
         self, call: grpc.aio.StreamStreamCall, registration: Registration, stop: asyncio.Event
     ) -> None:
+        self._rotate.clear()  # this stream opens with the newest certificate
         await _write(call, agent_pb2.AgentMessage(hello=self._hello()))
         self._outbox.rewind()
         logger.info("worker=%s: connected to %s", registration.worker_id, self.address)
@@ -220,10 +306,11 @@ class Session:
             self._write_loop(call, registration.heartbeat_interval), name="session-writer"
         )
         stopper = asyncio.create_task(stop.wait(), name="session-stop")
-        tasks = (reader, writer, stopper)
+        rotator = asyncio.create_task(self._rotate.wait(), name="session-rotate")
+        tasks = (reader, writer, stopper, rotator)
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if stopper.done():
+            if stopper.done() or rotator.done():
                 await _cancel(writer)
                 await _close(call, reader)
                 return

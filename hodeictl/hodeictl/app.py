@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from hodei_plugins.manager import get_host
-from hodeictl.commands import context, job, plugin, provider, stack, token, worker
+from hodeictl.commands import certs, context, job, plugin, provider, stack, token, worker
 from hodeictl.errors import HodeiCtlError
 from hodeictl.target import Settings
 
@@ -46,6 +46,7 @@ app.add_typer(plugin.app, name="plugin")
 app.add_typer(provider.app, name="provider")
 app.add_typer(token.app, name="token")
 app.add_typer(token.audit_app, name="audit")
+app.add_typer(certs.app, name="certs")
 app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)
@@ -82,6 +83,13 @@ def _global_options(
             help="A file holding the API token to send (env HODEI_TOKEN: the token itself).",
         ),
     ] = None,
+    ca_cert: Annotated[
+        str | None,
+        typer.Option(
+            "--ca-cert", envvar="HODEI_CA_CERT", metavar="PATH",
+            help="Speak TLS to --server, verifying it with this CA certificate.",
+        ),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", envvar="HODEI_DEBUG", help="Show tracebacks for errors.")
     ] = False,
@@ -91,7 +99,8 @@ def _global_options(
     ] = False,
 ) -> None:
     """Without --server or --context, hodeictl uses (and starts) an embedded local stack."""
-    ctx.obj = Settings(server=server, context=context_name, debug=debug, token_file=token_file)
+    ctx.obj = Settings(server=server, context=context_name, debug=debug, token_file=token_file,
+                       ca_cert=ca_cert)
 
 
 def main() -> None:

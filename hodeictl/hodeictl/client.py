@@ -79,16 +79,24 @@ def _backoff(failures: int) -> float:
 class HodeiClient:
     """`async with HodeiClient(address, token) as client: await client.get_job(job_id)`.
 
-    Every call carries `token` (an API token) as `authorization: Bearer <token>`.
+    Every call carries `token` (an API token) as `authorization: Bearer <token>`; with
+    `ca_cert` (PEM of the CA that signed the server's certificate) the channel speaks TLS.
     """
 
-    def __init__(self, address: str, token: str = "", timeout: float = CALL_TIMEOUT) -> None:
+    def __init__(
+        self, address: str, token: str = "", timeout: float = CALL_TIMEOUT,
+        ca_cert: bytes | None = None,
+    ) -> None:
         self.address = address
         self.timeout = timeout
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
-        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        if ca_cert is None:
+            self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.aio.secure_channel(
+                address, grpc.ssl_channel_credentials(ca_cert), options=_CHANNEL_OPTIONS)
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._logs = logs_pb2_grpc.LogServiceStub(self._channel)
         self._workers = workers_pb2_grpc.WorkerServiceStub(self._channel)

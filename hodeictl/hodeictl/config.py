@@ -5,6 +5,7 @@ current_context = "prod"
 [contexts.prod]
 server = "hodei.example.com:50051"
 token_file = "~/.config/hodei/prod.token"   # or: token = "hodei_…" (the file is 0600)
+ca_cert = "/etc/hodei/ca.crt"      # optional: speak TLS, verifying the server with this CA
 [embedded]
 database_url = "postgresql://user@host/db"
 ```
@@ -84,6 +85,8 @@ class Config:
                 if not isinstance(context.get(key, ""), str):
                     raise InvalidConfig(f"{self.path}: context '{name}': '{key}' must be a "
                                         "string")
+            if not isinstance(context.get("ca_cert", ""), str):
+                raise InvalidConfig(f"{self.path}: context '{name}': 'ca_cert' must be a path")
         embedded = self.data.get("embedded", {})
         if not isinstance(embedded, dict):
             raise InvalidConfig(f"{self.path}: 'embedded' must be a table")
@@ -132,10 +135,17 @@ class Config:
                 ) from None
         return ""
 
+    def ca_cert_for(self, context: str) -> str | None:
+        """The CA certificate path of `context` (TLS), or None (plaintext)."""
+        self.server_for(context)
+        return self.data["contexts"][context].get("ca_cert") or None
+
     def set_context(
-        self, name: str, server: str, *, token: str | None = None, token_file: str | None = None
+        self, name: str, server: str, *, token: str | None = None,
+        token_file: str | None = None, ca_cert: str | None = None,
     ) -> None:
-        """Create or update a context; a new token or token file replaces the old one."""
+        """Create or update a context; a new token or token file replaces the old one;
+        `ca_cert` "" removes its CA certificate."""
         if name == LOCAL_CONTEXT:
             raise UsageError(f"'{LOCAL_CONTEXT}' is reserved for the embedded local stack")
         if not name or not server:
@@ -149,6 +159,10 @@ class Config:
             entry["token"] = token
         if token_file:
             entry["token_file"] = token_file
+        if ca_cert:
+            entry["ca_cert"] = ca_cert
+        elif ca_cert == "":
+            entry.pop("ca_cert", None)
 
     def use_context(self, name: str) -> None:
         """Make `name` the current context (`local`: the embedded stack)."""

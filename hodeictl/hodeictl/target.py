@@ -12,6 +12,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from hodeictl import embedded
@@ -30,7 +31,10 @@ class Settings:
     context: str | None = None
     debug: bool = False
     token_file: str | None = None
-    _resolved: tuple[str, str] | None = field(default=None, init=False, repr=False)
+    # The CA certificate to verify the server with (--ca-cert); overrides the context's.
+    ca_cert: str | None = None
+    # (address, token from the context or the embedded stack, CA certificate path)
+    _resolved: tuple[str, str, str | None] | None = field(default=None, init=False, repr=False)
 
     def address(self) -> str:
         """The server's address, resolved once per invocation."""
@@ -38,12 +42,22 @@ class Settings:
 
     def token(self) -> str:
         """The API token sent with every call ("" for none)."""
-        return self._resolve()[1]
+        return self._explicit_token() or self._resolve()[1]
 
-    def _resolve(self) -> tuple[str, str]:
+    def ca_cert_pem(self) -> bytes | None:
+        """The CA certificate to verify the server with; None for plaintext."""
+        path = self.ca_cert or self._resolve()[2]
+        if not path:
+            return None
+        try:
+            return Path(path).expanduser().read_bytes()
+        except OSError as error:
+            raise InvalidConfig(f"cannot read the CA certificate {path}: "
+                                f"{error.strerror or error}") from None
+
+    def _resolve(self) -> tuple[str, str, str | None]:
         if self._resolved is None:
-            address, token = self._find()
-            self._resolved = address, self._explicit_token() or token
+            self._resolved = self._find()
         return self._resolved
 
     def _explicit_token(self) -> str:
@@ -58,23 +72,26 @@ class Settings:
                 raise InvalidConfig(f"cannot read the token file {path}: {error}") from None
         return ""
 
-    def _find(self) -> tuple[str, str]:
+    def _find(self) -> tuple[str, str, str | None]:
         if self.server:
-            return self.server, ""
+            return self.server, "", None
         config = Config.load()
         context = self.context or config.current_context
         if context and context != LOCAL_CONTEXT:
-            return config.server_for(context), config.token_for(context)
+            return (config.server_for(context), config.token_for(context),
+                    config.ca_cert_for(context))
+        # The embedded stack speaks plaintext on 127.0.0.1.
         info = embedded.ensure_running(embedded.home_dir(), embedded.database_url())
-        return info.address, info.token
+        return info.address, info.token, None
 
 
 def call(settings: Settings, action: Callable[[HodeiClient], Awaitable[T]]) -> T:
     """Run `action` with a client connected to the resolved server; returns its result."""
     address, token = settings.address(), settings.token()
+    ca_cert = settings.ca_cert_pem()
 
     async def connected() -> T:
-        async with HodeiClient(address, token) as client:
+        async with HodeiClient(address, token, ca_cert=ca_cert) as client:
             return await action(client)
 
     return asyncio.run(connected())

@@ -51,9 +51,13 @@ class Provider(Protocol):
 
     async def create_worker(
         self, *, name: str, bootstrap_token: str, server_address: str,
-        labels: dict[str, str], slots: int,
+        labels: dict[str, str], slots: int, ca_cert: str = "",
     ) -> str:
-        """Start one agent; return its opaque infrastructure id."""
+        """Start one agent; return its opaque infrastructure id.
+
+        `ca_cert` is the path of the CA certificate the agent must verify the server with
+        (`hodei-agent --ca-cert`); it is passed only when the server speaks TLS.
+        """
         ...
 
     async def destroy_worker(self, infra_id: str) -> None:

@@ -29,6 +29,7 @@ from hodei_api.v1 import (
 from hodei_plugins.manager import get_host
 from hodei_plugins.provider import Provider, ProviderConfig
 from hodei_server import db
+from hodei_server import tls as tls_mod
 from hodei_server.agents import AgentRegistry
 from hodei_server.apitokens import TokenStore
 from hodei_server.authz import AuthInterceptor, Authorizer
@@ -82,10 +83,14 @@ def _check_free(listen: str) -> None:
             ) from exc
 
 
-def _bind(server: grpc.aio.Server, listen: str) -> int:
+def _bind(server: grpc.aio.Server, listen: str,
+          credentials: grpc.ServerCredentials | None = None) -> int:
     _check_free(listen)
     try:
-        port = server.add_insecure_port(listen)
+        if credentials is None:
+            port = server.add_insecure_port(listen)
+        else:
+            port = server.add_secure_port(listen, credentials)
     except RuntimeError as exc:
         raise ConfigError(f"cannot listen on {listen}; choose another with --listen") from exc
     return port
@@ -146,18 +151,20 @@ async def serve(
     """Run until `stop` is set (or a supervised loop crashes)."""
     if not config.database_url:
         raise ConfigError("no database: set HODEI_DATABASE_URL or database_url in the config")
+    tls = tls_mod.load(config)  # before anything else: a refusal must cost nothing
     server_id = secrets.token_hex(6)
     pool = await db.open_pool(config.database_url, max_size=config.db_pool_size)
     try:
         async with pool.connection() as conn:
             await db.migrate(conn)
-        await _run(config, stop, pool, server_id, on_ready)
+        await _run(config, tls, stop, pool, server_id, on_ready)
     finally:
         await pool.close()
 
 
 async def _run(
     config: ServerConfig,
+    tls: tls_mod.Tls | None,
     stop: asyncio.Event,
     pool: db.Pool,
     server_id: str,
@@ -187,21 +194,26 @@ async def _run(
     jobs_pb2_grpc.add_JobServiceServicer_to_server(
         JobServicer(jobs, registry, dispatcher, authorizer), server)
     logs_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(jobs, hub), server)
-    runtimes = [ProviderRuntime(_provider(p)) for p in config.providers]
+    server_ca = tls.ca_cert_path if tls else ""
+    runtimes = [ProviderRuntime(_provider(p), server_ca) for p in config.providers]
     workers_pb2_grpc.add_WorkerServiceServicer_to_server(
         WorkerServicer(workers, registry, runtimes), server)
     auth_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(tokens), server)
-    agent_pb2_grpc.add_WorkerAgentServiceServicer_to_server(
-        AgentServicer(jobs, workers, registry, dispatcher, hub, server_id,
-                      config.heartbeat_interval, config.heartbeat_ttl),
-        server,
-    )
+    agents = AgentServicer(jobs, workers, registry, dispatcher, hub, server_id,
+                           config.heartbeat_interval, config.heartbeat_ttl, tls)
+    agent_pb2_grpc.add_WorkerAgentServiceServicer_to_server(agents, server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         [*_SERVICE_NAMES, reflection.SERVICE_NAME, "grpc.health.v1.Health"], server
     )
-    port = _bind(server, config.listen)
+    if tls is None:
+        port = _bind(server, config.listen)
+    else:
+        port = _bind(server, config.listen, tls.api_credentials())
+        agents.agent_port = _bind(server, tls_mod.agent_listen(config), tls.agent_credentials())
     address = config.advertise_address or _advertised(config.listen, port)
+    if tls is not None:
+        tls_mod.check_advertised(tls, address)
 
     def on_cancel(payload: str) -> None:
         parts = payload.split()
@@ -256,8 +268,10 @@ async def _run(
         except TimeoutError:
             log.warning("notification listener not ready yet; relying on the resync timer")
         await _set_health(health, True)
-        log.info("hodei server %s listening on %s (advertised as %s)", server_id,
-                 config.listen, address)
+        log.info("hodei server %s listening on %s (advertised as %s)%s", server_id,
+                 config.listen, address,
+                 f", TLS; agent streams (mutual TLS) on port {agents.agent_port}" if tls else
+                 ", plaintext")
         if on_ready is not None:
             await on_ready(address)
         stopper = asyncio.ensure_future(stop.wait())

@@ -31,6 +31,20 @@ class ServerConfig:
     # The scheduling strategy of jobs that name none (and whose provider names none).
     strategy: str = DEFAULT_STRATEGY
     providers: list[ProviderConfig] = field(default_factory=list)
+    # Transport security (see hodei_server.tls). TLS is on when tls_cert is set.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # The CA that signed agents' client certificates; defaults to ca_cert.
+    tls_client_ca: str = ""
+    # The CA that signs agents' CSRs at registration and renewal.
+    ca_key: str = ""
+    ca_cert: str = ""
+    # Lifetime of an agent certificate; agents renew it after two thirds of it.
+    agent_cert_days: float = 7.0
+    # Where agents' mutual-TLS streams are taken; "" = the listen host, next port.
+    agent_listen: str = ""
+    # Accept serving plaintext on an address other than loopback.
+    insecure: bool = False
 
 
 def _check_strategy(name: str, where: str) -> None:

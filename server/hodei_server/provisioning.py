@@ -30,8 +30,10 @@ class _Started:
 class ProviderRuntime:
     """One configured provider and the workers it started."""
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider, server_ca: str = "") -> None:
         self.provider = provider
+        # The CA certificate file agents verify the server with; "" when it speaks plaintext.
+        self.server_ca = server_ca
         self.config = provider.config
         self.started: dict[str, _Started] = {}
         # The last reconcile error, "" once a reconcile succeeds.
@@ -112,9 +114,11 @@ class ProviderRuntime:
         if self.config.ephemeral:
             labels[EPHEMERAL_LABEL] = "true"
         token = await workers.create_bootstrap_token(self.config.name, labels, ttl)
+        # Passed only with TLS, so providers written before it keep working in plaintext.
+        tls = {"ca_cert": self.server_ca} if self.server_ca else {}
         infra_id = await self.provider.create_worker(
             name=name, bootstrap_token=token, server_address=server_address,
-            labels=labels, slots=self.slots_per_worker,
+            labels=labels, slots=self.slots_per_worker, **tls,
         )
         self.started[name] = _Started(infra_id)
 

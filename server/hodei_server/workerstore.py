@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -53,9 +54,15 @@ class WorkerStore:
         labels: dict[str, str],
         capacity: workers_pb2.Capacity,
         agent_version: str,
+        *,
+        worker_id: uuid.UUID | None = None,
+        certificate: tuple[str, dt.datetime] | None = None,
     ) -> tuple[uuid.UUID, str]:
-        """Consume the token atomically and create the worker: (worker id, credential)."""
-        worker_id = uuid.uuid4()
+        """Consume the token atomically and create the worker: (worker id, credential).
+
+        `certificate` is the (serial, expiry) of the client certificate issued to it, if any.
+        """
+        worker_id = worker_id or uuid.uuid4()
         credential = secrets.token_urlsafe(TOKEN_BYTES)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -81,7 +88,25 @@ class WorkerStore:
                     "agent_version": agent_version,
                 },
             )
+            if certificate is not None:
+                await conn.execute(query("set_worker_certificate"), {
+                    "id": worker_id, "serial": certificate[0], "not_after": certificate[1],
+                    "presented": None,
+                })
         return worker_id, credential
+
+    async def renew_certificate(
+        self, worker_id: uuid.UUID, presented: str, serial: str, not_after: dt.datetime
+    ) -> None:
+        """Record a new certificate of a worker that presented a current (or the previous)
+        one; raises Unauthenticated otherwise."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("set_worker_certificate"), {
+                "id": worker_id, "serial": serial, "not_after": not_after,
+                "presented": presented,
+            })
+            if await cur.fetchone() is None:
+                raise Unauthenticated("this certificate is no longer this worker's")
 
     async def authenticate(self, worker_id: str, credential: str) -> Row:
         try:
@@ -96,6 +121,17 @@ class WorkerStore:
         if row["state"] == "TERMINATED":
             raise Unauthenticated("this worker was terminated; register again")
         return row
+
+    async def certificate_serials(self, worker_id: uuid.UUID) -> tuple[str, ...]:
+        """The client certificate serials a live worker may present (current, previous)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("get_worker"), {"id": worker_id})
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"worker {worker_id} not found")
+        if row["state"] == "TERMINATED":
+            return ()
+        return tuple(s for s in (row["cert_serial"], row["prev_cert_serial"]) if s)
 
     async def connected(
         self, worker_id: uuid.UUID, server_id: str, labels: dict[str, str],

@@ -100,6 +100,8 @@ class ServerProcess:
     # Defaults to `workers` (a fixed pool); set it higher to let the provider scale.
     max_workers: int | None = None
     provider_config: str = ""
+    # With TLS: the CA certificate clients verify the server with.
+    ca_cert: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     address: str = ""
     # An admin API token for the harness's own calls and hodeictl (made once serving).
@@ -165,7 +167,11 @@ class ServerProcess:
 
     def channel(self) -> grpc.Channel:
         """A channel to the server whose calls carry the harness's admin token."""
-        return token_channel(self.address, self.token)
+        if self.ca_cert is None:
+            return token_channel(self.address, self.token)
+        secure = grpc.secure_channel(
+            self.address, grpc.ssl_channel_credentials(self.ca_cert.read_bytes()))
+        return grpc.intercept_channel(secure, BearerInterceptor(self.token))
 
     def list_workers(self) -> list[workers_pb2.Worker]:
         with self.channel() as channel:
@@ -195,6 +201,8 @@ class ServerProcess:
         self, *args: str, timeout: float = 120.0, input: bytes | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         env = {**os.environ, "HODEI_SERVER": self.address, "HODEI_TOKEN": self.token}
+        if self.ca_cert is not None:
+            env["HODEI_CA_CERT"] = str(self.ca_cert)
         return subprocess.run(
             [*hodeictl_argv(), *args], env=env, capture_output=True, timeout=timeout,
             input=input,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -70,16 +71,30 @@ def set_context(
                      help="Read the API token from stdin (or HODEI_TOKEN) and keep it in the "
                           "config file, which only you can read."),
     ] = False,
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option("--ca-cert", metavar="PATH",
+                     help="Speak TLS, verifying the server with this CA certificate "
+                          "(from `hodeictl certs init`)."),
+    ] = None,
 ) -> None:
-    """Create or update context NAME, with the API token its calls carry."""
+    """Create or update context NAME: its server, the API token its calls carry, and the CA
+    certificate to verify the server with (TLS)."""
     if token_file and token_stdin:
         raise UsageError("give --token-file or --token-stdin, not both")
+    path = None
+    if ca_cert is not None:
+        resolved = ca_cert.expanduser().resolve()
+        if not resolved.is_file():
+            raise UsageError(f"--ca-cert: {ca_cert} is not a file")
+        path = str(resolved)
     token = _read_token() if token_stdin else None
     config = Config.load()
-    config.set_context(name, server, token=token, token_file=token_file)
+    config.set_context(name, server, token=token, token_file=token_file, ca_cert=path)
     config.save()
     with_token = " with a token" if token or token_file else ""
-    output.note(f"Context '{name}' set to {server}{with_token}.")
+    tls = f" (TLS, CA {path})" if path else ""
+    output.note(f"Context '{name}' set to {server}{with_token}{tls}.")
 
 
 def _read_token() -> str:

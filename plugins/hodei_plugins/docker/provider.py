@@ -15,6 +15,7 @@ import socket
 import tarfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,6 +37,8 @@ LABEL_OWNER = "io.hodei.owner"
 # environment variable, does not show in `docker inspect`.
 TOKEN_DIR = "/tmp"
 TOKEN_NAME = "hodei-bootstrap-token"
+# The CA certificate the agent verifies the server with, when the server speaks TLS.
+CA_NAME = "hodei-ca.crt"
 POLL_INTERVAL = 1.0
 API_TIMEOUT = 30
 
@@ -73,15 +76,16 @@ def _owner_alive(owner: str) -> bool:
     return True
 
 
-def _token_archive(token: str) -> bytes:
+def _files_archive(files: dict[str, tuple[bytes, int]]) -> bytes:
+    """A tar of {name: (content, mode)}, for `put_archive`."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        data = token.encode()
-        info = tarfile.TarInfo(TOKEN_NAME)
-        info.size = len(data)
-        info.mode = 0o400
-        info.mtime = int(time.time())
-        tar.addfile(info, io.BytesIO(data))
+        for name, (data, mode) in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = mode
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 
@@ -138,10 +142,18 @@ class DockerProvider:
 
     async def create_worker(
         self, *, name: str, bootstrap_token: str, server_address: str,
-        labels: dict[str, str], slots: int,
+        labels: dict[str, str], slots: int, ca_cert: str = "",
     ) -> str:
         argv = ["--server", server_address, "--name", name, "--slots", str(slots),
                 "--token-file", f"{TOKEN_DIR}/{TOKEN_NAME}"]
+        files = {TOKEN_NAME: (bootstrap_token.encode(), 0o400)}
+        if ca_cert:
+            try:
+                files[CA_NAME] = (await asyncio.to_thread(Path(ca_cert).read_bytes), 0o444)
+            except OSError as exc:
+                raise DockerProviderError(f"cannot read the CA certificate {ca_cert}: "
+                                          f"{exc.strerror or exc}") from None
+            argv += ["--ca-cert", f"{TOKEN_DIR}/{CA_NAME}"]
         if self.config.cpus:
             argv += ["--cpus", str(self.config.cpus)]
         if self.config.memory_mb:
@@ -150,15 +162,15 @@ class DockerProvider:
             argv += ["--label", f"{key}={value}"]
         if self._closing:
             raise DockerProviderError(f"docker provider {self.config.name} is shutting down")
-        task = asyncio.create_task(self._start(name, argv, bootstrap_token))
+        task = asyncio.create_task(self._start(name, argv, _files_archive(files)))
         self._creating.add(task)
         task.add_done_callback(self._creating.discard)
         return await asyncio.shield(task)
 
-    async def _start(self, name: str, argv: list[str], token: str) -> str:
+    async def _start(self, name: str, argv: list[str], files: bytes) -> str:
         started = time.monotonic()
         container_id: str = await self._call(
-            f"start a container for {name}", self._create, name, argv, token)
+            f"start a container for {name}", self._create, name, argv, files)
         self._containers[container_id] = name
         log.info("docker provider %s started agent %s (container %s, %.2fs)",
                  self.config.name, name, container_id[:12], time.monotonic() - started)
@@ -214,7 +226,7 @@ class DockerProvider:
     def _selector(self) -> dict[str, list[str]]:
         return {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_PROVIDER}={self.config.name}"]}
 
-    def _create(self, name: str, argv: list[str], token: str) -> str:
+    def _create(self, name: str, argv: list[str], files: bytes) -> str:
         import docker.errors
 
         kwargs: dict[str, Any] = {}
@@ -243,7 +255,7 @@ class DockerProvider:
         except docker.errors.ImageNotFound:
             raise image_missing(self.config.image, self.host) from None
         try:
-            container.put_archive(TOKEN_DIR, _token_archive(token))
+            container.put_archive(TOKEN_DIR, files)
             container.start()
         except BaseException:
             with contextlib.suppress(docker.errors.DockerException):

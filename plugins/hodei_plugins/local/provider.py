@@ -52,12 +52,14 @@ class LocalProvider:
 
     async def create_worker(
         self, *, name: str, bootstrap_token: str, server_address: str,
-        labels: dict[str, str], slots: int,
+        labels: dict[str, str], slots: int, ca_cert: str = "",
     ) -> str:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HODEI_")}
         env["HODEI_BOOTSTRAP_TOKEN"] = bootstrap_token
         argv = [self.config.python, "-m", "hodei_agent", "--server", server_address,
                 "--name", name, "--slots", str(slots)]
+        if ca_cert:
+            argv += ["--ca-cert", ca_cert]
         for key, value in sorted(labels.items()):
             argv += ["--label", f"{key}={value}"]
         proc = await asyncio.create_subprocess_exec(

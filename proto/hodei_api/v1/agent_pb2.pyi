@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("bootstrap_token", "name", "hostname", "labels", "capacity", "agent_version")
+    __slots__ = ("bootstrap_token", "name", "hostname", "labels", "capacity", "agent_version", "csr_pem")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -24,25 +24,53 @@ class RegisterRequest(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
     bootstrap_token: str
     name: str
     hostname: str
     labels: _containers.ScalarMap[str, str]
     capacity: _workers_pb2.Capacity
     agent_version: str
-    def __init__(self, bootstrap_token: _Optional[str] = ..., name: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[_Union[_workers_pb2.Capacity, _Mapping]] = ..., agent_version: _Optional[str] = ...) -> None: ...
+    csr_pem: str
+    def __init__(self, bootstrap_token: _Optional[str] = ..., name: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[_Union[_workers_pb2.Capacity, _Mapping]] = ..., agent_version: _Optional[str] = ..., csr_pem: _Optional[str] = ...) -> None: ...
+
+class IssuedCertificate(_message.Message):
+    __slots__ = ("certificate_pem", "ca_chain_pem", "lifetime_seconds")
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: str
+    ca_chain_pem: str
+    lifetime_seconds: float
+    def __init__(self, certificate_pem: _Optional[str] = ..., ca_chain_pem: _Optional[str] = ..., lifetime_seconds: _Optional[float] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
-    __slots__ = ("worker_id", "credential", "heartbeat_interval_seconds", "lease_seconds")
+    __slots__ = ("worker_id", "credential", "heartbeat_interval_seconds", "lease_seconds", "certificate", "agent_port")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_PORT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     credential: str
     heartbeat_interval_seconds: float
     lease_seconds: float
-    def __init__(self, worker_id: _Optional[str] = ..., credential: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., lease_seconds: _Optional[float] = ...) -> None: ...
+    certificate: IssuedCertificate
+    agent_port: int
+    def __init__(self, worker_id: _Optional[str] = ..., credential: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., lease_seconds: _Optional[float] = ..., certificate: _Optional[_Union[IssuedCertificate, _Mapping]] = ..., agent_port: _Optional[int] = ...) -> None: ...
+
+class RenewCertificateRequest(_message.Message):
+    __slots__ = ("csr_pem",)
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    csr_pem: str
+    def __init__(self, csr_pem: _Optional[str] = ...) -> None: ...
+
+class RenewCertificateResponse(_message.Message):
+    __slots__ = ("certificate",)
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    certificate: IssuedCertificate
+    def __init__(self, certificate: _Optional[_Union[IssuedCertificate, _Mapping]] = ...) -> None: ...
 
 class RunningJob(_message.Message):
     __slots__ = ("job_id", "attempt")

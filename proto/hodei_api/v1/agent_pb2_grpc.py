@@ -44,6 +44,11 @@ class WorkerAgentServiceStub:
                 request_serializer=hodei__api_dot_v1_dot_agent__pb2.AgentMessage.SerializeToString,
                 response_deserializer=hodei__api_dot_v1_dot_agent__pb2.ServerMessage.FromString,
                 _registered_method=True)
+        self.RenewCertificate = channel.unary_unary(
+                '/hodei.api.v1.WorkerAgentService/RenewCertificate',
+                request_serializer=hodei__api_dot_v1_dot_agent__pb2.RenewCertificateRequest.SerializeToString,
+                response_deserializer=hodei__api_dot_v1_dot_agent__pb2.RenewCertificateResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerAgentServiceServicer:
@@ -63,6 +68,13 @@ class WorkerAgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenewCertificate(self, request, context):
+        """A new client certificate before the current one expires (mutual TLS port only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerAgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +87,11 @@ def add_WorkerAgentServiceServicer_to_server(servicer, server):
                     servicer.Connect,
                     request_deserializer=hodei__api_dot_v1_dot_agent__pb2.AgentMessage.FromString,
                     response_serializer=hodei__api_dot_v1_dot_agent__pb2.ServerMessage.SerializeToString,
+            ),
+            'RenewCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewCertificate,
+                    request_deserializer=hodei__api_dot_v1_dot_agent__pb2.RenewCertificateRequest.FromString,
+                    response_serializer=hodei__api_dot_v1_dot_agent__pb2.RenewCertificateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +148,33 @@ class WorkerAgentService:
             '/hodei.api.v1.WorkerAgentService/Connect',
             hodei__api_dot_v1_dot_agent__pb2.AgentMessage.SerializeToString,
             hodei__api_dot_v1_dot_agent__pb2.ServerMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hodei.api.v1.WorkerAgentService/RenewCertificate',
+            hodei__api_dot_v1_dot_agent__pb2.RenewCertificateRequest.SerializeToString,
+            hodei__api_dot_v1_dot_agent__pb2.RenewCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

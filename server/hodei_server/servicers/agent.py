@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import logging
 import time
@@ -14,15 +15,18 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, workers_pb2
+from hodei_server import audit, pki
+from hodei_server import tls as tls_mod
 from hodei_server.agents import AgentRegistry, AgentSession
 from hodei_server.db import Conn
 from hodei_server.dispatcher import Dispatcher
-from hodei_server.errors import InvalidSpec
+from hodei_server.errors import Conflict, InvalidSpec, NotFound, Unauthenticated
 from hodei_server.jobstore import JobStore
 from hodei_server.loghub import LogHub
 from hodei_server.servicers.common import abort_with, unary
 from hodei_server.servicers.jobs import cancel_message
 from hodei_server.states import JobState
+from hodei_server.tls import Tls
 from hodei_server.validation import validate_labels
 from hodei_server.workerstore import WorkerStore
 
@@ -54,6 +58,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         server_id: str,
         heartbeat_interval: float,
         heartbeat_ttl: float,
+        tls: Tls | None = None,
     ) -> None:
         self.jobs = jobs
         self.workers = workers
@@ -63,6 +68,28 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         self.server_id = server_id
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_ttl = heartbeat_ttl
+        self.tls = tls
+        # The bound mutual-TLS port (set once bound); 0 without TLS.
+        self.agent_port = 0
+
+    async def _refuse(
+        self, context: grpc.aio.ServicerContext, action: str, actor: str, reason: str,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the refusal in the audit log, then end the call UNAUTHENTICATED."""
+        log.warning("refused %s by %s: %s", action, actor, reason)
+        await audit.record_now(self.workers.pool, actor, action, allowed=False,
+                               detail={"reason": reason, "peer": context.peer(),
+                                       **(detail or {})})
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+
+    def _issued(self, issued: pki.Issued) -> agent_pb2.IssuedCertificate:
+        assert self.tls is not None and self.tls.ca_cert is not None
+        lifetime = (issued.not_after - dt.datetime.now(dt.UTC)).total_seconds()
+        return agent_pb2.IssuedCertificate(
+            certificate_pem=issued.cert_pem.decode(), ca_chain_pem=self.tls.ca_cert.decode(),
+            lifetime_seconds=max(lifetime, 0.0),
+        )
 
     @unary
     async def Register(
@@ -73,16 +100,95 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             raise InvalidSpec("worker name must be 1-253 printable characters")
         validate_labels(dict(request.labels), "labels")
         _validate_capacity(request.capacity)
-        worker_id, credential = await self.workers.register(
-            request.bootstrap_token, name, request.hostname[:253], dict(request.labels),
-            request.capacity, request.agent_version[:64],
-        )
-        log.info("worker %s (%s) registered", worker_id, name)
+        worker_id = uuid.uuid4()
+        issued: pki.Issued | None = None
+        if self.tls is not None:
+            if not request.csr_pem:
+                raise InvalidSpec("this server speaks TLS: registration needs a CSR "
+                                  "(an agent of this version sends one when given --ca-cert)")
+            if not self.tls.can_sign:
+                raise Conflict("this server cannot issue agent certificates: set ca_key and "
+                               "ca_cert in its configuration")
+            # Checked before the token is consumed: a bad CSR does not burn the token.
+            try:
+                issued = self.tls.sign(request.csr_pem.encode(), worker_id)
+            except InvalidSpec as exc:
+                await audit.record_now(self.workers.pool, "anonymous", "worker.register",
+                                       allowed=False, detail={"reason": exc.message,
+                                                              "name": name})
+                raise
+        try:
+            _, credential = await self.workers.register(
+                request.bootstrap_token, name, request.hostname[:253], dict(request.labels),
+                request.capacity, request.agent_version[:64], worker_id=worker_id,
+                certificate=(issued.serial, issued.not_after) if issued else None,
+            )
+        except Unauthenticated as exc:
+            await self._refuse(context, "worker.register", "anonymous", exc.message,
+                               {"name": name})
+            raise
+        log.info("worker %s (%s) registered%s", worker_id, name,
+                 f" with certificate {issued.serial}" if issued else "")
         return agent_pb2.RegisterResponse(
             worker_id=str(worker_id), credential=credential,
             heartbeat_interval_seconds=self.heartbeat_interval,
             lease_seconds=self.heartbeat_ttl,
+            certificate=self._issued(issued) if issued else None,
+            agent_port=self.agent_port,
         )
+
+    async def _peer(
+        self, context: grpc.aio.ServicerContext, action: str, claimed: str
+    ) -> pki.PeerIdentity | None:
+        """With TLS, the identity of the caller's client certificate, checked against the
+        worker id it claims and the serial on record; the call is aborted otherwise."""
+        if self.tls is None:
+            return None
+        cert = tls_mod.peer_certificate(context)
+        if cert is None:
+            await self._refuse(context, action, "anonymous",
+                               f"{action} needs the worker's client certificate: agents "
+                               f"stream on the mutual-TLS port {self.agent_port}")
+            raise AssertionError("unreachable: abort raises")
+        peer = pki.worker_identity(cert)
+        if peer is None:
+            await self._refuse(context, action, "anonymous",
+                               "the client certificate names no worker")
+            raise AssertionError("unreachable: abort raises")
+        if claimed and claimed != peer.worker_id:
+            await self._refuse(context, action, f"worker:{peer.worker_id}",
+                               f"the client certificate is worker {peer.worker_id}'s, "
+                               f"not {claimed}'s", {"claimed": claimed})
+            raise AssertionError("unreachable: abort raises")
+        try:
+            serials = await self.workers.certificate_serials(uuid.UUID(peer.worker_id))
+        except NotFound:
+            serials = ()
+        if peer.serial not in serials:
+            await self._refuse(context, action, f"worker:{peer.worker_id}",
+                               "this client certificate was replaced or revoked",
+                               {"serial": peer.serial})
+            raise AssertionError("unreachable: abort raises")
+        return peer
+
+    @unary
+    async def RenewCertificate(
+        self, request: agent_pb2.RenewCertificateRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.RenewCertificateResponse:
+        if self.tls is None:
+            raise Conflict("this server does not speak TLS")
+        if not self.tls.can_sign:
+            raise Conflict("this server cannot issue agent certificates: set ca_key and "
+                           "ca_cert in its configuration")
+        peer = await self._peer(context, "worker.renew_certificate", "")
+        assert peer is not None
+        worker_id = uuid.UUID(peer.worker_id)
+        issued = self.tls.sign(request.csr_pem.encode(), worker_id)
+        await self.workers.renew_certificate(worker_id, peer.serial, issued.serial,
+                                             issued.not_after)
+        log.info("worker %s renewed its certificate (%s -> %s)", worker_id, peer.serial,
+                 issued.serial)
+        return agent_pb2.RenewCertificateResponse(certificate=self._issued(issued))
 
     async def Connect(
         self,
@@ -91,9 +197,13 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
     ) -> AsyncIterator[agent_pb2.ServerMessage]:
         metadata = dict(context.invocation_metadata() or ())
         token = str(metadata.get("authorization", "")).removeprefix("Bearer ").strip()
+        claimed = str(metadata.get("x-hodei-worker-id", ""))
         try:
-            row = await self.workers.authenticate(str(metadata.get("x-hodei-worker-id", "")),
-                                                  token)
+            await self._peer(context, "worker.connect", claimed or "(none)")
+        except grpc.aio.AbortError:
+            return
+        try:
+            row = await self.workers.authenticate(claimed, token)
         except Exception as exc:  # Unauthenticated, or the database is unavailable
             await abort_with(context, exc, "Connect")
             return

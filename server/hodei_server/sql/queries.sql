@@ -352,3 +352,14 @@ RETURNING *;
 SELECT * FROM api_tokens
 WHERE %(all)s OR revoked_at IS NULL
 ORDER BY created_at, id;
+
+-- name: set_worker_certificate
+-- A new client certificate for a worker: the current serial becomes the previous one,
+-- unless the caller presented the previous one (a second renewal after a lost answer).
+UPDATE workers
+SET prev_cert_serial = CASE WHEN cert_serial = %(presented)s THEN cert_serial
+                            ELSE prev_cert_serial END,
+    cert_serial = %(serial)s, cert_not_after = %(not_after)s, updated_at = now()
+WHERE id = %(id)s AND state NOT IN ('TERMINATED')
+  AND (%(presented)s::text IS NULL OR %(presented)s IN (cert_serial, prev_cert_serial))
+RETURNING id;

@@ -131,3 +131,9 @@ CREATE UNIQUE INDEX api_tokens_live_name_idx ON api_tokens (name) WHERE revoked_
 
 -- The name of the token that submitted each job.
 ALTER TABLE jobs ADD COLUMN submitted_by text NOT NULL DEFAULT '';
+
+-- Agents' client certificates: the serial a worker must present on its stream, and the one
+-- before it (still accepted while the agent rotates).
+ALTER TABLE workers ADD COLUMN cert_serial text;
+ALTER TABLE workers ADD COLUMN prev_cert_serial text;
+ALTER TABLE workers ADD COLUMN cert_not_after timestamptz;

@@ -91,6 +91,7 @@ def test_parse_everything_and_forget_the_token() -> None:
             "0",
             "--log-level",
             "debug",
+            "--insecure",
         ],
         environ,
     )
@@ -106,7 +107,7 @@ def test_defaults_from_environment_and_host(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("from-file\n")
     environ = {"HODEI_SERVER": "s1:10, s2:20", "HODEI_BOOTSTRAP_TOKEN": "from-env"}
-    config = parse_config(["--token-file", str(token_file)], environ)
+    config = parse_config(["--token-file", str(token_file), "--insecure"], environ)
     assert config.servers == ("s1:10", "s2:20")
     assert config.bootstrap_token == "from-file"
     assert "HODEI_BOOTSTRAP_TOKEN" not in environ  # read or not, it never reaches a job

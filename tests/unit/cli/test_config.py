@@ -137,3 +137,20 @@ def test_global_options_come_from_the_environment(
     result = invoke("job", "list")
     assert result.exit_code == 69
     assert result.stderr.startswith(f"hodeictl: cannot reach the Hodei server at {address}: ")
+
+
+def test_context_with_a_ca_certificate_speaks_tls(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert invoke("context", "set", "prod", "--server", "h:1", "--ca-cert", str(ca)).exit_code == 0
+    loaded = config.Config.load()
+    assert loaded.ca_cert_for("prod") == str(ca.resolve())
+    settings = target.Settings(context="prod")
+    assert settings.address() == "h:1" and settings.ca_cert_pem() == ca.read_bytes()
+    # Updating the server keeps the CA; a context without one stays plaintext.
+    assert invoke("context", "set", "prod", "--server", "h:2").exit_code == 0
+    assert config.Config.load().ca_cert_for("prod") == str(ca.resolve())
+    assert invoke("context", "set", "dev", "--server", "d:1").exit_code == 0
+    assert target.Settings(context="dev").ca_cert_pem() is None
+    missing = invoke("context", "set", "x", "--server", "h:1", "--ca-cert", str(tmp_path / "no"))
+    assert missing.exit_code != 0 and "--ca-cert" in missing.stderr
