@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -290,7 +291,8 @@ def test_rotation_while_jobs_stream_drops_nothing(tmp_path: Path, database_url: 
         runs = [
             subprocess.Popen([str(BIN / "hodeictl"), "--server", server.address, "--ca-cert",
                               str(certs / "ca.crt"), "job", "run", "--", "sh", "-c", script],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "HODEI_TOKEN": server.token})
             for _ in range(3)
         ]
         results = [run.communicate(timeout=120) for run in runs]
