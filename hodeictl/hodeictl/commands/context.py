@@ -75,6 +75,8 @@ def set_context(
     if token_file and token_stdin:
         raise UsageError("give --token-file or --token-stdin, not both")
     token = _read_token() if token_stdin else None
+    if token_file:  # read later from any directory
+        token_file = os.path.abspath(os.path.expanduser(token_file))
     config = Config.load()
     config.set_context(name, server, token=token, token_file=token_file)
     config.save()
