@@ -21,8 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hodei-server",
         description="Run a Hodei server. `hodei-server token create --help`: a bootstrap "
-                    "token for an agent on another machine; `hodei-server certs init --help`: "
-                    "a CA and a server certificate for TLS.",
+                    "token for an agent on another machine, or (--api) an API token such as "
+                    "the first admin's; `hodei-server certs init --help`: a CA and a server "
+                    "certificate for TLS.",
     )
     parser.add_argument("--config", type=Path, help="TOML configuration file")
     parser.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:50051)")

@@ -9,7 +9,7 @@ import secrets
 import pytest
 
 import hodei_api.v1
-from hodei_server import apitokens, authz
+from hodei_server import apitokens, authz, tokencli
 from hodei_server.apitokens import Role
 from hodei_server.errors import InvalidSpec
 
@@ -122,3 +122,12 @@ def test_bad_token_names(name: str) -> None:
 ])
 def test_bearer_header(metadata: dict[str, str], expected: str) -> None:
     assert authz._bearer(metadata) == expected
+
+
+def test_api_token_expiry_on_the_server_command_line() -> None:
+    assert tokencli.parse_expiry("never") == 0
+    assert tokencli.parse_expiry("90d") == 90 * 86400
+    with pytest.raises(InvalidSpec):
+        tokencli.parse_expiry("forever")
+    with pytest.raises(InvalidSpec):
+        tokencli.parse_expiry("20000d")

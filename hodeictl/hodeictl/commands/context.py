@@ -89,6 +89,8 @@ def set_context(
             raise UsageError(f"--ca-cert: {ca_cert} is not a file")
         path = str(resolved)
     token = _read_token() if token_stdin else None
+    if token_file:  # read later from any directory
+        token_file = os.path.abspath(os.path.expanduser(token_file))
     config = Config.load()
     config.set_context(name, server, token=token, token_file=token_file, ca_cert=path)
     config.save()
