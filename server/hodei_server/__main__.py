@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hodei-server",
         description="Run a Hodei server. `hodei-server token create --help`: a bootstrap "
-                    "token for an agent on another machine.",
+                    "token for an agent on another machine; `hodei-server secret-key --help`: "
+                    "the key of the built-in secret store.",
     )
     parser.add_argument("--config", type=Path, help="TOML configuration file")
     parser.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:50051)")
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         from hodei_server import tokencli
 
         return tokencli.main(argv[1:])
+    if argv[:1] == ["secret-key"]:
+        from hodei_server import secretkeycli
+
+        return secretkeycli.main(argv[1:])
     args = _parser().parse_args(argv)
     setup_logging(args.log_level)
     try:

@@ -12,6 +12,7 @@ from hodei_server.convert import job_to_proto
 from hodei_server.dispatcher import Dispatcher
 from hodei_server.errors import InvalidSpec
 from hodei_server.jobstore import JobStore
+from hodei_server.secretstore import SecretResolver
 from hodei_server.servicers.common import unary
 from hodei_server.states import JobState
 from hodei_server.validation import parse_job_id, validate_idempotency_key, validate_spec
@@ -28,10 +29,14 @@ def _actor(context: grpc.aio.ServicerContext) -> str:
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, jobs: JobStore, registry: AgentRegistry, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, jobs: JobStore, registry: AgentRegistry, dispatcher: Dispatcher,
+        secrets: SecretResolver | None = None,
+    ) -> None:
         self.jobs = jobs
         self.registry = registry
         self.dispatcher = dispatcher
+        self.secrets = secrets
 
     @unary
     async def SubmitJob(
@@ -39,6 +44,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     ) -> jobs_pb2.SubmitJobResponse:
         validate_spec(request.spec)
         validate_idempotency_key(request.idempotency_key)
+        if request.spec.secrets:
+            if self.secrets is None:
+                raise InvalidSpec("this server has no secret backends")
+            await self.secrets.check_exist([ref.name for ref in request.spec.secrets])
         row, created = await self.jobs.submit(
             request.spec, request.idempotency_key, _actor(context)
         )

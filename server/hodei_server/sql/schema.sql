@@ -112,3 +112,14 @@ CREATE TABLE audit_log (
 );
 
 CREATE INDEX audit_log_at_idx ON audit_log (at);
+
+CREATE TABLE secrets (
+    name       text PRIMARY KEY,
+    key_id     text NOT NULL,
+    nonce      bytea NOT NULL,
+    ciphertext bytea NOT NULL,
+    size_bytes integer NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    updated_by text NOT NULL DEFAULT ''
+);
