@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from hodei_plugins.manager import get_host
-from hodeictl.commands import context, job, plugin, provider, stack, worker
+from hodeictl.commands import context, job, plugin, provider, secret, stack, worker
 from hodeictl.errors import HodeiCtlError
 from hodeictl.target import Settings
 
@@ -44,6 +44,7 @@ app.add_typer(worker.app, name="worker")
 app.add_typer(context.app, name="context")
 app.add_typer(plugin.app, name="plugin")
 app.add_typer(provider.app, name="provider")
+app.add_typer(secret.app, name="secret")
 app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)

@@ -16,6 +16,8 @@ from hodei_api.v1 import (
     jobs_pb2_grpc,
     logs_pb2,
     logs_pb2_grpc,
+    secrets_pb2,
+    secrets_pb2_grpc,
     workers_pb2,
     workers_pb2_grpc,
 )
@@ -84,6 +86,7 @@ class HodeiClient:
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._logs = logs_pb2_grpc.LogServiceStub(self._channel)
         self._workers = workers_pb2_grpc.WorkerServiceStub(self._channel)
+        self._secrets = secrets_pb2_grpc.SecretServiceStub(self._channel)
 
     async def __aenter__(self) -> HodeiClient:
         return self
@@ -159,6 +162,22 @@ class HodeiClient:
         request = workers_pb2.ListWorkersRequest(all=include_gone)
         reply = await self._call(self._workers.ListWorkers, request)
         return list(reply.workers)
+
+    async def set_secret(self, name: str, value: bytes) -> secrets_pb2.SetSecretResponse:
+        """Store a secret in the server's encrypted store (replacing one of that name)."""
+        request = secrets_pb2.SetSecretRequest(name=name, value=value)
+        return await self._call(self._secrets.SetSecret, request)
+
+    async def delete_secret(self, name: str) -> bool:
+        """Delete a secret; False if there was none of that name."""
+        request = secrets_pb2.DeleteSecretRequest(name=name)
+        reply = await self._call(self._secrets.DeleteSecret, request)
+        return reply.deleted
+
+    async def list_secrets(self) -> list[secrets_pb2.SecretInfo]:
+        """Names and metadata of the stored secrets (never their values)."""
+        reply = await self._call(self._secrets.ListSecrets, secrets_pb2.ListSecretsRequest())
+        return list(reply.secrets)
 
     async def stream_logs(
         self, job_id: str, *, follow: bool
