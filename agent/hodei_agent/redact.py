@@ -81,14 +81,9 @@ class Redactor:
         self._owner = owner
         self._forms = sorted(owner, key=len, reverse=True)
         self._markers = {form: f"[REDACTED:{name}]".encode() for form, name in owner.items()}
-        # Alternatives longest first: at a given position the longest form wins.
-        self._pattern = (
-            re.compile(b"|".join(re.escape(f) for f in self._forms)) if self._forms else None
-        )
-        self.max_form = max((len(f) for f in self._forms), default=0)
 
     def __bool__(self) -> bool:
-        return self._pattern is not None
+        return bool(self._forms)
 
     def marker(self, form: bytes) -> bytes:
         return self._markers[form]
@@ -99,20 +94,41 @@ class Redactor:
 
     def redact(self, data: bytes) -> bytes:
         """`data` with every form of every secret replaced."""
-        if self._pattern is None:
-            return data
-        return self._pattern.sub(lambda m: self._markers[m.group()], data)
+        out: list[bytes] = []
+        pos = 0
+        for start, end, form in self.matches(data, 0):
+            out += (data[pos:start], self._markers[form])
+            pos = end
+        out.append(data[pos:])
+        return b"".join(out)
 
     def redact_text(self, text: str) -> str:
-        if self._pattern is None or not text:
+        if not self._forms or not text:
             return text
         return self.redact(text.encode("utf-8", "surrogateescape")).decode(
             "utf-8", "surrogateescape"
         )
 
-    def search(self, data: bytes, pos: int) -> re.Match[bytes] | None:
-        assert self._pattern is not None
-        return self._pattern.search(data, pos)
+    def matches(self, data: bytes, pos: int) -> list[tuple[int, int, bytes]]:
+        """(start, end, form) of the occurrences from `pos` on, leftmost first, the longest
+        form at a position winning, none overlapping (what a regex alternation of the forms,
+        longest first, would find; `bytes.find` per form is about ten times faster)."""
+        found: list[tuple[int, int, bytes]] = []
+        for form in self._forms:
+            at = data.find(form, pos)
+            while at != -1:
+                found.append((at, -len(form), form))
+                at = data.find(form, at + 1)
+        if not found:
+            return []
+        found.sort()
+        chosen: list[tuple[int, int, bytes]] = []
+        end = pos
+        for start, negative_length, form in found:
+            if start >= end:
+                end = start - negative_length
+                chosen.append((start, end, form))
+        return chosen
 
     def partial_start(self, data: bytes, pos: int) -> int | None:
         """The first position >= pos whose rest of `data` is a proper prefix of a form."""
@@ -130,9 +146,18 @@ class Redactor:
         return best
 
     def continuations(self, fragment: bytes) -> dict[bytes, bytes]:
-        """What could follow `fragment` to complete a form, each with its marker."""
-        return {f[len(fragment):]: self._markers[f] for f in self._forms
-                if len(f) > len(fragment) and f.startswith(fragment)}
+        """What could follow `fragment` to complete a form that one of its suffixes starts
+        (each with its form's marker)."""
+        found: dict[bytes, bytes] = {}
+        for form in self._forms:
+            first = form[:1]
+            at = fragment.find(first, max(0, len(fragment) - len(form) + 1))
+            while at != -1:
+                tail = len(fragment) - at
+                if fragment[at:at + 8] == form[:min(8, tail)] and form.startswith(fragment[at:]):
+                    found.setdefault(form[tail:], self._markers[form])
+                at = fragment.find(first, at + 1)
+        return found
 
     def stream(self) -> StreamRedactor:
         return StreamRedactor(self)
@@ -175,6 +200,7 @@ class StreamRedactor:
         out = self._process(fragment, final=True)
         if out != fragment:
             return out  # it held complete forms: those are redacted
+        # Whichever of its suffixes really began a secret, the rest is still caught.
         self._expected = self._redactor.continuations(fragment)
         if len(fragment) >= MIN_SECRET_BYTES:
             return self._redactor.marker_for_fragment(fragment)
@@ -198,20 +224,20 @@ class StreamRedactor:
                     self._expected = expected
                     self._held = buf
                     return b""
-        while True:
-            match = redactor.search(buf, pos)
+        for start, end, form in redactor.matches(buf, pos):
+            # Something that could still become a (longer) secret starts first: wait.
             partial_at = None if final else redactor.partial_start(buf, pos)
-            if partial_at is not None and (match is None or partial_at <= match.start()):
-                out.append(buf[pos:partial_at])
-                self._held = buf[partial_at:]
+            if partial_at is not None and partial_at <= start:
                 break
-            if match is None:
-                out.append(buf[pos:])
-                self._held = b""
-                break
-            out.append(buf[pos:match.start()])
-            out.append(redactor.marker(match.group()))
-            pos = match.end()
+            out += (buf[pos:start], redactor.marker(form))
+            pos = end
+        partial_at = None if final else redactor.partial_start(buf, pos)
+        if partial_at is None:
+            out.append(buf[pos:])
+            self._held = b""
+        else:
+            out.append(buf[pos:partial_at])
+            self._held = buf[partial_at:]
         return b"".join(out)
 
 
