@@ -79,6 +79,22 @@ def key_create(path: Path) -> subprocess.CompletedProcess[bytes]:
                           capture_output=True, timeout=60)
 
 
+class DebugServer(ServerProcess):
+    """The harness's server, logging at DEBUG: the most it ever writes to its log."""
+
+    def launch(self) -> ServerProcess:
+        config = self.workdir / "server.toml"
+        config.write_text(self.config_text())
+        self.ready_path.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [str(BIN / "hodei-server"), "--config", str(config), "--log-level", "DEBUG",
+             "--ready-file", str(self.ready_path)],
+            env={**os.environ, "HODEI_DATABASE_URL": self.database_url},
+            stdin=subprocess.DEVNULL, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
+        )
+        return self
+
+
 def start_server(tmp_path: Path, database_url: str, *, key: bool = True, workers: int = 2,
                  slots: int = 4) -> ServerProcess:
     extra = ""
@@ -87,8 +103,8 @@ def start_server(tmp_path: Path, database_url: str, *, key: bool = True, workers
         made = key_create(key_file)
         assert made.returncode == 0, made.stderr
         extra = f'secret_key_file = "{key_file}"'
-    return ServerProcess(tmp_path, database_url, workers=workers, slots=slots,
-                         extra_config=extra).start()
+    return DebugServer(tmp_path, database_url, workers=workers, slots=slots,
+                       extra_config=extra).start()
 
 
 @pytest.fixture
@@ -175,7 +191,9 @@ def test_secret_values_never_leave_the_job_unredacted(
         bytes(r[0]) + bytes(r[1]) for r in sql(  # type: ignore[arg-type]
             database_url, "SELECT nonce, ciphertext FROM secrets")))
     server.stop()  # everything the server and its agents logged, flushed
-    check.search("server and agent log file", server.log_path.read_bytes())
+    log_text = server.log_path.read_bytes()
+    assert b" DEBUG " in log_text  # the server logged at its most verbose
+    check.search("server (DEBUG) and agent log file", log_text)
     check.report()
 
 
