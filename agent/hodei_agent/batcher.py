@@ -15,6 +15,12 @@ MAX_CHUNK_BYTES = 64 * 1024
 MAX_CHUNK_DELAY = 0.05
 
 
+class ByteReader(Protocol):
+    """What a pump reads: an `asyncio.StreamReader`, or one that redacts it."""
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+
 class ChunkSink(Protocol):
     """Where a pump delivers its chunks; `write` may block to apply backpressure."""
 
@@ -39,7 +45,7 @@ DEFAULT_LIMITS = BatchLimits()
 
 
 async def pump(
-    reader: asyncio.StreamReader,
+    reader: ByteReader,
     stream: logs_pb2.LogStream,
     sink: ChunkSink,
     exited: asyncio.Event,

@@ -8,14 +8,16 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits, ChunkSink, pump
 from hodei_agent.errors import JobStartError
 from hodei_agent.launch import Launch, prepare_launch, remove_if_empty, remove_temp_dir
 from hodei_agent.procgroup import signal_group, wait_group_gone
-from hodei_api.v1 import jobs_pb2, logs_pb2
+from hodei_agent.redact import RedactingReader
+from hodei_agent.secretfiles import JobSecrets
+from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ class JobRunner:
         sink: ChunkSink,
         base_env: Mapping[str, str] | None = None,
         limits: BatchLimits = DEFAULT_LIMITS,
+        secrets: Sequence[agent_pb2.SecretValue] = (),
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
@@ -91,6 +94,9 @@ class JobRunner:
         self._limits = limits
         self._termination: _Termination | None = None
         self._terminate = asyncio.Event()
+        # Delivered to the process, redacted from its output and from every reason.
+        self._secrets = JobSecrets(spec, secrets)
+        self.redact = self._secrets.redactor.redact_text
 
     def cancel(self, reason: str = "", grace_seconds: float = 0.0) -> None:
         """Ask for the job to end: SIGTERM to its group, SIGKILL after the grace period."""
@@ -120,24 +126,33 @@ class JobRunner:
             launch = prepare_launch(self.spec, self.job_id, self.attempt, self._worker_id, base_env)
         except (JobStartError, OSError) as exc:
             return self._failed_to_start(str(exc))
+        delivery = None
         try:
-            return await self._run_launched(launch, on_started)
+            delivery = self._secrets.prepare(launch.env)
+            return await self._run_launched(launch, on_started, delivery.stdin)
+        except JobStartError as exc:
+            return self._failed_to_start(str(exc))
         finally:
+            if delivery is not None:
+                delivery.remove()
             if not remove_if_empty(launch.temp_dir):
                 await asyncio.to_thread(remove_temp_dir, launch.temp_dir)
 
     def _failed_to_start(self, why: str) -> JobResult:
+        why = self.redact(why)
         logger.warning("job=%s attempt=%d failed to start: %s", self.job_id, self.attempt, why)
         return JobResult(jobs_pb2.JOB_STATE_FAILED, reason=f"failed to start: {why}")
 
-    async def _run_launched(self, launch: Launch, on_started: Callable[[int], None]) -> JobResult:
+    async def _run_launched(
+        self, launch: Launch, on_started: Callable[[int], None], stdin: bytes | None = None
+    ) -> JobResult:
         loop = asyncio.get_running_loop()
         program = launch.argv[0]
         try:
             transport, protocol = await loop.subprocess_exec(
                 lambda: _ExitAwareProtocol(self._limits.max_bytes, loop),
                 *launch.argv,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=launch.cwd,
@@ -154,12 +169,18 @@ class JobRunner:
         assert protocol.stdout is not None and protocol.stderr is not None
         logger.info("job=%s attempt=%d started pid=%d", self.job_id, self.attempt, pid)
         on_started(pid)
+        if stdin is not None and protocol.stdin is not None:
+            protocol.stdin.write(stdin)
+            protocol.stdin.close()
+        redactor = self._secrets.redactor
 
         group_gone = asyncio.Event()
         name = f"job-{self.job_id}-{self.attempt}"
         pumps = [
             asyncio.create_task(
-                pump(reader, stream, self._sink, group_gone, self._limits), name=f"{name}-{label}"
+                pump(RedactingReader(reader, redactor) if redactor else reader, stream,
+                     self._sink, group_gone, self._limits),
+                name=f"{name}-{label}",
             )
             for reader, stream, label in (
                 (protocol.stdout, logs_pb2.LOG_STREAM_STDOUT, "stdout"),
@@ -243,7 +264,7 @@ class JobRunner:
         assert returncode is not None
         exit_code = exit_code_of(returncode)
         if terminated is not None:
-            result = JobResult(terminated.outcome, exit_code, terminated.reason)
+            result = JobResult(terminated.outcome, exit_code, self.redact(terminated.reason))
         elif exit_code == 0:
             result = JobResult(jobs_pb2.JOB_STATE_SUCCEEDED, 0)
         elif returncode < 0:

@@ -69,6 +69,7 @@ class JobSupervisor:
             worker_id=self.worker_id,
             sink=record,
             limits=self._limits,
+            secrets=command.secrets,
         )
         task = asyncio.create_task(
             self._run(runner, record), name=f"job-{command.job_id}-{command.attempt}"
@@ -84,7 +85,8 @@ class JobSupervisor:
                 # A bug of the agent, not of the job: report it rather than leave the job hanging.
                 logger.exception("job=%s attempt=%d: agent error", *record.key)
                 result = JobResult(jobs_pb2.JOB_STATE_FAILED, reason=f"agent error: {exc!r}")
-            record.finish(result.outcome, exit_code=result.exit_code, reason=result.reason)
+            record.finish(result.outcome, exit_code=result.exit_code,
+                          reason=runner.redact(result.reason))
         finally:
             del self._jobs[record.key]
             if not self._jobs:

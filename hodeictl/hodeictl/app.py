@@ -10,7 +10,9 @@ import typer
 from typer.core import TyperGroup
 
 from hodei_plugins.manager import get_host
-from hodeictl.commands import certs, context, job, plugin, provider, stack, token, worker
+from hodeictl.commands import (
+    certs, context, job, plugin, provider, secret, stack, token, worker,
+)
 from hodeictl.errors import HodeiCtlError
 from hodeictl.target import Settings
 
@@ -47,6 +49,7 @@ app.add_typer(provider.app, name="provider")
 app.add_typer(token.app, name="token")
 app.add_typer(token.audit_app, name="audit")
 app.add_typer(certs.app, name="certs")
+app.add_typer(secret.app, name="secret")
 app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)

@@ -18,6 +18,8 @@ from hodei_api.v1 import (
     jobs_pb2_grpc,
     logs_pb2,
     logs_pb2_grpc,
+    secrets_pb2,
+    secrets_pb2_grpc,
     workers_pb2,
     workers_pb2_grpc,
 )
@@ -101,6 +103,7 @@ class HodeiClient:
         self._logs = logs_pb2_grpc.LogServiceStub(self._channel)
         self._workers = workers_pb2_grpc.WorkerServiceStub(self._channel)
         self._tokens = auth_pb2_grpc.TokenServiceStub(self._channel)
+        self._secrets = secrets_pb2_grpc.SecretServiceStub(self._channel)
 
     async def __aenter__(self) -> HodeiClient:
         return self
@@ -206,6 +209,22 @@ class HodeiClient:
         request = auth_pb2.ListAuditRequest(action=action, after_id=after_id, limit=limit)
         reply = await self._call(self._tokens.ListAudit, request)
         return list(reply.entries)
+
+    async def set_secret(self, name: str, value: bytes) -> secrets_pb2.SetSecretResponse:
+        """Store a secret in the server's encrypted store (replacing one of that name)."""
+        request = secrets_pb2.SetSecretRequest(name=name, value=value)
+        return await self._call(self._secrets.SetSecret, request)
+
+    async def delete_secret(self, name: str) -> bool:
+        """Delete a secret; False if there was none of that name."""
+        request = secrets_pb2.DeleteSecretRequest(name=name)
+        reply = await self._call(self._secrets.DeleteSecret, request)
+        return reply.deleted
+
+    async def list_secrets(self) -> list[secrets_pb2.SecretInfo]:
+        """Names and metadata of the stored secrets (never their values)."""
+        reply = await self._call(self._secrets.ListSecrets, secrets_pb2.ListSecretsRequest())
+        return list(reply.secrets)
 
     async def stream_logs(
         self, job_id: str, *, follow: bool

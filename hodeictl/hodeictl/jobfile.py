@@ -29,7 +29,11 @@ TOP_LEVEL_KEYS = (
     "max_attempts",
     "retry",
     "resources",
+    "secrets",
+    "secret_delivery",
 )
+SECRET_KEYS = ("name", "as_env", "as_file")
+SECRET_DELIVERIES = ("file", "stdin", "both")
 RESOURCE_KEYS = ("cpus", "memory_mb")
 RETRY_KEYS = ("max_attempts", "backoff_seconds", "max_backoff_seconds", "on")
 RETRY_ON = ("lost", "failed", "timed_out")
@@ -61,6 +65,9 @@ class JobOptions:
     retry_on: list[str] | None = None
     backoff_seconds: float | None = None
     max_backoff_seconds: float | None = None
+    # Secret references (names only): {"name": ..., "as_env": ..., "as_file": ...}.
+    secrets: list[dict[str, str]] = field(default_factory=list)
+    secret_delivery: str | None = None
 
 
 def parse_duration(value: str | float) -> float:
@@ -99,6 +106,7 @@ def merge(base: JobOptions, override: JobOptions) -> JobOptions:
         env={**base.env, **override.env},
         labels={**base.labels, **override.labels},
         selector={**base.selector, **override.selector},
+        secrets=_merge_secrets(base.secrets, override.secrets),
     )
     if override.command is not None:
         merged.command, merged.script, merged.interpreter = override.command, None, None
@@ -115,10 +123,19 @@ def merge(base: JobOptions, override: JobOptions) -> JobOptions:
         "retry_on",
         "backoff_seconds",
         "max_backoff_seconds",
+        "secret_delivery",
     ):
         if getattr(override, name) is not None:
             setattr(merged, name, getattr(override, name))
     return merged
+
+
+def _merge_secrets(
+    base: list[dict[str, str]], override: list[dict[str, str]]
+) -> list[dict[str, str]]:
+    """The file's secrets, then the command line's; a name given twice keeps the file's form."""
+    names = {ref["name"] for ref in base}
+    return [*base, *(ref for ref in override if ref["name"] not in names)]
 
 
 def to_spec(options: JobOptions) -> jobs_pb2.JobSpec:
@@ -142,6 +159,8 @@ def to_spec(options: JobOptions) -> jobs_pb2.JobSpec:
         timeout_seconds=options.timeout_seconds or 0.0,
         max_attempts=options.max_attempts or 0,
         retry=_retry_policy(options),
+        secrets=[jobs_pb2.SecretRef(**ref) for ref in options.secrets],
+        secret_delivery=options.secret_delivery or "",
     )
 
 
@@ -240,6 +259,12 @@ class _JobFileReader:
         if "max_attempts" in data:
             options.max_attempts = self.integer(data["max_attempts"], "max_attempts", minimum=1)
         self.retry(data.get("retry", {}), options)
+        options.secrets = self.secrets(data.get("secrets", []))
+        options.secret_delivery = self.string(data, "secret_delivery")
+        if options.secret_delivery is not None \
+                and options.secret_delivery not in SECRET_DELIVERIES:
+            raise self.error(f"'secret_delivery' must be one of {', '.join(SECRET_DELIVERIES)}; "
+                             f"got {options.secret_delivery!r}")
         resources = data.get("resources", {})
         if not isinstance(resources, dict):
             raise self.type_error("resources", "a table", resources)
@@ -272,6 +297,25 @@ class _JobFileReader:
                         f"got {ending!r}"
                     )
             options.retry_on = list(endings)
+
+    def secrets(self, value: object) -> list[dict[str, str]]:
+        """`secrets = ["NAME", ...]` or `[[secrets]]` tables with name, as_env, as_file."""
+        if not isinstance(value, list):
+            raise self.type_error("secrets", "an array of names or of tables", value)
+        refs: list[dict[str, str]] = []
+        for item in value:
+            if isinstance(item, str):
+                item = {"name": item}
+            if not isinstance(item, dict):
+                raise self.type_error("secrets", "an array of names or of tables", item)
+            self.check_keys(item, SECRET_KEYS, "secrets.")
+            for key in SECRET_KEYS:
+                if key in item and not isinstance(item[key], str):
+                    raise self.type_error(f"secrets.{key}", "a string", item[key])
+            if not item.get("name"):
+                raise self.error("each secret needs a 'name'")
+            refs.append(dict(item))
+        return refs
 
     def string(self, data: Mapping[str, Any], key: str) -> str | None:
         value = data.get(key)

@@ -138,6 +138,11 @@ def local_time(parent: message.Message, field: str) -> str:
     return str(stamp.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
 
 
+def local_time(parent: message.Message, field: str) -> str:
+    """A timestamp field in local time, or "-" when unset."""
+    return _local_time(parent, field)
+
+
 def _age(parent: message.Message, field: str, now: float) -> str:
     if not parent.HasField(field):
         return "-"
@@ -161,6 +166,19 @@ def _what(spec: jobs_pb2.JobSpec) -> str:
         return shlex.join(spec.command)
     first_line = spec.script.strip().partition("\n")[0]
     return f"{spec.interpreter or 'sh'} script: {first_line}"
+
+
+def _secrets(spec: jobs_pb2.JobSpec) -> str:
+    """Names and how each reaches the process; a value is never in a spec."""
+    if not spec.secrets:
+        return "-"
+    parts = []
+    for ref in spec.secrets:
+        extra = [f"env {ref.as_env}"] if ref.as_env else []
+        if ref.as_file:
+            extra.append(f"file {ref.as_file}")
+        parts.append(ref.name + (f" ({', '.join(extra)})" if extra else ""))
+    return ", ".join(parts) + f"; delivery: {spec.secret_delivery or 'file'}"
 
 
 def _resources(resources: jobs_pb2.Resources) -> str:
@@ -213,6 +231,7 @@ def print_job(job: jobs_pb2.Job) -> None:
     rows += [
         ("Working dir", spec.working_dir or "-"),
         ("Env", _pairs(spec.env)),
+        ("Secrets", _secrets(spec)),
         ("Labels", _pairs(spec.labels)),
         ("Selector", _pairs(spec.selector)),
         ("Resources", _resources(spec.resources)),

@@ -50,8 +50,12 @@ def hodei_register_strategies() -> list[type]:  # type: ignore[empty-body]
 def hodei_register_secret_backends() -> list[type]:  # type: ignore[empty-body]
     """Secret backend classes this plugin adds (each with a `name` class attribute).
 
-    Built in: `env` and `file` (`hodei_plugins.secrets`). Jobs do not name secrets yet;
-    the backends are resolved by name through the plugin host.
+    Each has `async resolve(secret) -> bytes` raising `hodei_plugins.secrets.SecretNotFound`
+    (or `SecretError`), and may have `async exists(secret) -> bool`. The server constructs
+    the backends its config enables (`[secret_backends.NAME]`, options as keyword
+    arguments). Built in: `hodei` (the encrypted store, always enabled), `env`, `file`
+    (`hodei_plugins.secrets`) and `vault` (`hodei[vault]`). A job names `NAME` (the `hodei`
+    store) or `BACKEND:NAME`; values are resolved only when an attempt is dispatched.
     """
 
 

@@ -23,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a Hodei server. `hodei-server token create --help`: a bootstrap "
                     "token for an agent on another machine, or (--api) an API token such as "
                     "the first admin's; `hodei-server certs init --help`: a CA and a server "
-                    "certificate for TLS.",
+                    "certificate for TLS; `hodei-server secret-key --help`: the key of the "
+                    "built-in secret store.",
     )
     parser.add_argument("--config", type=Path, help="TOML configuration file")
     parser.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:50051)")
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from hodei_server import certcli
 
         return certcli.main(argv[1:], "hodei-server certs")
+    if argv[:1] == ["secret-key"]:
+        from hodei_server import secretkeycli
+
+        return secretkeycli.main(argv[1:])
     args = _parser().parse_args(argv)
     setup_logging(args.log_level)
     try:

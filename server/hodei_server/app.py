@@ -23,6 +23,8 @@ from hodei_api.v1 import (
     jobs_pb2_grpc,
     logs_pb2,
     logs_pb2_grpc,
+    secrets_pb2,
+    secrets_pb2_grpc,
     workers_pb2,
     workers_pb2_grpc,
 )
@@ -42,9 +44,12 @@ from hodei_server.loghub import LogHub
 from hodei_server.provisioning import ProviderRuntime
 from hodei_server.reconciler import Reconciler
 from hodei_server.scheduling import build_scheduler
+from hodei_server.secretkeys import Keyring
+from hodei_server.secretstore import SecretResolver, SecretStore, build_backends
 from hodei_server.servicers.agent import AgentServicer
 from hodei_server.servicers.jobs import JobServicer, cancel_message
 from hodei_server.servicers.logs import LogServicer
+from hodei_server.servicers.secrets import SecretServicer
 from hodei_server.servicers.tokens import TokenServicer
 from hodei_server.servicers.workers import WorkerServicer
 from hodei_server.supervise import supervised
@@ -61,6 +66,7 @@ _SERVICE_NAMES = [
     workers_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
     auth_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
     agent_pb2.DESCRIPTOR.services_by_name["WorkerAgentService"].full_name,
+    secrets_pb2.DESCRIPTOR.services_by_name["SecretService"].full_name,
 ]
 
 
@@ -174,8 +180,10 @@ async def _run(
     workers = WorkerStore(pool, jobs)
     registry = AgentRegistry()
     hub = LogHub()
+    secret_store = SecretStore(pool, Keyring.load(config.secret_key_file))
+    secret_resolver = SecretResolver(pool, build_backends(secret_store, config.secret_backends))
     dispatcher = Dispatcher(jobs, registry, server_id, config.resync_interval,
-                            build_scheduler(config))
+                            build_scheduler(config), secret_resolver)
     health = HealthServicer()
     tokens = TokenStore(pool)
     authorizer = Authorizer(pool, tokens)
@@ -192,7 +200,8 @@ async def _run(
         ]
     )
     jobs_pb2_grpc.add_JobServiceServicer_to_server(
-        JobServicer(jobs, registry, dispatcher, authorizer), server)
+        JobServicer(jobs, registry, dispatcher, authorizer, secret_resolver), server)
+    secrets_pb2_grpc.add_SecretServiceServicer_to_server(SecretServicer(secret_store), server)
     logs_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(jobs, hub), server)
     server_ca = tls.ca_cert_path if tls else ""
     runtimes = [ProviderRuntime(_provider(p), server_ca) for p in config.providers]

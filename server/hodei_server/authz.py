@@ -30,10 +30,12 @@ _JOBS = "/hodei.api.v1.JobService/"
 _LOGS = "/hodei.api.v1.LogService/"
 _WORKERS = "/hodei.api.v1.WorkerService/"
 _TOKENS = "/hodei.api.v1.TokenService/"
+_SECRETS = "/hodei.api.v1.SecretService/"
 
 # The minimum role of every API method. Submitters may cancel or retry only the jobs they
 # submitted (checked by the servicer with `require_owner`); operators and admins, any job.
-# SecretService methods join this table when that service lands.
+# Changing a secret is an administrator's act; its names and metadata are an operator's to
+# see. No method returns a secret's value.
 METHOD_ROLES: dict[str, Role] = {
     _JOBS + "SubmitJob": Role.SUBMITTER,
     _JOBS + "GetJob": Role.VIEWER,
@@ -49,6 +51,9 @@ METHOD_ROLES: dict[str, Role] = {
     _TOKENS + "RevokeToken": Role.ADMIN,
     _TOKENS + "ListTokens": Role.ADMIN,
     _TOKENS + "ListAudit": Role.ADMIN,
+    _SECRETS + "SetSecret": Role.ADMIN,
+    _SECRETS + "DeleteSecret": Role.ADMIN,
+    _SECRETS + "ListSecrets": Role.OPERATOR,
 }
 
 # The role that may act on any job, not only its own.

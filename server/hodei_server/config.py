@@ -45,6 +45,12 @@ class ServerConfig:
     agent_listen: str = ""
     # Accept serving plaintext on an address other than loopback.
     insecure: bool = False
+    # The key file of the built-in secret store (see hodei_server.secretkeys); "" = none
+    # (then only $HODEI_SECRETS_KEY, if set).
+    secret_key_file: str = ""
+    # Secret backends besides the built-in `hodei` store, by name, with their options:
+    # [secret_backends.vault] url = "...".
+    secret_backends: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _check_strategy(name: str, where: str) -> None:
@@ -123,7 +129,17 @@ def load(path: Path | None) -> ServerConfig:
     providers = data.pop("providers", [])
     if not isinstance(providers, list):
         raise ConfigError("providers must be an array of tables ([[providers]])")
+    secret_backends = data.pop("secret_backends", {})
+    if not isinstance(secret_backends, dict) or not all(
+        isinstance(v, dict) for v in secret_backends.values()
+    ):
+        raise ConfigError("secret_backends must hold one table per backend "
+                          "([secret_backends.NAME])")
     config: ServerConfig = _typed(ServerConfig, data, str(path or "config"))
+    config.secret_backends = secret_backends
+    if config.secret_key_file and path is not None:
+        # Relative to the config file, like any path a config names.
+        config.secret_key_file = str(path.parent / Path(config.secret_key_file).expanduser())
     config.providers = [_provider(p, i) for i, p in enumerate(providers)]
     _check_strategy(config.strategy, str(path or "config"))
     names = [p.name for p in config.providers]

@@ -8,8 +8,10 @@ import logging
 from hodei_api.v1 import agent_pb2, jobs_pb2
 from hodei_plugins.schedulers import Scheduler
 from hodei_server.agents import AgentRegistry
-from hodei_server.jobstore import JobStore
+from hodei_server.jobstore import Assignment, JobStore
 from hodei_server.scheduling import place, place_least_loaded
+from hodei_server.secretstore import SecretResolver, SecretUnavailable
+from hodei_server.states import JobState
 from hodei_server.supervise import retry_delay
 
 log = logging.getLogger(__name__)
@@ -20,9 +22,10 @@ class Dispatcher:
 
     def __init__(
         self, jobs: JobStore, registry: AgentRegistry, server_id: str, resync_interval: float,
-        scheduler: Scheduler | None = None,
+        scheduler: Scheduler | None = None, secrets: SecretResolver | None = None,
     ) -> None:
         self.jobs = jobs
+        self.secrets = secrets
         self.registry = registry
         self.actor = f"server:{server_id}"
         self.resync_interval = resync_interval
@@ -74,17 +77,44 @@ class Dispatcher:
                 log.warning("worker %s left before job %s was sent", assignment.worker_id,
                             assignment.job_id)
                 continue
+            values = await self._secret_values(assignment, spec)
+            if values is None:
+                continue
             session.reserve(
                 assignment.job_id, assignment.attempt, spec.resources.cpus,
                 spec.resources.memory_mb,
             )
+            # Secret values exist only in this message, to this attempt's agent; never log it.
             session.send(
                 agent_pb2.ServerMessage(
                     run_job=agent_pb2.RunJob(
-                        job_id=str(assignment.job_id), attempt=assignment.attempt, spec=spec
+                        job_id=str(assignment.job_id), attempt=assignment.attempt, spec=spec,
+                        secrets=values,
                     )
                 )
             )
             log.debug("job %s attempt %d -> worker %s", assignment.job_id, assignment.attempt,
                       assignment.worker_id)
         return len(assignments)
+
+    async def _secret_values(
+        self, assignment: Assignment, spec: jobs_pb2.JobSpec
+    ) -> list[agent_pb2.SecretValue] | None:
+        """The attempt's secrets, resolved now; None (and the attempt failed) if one can't be."""
+        if not spec.secrets:
+            return []
+        try:
+            if self.secrets is None:
+                raise SecretUnavailable("this server has no secret backends")
+            return await self.secrets.resolve(
+                assignment.job_id, assignment.attempt, assignment.worker_id, spec.secrets
+            )
+        except SecretUnavailable as exc:
+            reason = str(exc)
+        log.warning("job %s attempt %d not started: %s", assignment.job_id, assignment.attempt,
+                    reason)
+        async with self.jobs.pool.connection() as conn:
+            await self.jobs.finish(conn, assignment.job_id, assignment.attempt,
+                                   assignment.worker_id, JobState.FAILED, None, reason,
+                                   self.actor)
+        return None

@@ -28,6 +28,7 @@ from hodei_server.apitokens import Role
 from hodei_server.app import serve
 from hodei_server.config import ServerConfig
 from hodei_server.errors import DatabaseUnavailable, HodeiError
+from hodei_server.secretkeys import ensure_key_file
 from hodei_server.sqlfiles import query
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,20 @@ def remove_stack_file(home: Path) -> None:
             path.unlink()
 
 
-def embedded_config(database_url: str, listen: str) -> ServerConfig:
+SECRET_KEY_FILE = "secret.key"
+
+
+def embedded_config(database_url: str, listen: str, home: Path | None = None) -> ServerConfig:
+    """The stack's server config; with `home`, its secret store's key is HOME/secret.key
+    (created, mode 0600, on first use)."""
+    key_file = ""
+    if home is not None:
+        key_file = str(home / SECRET_KEY_FILE)
+        ensure_key_file(Path(key_file))
     return ServerConfig(
         listen=listen,
         database_url=database_url,
+        secret_key_file=key_file,
         providers=[LocalProviderConfig(name="local", min_workers=1, max_workers=2, slots=4,
                                        idle_timeout=600.0)],
     )
@@ -117,7 +128,7 @@ async def _run(home: Path, database_url: str, listen: str) -> None:
         log.info("embedded stack ready at %s (home %s)", address, home)
 
     try:
-        await serve(embedded_config(database_url, listen), stop, on_ready=ready)
+        await serve(embedded_config(database_url, listen, home), stop, on_ready=ready)
     finally:
         remove_stack_file(home)
 

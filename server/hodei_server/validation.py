@@ -7,6 +7,7 @@ import re
 import uuid
 
 from hodei_api.v1 import jobs_pb2
+from hodei_plugins.secrets import SecretError, check_name
 from hodei_server.errors import InvalidSpec
 from hodei_server.states import RETRYABLE
 
@@ -20,11 +21,15 @@ MAX_NAME = 253
 MAX_ATTEMPTS = 100
 MAX_TIMEOUT_SECONDS = 366 * 24 * 3600
 MAX_BACKOFF_SECONDS = 24 * 3600
+MAX_SECRETS = 32
+SECRET_DELIVERIES = ("file", "stdin", "both")
+BUILTIN_SECRET_BACKEND = "hodei"
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL_KEY = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _INTERPRETER = re.compile(r"[A-Za-z0-9_./+-]+")
+_SECRET_BACKEND = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 
 
 def parse_job_id(value: str) -> uuid.UUID:
@@ -119,6 +124,55 @@ def validate_spec(spec: jobs_pb2.JobSpec) -> None:
     if spec.max_attempts < 0 or spec.max_attempts > MAX_ATTEMPTS:
         raise InvalidSpec(f"max_attempts must be between 1 and {MAX_ATTEMPTS}")
     _retry(spec.retry)
+    _secrets(spec)
+
+
+def split_secret_ref(ref: str) -> tuple[str, str]:
+    """`NAME` -> ("hodei", NAME); `BACKEND:NAME` -> (BACKEND, NAME); InvalidSpec otherwise."""
+    backend, sep, name = ref.partition(":")
+    if not sep:
+        backend, name = BUILTIN_SECRET_BACKEND, ref
+    if not _SECRET_BACKEND.fullmatch(backend):
+        raise InvalidSpec(f"secret {ref[:80]!r}: {backend[:40]!r} is not a backend name")
+    try:
+        check_name(name)
+    except SecretError as exc:
+        raise InvalidSpec(f"secret {ref[:80]!r}: {exc}") from None
+    return backend, name
+
+
+def _secrets(spec: jobs_pb2.JobSpec) -> None:
+    if spec.secret_delivery and spec.secret_delivery not in SECRET_DELIVERIES:
+        raise InvalidSpec(f"secret_delivery must be one of {', '.join(SECRET_DELIVERIES)}; "
+                          f"got {spec.secret_delivery[:40]!r}")
+    if len(spec.secrets) > MAX_SECRETS:
+        raise InvalidSpec(f"a job may name at most {MAX_SECRETS} secrets")
+    names: set[str] = set()
+    files: set[str] = set()
+    envs: set[str] = set()
+    for ref in spec.secrets:
+        _, name = split_secret_ref(ref.name)
+        if ref.name in names:
+            raise InvalidSpec(f"secret {ref.name!r} is named twice")
+        names.add(ref.name)
+        file_name = ref.as_file or name
+        try:
+            check_name(file_name)
+        except SecretError:
+            raise InvalidSpec(f"secret {ref.name!r}: as_file {ref.as_file[:80]!r} must be a "
+                              "plain file name (letters, digits, '_', '.', '-')") from None
+        if file_name in files:
+            raise InvalidSpec(f"secret {ref.name!r}: two secrets would be the file "
+                              f"{file_name!r}; give one an as_file")
+        files.add(file_name)
+        if ref.as_env:
+            if not _ENV_KEY.fullmatch(ref.as_env) or ref.as_env.startswith("HODEI_"):
+                raise InvalidSpec(f"secret {ref.name!r}: as_env {ref.as_env[:80]!r} must be a "
+                                  "variable name not starting with HODEI_")
+            if ref.as_env in spec.env or ref.as_env in envs:
+                raise InvalidSpec(f"secret {ref.name!r}: the variable {ref.as_env!r} is "
+                                  "already set")
+            envs.add(ref.as_env)
 
 
 def _retry(retry: jobs_pb2.RetryPolicy) -> None:

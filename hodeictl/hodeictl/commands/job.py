@@ -95,6 +95,27 @@ IdempotencyOpt = Annotated[
     str | None,
     typer.Option("--idempotency-key", help="Submitting again with the same key returns the job."),
 ]
+SecretOpt = Annotated[
+    list[str] | None,
+    typer.Option("--secret", metavar="NAME",
+                 help="A secret the job gets, as a file in $HODEI_SECRETS_DIR (repeatable; "
+                      "BACKEND:NAME for another backend)."),
+]
+
+
+class SecretDelivery(enum.StrEnum):
+    """How `--secret-delivery` hands secrets to the process."""
+
+    file = "file"
+    stdin = "stdin"
+    both = "both"
+
+
+SecretDeliveryOpt = Annotated[
+    SecretDelivery | None,
+    typer.Option("--secret-delivery",
+                 help="file: $HODEI_SECRETS_DIR/NAME (default); stdin: one JSON object; both."),
+]
 FormatOpt = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output format.")]
 JobIdArg = Annotated[str, typer.Argument(metavar="ID", help="The job id.", show_default=False)]
 
@@ -129,6 +150,8 @@ def _spec(params: dict[str, Any]) -> jobs_pb2.JobSpec:
         max_attempts=params["max_attempts"],
         retry_on=[r.value for r in params["retry_on"]] if params["retry_on"] else None,
         backoff_seconds=backoff_seconds,
+        secrets=[{"name": name} for name in params["secret"] or []],
+        secret_delivery=params["secret_delivery"].value if params["secret_delivery"] else None,
     )
     if command_line.command is not None and command_line.script is not None:
         raise UsageError("give either a command after -- or --script, not both")
@@ -182,6 +205,8 @@ def run(
     script: ScriptOpt = None,
     interpreter: InterpreterOpt = None,
     idempotency_key: IdempotencyOpt = None,
+    secret: SecretOpt = None,
+    secret_delivery: SecretDeliveryOpt = None,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Print the job id and return.")
     ] = False,
@@ -216,6 +241,8 @@ def submit(
     script: ScriptOpt = None,
     interpreter: InterpreterOpt = None,
     idempotency_key: IdempotencyOpt = None,
+    secret: SecretOpt = None,
+    secret_delivery: SecretDeliveryOpt = None,
 ) -> None:
     """Submit a job and print its id (nothing else, for scripts)."""
     typer.echo(_submit(ctx).id)

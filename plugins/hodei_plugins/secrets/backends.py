@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 MAX_SECRET_BYTES = 1024 * 1024
+# A value shorter than this could not be redacted from job output without mangling it
+# (every "a" in a log), so no backend may hand one to a job.
+MIN_SECRET_BYTES = 4
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}")
 
 
@@ -29,6 +32,18 @@ class SecretBackend(Protocol):
     async def resolve(self, secret: str) -> bytes:
         """The secret's value; SecretNotFound if there is none, SecretError otherwise."""
         ...
+
+
+async def secret_exists(backend: SecretBackend, secret: str) -> bool:
+    """Whether `backend` has `secret`: its `exists()` if it has one, else a resolve."""
+    exists = getattr(backend, "exists", None)
+    if exists is not None:
+        return bool(await exists(secret))
+    try:
+        await backend.resolve(secret)
+    except SecretNotFound:
+        return False
+    return True
 
 
 def check_name(secret: str) -> str:

@@ -49,8 +49,18 @@ class RetryPolicy(_message.Message):
     on: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, backoff_seconds: _Optional[float] = ..., max_backoff_seconds: _Optional[float] = ..., on: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class SecretRef(_message.Message):
+    __slots__ = ("name", "as_env", "as_file")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AS_ENV_FIELD_NUMBER: _ClassVar[int]
+    AS_FILE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    as_env: str
+    as_file: str
+    def __init__(self, name: _Optional[str] = ..., as_env: _Optional[str] = ..., as_file: _Optional[str] = ...) -> None: ...
+
 class JobSpec(_message.Message):
-    __slots__ = ("name", "command", "script", "interpreter", "env", "working_dir", "labels", "selector", "resources", "timeout_seconds", "max_attempts", "retry")
+    __slots__ = ("name", "command", "script", "interpreter", "env", "working_dir", "labels", "selector", "resources", "timeout_seconds", "max_attempts", "retry", "secrets", "secret_delivery")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +94,8 @@ class JobSpec(_message.Message):
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    SECRET_DELIVERY_FIELD_NUMBER: _ClassVar[int]
     name: str
     command: _containers.RepeatedScalarFieldContainer[str]
     script: str
@@ -96,7 +108,9 @@ class JobSpec(_message.Message):
     timeout_seconds: float
     max_attempts: int
     retry: RetryPolicy
-    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., script: _Optional[str] = ..., interpreter: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., selector: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., max_attempts: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ...) -> None: ...
+    secrets: _containers.RepeatedCompositeFieldContainer[SecretRef]
+    secret_delivery: str
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., script: _Optional[str] = ..., interpreter: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., selector: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., max_attempts: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., secrets: _Optional[_Iterable[_Union[SecretRef, _Mapping]]] = ..., secret_delivery: _Optional[str] = ...) -> None: ...
 
 class JobAttempt(_message.Message):
     __slots__ = ("attempt", "worker_id", "assigned_at", "started_at", "finished_at", "has_exit_code", "exit_code", "state", "reason")

@@ -14,6 +14,7 @@ from hodei_server.convert import job_to_proto
 from hodei_server.dispatcher import Dispatcher
 from hodei_server.errors import InvalidSpec
 from hodei_server.jobstore import JobStore
+from hodei_server.secretstore import SecretResolver
 from hodei_server.servicers.common import unary
 from hodei_server.states import JobState
 from hodei_server.validation import parse_job_id, validate_idempotency_key, validate_spec
@@ -31,12 +32,13 @@ _SERVICE = "/hodei.api.v1.JobService/"
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def __init__(
         self, jobs: JobStore, registry: AgentRegistry, dispatcher: Dispatcher,
-        authorizer: Authorizer,
+        authorizer: Authorizer, secrets: SecretResolver | None = None,
     ) -> None:
         self.jobs = jobs
         self.registry = registry
         self.dispatcher = dispatcher
         self.authorizer = authorizer
+        self.secrets = secrets
 
     async def _require_owner(
         self, method: str, job_id: uuid.UUID, context: grpc.aio.ServicerContext
@@ -52,6 +54,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         validate_spec(request.spec)
         validate_idempotency_key(request.idempotency_key)
         who = principal()
+        if request.spec.secrets:
+            if self.secrets is None:
+                raise InvalidSpec("this server has no secret backends")
+            await self.secrets.check_exist([ref.name for ref in request.spec.secrets])
         row, created = await self.jobs.submit(
             request.spec, request.idempotency_key, who.actor, submitted_by=who.name
         )

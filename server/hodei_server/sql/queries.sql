@@ -363,3 +363,24 @@ SET prev_cert_serial = CASE WHEN cert_serial = %(presented)s THEN cert_serial
 WHERE id = %(id)s AND state NOT IN ('TERMINATED')
   AND (%(presented)s::text IS NULL OR %(presented)s IN (cert_serial, prev_cert_serial))
 RETURNING id;
+
+-- name: upsert_secret
+-- (inserted = true) when the name was new.
+INSERT INTO secrets AS s (name, key_id, nonce, ciphertext, size_bytes, updated_by)
+VALUES (%(name)s, %(key_id)s, %(nonce)s, %(ciphertext)s, %(size_bytes)s, %(actor)s)
+ON CONFLICT (name) DO UPDATE
+SET key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext,
+    size_bytes = EXCLUDED.size_bytes, updated_by = EXCLUDED.updated_by, updated_at = now()
+RETURNING name, key_id, size_bytes, created_at, updated_at, updated_by, (xmax = 0) AS inserted;
+
+-- name: delete_secret
+DELETE FROM secrets WHERE name = %(name)s RETURNING name;
+
+-- name: get_secret
+SELECT name, key_id, nonce, ciphertext FROM secrets WHERE name = %(name)s;
+
+-- name: existing_secrets
+SELECT name FROM secrets WHERE name = ANY (%(names)s::text[]);
+
+-- name: list_secrets
+SELECT name, key_id, size_bytes, created_at, updated_at, updated_by FROM secrets ORDER BY name;

@@ -137,3 +137,14 @@ ALTER TABLE jobs ADD COLUMN submitted_by text NOT NULL DEFAULT '';
 ALTER TABLE workers ADD COLUMN cert_serial text;
 ALTER TABLE workers ADD COLUMN prev_cert_serial text;
 ALTER TABLE workers ADD COLUMN cert_not_after timestamptz;
+
+CREATE TABLE secrets (
+    name       text PRIMARY KEY,
+    key_id     text NOT NULL,
+    nonce      bytea NOT NULL,
+    ciphertext bytea NOT NULL,
+    size_bytes integer NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    updated_by text NOT NULL DEFAULT ''
+);
