@@ -11,7 +11,15 @@ from typer.core import TyperGroup
 
 from hodei_plugins.manager import get_host
 from hodeictl.commands import (
-    certs, context, job, plugin, provider, secret, stack, token, worker,
+    certs,
+    context,
+    job,
+    plugin,
+    provider,
+    secret,
+    stack,
+    token,
+    worker,
 )
 from hodeictl.errors import HodeiCtlError
 from hodeictl.target import Settings

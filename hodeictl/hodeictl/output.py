@@ -138,11 +138,6 @@ def local_time(parent: message.Message, field: str) -> str:
     return str(stamp.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
 
 
-def local_time(parent: message.Message, field: str) -> str:
-    """A timestamp field in local time, or "-" when unset."""
-    return _local_time(parent, field)
-
-
 def _age(parent: message.Message, field: str, now: float) -> str:
     if not parent.HasField(field):
         return "-"

@@ -49,6 +49,7 @@ def test_the_role_table() -> None:
         "ListWorkers": "viewer", "ListProviders": "viewer", "DrainWorker": "operator",
         "WhoAmI": "viewer", "CreateToken": "admin", "RevokeToken": "admin",
         "ListTokens": "admin", "ListAudit": "admin",
+        "SetSecret": "admin", "DeleteSecret": "admin", "ListSecrets": "operator",
     }
     assert authz.ANY_JOB_ROLE is Role.OPERATOR
     assert Role.VIEWER < Role.SUBMITTER < Role.OPERATOR < Role.ADMIN

@@ -13,7 +13,6 @@ from hodei_server.secretstore import BUILTIN, Row, SecretStore
 from hodei_server.servicers.common import unary
 
 
-
 def _actor(context: grpc.aio.ServicerContext) -> str:
     """The API token the call came with (the interceptor checked its role)."""
     return principal().actor
