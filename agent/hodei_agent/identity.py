@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +31,23 @@ RENEW_AT = 2 / 3
 RENEW_RETRY_SHARE = 0.1
 RENEW_RETRY_MIN = 1.0
 RENEW_RETRY_MAX = 60.0
+
+
+def speaks_tls(address: str, timeout: float = 2.0) -> bool:
+    """Whether a TLS handshake succeeds at `address` (its certificate unchecked): the
+    agent dialled a TLS server in plaintext. Blocking; run it in a thread."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=host or None):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -19,7 +19,7 @@ import grpc.aio
 
 from hodei_agent.backoff import Backoff
 from hodei_agent.errors import AgentError, CredentialRejected, RegistrationRejected
-from hodei_agent.identity import Identity, PendingKey, TlsOptions
+from hodei_agent.identity import Identity, PendingKey, TlsOptions, speaks_tls
 from hodei_agent.outbox import Outbox
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc
 
@@ -172,6 +172,10 @@ class Session:
                     raise RegistrationRejected(
                         f"server {address} rejected the registration: {_describe(exc)}"
                     ) from None
+                if self._tls is None and await asyncio.to_thread(speaks_tls, address):
+                    raise RegistrationRejected(
+                        f"server {address} speaks TLS: pass --ca-cert PATH (the CA that "
+                        "signed its certificate)") from None
                 failure = f"registration failed: {_describe(exc)}"
             else:
                 self._healthy()
