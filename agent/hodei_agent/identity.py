@@ -7,7 +7,10 @@ gRPC channel credentials are built.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,10 +27,27 @@ CERT_FILE = "agent.crt"
 CA_FILE = "ca.crt"
 # Renew after this share of the certificate's lifetime.
 RENEW_AT = 2 / 3
-# After a failed renewal, try again after this share of the time it was late (within bounds).
+# After a failed renewal, try again after this share of the time left (within bounds).
 RENEW_RETRY_SHARE = 0.1
 RENEW_RETRY_MIN = 1.0
 RENEW_RETRY_MAX = 60.0
+
+
+def speaks_tls(address: str, timeout: float = 2.0) -> bool:
+    """Whether a TLS handshake succeeds at `address` (its certificate unchecked): the
+    agent dialled a TLS server in plaintext. Blocking; run it in a thread."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=host or None):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -51,6 +71,18 @@ class Identity:
     cert_pem: bytes
     ca_pem: bytes
     renew_at: float
+    expires_at: float
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.expires_at
+
+    def retry_later(self) -> Identity:
+        """After a failed renewal: try again after a share of the time left, within bounds."""
+        now = time.monotonic()
+        wait = min(max((self.expires_at - now) * RENEW_RETRY_SHARE, RENEW_RETRY_MIN),
+                   RENEW_RETRY_MAX)
+        return dataclasses.replace(self, renew_at=now + wait)
 
     def channel_credentials(self, server_ca: bytes) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(server_ca, self.key_pem, self.cert_pem)
@@ -72,10 +104,11 @@ class PendingKey:
         _write_private(state_dir / CERT_FILE, issued.certificate_pem.encode())
         _write_private(state_dir / CA_FILE, issued.ca_chain_pem.encode())
         lifetime = max(issued.lifetime_seconds, 1.0)
+        now = time.monotonic()
         return Identity(
             key_pem=key, cert_pem=issued.certificate_pem.encode(),
             ca_pem=issued.ca_chain_pem.encode(),
-            renew_at=time.monotonic() + lifetime * RENEW_AT,
+            renew_at=now + lifetime * RENEW_AT, expires_at=now + lifetime,
         )
 
 

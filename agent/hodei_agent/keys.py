@@ -53,7 +53,8 @@ def _add(p: _Point, q: _Point) -> _Point:
 
 
 def _multiply(k: int, point: _Point) -> _Point:
-    """k·point by a Montgomery ladder (the same steps whatever the bits of k)."""
+    """k·point by a Montgomery ladder: one addition and one doubling per bit of k, whatever
+    its value (which does not make Python's integer arithmetic constant-time)."""
     r0: _Point = None
     r1 = point
     for bit in bin(k)[2:].zfill(256):

@@ -8,7 +8,6 @@ then resends whatever the outbox still owes (the server stores chunks idempotent
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,14 +19,7 @@ import grpc.aio
 
 from hodei_agent.backoff import Backoff
 from hodei_agent.errors import AgentError, CredentialRejected, RegistrationRejected
-from hodei_agent.identity import (
-    RENEW_RETRY_MAX,
-    RENEW_RETRY_MIN,
-    RENEW_RETRY_SHARE,
-    Identity,
-    PendingKey,
-    TlsOptions,
-)
+from hodei_agent.identity import Identity, PendingKey, TlsOptions, speaks_tls
 from hodei_agent.outbox import Outbox
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc
 
@@ -156,6 +148,9 @@ class Session:
         if self._tls is None:
             return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         assert self.identity is not None
+        if self.identity.expired:  # away longer than it lived: only a new token helps now
+            raise CredentialRejected("the client certificate expired before it could be "
+                                     "renewed; register again with a new bootstrap token")
         return self._tls.stream_channel(address, registration.agent_port, self.identity,
                                         CHANNEL_OPTIONS)
 
@@ -177,6 +172,10 @@ class Session:
                     raise RegistrationRejected(
                         f"server {address} rejected the registration: {_describe(exc)}"
                     ) from None
+                if self._tls is None and await asyncio.to_thread(speaks_tls, address):
+                    raise RegistrationRejected(
+                        f"server {address} speaks TLS: pass --ca-cert PATH (the CA that "
+                        "signed its certificate)") from None
                 failure = f"registration failed: {_describe(exc)}"
             else:
                 self._healthy()
@@ -248,16 +247,13 @@ class Session:
                     self.identity = await self._tls.renew(channel, registration.worker_id,
                                                           REGISTER_TIMEOUT)
             except (grpc.RpcError, TimeoutError, ValueError, OSError) as exc:
-                retry = min(max(RENEW_RETRY_MIN, abs(delay) * RENEW_RETRY_SHARE),
-                            RENEW_RETRY_MAX)
+                self.identity = self.identity.retry_later()
                 logger.warning("worker=%s: certificate renewal failed (%s); retrying in %.0fs",
-                               registration.worker_id, _describe(exc), retry)
-                self.identity = dataclasses.replace(self.identity,
-                                                    renew_at=time.monotonic() + retry)
+                               registration.worker_id, _describe(exc),
+                               self.identity.renew_at - time.monotonic())
                 continue
             logger.info("worker=%s: certificate renewed", registration.worker_id)
             self._rotate.set()
-
 
     async def _connect_once(
         self, address: str, registration: Registration, stop: asyncio.Event

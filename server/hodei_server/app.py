@@ -70,11 +70,11 @@ _SERVICE_NAMES = [
 ]
 
 
-def _check_free(listen: str) -> None:
+def _check_free(listen: str, option: str = "--listen") -> None:
     """Say clearly when the address is taken, before gRPC logs its own noise about it."""
     host, sep, port_text = listen.rpartition(":")
     if not sep or not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigError(f"--listen {listen!r} must look like HOST:PORT (e.g. 127.0.0.1:50051)")
+        raise ConfigError(f"{option} {listen!r} must look like HOST:PORT (e.g. 127.0.0.1:50051)")
     if int(port_text) == 0:
         return
     host = host.strip("[]") or "0.0.0.0"
@@ -85,20 +85,20 @@ def _check_free(listen: str) -> None:
             probe.bind((host, int(port_text)))
         except OSError as exc:
             raise ConfigError(
-                f"cannot listen on {listen}: {exc.strerror or exc}; choose another with --listen"
+                f"cannot listen on {listen}: {exc.strerror or exc}; choose another with {option}"
             ) from exc
 
 
 def _bind(server: grpc.aio.Server, listen: str,
-          credentials: grpc.ServerCredentials | None = None) -> int:
-    _check_free(listen)
+          credentials: grpc.ServerCredentials | None = None, option: str = "--listen") -> int:
+    _check_free(listen, option)
     try:
         if credentials is None:
             port = server.add_insecure_port(listen)
         else:
             port = server.add_secure_port(listen, credentials)
     except RuntimeError as exc:
-        raise ConfigError(f"cannot listen on {listen}; choose another with --listen") from exc
+        raise ConfigError(f"cannot listen on {listen}; choose another with {option}") from exc
     return port
 
 
@@ -219,7 +219,8 @@ async def _run(
         port = _bind(server, config.listen)
     else:
         port = _bind(server, config.listen, tls.api_credentials())
-        agents.agent_port = _bind(server, tls_mod.agent_listen(config), tls.agent_credentials())
+        agents.agent_port = _bind(server, tls_mod.agent_listen(config), tls.agent_credentials(),
+                                  "agent_listen")
     address = config.advertise_address or _advertised(config.listen, port)
     if tls is not None:
         tls_mod.check_advertised(tls, address)

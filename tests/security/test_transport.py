@@ -150,6 +150,17 @@ def test_agent_refuses_plaintext_to_a_remote_server() -> None:
     assert refused == len(servers)
 
 
+def test_agent_without_ca_cert_stops_at_a_tls_server(tls_server: TlsServer) -> None:
+    out = subprocess.run(
+        [str(BIN / "hodei-agent"), "--server", tls_server.server.address],
+        env={"HODEI_BOOTSTRAP_TOKEN": tls_server.token(), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60)
+    stopped = out.returncode == 1 and "speaks TLS: pass --ca-cert" in out.stderr
+    print(f"plaintext agent at a TLS server stopped with one line: {int(stopped)}/1")
+    assert stopped, out.stderr
+    assert "Traceback" not in out.stderr
+
+
 # ---- agent certificates ----------------------------------------------------------------
 
 def test_a_certificate_from_another_ca_is_refused(tls_server: TlsServer,

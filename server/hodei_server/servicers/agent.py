@@ -200,10 +200,9 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         claimed = str(metadata.get("x-hodei-worker-id", ""))
         try:
             await self._peer(context, "worker.connect", claimed or "(none)")
-        except grpc.aio.AbortError:
-            return
-        try:
             row = await self.workers.authenticate(claimed, token)
+        except grpc.aio.AbortError:
+            raise  # refused (and audited) by _peer
         except Exception as exc:  # Unauthenticated, or the database is unavailable
             await abort_with(context, exc, "Connect")
             return
