@@ -13,6 +13,7 @@ from hodei_plugins.manager import get_host
 from hodeictl.commands import context, job, plugin, provider, stack, worker
 from hodeictl.errors import HodeiCtlError
 from hodeictl.target import Settings
+from hodeictl.terminal import sanitize
 
 
 class _ReportingGroup(TyperGroup):
@@ -28,7 +29,7 @@ class _ReportingGroup(TyperGroup):
             settings = ctx.obj
             if isinstance(settings, Settings) and settings.debug:
                 traceback.print_exception(error)
-            typer.echo(f"hodeictl: {error}", err=True)
+            typer.echo(sanitize(f"hodeictl: {error}"), err=True)
             raise typer.Exit(error.exit_code) from None
 
 

@@ -42,6 +42,7 @@ from hodei_server.servicers.jobs import JobServicer, cancel_message
 from hodei_server.servicers.logs import LogServicer
 from hodei_server.servicers.workers import WorkerServicer
 from hodei_server.supervise import supervised
+from hodei_server.wire import MalformedRequests
 from hodei_server.workerstore import WorkerStore
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ async def _run(
     health = HealthServicer()
 
     server = grpc.aio.server(
+        interceptors=[MalformedRequests()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
