@@ -26,7 +26,7 @@ import re
 
 _BIDI = "\u202a-\u202e\u2066-\u2069"
 # Everything the rule above changes; \r is handled by position (only "\r\n" survives).
-_UNSAFE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f{_BIDI}]|\r(?!\n)")
+_UNSAFE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f{_BIDI}]|\r(?!\n)")
 _UNSAFE_LINE = re.compile(f"[\x00-\x1f\x7f\x80-\x9f{_BIDI}]")
 
 

@@ -17,8 +17,7 @@ from hodei_api.v1 import agent_pb2, agent_pb2_grpc, jobs_pb2, jobs_pb2_grpc, wor
 from tests.conftest import _admin_execute
 from tests.e2e.harness import ServerProcess
 
-# Test modules import the fixtures under these names (with "# noqa: F401"):
-FIXTURES = ("module_database_url_fixture", "shared_server_fixture")
+# Test modules import the *_fixture functions; tests ask for the fixtures by their names.
 # Jobs of these tests run only on the provider's agents, never on a hand-driven one.
 LOCAL = {"provider": "local"}
 # Fuzzed jobs must never run anything: no worker has this label.
