@@ -352,7 +352,10 @@ def validate_agent_message(msg: agent_pb2.AgentMessage) -> str:
         _uuid(done.job_id, "job_finished.job_id")
         _integer(done.attempt, "job_finished.attempt", 1, 2**31 - 1)
         if done.outcome not in _OUTCOMES:
-            raise InvalidSpec(f"job_finished.outcome: {done.outcome} is not a final outcome")
+            name = jobs_pb2.JobState.Name(done.outcome) if done.outcome in _JOB_STATES \
+                else str(done.outcome)
+            raise InvalidSpec(f"job_finished.outcome: {name} is not a final outcome "
+                              "(SUCCEEDED, FAILED, CANCELLED, TIMED_OUT or LOST)")
         if done.has_exit_code:
             _integer(done.exit_code, "job_finished.exit_code", 0, 255)
         _integer(done.last_seq, "job_finished.last_seq", 0, MAX_SEQ)
