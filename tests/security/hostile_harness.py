@@ -48,6 +48,19 @@ def shared_server_fixture(
         proc.stop()
 
 
+@pytest.fixture(scope="module", name="idle_server")
+def idle_server_fixture(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str
+) -> Iterator[ServerProcess]:
+    """A real server with no agents at all: whatever fuzzing gets accepted never runs."""
+    proc = ServerProcess(tmp_path_factory.mktemp("idle"), module_database_url, workers=0)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 def mint_token(database_url: str, labels: dict[str, str] | None = None) -> str:
     """A one-time bootstrap token, as `hodei-server token create` makes it."""
     from hodei_server import db
@@ -161,3 +174,4 @@ def server_log_is_clean(server: ServerProcess) -> None:
     text = Path(server.log_path).read_text(errors="replace")
     assert "Traceback" not in text, text[-4000:]
     assert "unexpected error" not in text, text[-4000:]
+    assert "could not store its messages" not in text, text[-4000:]
