@@ -25,6 +25,10 @@ from hodei_api.v1 import (
 )
 from hodei_server import config as server_config
 from hodei_server.errors import ConfigError
+from tests.e2e.docker_engine import (
+    IMAGE,
+    docker_host,  # noqa: F401  (fixture)
+)
 from tests.e2e.harness import ServerProcess
 from tests.security.hostile_harness import (  # noqa: F401  (fixtures)
     LOCAL,
@@ -480,3 +484,48 @@ def test_valid_image_references_are_accepted(tmp_path: Path, image: str) -> None
     path = tmp_path / "server.toml"
     path.write_text(f'[[providers]]\ntype = "docker"\nname = "d"\nimage = "{image}"\n')
     assert server_config.load(path).providers[0].image == image  # type: ignore[attr-defined]
+
+
+def test_the_docker_provider_passes_values_as_data(request: pytest.FixtureRequest) -> None:
+    """Container args, labels and the token file carry hostile text verbatim; no shell runs."""
+    import asyncio
+
+    import docker
+
+    from hodei_plugins.docker.provider import LABEL_WORKER, DockerProvider, DockerProviderConfig
+
+    engine: str = request.getfixturevalue("docker_host")  # an engine and the agent image
+    canary = "/tmp/hodei-hostile-canary"
+    payload = f"$(touch {canary}); touch {canary}; `touch {canary}`"
+    config = DockerProviderConfig(name="hostile", docker_host=engine, image=IMAGE)
+    name = f"hostile-{uuid.uuid4().hex[:6]}"
+
+    async def run() -> dict[str, object]:
+        async with DockerProvider(config) as provider:
+            container_id = await provider.create_worker(
+                name=name, bootstrap_token=payload, server_address=f"127.0.0.1:1 {payload}",
+                labels={"team": payload}, slots=1)
+            try:
+                client = docker.DockerClient(base_url=engine, version="auto")
+                container = client.containers.get(container_id)
+                token = container.exec_run(["python3", "-c",
+                                            "print(open('/tmp/hodei-bootstrap-token').read())"])
+                touched = container.exec_run(["python3", "-c",
+                                              f"import os; print(os.path.exists({canary!r}))"])
+                client.close()
+                return {"config": container.attrs["Config"], "token": token.output,
+                        "touched": touched.output}
+            finally:
+                await provider.destroy_worker(container_id)
+
+    seen = asyncio.run(run())
+    config_seen = seen["config"]
+    assert isinstance(config_seen, dict)
+    assert config_seen["Entrypoint"] == ["python3", "-m", "hodei_agent"]  # no shell
+    assert f"127.0.0.1:1 {payload}" in config_seen["Cmd"]
+    assert f"team={payload}" in config_seen["Cmd"]
+    assert config_seen["Labels"][LABEL_WORKER] == name
+    assert seen["token"] == payload.encode() + b"\n"
+    assert seen["touched"] == b"False\n"
+    assert not Path(canary).exists()
+    print("executed: 0 of 3 payloads passed to a container (args, label, token file)")
