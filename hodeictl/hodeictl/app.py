@@ -23,6 +23,7 @@ from hodeictl.commands import (
 )
 from hodeictl.errors import HodeiCtlError
 from hodeictl.target import Settings
+from hodeictl.terminal import sanitize
 
 
 class _ReportingGroup(TyperGroup):
@@ -38,7 +39,7 @@ class _ReportingGroup(TyperGroup):
             settings = ctx.obj
             if isinstance(settings, Settings) and settings.debug:
                 traceback.print_exception(error)
-            typer.echo(f"hodeictl: {error}", err=True)
+            typer.echo(sanitize(f"hodeictl: {error}"), err=True)
             raise typer.Exit(error.exit_code) from None
 
 

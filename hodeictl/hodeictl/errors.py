@@ -114,6 +114,10 @@ def from_rpc_error(
         if submitting:
             return InvalidSpec(f"invalid job: {detail}")
         return UsageError(f"invalid request: {detail}")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in detail:
+        if submitting:
+            return InvalidSpec(f"invalid job: too large for the server to accept ({detail})")
+        return UsageError(f"a message was too large for gRPC's limit ({detail})")
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return ServerError(detail or "the server refused: the request does not fit the state")
     return ServerError(f"server error ({code.name}): {detail}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from typing import BinaryIO
 
 from hodei_api.v1 import jobs_pb2, logs_pb2
 from hodeictl.client import HodeiClient
 from hodeictl.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TIMED_OUT
 from hodeictl.output import note
+from hodeictl.terminal import StreamSanitizer
 
 _ENDINGS = {
     jobs_pb2.JOB_STATE_TIMED_OUT: ("timed out", EXIT_TIMED_OUT),
@@ -18,28 +20,53 @@ _ENDINGS = {
 }
 
 
+class _Output:
+    """One of our output streams: job bytes go to a pipe or file unchanged, and to a
+    terminal only through a `StreamSanitizer` (no escape sequence of the job's reaches it)."""
+
+    def __init__(self, stream: BinaryIO, isatty: bool) -> None:
+        self.stream = stream
+        self.sanitizer = StreamSanitizer() if isatty else None
+
+    def write(self, data: bytes) -> None:
+        if self.sanitizer is not None:
+            data = self.sanitizer.feed(data).encode()
+        self.stream.write(data)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.sanitizer is not None:
+            self.stream.write(self.sanitizer.flush().encode())
+            self.stream.flush()
+
+
 async def write_logs(client: HodeiClient, job_id: str, *, follow: bool) -> jobs_pb2.Job | None:
     """Write the job's stdout and stderr chunks to ours; the finished job if the stream says.
 
-    Bytes are never decoded, and each chunk is flushed so the two streams interleave as
-    they were produced.
+    Into a pipe or file the bytes are never decoded; to a terminal they are made safe
+    (`hodeictl.terminal`). Each chunk is flushed so the two streams interleave as they
+    were produced.
     """
-    out, err = sys.stdout.buffer, sys.stderr.buffer
+    out = _Output(sys.stdout.buffer, sys.stdout.isatty())
+    err = _Output(sys.stderr.buffer, sys.stderr.isatty())
     attempt = 0
     final: jobs_pb2.Job | None = None
-    async with contextlib.aclosing(client.stream_logs(job_id, follow=follow)) as events:
-        async for event in events:
-            if event.HasField("end"):
-                final = event.end.job
-                continue
-            chunk = event.chunk
-            if chunk.attempt != attempt:
-                if attempt and sys.stderr.isatty():
-                    note(f"--- job {job_id}: attempt {chunk.attempt} ---")
-                attempt = chunk.attempt
-            target = err if chunk.stream == logs_pb2.LOG_STREAM_STDERR else out
-            target.write(chunk.data)
-            target.flush()
+    try:
+        async with contextlib.aclosing(client.stream_logs(job_id, follow=follow)) as events:
+            async for event in events:
+                if event.HasField("end"):
+                    final = event.end.job
+                    continue
+                chunk = event.chunk
+                if chunk.attempt != attempt:
+                    if attempt and sys.stderr.isatty():
+                        note(f"--- job {job_id}: attempt {chunk.attempt} ---")
+                    attempt = chunk.attempt
+                target = err if chunk.stream == logs_pb2.LOG_STREAM_STDERR else out
+                target.write(chunk.data)
+    finally:
+        out.close()
+        err.close()
     return final
 
 

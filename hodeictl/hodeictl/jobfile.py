@@ -146,6 +146,14 @@ def to_spec(options: JobOptions) -> jobs_pb2.JobSpec:
         raise UsageError("give either a command or a script, not both")
     if options.interpreter is not None and options.script is None:
         raise UsageError("--interpreter applies only to --script")
+    try:
+        return _build_spec(options)
+    except (ValueError, TypeError) as error:
+        # Out-of-range numbers, text that is not UTF-8 (say, an argument with a stray byte).
+        raise InvalidSpec(f"invalid job: {error}") from None
+
+
+def _build_spec(options: JobOptions) -> jobs_pb2.JobSpec:
     return jobs_pb2.JobSpec(
         name=options.name or "",
         command=options.command or [],
@@ -257,7 +265,7 @@ class _JobFileReader:
         if "timeout" in data:
             options.timeout_seconds = self.timeout(data["timeout"])
         if "max_attempts" in data:
-            options.max_attempts = self.integer(data["max_attempts"], "max_attempts", minimum=1)
+            options.max_attempts = self.integer(data["max_attempts"], "max_attempts", 1)
         self.retry(data.get("retry", {}), options)
         options.secrets = self.secrets(data.get("secrets", []))
         options.secret_delivery = self.string(data, "secret_delivery")
@@ -272,7 +280,8 @@ class _JobFileReader:
         if "cpus" in resources:
             options.cpus = self.number(resources["cpus"], "resources.cpus")
         if "memory_mb" in resources:
-            options.memory_mb = self.integer(resources["memory_mb"], "resources.memory_mb", 0)
+            options.memory_mb = self.integer(
+                resources["memory_mb"], "resources.memory_mb", 0, 2**63 - 1)
         return options
 
     def retry(self, retry: object, options: JobOptions) -> None:
@@ -363,9 +372,11 @@ class _JobFileReader:
             raise self.error(f"'{key}' must not be negative, got {value}")
         return float(value)
 
-    def integer(self, value: object, key: str, minimum: int) -> int:
+    def integer(self, value: object, key: str, minimum: int, maximum: int = 2**31 - 1) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise self.type_error(key, "an integer", value)
         if value < minimum:
             raise self.error(f"'{key}' must be at least {minimum}, got {value}")
+        if value > maximum:
+            raise self.error(f"'{key}' must be at most {maximum}, got {value}")
         return value

@@ -2,6 +2,11 @@
 
 States are named once here: upper-case short names in tables (`RUNNING`), lower-case short
 names in JSON (`"state": "running"`).
+
+Strings from the server are untrusted: in tables and notes they pass through
+`terminal.sanitize` (no escape sequence reaches the terminal) and are never read as rich
+markup (`[bold]` in a job name prints as is); JSON escapes every control, C1 and bidi
+character as `\\uXXXX`, so the data is unchanged and the text is inert.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import contextlib
 import datetime
 import enum
 import json
+import re
 import shlex
 import sys
 import time
@@ -20,13 +26,16 @@ from typing import Any
 import typer
 from google.protobuf import json_format, message
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from hodei_api.v1 import jobs_pb2, workers_pb2
+from hodeictl.terminal import sanitize
 
 _PIPE_WIDTH = 1000
+# What json.dumps(ensure_ascii=False) leaves raw but a terminal may act on.
+_JSON_INERT = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _STATE_STYLES = {
     "SUCCEEDED": "green",
     "RUNNING": "cyan",
@@ -50,7 +59,7 @@ class OutputFormat(enum.StrEnum):
 
 def note(message_text: str) -> None:
     """One line for the person at the terminal, on stderr (stdout stays for data)."""
-    typer.echo(message_text, err=True)
+    typer.echo(sanitize(message_text), err=True)
 
 
 def progress(message_text: str) -> contextlib.AbstractContextManager[Any]:
@@ -105,8 +114,9 @@ def worker_to_dict(worker: workers_pb2.Worker) -> dict[str, Any]:
 
 
 def print_json(data: object) -> None:
-    """Pretty JSON on stdout."""
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    """Pretty JSON on stdout (C0 controls are escaped by json, the rest by us)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    typer.echo(_JSON_INERT.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def _console() -> Console:
@@ -120,8 +130,17 @@ def _state_text(name: str) -> Text:
     return Text(name, style=_STATE_STYLES.get(name, ""))
 
 
+class _SafeTable(Table):
+    """A rich table whose string cells are made safe for a terminal."""
+
+    def add_row(self, *renderables: RenderableType | None, **kwargs: Any) -> None:
+        super().add_row(
+            *(sanitize(r) if isinstance(r, str) else r for r in renderables), **kwargs
+        )
+
+
 def _table(*columns: str) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
+    table = _SafeTable(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
     for column in columns:
         # Ids are never cut; on a narrow terminal the other columns are, with an ellipsis.
         table.add_column(
@@ -205,7 +224,7 @@ def print_jobs(jobs: Sequence[jobs_pb2.Job]) -> None:
 def print_job(job: jobs_pb2.Job) -> None:
     """One job: its fields, then its attempts."""
     spec = job.spec
-    grid = Table.grid(padding=(0, 2))
+    grid = _SafeTable.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
     max_attempts = max(spec.max_attempts, 1)

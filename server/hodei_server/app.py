@@ -53,6 +53,7 @@ from hodei_server.servicers.secrets import SecretServicer
 from hodei_server.servicers.tokens import TokenServicer
 from hodei_server.servicers.workers import WorkerServicer
 from hodei_server.supervise import supervised
+from hodei_server.wire import MalformedRequests
 from hodei_server.workerstore import WorkerStore
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ async def _run(
     authorizer = Authorizer(pool, tokens)
 
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(authorizer)],
+        interceptors=[MalformedRequests(), AuthInterceptor(authorizer)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,11 @@ from typing import Any
 from hodei_plugins.manager import get_host
 from hodei_plugins.provider import ProviderConfig
 from hodei_plugins.schedulers import DEFAULT_STRATEGY
-from hodei_server.errors import ConfigError
+from hodei_server.errors import ConfigError, InvalidSpec
+from hodei_server.validation import validate_labels
+
+# Worker names add "-" and 6 hex digits; container names add "hodei-".
+_PROVIDER_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,38}[A-Za-z0-9])?")
 
 
 @dataclass
@@ -89,7 +94,10 @@ def _typed(cls: type[Any], table: dict[str, Any], where: str) -> Any:
         if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
             raise ConfigError(f"{where}: {key!r} must be a {expected[0].__name__}")
         values[key] = float(value) if expected[0] is int and float in expected else value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as exc:  # a config class's own check (__post_init__)
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _provider(table: dict[str, Any], index: int) -> ProviderConfig:
@@ -107,6 +115,14 @@ def _provider(table: dict[str, Any], index: int) -> ProviderConfig:
     config: ProviderConfig = _typed(config_class, rest, where)
     if not config.name:
         raise ConfigError(f"{where}: name must not be empty")
+    # The name becomes worker names, container names and the `provider` label's value.
+    if not _PROVIDER_NAME.fullmatch(config.name):
+        raise ConfigError(f"{where}: name {config.name[:80]!r} must be at most 40 letters, "
+                          "digits, '-', '_' or '.', starting and ending with a letter or digit")
+    try:
+        validate_labels(config.labels, "labels")
+    except InvalidSpec as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
     if config.strategy:
         _check_strategy(config.strategy, where)
     if config.min_workers < 0 or config.max_workers < config.min_workers:

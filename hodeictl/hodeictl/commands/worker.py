@@ -9,6 +9,7 @@ import typer
 from hodeictl import jobfile, output, target
 from hodeictl.errors import UsageError
 from hodeictl.output import OutputFormat
+from hodeictl.terminal import sanitize
 
 app = typer.Typer(help="Inspect and drain workers.", no_args_is_help=True)
 
@@ -48,4 +49,4 @@ def drain(
     except ValueError:
         raise UsageError(f"--grace expects a duration such as 30s or 5m; got {grace!r}") from None
     worker = target.call(ctx.obj, lambda client: client.drain_worker(worker_id, grace_seconds))
-    typer.echo(f"Worker {worker.id} ({worker.name}): draining")
+    typer.echo(sanitize(f"Worker {worker.id} ({worker.name}): draining"))

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hodei_plugins.docker.errors import DockerProviderError, image_missing, translate
+from hodei_plugins.docker.reference import check_reference
 from hodei_plugins.provider import ProviderConfig
 
 if TYPE_CHECKING:
@@ -56,6 +57,9 @@ class DockerProviderConfig(ProviderConfig):
     memory_mb: int = 0
     # Seconds between SIGTERM (the agent drains) and SIGKILL.
     stop_timeout: int = 30
+
+    def __post_init__(self) -> None:
+        check_reference(self.image)
 
 
 def _owner() -> str:

@@ -27,7 +27,11 @@ from hodei_server.servicers.common import abort_with, unary
 from hodei_server.servicers.jobs import cancel_message
 from hodei_server.states import JobState
 from hodei_server.tls import Tls
-from hodei_server.validation import validate_labels
+from hodei_server.validation import (
+    validate_agent_message,
+    validate_hello,
+    validate_register,
+)
 from hodei_server.workerstore import WorkerStore
 
 log = logging.getLogger(__name__)
@@ -35,16 +39,37 @@ log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 10.0
 _HEARTBEAT_ACK = agent_pb2.ServerMessage(heartbeat_ack=agent_pb2.HeartbeatAck())
 MAX_BATCH = 256
-_OUTCOMES = {
-    JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.LOST,
-}
+# Attempts one stream may have output in flight for at once (a bound on what is tracked).
+MAX_OPEN_ATTEMPTS = 16384
 
 
-def _validate_capacity(capacity: workers_pb2.Capacity) -> None:
-    if not 1 <= capacity.slots <= 4096:
-        raise InvalidSpec("capacity.slots must be between 1 and 4096")
-    if capacity.cpus < 0 or capacity.memory_mb < 0:
-        raise InvalidSpec("capacity.cpus and capacity.memory_mb must be >= 0")
+class _StreamCheck:
+    """What one stream's messages must respect beyond their own fields.
+
+    Within a stream an agent sends each attempt's chunks in increasing seq order (it
+    rewinds only for a new stream), so a seq that goes back is a broken or hostile agent.
+    """
+
+    def __init__(self) -> None:
+        self.last_seq: dict[tuple[str, int], int] = {}
+        self.refusal = ""
+
+    def check(self, message: agent_pb2.AgentMessage) -> None:
+        kind = validate_agent_message(message)
+        if kind == "log_chunk":
+            chunk = message.log_chunk
+            key = (chunk.job_id, chunk.attempt)
+            previous = self.last_seq.get(key)
+            if previous is not None and chunk.seq <= previous:
+                raise InvalidSpec(
+                    f"log_chunk.seq {chunk.seq} of job {chunk.job_id} attempt {chunk.attempt} "
+                    f"does not follow seq {previous} sent before on this stream"
+                )
+            if previous is None and len(self.last_seq) >= MAX_OPEN_ATTEMPTS:
+                raise InvalidSpec(f"output for more than {MAX_OPEN_ATTEMPTS} attempts at once")
+            self.last_seq[key] = chunk.seq
+        elif kind == "job_finished":
+            self.last_seq.pop((message.job_finished.job_id, message.job_finished.attempt), None)
 
 
 class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
@@ -95,11 +120,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
     async def Register(
         self, request: agent_pb2.RegisterRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.RegisterResponse:
-        name = request.name.strip()
-        if not name or len(name) > 253 or any(ord(c) < 32 for c in name):
-            raise InvalidSpec("worker name must be 1-253 printable characters")
-        validate_labels(dict(request.labels), "labels")
-        _validate_capacity(request.capacity)
+        name = validate_register(request)
         worker_id = uuid.uuid4()
         issued: pki.Issued | None = None
         if self.tls is not None:
@@ -119,8 +140,8 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                 raise
         try:
             _, credential = await self.workers.register(
-                request.bootstrap_token, name, request.hostname[:253], dict(request.labels),
-                request.capacity, request.agent_version[:64], worker_id=worker_id,
+                request.bootstrap_token, name, request.hostname, dict(request.labels),
+                request.capacity, request.agent_version, worker_id=worker_id,
                 certificate=(issued.serial, issued.not_after) if issued else None,
             )
         except Unauthenticated as exc:
@@ -211,10 +232,19 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         except (TimeoutError, StopAsyncIteration):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected Hello first")
             return
+        except InvalidSpec as exc:  # not even a valid message (hodei_server.wire)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+            return
         if first.WhichOneof("msg") != "hello":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected Hello first")
             return
         hello = first.hello
+        try:
+            validate_hello(hello)
+        except InvalidSpec as exc:
+            log.warning("worker %s: refused its Hello: %s", row["id"], exc.message)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+            return
         labels = dict(hello.labels) or dict(row["labels"])
         capacity = hello.capacity if hello.capacity.slots else workers_pb2.Capacity(
             slots=row["slots"], cpus=row["cpus"], memory_mb=row["memory_mb"]
@@ -235,8 +265,10 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         log.info("worker %s (%s) connected with %d slots", session.worker_id, session.name,
                  session.slots)
         self.dispatcher.wake()
+        stream_check = _StreamCheck()
         reader = asyncio.create_task(
-            self._read(session, request_iterator), name=f"agent-reader-{session.worker_id}"
+            self._read(session, request_iterator, stream_check),
+            name=f"agent-reader-{session.worker_id}",
         )
         try:
             while True:
@@ -244,6 +276,8 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                 if message is None:
                     break
                 yield message
+            if stream_check.refusal:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, stream_check.refusal)
         finally:
             reader.cancel()
             if self.registry.remove(session):
@@ -283,7 +317,8 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                 )
 
     async def _read(
-        self, session: AgentSession, request_iterator: AsyncIterator[agent_pb2.AgentMessage]
+        self, session: AgentSession, request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+        stream_check: _StreamCheck,
     ) -> None:
         inbox: asyncio.Queue[agent_pb2.AgentMessage | None] = asyncio.Queue()
         processor = asyncio.create_task(
@@ -291,7 +326,14 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         )
         try:
             async for message in request_iterator:
+                # A message that breaks the contract ends the stream (INVALID_ARGUMENT);
+                # what came before it is still stored and acknowledged.
+                stream_check.check(message)
                 inbox.put_nowait(message)
+        except InvalidSpec as exc:
+            stream_check.refusal = exc.message
+            log.warning("worker %s: refused a message, closing its stream: %s",
+                        session.worker_id, exc.message)
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass
         finally:
@@ -415,12 +457,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         after: list[Callable[[], None]],
     ) -> None:
         job_id = uuid.UUID(done.job_id)
-        try:
-            outcome = JobState.from_proto(done.outcome)
-        except ValueError:
-            outcome = JobState.FAILED
-        if outcome not in _OUTCOMES:
-            outcome = JobState.FAILED
+        outcome = JobState.from_proto(done.outcome)  # a final outcome: validated on arrival
         if outcome is JobState.SUCCEEDED and done.has_exit_code and done.exit_code != 0:
             outcome = JobState.FAILED
         exit_code = done.exit_code if done.has_exit_code else None
@@ -429,7 +466,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             session.draining = True
         state = await self.jobs.finish(
             conn, job_id, done.attempt, session.worker_id, outcome, exit_code,
-            done.reason[:4096], f"worker:{session.worker_id}",
+            done.reason, f"worker:{session.worker_id}",
             unstarted=outcome is JobState.LOST,
         )
         if state is None:

@@ -13,16 +13,24 @@ from hodei_server.authz import Authorizer, principal
 from hodei_server.convert import job_to_proto
 from hodei_server.dispatcher import Dispatcher
 from hodei_server.errors import InvalidSpec
-from hodei_server.jobstore import JobStore
+from hodei_server.jobstore import JobStore, encode_page_token
 from hodei_server.secretstore import SecretResolver
 from hodei_server.servicers.common import unary
 from hodei_server.states import JobState
-from hodei_server.validation import parse_job_id, validate_idempotency_key, validate_spec
+from hodei_server.validation import (
+    parse_job_id,
+    validate_idempotency_key,
+    validate_list_jobs,
+    validate_reason,
+    validate_spec,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+# A page stops growing past this many bytes, so it fits any client's default 4 MiB limit.
+MAX_PAGE_BYTES = 3 * 1024 * 1024
 CANCEL_GRACE_SECONDS = 5.0
 
 
@@ -77,17 +85,22 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def ListJobs(
         self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.ListJobsResponse:
-        if request.page_size < 0:
-            raise InvalidSpec("page_size must be >= 0")
+        validate_list_jobs(request)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        try:
-            states = [JobState.from_proto(s) for s in request.states if s]
-        except ValueError:
-            raise InvalidSpec("unknown job state in the filter") from None
+        states = [JobState.from_proto(s) for s in request.states if s]
         rows, token = await self.jobs.list_jobs(states, size, request.page_token)
-        return jobs_pb2.ListJobsResponse(
-            jobs=[job_to_proto(r) for r in rows], next_page_token=token
-        )
+        reply = jobs_pb2.ListJobsResponse()
+        total = 0
+        for index, row in enumerate(rows):
+            job = job_to_proto(row)
+            total += job.ByteSize()
+            if index and total > MAX_PAGE_BYTES:
+                last = rows[index - 1]
+                token = encode_page_token(last["created_at"], last["id"])
+                break
+            reply.jobs.append(job)
+        reply.next_page_token = token
+        return reply
 
     @unary
     async def CancelJob(
@@ -95,7 +108,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     ) -> jobs_pb2.CancelJobResponse:
         job_id = parse_job_id(request.id)
         await self._require_owner("CancelJob", job_id, context)
-        reason = (request.reason or "cancelled by user")[:1024]
+        validate_reason(request.reason)
+        reason = request.reason or "cancelled by user"
         changed, target = await self.jobs.cancel(job_id, reason, principal().actor)
         if target is not None:
             session = self.registry.get(target.worker_id)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
 import grpc
 
 from hodei_api.v1 import workers_pb2, workers_pb2_grpc
 from hodei_server.agents import AgentRegistry
 from hodei_server.authz import principal
 from hodei_server.convert import worker_to_proto
-from hodei_server.errors import InvalidSpec
 from hodei_server.provisioning import ProviderRuntime
 from hodei_server.servicers.common import unary
+from hodei_server.validation import parse_worker_id, validate_grace
 from hodei_server.workerstore import WorkerStore
 
 MAX_DRAIN_GRACE = 24 * 3600.0
@@ -38,12 +36,8 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
     async def DrainWorker(
         self, request: workers_pb2.DrainWorkerRequest, context: grpc.aio.ServicerContext
     ) -> workers_pb2.DrainWorkerResponse:
-        try:
-            worker_id = uuid.UUID(request.id)
-        except ValueError:
-            raise InvalidSpec(f"{request.id[:64]!r} is not a worker id (expected a UUID)") from None
-        if not 0 <= request.grace_seconds <= MAX_DRAIN_GRACE:
-            raise InvalidSpec(f"grace must be between 0 and {MAX_DRAIN_GRACE:.0f} seconds")
+        worker_id = parse_worker_id(request.id)
+        validate_grace(request.grace_seconds, MAX_DRAIN_GRACE)
         row = await self.workers.drain(worker_id, request.grace_seconds, principal().actor)
         return workers_pb2.DrainWorkerResponse(worker=worker_to_proto(row))
 
