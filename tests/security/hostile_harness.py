@@ -15,7 +15,7 @@ from psycopg.conninfo import make_conninfo
 
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, jobs_pb2, jobs_pb2_grpc, workers_pb2
 from tests.conftest import _admin_execute
-from tests.e2e.harness import ServerProcess
+from tests.e2e.harness import ServerProcess, token_channel
 
 # Test modules import the *_fixture functions; tests ask for the fixtures by their names.
 # Jobs of these tests run only on the provider's agents, never on a hand-driven one.
@@ -35,6 +35,16 @@ def module_database_url_fixture(pg_admin_url: str, template_db: str) -> Iterator
         _admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# The admin API token of each server these fixtures started, by address.
+_TOKENS: dict[str, str] = {}
+
+
+def api_channel(address: str) -> grpc.Channel:
+    """A channel to the API of a server started here, carrying its admin token (the
+    hostile input must reach the validators, not stop at authentication)."""
+    return token_channel(address, _TOKENS.get(address, ""))
+
+
 @pytest.fixture(scope="module", name="shared_server")
 def shared_server_fixture(
     tmp_path_factory: pytest.TempPathFactory, module_database_url: str
@@ -42,6 +52,7 @@ def shared_server_fixture(
     """One real server with one local agent of four slots, for a whole module."""
     proc = ServerProcess(tmp_path_factory.mktemp("server"), module_database_url, workers=1)
     proc.start()
+    _TOKENS[proc.address] = proc.token
     try:
         yield proc
     finally:
@@ -55,6 +66,7 @@ def idle_server_fixture(
     """A real server with no agents at all: whatever fuzzing gets accepted never runs."""
     proc = ServerProcess(tmp_path_factory.mktemp("idle"), module_database_url, workers=0)
     proc.start()
+    _TOKENS[proc.address] = proc.token
     try:
         yield proc
     finally:
@@ -79,7 +91,7 @@ def mint_token(database_url: str, labels: dict[str, str] | None = None) -> str:
 
 
 def serving(address: str) -> bool:
-    with grpc.insecure_channel(address) as channel:
+    with api_channel(address) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=5)
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
@@ -160,7 +172,7 @@ def wait_job(address: str, job_id: str, timeout: float = 60.0) -> jobs_pb2.Job:
     final = {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED,
              jobs_pb2.JOB_STATE_CANCELLED, jobs_pb2.JOB_STATE_TIMED_OUT}
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    with api_channel(address) as channel:
         stub = jobs_stub(channel)
         while True:
             job = stub.GetJob(jobs_pb2.GetJobRequest(id=job_id), timeout=10)

@@ -32,6 +32,7 @@ from tests.e2e.harness import ServerProcess
 from tests.security.hostile_harness import (  # noqa: F401  (fixtures)
     NOWHERE,
     HandAgent,
+    api_channel,
     idle_server_fixture,
     jobs_stub,
     module_database_url_fixture,
@@ -203,7 +204,7 @@ RPCS: list[tuple[str, type[pb_message.Message], Callable[[Any], None]]] = [
 
 def known_ids(server: ServerProcess) -> list[str]:
     """Ids that exist (a pending job, a cancelled one), so fuzzing reaches past NOT_FOUND."""
-    with grpc.insecure_channel(server.address) as channel:
+    with api_channel(server.address) as channel:
         stub = jobs_stub(channel)
         spec = jobs_pb2.JobSpec(command=["true"], selector=NOWHERE)
         pending = stub.SubmitJob(jobs_pb2.SubmitJobRequest(spec=spec), timeout=10).job.id
@@ -215,7 +216,7 @@ def known_ids(server: ServerProcess) -> list[str]:
 def still_serving(server: ServerProcess) -> None:
     """Health, a normal submit and a normal listing work; the log shows no crash."""
     assert serving(server.address)
-    with grpc.insecure_channel(server.address) as channel:
+    with api_channel(server.address) as channel:
         stub = jobs_stub(channel)
         spec = jobs_pb2.JobSpec(name="after", command=["true"], selector=NOWHERE)
         job = stub.SubmitJob(jobs_pb2.SubmitJobRequest(spec=spec), timeout=10).job
@@ -233,7 +234,7 @@ def test_random_messages_to_every_rpc(
     ids = known_ids(idle_server)
     seen: dict[str, int] = {}
     path = f"/hodei.api.v1.{method}"
-    with grpc.insecure_channel(idle_server.address) as channel:
+    with api_channel(idle_server.address) as channel:
         streaming = method.endswith("StreamLogs")
         call = channel.unary_stream(path) if streaming else channel.unary_unary(path)
 
@@ -298,7 +299,7 @@ def job_specs(draw: st.DrawFn) -> jobs_pb2.JobSpec:
 
 def test_random_job_specs_to_submit_job(idle_server: ServerProcess) -> None:
     seen: dict[str, int] = {}
-    with grpc.insecure_channel(idle_server.address) as channel:
+    with api_channel(idle_server.address) as channel:
         stub = jobs_stub(channel)
 
         @settings(FUZZ, max_examples=250)
@@ -352,7 +353,7 @@ def test_random_agent_message_sequences(idle_server: ServerProcess) -> None:
     ids = known_ids(idle_server)
     agents = [HandAgent.register(idle_server.address, idle_server.database_url, "fuzzed")]
     seen: dict[str, int] = {}
-    with grpc.insecure_channel(idle_server.address) as channel:
+    with api_channel(idle_server.address) as channel:
         connect = channel.stream_stream("/hodei.api.v1.WorkerAgentService/Connect")
 
         @settings(FUZZ, max_examples=120)
@@ -468,7 +469,7 @@ def test_hodeictl_never_prints_a_traceback(idle_server: ServerProcess, tmp_path:
                 "-s", "fuzz.hodei.io/never=true"]
         if args and "\x00" not in "".join(args):
             argv += ["--", *args]
-        result = runner.invoke(hodeictl_app, argv)
+        result = runner.invoke(hodeictl_app, argv, env={"HODEI_TOKEN": idle_server.token})
         assert result.exception is None or isinstance(result.exception, SystemExit), \
             result.exception
         assert "Traceback" not in result.output

@@ -34,6 +34,7 @@ from tests.security.hostile_harness import (  # noqa: F401  (fixtures)
     LOCAL,
     NOWHERE,
     HandAgent,
+    api_channel,
     jobs_stub,
     module_database_url_fixture,
     one_line,
@@ -74,7 +75,7 @@ def payloads(canary: Path) -> list[str]:
 
 def logs_of(address: str, job_id: str) -> tuple[bytes, bytes]:
     out, err = bytearray(), bytearray()
-    with grpc.insecure_channel(address) as channel:
+    with api_channel(address) as channel:
         stub = logs_pb2_grpc.LogServiceStub(channel)
         for event in stub.StreamLogs(logs_pb2.StreamLogsRequest(job_id=job_id), timeout=30):
             if event.HasField("chunk"):
@@ -84,7 +85,7 @@ def logs_of(address: str, job_id: str) -> tuple[bytes, bytes]:
 
 
 def submit(address: str, spec: jobs_pb2.JobSpec, key: str = "") -> jobs_pb2.SubmitJobResponse:
-    with grpc.insecure_channel(address) as channel:
+    with api_channel(address) as channel:
         return jobs_stub(channel).SubmitJob(
             jobs_pb2.SubmitJobRequest(spec=spec, idempotency_key=key), timeout=30)
 
@@ -166,7 +167,7 @@ def test_payloads_in_every_other_field_round_trip_or_are_refused(
         else:
             assert "idempotency key" in message
         job_id = submit(address, spec).job.id
-        with grpc.insecure_channel(address) as channel:
+        with api_channel(address) as channel:
             try:
                 reply = jobs_stub(channel).CancelJob(
                     jobs_pb2.CancelJobRequest(id=job_id, reason=payload), timeout=10)
@@ -182,7 +183,7 @@ def test_sql_stays_intact(shared_server: ServerProcess) -> None:
     address = shared_server.address
     before = submit(address, jobs_pb2.JobSpec(command=["true"], selector=NOWHERE)).job.id
     for payload in ("' OR 1=1 --", "'; DROP TABLE jobs; --", "x' UNION SELECT * FROM workers --"):
-        with grpc.insecure_channel(address) as channel:
+        with api_channel(address) as channel:
             stub = jobs_stub(channel)
             for call, request in (
                 (stub.GetJob, jobs_pb2.GetJobRequest(id=payload)),
@@ -202,7 +203,7 @@ def test_sql_stays_intact(shared_server: ServerProcess) -> None:
         names = [row[0] for row in conn.execute("SELECT name FROM jobs WHERE name LIKE 'sql:%'")]
         assert sorted(names) == sorted(["sql:' OR 1=1 --", "sql:'; DROP TABLE jobs; --",
                                         "sql:x' UNION SELECT * FROM workers --"])
-    with grpc.insecure_channel(address) as channel:
+    with api_channel(address) as channel:
         assert jobs_stub(channel).GetJob(jobs_pb2.GetJobRequest(id=before), timeout=10).id
     print("injected: 0 of 3 SQL payloads (stored verbatim, tables intact)")
 
@@ -262,9 +263,11 @@ def _stub_method(channel: grpc.Channel, method: str) -> object:
 
 
 def test_every_rpc_field_is_checked(shared_server: ServerProcess) -> None:
-    with grpc.insecure_channel(shared_server.address) as channel:
+    # Agents register without an API token (one would be refused on the agent service).
+    with api_channel(shared_server.address) as channel, \
+            grpc.insecure_channel(shared_server.address) as plain:
         for method, request, word in BAD_REQUESTS:
-            call = _stub_method(channel, method)
+            call = _stub_method(plain if method == "Register" else channel, method)
             with pytest.raises(grpc.RpcError) as caught:
                 result = call(request, timeout=10)  # type: ignore[operator]
                 if method == "StreamLogs":
@@ -303,7 +306,7 @@ def test_an_agent_cannot_report_on_another_agents_job(
     ]
     end = intruder.stream(forged)
     assert end.code == grpc.StatusCode.OK, end
-    with grpc.insecure_channel(address) as channel:
+    with api_channel(address) as channel:
         now = jobs_stub(channel).GetJob(jobs_pb2.GetJobRequest(id=job.id), timeout=10)
     assert now.state == jobs_pb2.JOB_STATE_RUNNING and now.worker_id == running.worker_id
     final = wait_job(address, job.id)
@@ -317,7 +320,7 @@ def wait_running(address: str, job_id: str) -> jobs_pb2.Job:
     import time
 
     deadline = time.monotonic() + 30
-    with grpc.insecure_channel(address) as channel:
+    with api_channel(address) as channel:
         while True:
             job = jobs_stub(channel).GetJob(jobs_pb2.GetJobRequest(id=job_id), timeout=10)
             if job.state == jobs_pb2.JOB_STATE_RUNNING or time.monotonic() > deadline:
@@ -394,11 +397,12 @@ def test_bytes_that_are_not_protobuf_are_refused(shared_server: ServerProcess) -
     metadata = (("authorization", f"Bearer {agent.credential}"),
                 ("x-hodei-worker-id", agent.worker_id))
     garbage = [b"\xff\xff\xff", b"\x0a\x05\x0a\x03\xff\xfe\xfd", b"\x0a"]
-    with grpc.insecure_channel(shared_server.address) as channel:
+    with api_channel(shared_server.address) as api, \
+            grpc.insecure_channel(shared_server.address) as channel:
         for method in ("/hodei.api.v1.JobService/SubmitJob", "/hodei.api.v1.JobService/GetJob",
                        "/hodei.api.v1.WorkerService/DrainWorker",
                        "/hodei.api.v1.WorkerAgentService/Register"):
-            call = channel.unary_unary(method)
+            call = (channel if "WorkerAgentService" in method else api).unary_unary(method)
             for data in garbage:
                 with pytest.raises(grpc.RpcError) as caught:
                     call(data, timeout=10)

@@ -158,7 +158,8 @@ def test_server_strings_on_a_terminal_are_inert() -> None:
 def run_on_pty(server: ServerProcess, *args: str) -> tuple[int, str]:
     """hodeictl with its stdout on a pty (stderr piped): exit code and what the pty showed."""
     master, slave = pty.openpty()
-    env = {**os.environ, "HODEI_SERVER": server.address, "COLUMNS": "400"}
+    env = {**os.environ, "HODEI_SERVER": server.address, "HODEI_TOKEN": server.token,
+           "COLUMNS": "400"}
     proc = subprocess.Popen([*hodeictl_argv(), *args], env=env, stdout=slave,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     os.close(slave)

@@ -107,8 +107,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.CancelJobResponse:
         job_id = parse_job_id(request.id)
-        await self._require_owner("CancelJob", job_id, context)
         validate_reason(request.reason)
+        await self._require_owner("CancelJob", job_id, context)
         reason = request.reason or "cancelled by user"
         changed, target = await self.jobs.cancel(job_id, reason, principal().actor)
         if target is not None:
