@@ -100,9 +100,12 @@ class Dispatcher:
     async def _secret_values(
         self, assignment: Assignment, spec: jobs_pb2.JobSpec
     ) -> list[agent_pb2.SecretValue] | None:
-        """The attempt's secrets, resolved now; None (and the attempt failed) if one can't be."""
+        """The attempt's secrets, resolved now; None if they can't be: the attempt failed (a
+        secret is missing or unreadable) or handed back unstarted (the audit could not be
+        written, say), never left assigned without its RunJob."""
         if not spec.secrets:
             return []
+        outcome, unstarted = JobState.FAILED, False
         try:
             if self.secrets is None:
                 raise SecretUnavailable("this server has no secret backends")
@@ -111,10 +114,18 @@ class Dispatcher:
             )
         except SecretUnavailable as exc:
             reason = str(exc)
+        except Exception as exc:  # the database, mostly: try the attempt again later
+            outcome, unstarted = JobState.LOST, True
+            reason = f"its secrets could not be resolved ({type(exc).__name__}); retrying"
         log.warning("job %s attempt %d not started: %s", assignment.job_id, assignment.attempt,
                     reason)
-        async with self.jobs.pool.connection() as conn:
-            await self.jobs.finish(conn, assignment.job_id, assignment.attempt,
-                                   assignment.worker_id, JobState.FAILED, None, reason,
-                                   self.actor)
+        try:
+            async with self.jobs.pool.connection() as conn:
+                await self.jobs.finish(conn, assignment.job_id, assignment.attempt,
+                                       assignment.worker_id, outcome, None, reason, self.actor,
+                                       unstarted=unstarted)
+        except Exception as exc:
+            log.warning("job %s attempt %d: could not record that (%s); the worker's next "
+                        "reconnection or loss hands it back", assignment.job_id,
+                        assignment.attempt, type(exc).__name__)
         return None
