@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,14 @@ _TOKEN = re.compile(rf"{PREFIX}([0-9a-f]{{{ID_HEX_DIGITS}}})_([A-Za-z0-9_-]{{43}
 _NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.@]{0,62}")
 
 Row = dict[str, Any]
+
+# Revoked tokens are announced on this channel (payload: the token id), so that every
+# replica drops its cached copy at once.
+CHANNEL_TOKENS = "hodei_tokens"
+# The longest a replica answers from its cached copy of a token row: the bound on how long a
+# revocation can go unnoticed when its notification was missed (the listener was down).
+CACHE_SECONDS = 5.0
+_CACHE_LIMIT = 10_000
 
 
 class Role(enum.IntEnum):
@@ -112,6 +121,11 @@ def validate_ttl(ttl_seconds: float) -> float:
     return ttl_seconds
 
 
+def is_expired(row: Row) -> bool:
+    expires_at = row["expires_at"]
+    return expires_at is not None and bool(expires_at <= dt.datetime.now(dt.UTC))
+
+
 def secret_matches(row: Row, secret: str) -> bool:
     return hmac.compare_digest(bytes(row["secret_hash"]), hash_secret(secret))
 
@@ -122,6 +136,9 @@ class TokenStore:
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
+        # token id -> (row, when it was read): API calls come many per second from one
+        # token; reading its row for each would cost a database round trip per call.
+        self._cache: dict[str, tuple[Row, float]] = {}
 
     async def create(
         self, name: str, role: Role, ttl_seconds: float, actor: str, action: str
@@ -142,6 +159,29 @@ class TokenStore:
             cur = await conn.execute(query("get_api_token"), {"id": token_id})
             return await cur.fetchone()
 
+    async def get_cached(self, token_id: str) -> Row | None:
+        """The token's row, read at most CACHE_SECONDS ago (a revocation drops it at once
+        through `forget`); an unknown id is looked up every time."""
+        now = time.monotonic()
+        hit = self._cache.get(token_id)
+        if hit is not None and now - hit[1] < CACHE_SECONDS:
+            return hit[0]
+        row = await self.get(token_id)
+        if row is None:
+            self._cache.pop(token_id, None)
+            return None
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[token_id] = (row, now)
+        return row
+
+    def forget(self, token_id: str | None = None) -> None:
+        """Drop the cached row of `token_id` (a revocation), or every row (None)."""
+        if token_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(token_id, None)
+
     async def touch(self, token_id: str) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(query("touch_api_token"), {"id": token_id})
@@ -152,6 +192,7 @@ class TokenStore:
             row = await cur.fetchone()
             if row is None:
                 raise NotFound(f"no live API token named '{name[:64]}'")
+            self.forget(row["id"])
             await audit.record(conn, actor, action, target=name, allowed=True,
                                detail={"role": row["role"], "token_id": row["id"]})
         return row

@@ -33,7 +33,7 @@ from hodei_plugins.provider import Provider, ProviderConfig
 from hodei_server import db
 from hodei_server import tls as tls_mod
 from hodei_server.agents import AgentRegistry
-from hodei_server.apitokens import TokenStore
+from hodei_server.apitokens import CHANNEL_TOKENS, TokenStore
 from hodei_server.authz import AuthInterceptor, Authorizer
 from hodei_server.config import ServerConfig
 from hodei_server.dispatcher import Dispatcher
@@ -249,9 +249,11 @@ async def _run(
     def on_reconnect() -> None:
         dispatcher.wake()
         hub.wake_all()
+        tokens.forget()  # a revocation may have gone unheard
 
     listener = Listener(
-        config.database_url, dispatcher.wake, hub.wake, on_cancel, on_drain, on_reconnect
+        config.database_url, dispatcher.wake, hub.wake, on_cancel, on_drain, on_reconnect,
+        {CHANNEL_TOKENS: tokens.forget},
     )
     reconciler = Reconciler(
         config.database_url, jobs, workers, registry, runtimes, address,

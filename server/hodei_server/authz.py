@@ -153,13 +153,13 @@ class Authorizer:
         if parsed is None:
             raise _unauthenticated("the credential sent is not a Hodei API token")
         token_id, secret = parsed
-        row = await self.tokens.get(token_id)
+        row = await self.tokens.get_cached(token_id)
         if row is None or not apitokens.secret_matches(row, secret):
             raise _unauthenticated("unknown API token")
         actor = f"token:{row['name']}"
         if row["revoked_at"] is not None:
             raise _unauthenticated(f"API token '{row['name']}' was revoked", actor)
-        if row["expired"]:
+        if apitokens.is_expired(row):
             raise _unauthenticated(
                 f"API token '{row['name']}' expired at {apitokens.expiry_text(row)}", actor)
         await self._touch(token_id)

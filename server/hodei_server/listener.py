@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import psycopg
 
@@ -23,6 +23,7 @@ class Listener:
         on_cancel: Callable[[str], None],
         on_drain: Callable[[str], None],
         on_reconnect: Callable[[], None],
+        others: Mapping[str, Callable[[str], None]] | None = None,
     ) -> None:
         self.url = url
         self.handlers: dict[str, Callable[[str], None]] = {
@@ -30,6 +31,7 @@ class Listener:
             CHANNEL_LOGS: on_logs,
             CHANNEL_CANCEL: on_cancel,
             CHANNEL_DRAIN: on_drain,
+            **(others or {}),
         }
         self.on_reconnect = on_reconnect
         self.ready = asyncio.Event()

@@ -12,6 +12,7 @@ import os
 import pkgutil
 import stat
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -337,6 +338,35 @@ def test_revoked_and_expired_tokens_are_refused(
     ]
     check_refusals(url, cases[:1], "revoked token", actor="token:soon-revoked")
     check_refusals(url, cases[1:], "expired token", actor="token:soon-expired")
+
+
+def test_a_revocation_by_another_replica_is_seen_at_once(
+    server: ServerProcess, channel: grpc.Channel,
+) -> None:
+    """Servers cache token rows for a few seconds; a revocation made anywhere (here: the
+    revoke statement run on the database, as another replica runs it) reaches every server
+    through a notification, well before that cache would expire."""
+    from hodei_server.apitokens import CACHE_SECONDS
+    from hodei_server.sqlfiles import query
+
+    url = server.database_url
+    token = create_api_token(url, "revoked-elsewhere", "viewer")
+    whoami = auth_pb2_grpc.TokenServiceStub(channel).WhoAmI
+    assert whoami(auth_pb2.WhoAmIRequest(), metadata=bearer(token), timeout=10).name == \
+        "revoked-elsewhere"  # now cached by the server
+    with psycopg.connect(url) as conn:
+        conn.execute(query("revoke_api_token"), {"name": "revoked-elsewhere"})
+    revoked_at = time.monotonic()
+    while True:
+        try:
+            whoami(auth_pb2.WhoAmIRequest(), metadata=bearer(token), timeout=10)
+        except grpc.RpcError as error:
+            assert error.code() == UNAUTHENTICATED and "was revoked" in (error.details() or "")
+            break
+        assert time.monotonic() - revoked_at < CACHE_SECONDS / 2, "the revocation went unheard"
+        time.sleep(0.01)
+    print(f"revocation seen after {1000 * (time.monotonic() - revoked_at):.0f} ms "
+          f"(cache: {CACHE_SECONDS:.0f} s)")
 
 
 def _register_worker(server: ServerProcess, channel: grpc.Channel) -> tuple[str, str]:

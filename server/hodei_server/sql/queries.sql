@@ -344,9 +344,13 @@ FROM api_tokens WHERE id = %(id)s;
 UPDATE api_tokens SET last_used_at = now() WHERE id = %(id)s;
 
 -- name: revoke_api_token
-UPDATE api_tokens SET revoked_at = now()
-WHERE name = %(name)s AND revoked_at IS NULL
-RETURNING *;
+-- Every replica drops its cached copy of the token on the notification.
+WITH r AS (
+    UPDATE api_tokens SET revoked_at = now()
+    WHERE name = %(name)s AND revoked_at IS NULL
+    RETURNING *
+)
+SELECT r.*, pg_notify('hodei_tokens', r.id) AS notified FROM r;
 
 -- name: list_api_tokens
 SELECT * FROM api_tokens
