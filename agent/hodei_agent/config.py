@@ -13,12 +13,14 @@ from typing import NoReturn
 
 from hodei_agent.errors import ConfigError
 from hodei_agent.metrics import detect_cpus, detect_memory_mb
+from hodei_agent.statedir import IDENTITY_FILE
 
 TOKEN_ENV = "HODEI_BOOTSTRAP_TOKEN"
 SERVER_ENV = "HODEI_SERVER"
 NAME_ENV = "HODEI_WORKER_NAME"
 SLOTS_ENV = "HODEI_SLOTS"
 LABELS_ENV = "HODEI_LABELS"
+STATE_DIR_ENV = "HODEI_AGENT_STATE_DIR"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -37,6 +39,9 @@ class AgentConfig:
     memory_mb: int
     drain_grace: float
     log_level: str
+    # Where the agent keeps its identity and its jobs' output; None: a temporary directory,
+    # and nothing survives the agent.
+    state_dir: Path | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,6 +85,14 @@ def _build_parser() -> _Parser:
         default="30",
         metavar="SECONDS",
         help="on drain, how long running jobs may finish before they are cancelled (default 30)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"keep the worker identity and the jobs' output here, so that a restarted agent "
+        f"is the same worker and re-attaches to the jobs still running (env {STATE_DIR_ENV}; "
+        "default: a temporary directory, nothing survives the agent)",
     )
     parser.add_argument(
         "--log-level",
@@ -141,7 +154,9 @@ def _float(text: str, option: str, *, allow_zero: bool) -> float:
     return value
 
 
-def _read_token(token_file: Path | None, environ: MutableMapping[str, str]) -> str:
+def _read_token(
+    token_file: Path | None, environ: MutableMapping[str, str], *, required: bool = True
+) -> str:
     # Read and forget the env token whatever happens, so no job ever inherits it.
     env_token = environ.pop(TOKEN_ENV, "").strip()
     if token_file is not None:
@@ -152,7 +167,7 @@ def _read_token(token_file: Path | None, environ: MutableMapping[str, str]) -> s
         if not token:
             raise ConfigError(f"--token-file: {token_file} is empty")
         return token
-    if not env_token:
+    if not env_token and required:
         raise ConfigError(f"no bootstrap token: set {TOKEN_ENV} or pass --token-file PATH")
     return env_token
 
@@ -174,7 +189,12 @@ def parse_config(
         raise ConfigError(f"no server: pass --server HOST:PORT or set {SERVER_ENV}")
     servers = tuple(parse_server(address) for address in server_args)
 
-    token = _read_token(args.token_file, env)
+    state_dir = args.state_dir
+    if state_dir is None and env.get(STATE_DIR_ENV):
+        state_dir = Path(env[STATE_DIR_ENV])
+    # An agent that registered before keeps its identity there and needs no token.
+    has_identity = state_dir is not None and (state_dir / IDENTITY_FILE).is_file()
+    token = _read_token(args.token_file, env, required=not has_identity)
     hostname = socket.gethostname()
     labels = parse_labels(_split_list(env.get(LABELS_ENV, "")), LABELS_ENV)
     labels.update(parse_labels(args.label, "--label"))
@@ -191,4 +211,5 @@ def parse_config(
         ),
         drain_grace=_float(args.drain_grace, "--drain-grace", allow_zero=True),
         log_level=args.log_level,
+        state_dir=state_dir,
     )
