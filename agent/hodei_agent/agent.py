@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable
 
-from hodei_agent import __version__
+from hodei_agent import __version__, watchdog
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.config import AgentConfig
 from hodei_agent.errors import AgentError, CredentialRejected
@@ -66,6 +68,7 @@ class Agent:
         )
         self._worker_id = ""
         self._registration: Registration | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self._last_contact = time.monotonic()
         self._stop = asyncio.Event()
         self._drain_requested = asyncio.Event()
@@ -163,9 +166,27 @@ class Agent:
         registration = self._registration
         if registration is None or registration.lease <= 0:
             return
+        if not self._state.persistent:
+            return  # the jobs die with the agent: nothing to watch
         self._state.renew_lease(
             time.time() + registration.lease - registration.heartbeat_interval / 2
         )
+        self._ensure_watchdog()
+
+    def _ensure_watchdog(self) -> None:
+        """Start the lease watchdog of the state dir unless one runs (possibly started by a
+        previous process of this agent)."""
+        if self._watchdog is not None and self._watchdog.poll() is None:
+            return
+        if watchdog.running(self._state.path):
+            return
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-m", "hodei_agent.watchdog", str(self._state.path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,  # outlives the agent, as the jobs do
+        )
+        logger.debug("worker=%s: lease watchdog pid=%d", self._worker_id, self._watchdog.pid)
 
     async def _watch_lease(self, registration: Registration) -> None:
         """Stop the jobs before the server may give them to another worker.

@@ -21,6 +21,7 @@ the same code path, but nothing outlives the agent.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -31,13 +32,14 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hodei_agent.errors import AgentError
+from hodei_agent.watchdog import FENCED_FILE, JOBS_DIR, LEASE_FILE, META_FILE
 from hodei_api.v1 import logs_pb2
 
 logger = logging.getLogger(__name__)
 
 IDENTITY_FILE = "identity.json"
-_LEASE = "lease"
-_JOBS = "jobs"
+_LOCK = "lock"
 _RECORD = struct.Struct("<QBI")  # seq, stream, length
 STREAMS = (logs_pb2.LOG_STREAM_STDOUT, logs_pb2.LOG_STREAM_STDERR)
 
@@ -159,7 +161,7 @@ class JobFiles:
 
     @property
     def fenced_path(self) -> Path:
-        return self.path / "fenced"
+        return self.path / FENCED_FILE
 
     def create_outputs(self) -> tuple[int, int]:
         """Create the (empty) output files; returns write-only descriptors for the job."""
@@ -185,11 +187,11 @@ class JobFiles:
         return self.journal
 
     def write_meta(self, meta: JobMeta) -> None:
-        _write_private(self.path / "meta.json", json.dumps(asdict(meta)).encode())
+        _write_private(self.path / META_FILE, json.dumps(asdict(meta)).encode())
 
     def read_meta(self) -> JobMeta | None:
         try:
-            return JobMeta(**json.loads((self.path / "meta.json").read_bytes()))
+            return JobMeta(**json.loads((self.path / META_FILE).read_bytes()))
         except (OSError, ValueError, TypeError):
             return None
 
@@ -235,8 +237,9 @@ class StateDir:
     def __init__(self, path: Path, *, persistent: bool) -> None:
         self.path = path
         self.persistent = persistent
-        self.jobs = path / _JOBS
+        self.jobs = path / JOBS_DIR
         self.jobs.mkdir(mode=0o700, exist_ok=True)
+        self._lock: int | None = None
 
     @classmethod
     def open(cls, path: Path | None) -> StateDir:
@@ -247,10 +250,22 @@ class StateDir:
         if path.stat().st_uid != os.getuid():
             raise PermissionError(f"state dir {path} belongs to another user")
         os.chmod(path, 0o700)
-        return cls(path, persistent=True)
+        state = cls(path, persistent=True)
+        # Two agents on one state dir would both claim its jobs.
+        lock = os.open(path / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            raise AgentError(f"another agent is using the state dir {path}") from None
+        state._lock = lock
+        return state
 
     def close(self) -> None:
-        """Remove a temporary state dir (a persistent one stays)."""
+        """Release a persistent state dir; remove a temporary one."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
         if not self.persistent:
             shutil.rmtree(self.path, ignore_errors=True)
 
@@ -279,7 +294,7 @@ class StateDir:
 
     @property
     def lease_path(self) -> Path:
-        return self.path / _LEASE
+        return self.path / LEASE_FILE
 
     def renew_lease(self, deadline: float) -> None:
         """Record the wall-clock time past which no job may run without word from a server."""

@@ -1,0 +1,124 @@
+"""The lease watchdog: stops a dead agent's jobs before the server may run them elsewhere.
+
+An agent keeps the jobs of the attempts it holds alive past its own death, so that a restarted
+agent can re-attach to them. That must not outlast the lease: once the server declares the
+worker lost, it retries the jobs elsewhere, and the old processes must be gone by then. A live
+agent stops its jobs itself when it hears nothing from the server (`Agent._watch_lease`); for a
+dead one, this small process (one per state dir, started by the agent, no gRPC, no protobuf)
+reads the deadline the agent renews with every acknowledged heartbeat and, once it has
+passed, kills the process group of every job in the state dir and marks it fenced. It exits
+when the agent drained (the lease file is gone) or after fencing, with nothing left to guard.
+
+`python -m hodei_agent.watchdog STATE_DIR`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+LEASE_FILE = "lease"
+JOBS_DIR = "jobs"
+META_FILE = "meta.json"
+FENCED_FILE = "fenced"
+PID_FILE = "watchdog.pid"
+
+POLL_SECONDS = 0.25
+KILL_GRACE = 1.0
+
+
+def start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (when the process started); None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[19])
+
+
+def running(state_dir: Path) -> bool:
+    """True if a watchdog is already watching `state_dir`."""
+    try:
+        pid, ticks = (int(v) for v in (state_dir / PID_FILE).read_text().split())
+    except (OSError, ValueError):
+        return False
+    return start_ticks(pid) == ticks
+
+
+def _deadline(state_dir: Path) -> float | None:
+    try:
+        return float((state_dir / LEASE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return 0.0  # unreadable: the jobs have no lease
+
+
+def _live_jobs(state_dir: Path) -> list[tuple[Path, int]]:
+    """(job dir, process group) of every job whose wrapper process still runs."""
+    live = []
+    with contextlib.suppress(FileNotFoundError):
+        for job in (state_dir / JOBS_DIR).iterdir():
+            try:
+                meta = json.loads((job / META_FILE).read_bytes())
+                pid, ticks = int(meta["pid"]), int(meta["start_ticks"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if start_ticks(pid) == ticks:
+                live.append((job, pid))
+    return live
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def fence(state_dir: Path) -> int:
+    """Mark and kill every live job of `state_dir`; returns how many there were."""
+    live = _live_jobs(state_dir)
+    for job, pgid in live:
+        with contextlib.suppress(OSError):
+            (job / FENCED_FILE).touch(mode=0o600)
+        _signal_group(pgid, signal.SIGTERM)
+    if live:
+        time.sleep(KILL_GRACE)
+        for _, pgid in live:
+            _signal_group(pgid, signal.SIGKILL)
+    return len(live)
+
+
+def watch(state_dir: Path) -> int:
+    fd = os.open(state_dir / PID_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as pid_file:
+        pid_file.write(f"{os.getpid()} {start_ticks(os.getpid())}\n")
+    while True:
+        deadline = _deadline(state_dir)
+        if deadline is None:
+            return 0
+        if time.time() > deadline:
+            fenced = fence(state_dir)
+            if fenced:
+                sys.stderr.write(f"hodei-agent watchdog: lease expired; stopped {fenced} job(s)\n")
+            # A restarted agent renews the lease and starts a watchdog of its own if needed.
+            if _deadline(state_dir) is None or time.time() > (_deadline(state_dir) or 0.0):
+                return 0
+        time.sleep(POLL_SECONDS)
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: python -m hodei_agent.watchdog STATE_DIR\n")
+        sys.exit(2)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.exit(watch(Path(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()
