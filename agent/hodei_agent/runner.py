@@ -183,8 +183,14 @@ class JobRunner:
         loop = asyncio.get_running_loop()
         exited = asyncio.Event()
         pidfd = _open_pidfd(meta.pid, meta.start_ticks)
+        # A pid is not reused while a process group of that id exists, so when the pid
+        # names another process, nothing of the job is left, and that process's own group
+        # (if it leads one) must not be signalled.
+        pgid: int | None = meta.pid
         if pidfd is None:
             exited.set()
+            if process_start_ticks(meta.pid) is not None:
+                pgid = None
         else:
             loop.add_reader(pidfd, exited.set)  # a pidfd is readable once the process exited
         timeout = None
@@ -193,7 +199,7 @@ class JobRunner:
         logger.info("job=%s attempt=%d: re-attached to pid %d%s", self.job_id, self.attempt,
                     meta.pid, "" if pidfd is not None else " (already ended)")
         try:
-            terminated = await self._follow(meta.pid, exited, timeout, offsets)
+            terminated = await self._follow(pgid, exited, timeout, offsets)
         finally:
             if pidfd is not None:
                 loop.remove_reader(pidfd)
@@ -252,11 +258,11 @@ class JobRunner:
         return self._result(transport.get_returncode(), terminated)
 
     async def _follow(
-        self, pgid: int, exited: asyncio.Event, time_left: float | None,
+        self, pgid: int | None, exited: asyncio.Event, time_left: float | None,
         offsets: Mapping[int, int],
     ) -> _Termination | None:
         """Tail both output files from `offsets` while supervising the process group, which
-        gets `time_left` seconds (None: no timeout)."""
+        gets `time_left` seconds (None: no timeout); with no group, just read them out."""
         group_gone = asyncio.Event()
         fds = [self._files.open_output(stream) for stream in STREAMS]
         name = f"job-{self.job_id}-{self.attempt}"
@@ -268,12 +274,15 @@ class JobRunner:
             for fd, stream in zip(fds, STREAMS, strict=True)
         ]
         try:
-            terminated = await self._supervise(pgid, exited, time_left)
+            terminated = None
+            if pgid is not None:
+                terminated = await self._supervise(pgid, exited, time_left)
             group_gone.set()
             await asyncio.gather(*tails)
         except BaseException:
             # The agent is shutting down (or broke): leave no process of the job behind.
-            signal_group(pgid, signal.SIGKILL)
+            if pgid is not None:
+                signal_group(pgid, signal.SIGKILL)
             for task in tails:
                 task.cancel()
             raise
