@@ -56,6 +56,7 @@ WRAPPER_SHELL = "/bin/sh"
 WRAPPER = 's=$1; shift; trap : HUP INT TERM; (exec "$@"); c=$?; echo "$c" > "$s"; exit "$c"'
 WRAPPER_NAME = "hodei-job"
 LEASE_LOST_REASON = "the agent's lease ran out while it was down"
+UNKNOWN_END_REASON = "its processes ended while the agent was down, leaving no exit status"
 
 
 @dataclass(frozen=True)
@@ -361,8 +362,9 @@ class JobRunner:
         if terminated is not None:
             result = JobResult(terminated.outcome, exit_code, terminated.reason)
         elif exit_code is None:
-            result = JobResult(jobs_pb2.JOB_STATE_FAILED, None,
-                               "ended while the agent was down; its exit status is unknown")
+            # Its wrapper was killed too (the group was SIGKILLed, the OOM killer...) while no
+            # agent watched: as when the agent dies with its job, the attempt is lost.
+            result = JobResult(jobs_pb2.JOB_STATE_LOST, None, UNKNOWN_END_REASON)
         elif exit_code == 0:
             result = JobResult(jobs_pb2.JOB_STATE_SUCCEEDED, 0)
         elif signame is not None:

@@ -36,6 +36,8 @@ class FaultServer(ServerProcess):
     heartbeat_ttl: float = 20.0
     reconcile_interval: float = 1.0  # the product's default
     name: str = "server"
+    # The local provider restarts an agent killed by a signal (off: a killed agent stays gone).
+    restart_agents: bool = True
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir / self.name
@@ -56,6 +58,7 @@ class FaultServer(ServerProcess):
             f"min_workers = {self.workers}\n"
             f"max_workers = {self.workers}\n"
             f"slots = {self.slots}\n"
+            f"restart = {'true' if self.restart_agents else 'false'}\n"
         )
 
     @property

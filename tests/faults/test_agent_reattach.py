@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from hodei_api.v1 import jobs_pb2
+from hodei_plugins.local.provider import MIN_UPTIME_FOR_RESTART
 from tests.faults.conftest import Recorder
 from tests.faults.harness import (
     FINAL,
@@ -226,3 +227,37 @@ def test_agent_restarted_after_the_ttl_finds_its_job_stopped_and_retried(
     assert state_name(next_job) == "SUCCEEDED"
     assert next_job.worker_id == restarted.id == job.attempts[0].worker_id
     assert stopped_after < ttl
+
+
+def test_local_provider_restarts_a_killed_agent_as_the_same_worker(
+    tmp_path: Path, database_url: str, servers: list[FaultServer], record_figure: Recorder,
+) -> None:
+    server = FaultServer(tmp_path, database_url, workers=1, heartbeat_ttl=10.0)
+    servers.append(server)
+    server.start()
+    starts, marker = tmp_path / "starts", secrets.token_hex(8)
+    lines = 200
+    time.sleep(MIN_UPTIME_FOR_RESTART)  # a younger agent dying is taken for a crash loop
+    with server.channel() as channel:
+        job_id = submit(channel, command=job_command(numbered_lines(starts, lines, 0.02),
+                                                     marker))
+        wait_for(lambda: stored_lines(database_url, job_id) >= 30, 30, "the first lines")
+        worker_before = get_job(channel, job_id).worker_id
+        [agent] = server.agent_pids()
+        os.kill(agent, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_for(lambda: server.agent_pids() not in ([], [agent]), 10, "the agent's restart")
+        lines_at_restart = stored_lines(database_url, job_id)
+        wait_for(lambda: stored_lines(database_url, job_id) > lines_at_restart, 30,
+                 "output to flow again")
+        reattach_seconds = time.monotonic() - killed_at
+        wait_for(lambda: state_of(channel, job_id) in FINAL, 60, "the job to finish")
+        job = get_job(channel, job_id)
+    logs = hodeictl_logs(server, job_id)
+    expected = [f"line-{i}".encode() for i in range(1, lines + 1)]
+    record_figure("kill to output flowing again (s)", round(reattach_seconds, 2))
+    assert state_name(job) == "SUCCEEDED", server.log_text()[-4000:]
+    assert starts.read_text().split() == ["1"]
+    assert len(job.attempts) == 1
+    assert job.worker_id == worker_before
+    assert logs.stdout == b"".join(line + b"\n" for line in expected)

@@ -18,7 +18,7 @@ from hodei_agent import watchdog
 from hodei_agent.errors import AgentError
 from hodei_agent.outbox import Outbox
 from hodei_agent.procgroup import group_exists
-from hodei_agent.runner import WRAPPER, WRAPPER_NAME, WRAPPER_SHELL
+from hodei_agent.runner import UNKNOWN_END_REASON, WRAPPER, WRAPPER_NAME, WRAPPER_SHELL
 from hodei_agent.statedir import Identity, JobFiles, JobMeta, StateDir, process_start_ticks
 from hodei_agent.supervisor import JobSupervisor
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
@@ -181,9 +181,9 @@ def test_a_reused_pid_is_not_taken_for_the_job(tmp_path: Path) -> None:
         other.kill()
         other.wait()
     done = finished_of(reader)
-    assert done.outcome == jobs_pb2.JOB_STATE_FAILED
+    assert done.outcome == jobs_pb2.JOB_STATE_LOST
     assert not done.has_exit_code
-    assert "exit status is unknown" in done.reason
+    assert done.reason == UNKNOWN_END_REASON
     state.close()
 
 
