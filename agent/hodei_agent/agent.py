@@ -107,7 +107,7 @@ class Agent:
         self._registration = registration
         self._worker_id = self._supervisor.worker_id = registration.worker_id
         self._last_contact = time.monotonic()
-        self._renew_lease()
+        self._resume_lease(registration)
         # Before the first Hello, which announces them: the attempts a previous process of
         # this agent left running stay this worker's.
         self._supervisor.adopt()
@@ -160,14 +160,23 @@ class Agent:
             ))
         return registration
 
+    def _resume_lease(self, registration: Registration) -> None:
+        """A restarted agent's lease runs from the last contact its previous process had,
+        not from now: the server counts from its last stored heartbeat."""
+        deadline = self._state.lease_deadline()
+        if deadline is None or registration.lease <= 0:
+            self._renew_lease()
+            return
+        last_contact = deadline - registration.lease + registration.heartbeat_interval / 2
+        self._last_contact -= max(0.0, time.time() - last_contact)
+        self._ensure_watchdog()
+
     def _renew_lease(self) -> None:
         """Tell the lease watchdog until when the jobs may run without further word: just
         after this agent would stop them itself, before the server may hand them on."""
         registration = self._registration
         if registration is None or registration.lease <= 0:
             return
-        if not self._state.persistent:
-            return  # the jobs die with the agent: nothing to watch
         self._state.renew_lease(
             time.time() + registration.lease - registration.heartbeat_interval / 2
         )
@@ -180,8 +189,11 @@ class Agent:
             return
         if watchdog.running(self._state.path):
             return
+        argv = [sys.executable, "-m", "hodei_agent.watchdog", str(self._state.path)]
+        if not self._state.persistent:
+            argv.append("--remove")  # no agent can come back to a temporary state dir
         self._watchdog = subprocess.Popen(
-            [sys.executable, "-m", "hodei_agent.watchdog", str(self._state.path)],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             start_new_session=True,  # outlives the agent, as the jobs do

@@ -55,7 +55,7 @@ class JobResult:
 WRAPPER_SHELL = "/bin/sh"
 WRAPPER = 's=$1; shift; trap : HUP INT TERM; (exec "$@"); c=$?; echo "$c" > "$s"; exit "$c"'
 WRAPPER_NAME = "hodei-job"
-LEASE_LOST_REASON = "the agent's lease ran out while it was down"
+LEASE_LOST_REASON = "the agent's lease ran out (its watchdog stopped the job)"
 UNKNOWN_END_REASON = "its processes ended while the agent was down, leaving no exit status"
 
 
@@ -207,9 +207,14 @@ class JobRunner:
                 os.close(pidfd)
             if meta.temp_dir and not remove_if_empty(meta.temp_dir):
                 await asyncio.to_thread(remove_temp_dir, meta.temp_dir)
+        return self._result(self._files.read_status(), self._fenced_if_so(terminated))
+
+    def _fenced_if_so(self, terminated: _Termination | None) -> _Termination | None:
+        """The lease watchdog's doing, when it stopped the job (the agent was dead, paused
+        or cut off): the attempt ends LOST."""
         if terminated is None and self._files.fenced_path.exists():
-            terminated = _Termination(jobs_pb2.JOB_STATE_LOST, LEASE_LOST_REASON, 0.0)
-        return self._result(self._files.read_status(), terminated)
+            return _Termination(jobs_pb2.JOB_STATE_LOST, LEASE_LOST_REASON, 0.0)
+        return terminated
 
     def _failed_to_start(self, why: str) -> JobResult:
         logger.warning("job=%s attempt=%d failed to start: %s", self.job_id, self.attempt, why)
@@ -256,7 +261,7 @@ class JobRunner:
             terminated = await self._follow(pid, protocol.exited, timeout, {})
         finally:
             transport.close()
-        return self._result(transport.get_returncode(), terminated)
+        return self._result(transport.get_returncode(), self._fenced_if_so(terminated))
 
     async def _follow(
         self, pgid: int | None, exited: asyncio.Event, time_left: float | None,

@@ -298,8 +298,14 @@ class StateDir:
 
     def renew_lease(self, deadline: float) -> None:
         """Record the wall-clock time past which no job may run without word from a server."""
-        if self.persistent:
-            _write_private(self.lease_path, b"%.3f\n" % deadline)
+        _write_private(self.lease_path, b"%.3f\n" % deadline)
+
+    def lease_deadline(self) -> float | None:
+        """The deadline last recorded (by this or a previous process of the agent)."""
+        try:
+            return float(self.lease_path.read_text())
+        except (OSError, ValueError):
+            return None
 
     def drop_lease(self) -> None:
         with contextlib.suppress(FileNotFoundError):

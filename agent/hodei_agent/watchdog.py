@@ -9,7 +9,7 @@ reads the deadline the agent renews with every acknowledged heartbeat and, once 
 passed, kills the process group of every job in the state dir and marks it fenced. It exits
 when the agent drained (the lease file is gone) or after fencing, with nothing left to guard.
 
-`python -m hodei_agent.watchdog STATE_DIR`
+`python -m hodei_agent.watchdog STATE_DIR [--remove]`
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -94,7 +95,9 @@ def fence(state_dir: Path) -> int:
     return len(live)
 
 
-def watch(state_dir: Path) -> int:
+def watch(state_dir: Path, *, remove: bool = False) -> int:
+    """Watch until the agent drained, or its lease ran out and its jobs were stopped; then
+    remove `state_dir` if `remove` (a temporary one, which no agent can come back to)."""
     fd = os.open(state_dir / PID_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as pid_file:
         pid_file.write(f"{os.getpid()} {start_ticks(os.getpid())}\n")
@@ -107,17 +110,22 @@ def watch(state_dir: Path) -> int:
             if fenced:
                 sys.stderr.write(f"hodei-agent watchdog: lease expired; stopped {fenced} job(s)\n")
             # A restarted agent renews the lease and starts a watchdog of its own if needed.
-            if _deadline(state_dir) is None or time.time() > (_deadline(state_dir) or 0.0):
+            deadline = _deadline(state_dir)
+            if deadline is None or time.time() > deadline:
+                if remove and deadline is not None:
+                    shutil.rmtree(state_dir, ignore_errors=True)
                 return 0
         time.sleep(POLL_SECONDS)
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: python -m hodei_agent.watchdog STATE_DIR\n")
+    args = sys.argv[1:]
+    remove = "--remove" in args
+    paths = [a for a in args if a != "--remove"]
+    if len(paths) != 1:
+        sys.stderr.write("usage: python -m hodei_agent.watchdog STATE_DIR [--remove]\n")
         sys.exit(2)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    sys.exit(watch(Path(sys.argv[1])))
+    sys.exit(watch(Path(paths[0]), remove=remove))
 
 
 if __name__ == "__main__":
