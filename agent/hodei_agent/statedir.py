@@ -4,14 +4,18 @@ to re-attach to it (the job's output files, how far they were turned into chunks
 ```
 STATE_DIR/                 0700
   identity.json            0600  worker id, credential, heartbeat interval, lease
+  lock                     held (flock) by the agent using the directory
   lease                    the wall-clock time after which the jobs must be stopped
-  jobs/<job>.<attempt>/    0700, removed once the server acknowledged the result
-    meta.json              job, attempt, pid and its start time, start, timeout, temp dir
-    stdout, stderr         what the job wrote (the job writes the files itself)
-    chunks                 one record per chunk made: seq, stream, length (see ChunkJournal)
-    acked                  the highest seq the server acknowledged
-    status                 the job's exit status, written by its wrapper when it ends
-    fenced                 present when the lease ran out while no agent was there
+  watchdog.pid             the lease watchdog (hodei_agent.watchdog)
+  jobs/<job>.<attempt>.*   one set of files per attempt, removed once the server
+                           acknowledged the result (flat: a directory per job would cost
+                           two more file-system operations per job):
+    .meta                  job, attempt, pid and its start time, start, timeout, temp dir
+    .stdout, .stderr       what the job wrote (the job writes the files itself)
+    .chunks                one record per chunk made: seq, stream, length (ChunkJournal)
+    .acked                 the highest seq the server acknowledged
+    .status                the job's exit status, written by its wrapper when it ends
+    .fenced                present when the lease watchdog stopped the job
 ```
 
 Without `--state-dir` the agent uses a private temporary directory, removed when it exits:
@@ -33,13 +37,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hodei_agent.errors import AgentError
-from hodei_agent.watchdog import FENCED_FILE, JOBS_DIR, LEASE_FILE, META_FILE
+from hodei_agent.watchdog import FENCED_SUFFIX, JOBS_DIR, LEASE_FILE, META_SUFFIX
 from hodei_api.v1 import logs_pb2
 
 logger = logging.getLogger(__name__)
 
 IDENTITY_FILE = "identity.json"
 _LOCK = "lock"
+STDOUT_SUFFIX = ".stdout"
+STDERR_SUFFIX = ".stderr"
+CHUNKS_SUFFIX = ".chunks"
+ACKED_SUFFIX = ".acked"
+STATUS_SUFFIX = ".status"
+JOB_SUFFIXES = (META_SUFFIX, STDOUT_SUFFIX, STDERR_SUFFIX, CHUNKS_SUFFIX, ACKED_SUFFIX,
+                STATUS_SUFFIX, FENCED_SUFFIX)
 _RECORD = struct.Struct("<QBI")  # seq, stream, length
 STREAMS = (logs_pb2.LOG_STREAM_STDOUT, logs_pb2.LOG_STREAM_STDERR)
 
@@ -99,22 +110,31 @@ class ChunkJournal:
     unacknowledged ones byte for byte and goes on from the next offset with the next seq.
     """
 
-    def __init__(self, directory: Path) -> None:
-        self._chunks = os.open(directory / "chunks", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._acked = os.open(directory / "acked", os.O_WRONLY | os.O_CREAT, 0o600)
+    def __init__(self, prefix: str) -> None:
+        # Created on first use: a job that prints nothing costs no journal files.
+        self._prefix = prefix
+        self._chunks: int | None = None
+        self._acked: int | None = None
 
     def chunk(self, seq: int, stream: logs_pb2.LogStream, length: int) -> None:
         """Record chunk `seq`: the next `length` bytes of `stream`'s file."""
+        if self._chunks is None:
+            self._chunks = os.open(self._prefix + CHUNKS_SUFFIX,
+                                   os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.write(self._chunks, _RECORD.pack(seq, stream, length))
 
     def acked(self, seq: int) -> None:
         """Record that the server acknowledged every chunk up to `seq`."""
+        if self._acked is None:
+            self._acked = os.open(self._prefix + ACKED_SUFFIX, os.O_WRONLY | os.O_CREAT, 0o600)
         os.pwrite(self._acked, seq.to_bytes(8, "little"), 0)
 
     def close(self) -> None:
         for fd in (self._chunks, self._acked):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._chunks = self._acked = None
 
 
 @dataclass(frozen=True)
@@ -139,29 +159,26 @@ class Journal:
 
 
 class JobFiles:
-    """The directory of one job attempt."""
+    """The files of one job attempt: `<prefix>.meta`, `<prefix>.stdout`, ..."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, prefix: Path) -> None:
+        self.prefix = str(prefix)
         self.journal: ChunkJournal | None = None
 
-    @property
-    def key(self) -> tuple[str, int]:
-        meta = self.read_meta()
-        if meta is None:
-            raise ValueError(f"{self.path} has no metadata")
-        return meta.job_id, meta.attempt
+    def _path(self, suffix: str) -> Path:
+        return Path(self.prefix + suffix)
 
     def output_path(self, stream: logs_pb2.LogStream) -> Path:
-        return self.path / ("stdout" if stream == logs_pb2.LOG_STREAM_STDOUT else "stderr")
+        return self._path(STDOUT_SUFFIX if stream == logs_pb2.LOG_STREAM_STDOUT
+                          else STDERR_SUFFIX)
 
     @property
     def status_path(self) -> Path:
-        return self.path / "status"
+        return self._path(STATUS_SUFFIX)
 
     @property
     def fenced_path(self) -> Path:
-        return self.path / FENCED_FILE
+        return self._path(FENCED_SUFFIX)
 
     def create_outputs(self) -> tuple[int, int]:
         """Create the (empty) output files; returns write-only descriptors for the job."""
@@ -183,21 +200,28 @@ class JobFiles:
         return os.open(self.output_path(stream), os.O_RDONLY | os.O_CREAT, 0o600)
 
     def open_journal(self) -> ChunkJournal:
-        self.journal = ChunkJournal(self.path)
+        self.journal = ChunkJournal(self.prefix)
         return self.journal
 
     def write_meta(self, meta: JobMeta) -> None:
-        _write_private(self.path / META_FILE, json.dumps(asdict(meta)).encode())
+        # Written in place, not renamed into place (one file-system operation fewer per
+        # job): a kill in the middle of this small write leaves a job that is not
+        # re-attached, like a kill between the spawn and this write.
+        fd = os.open(self._path(META_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, json.dumps(asdict(meta)).encode())
+        finally:
+            os.close(fd)
 
     def read_meta(self) -> JobMeta | None:
         try:
-            return JobMeta(**json.loads((self.path / META_FILE).read_bytes()))
+            return JobMeta(**json.loads(self._path(META_SUFFIX).read_bytes()))
         except (OSError, ValueError, TypeError):
             return None
 
     def read_journal(self) -> Journal:
         try:
-            raw = (self.path / "chunks").read_bytes()
+            raw = self._path(CHUNKS_SUFFIX).read_bytes()
         except FileNotFoundError:
             raw = b""
         # A record cut short by a kill is not a chunk that was ever sent.
@@ -208,7 +232,7 @@ class JobFiles:
             entries.append(JournalEntry(seq, stream, offsets[stream], length))
             offsets[stream] += length
         try:
-            acked = int.from_bytes((self.path / "acked").read_bytes()[:8], "little")
+            acked = int.from_bytes(self._path(ACKED_SUFFIX).read_bytes()[:8], "little")
         except FileNotFoundError:
             acked = 0
         return Journal(entries, acked, offsets)
@@ -224,10 +248,13 @@ class JobFiles:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
-        shutil.rmtree(self.path, ignore_errors=True)
+        for suffix in JOB_SUFFIXES:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.prefix + suffix)
 
 
 def _safe(job_id: str) -> str:
+    # No dot: a job's files are <safe id>.<attempt>.<what>.
     return re.sub(r"[^A-Za-z0-9_-]", "_", job_id)[:64]
 
 
@@ -313,15 +340,17 @@ class StateDir:
 
     # --- jobs -------------------------------------------------------------------------------
 
-    def job_dir(self, job_id: str, attempt: int) -> JobFiles:
+    def job_files(self, job_id: str, attempt: int) -> JobFiles:
         return JobFiles(self.jobs / f"{_safe(job_id)}.{attempt}")
 
     def new_job(self, job_id: str, attempt: int) -> JobFiles:
-        files = self.job_dir(job_id, attempt)
-        if files.path.exists():  # left over from an attempt whose record is gone
+        files = self.job_files(job_id, attempt)
+        if os.path.exists(files.prefix + META_SUFFIX):  # left by an attempt whose record is gone
             files.remove()
-        files.path.mkdir(mode=0o700)
         return files
 
     def existing_jobs(self) -> list[JobFiles]:
-        return [JobFiles(path) for path in sorted(self.jobs.iterdir()) if path.is_dir()]
+        """Every attempt with files here; one whose pid was never recorded has no `.meta`
+        and is listed too (its other files are to be removed)."""
+        prefixes = {str(path).rsplit(".", 1)[0] for path in self.jobs.iterdir()}
+        return [JobFiles(Path(prefix)) for prefix in sorted(prefixes)]

@@ -25,8 +25,8 @@ from pathlib import Path
 
 LEASE_FILE = "lease"
 JOBS_DIR = "jobs"
-META_FILE = "meta.json"
-FENCED_FILE = "fenced"
+META_SUFFIX = ".meta"
+FENCED_SUFFIX = ".fenced"
 PID_FILE = "watchdog.pid"
 
 POLL_SECONDS = 0.25
@@ -61,18 +61,18 @@ def _deadline(state_dir: Path) -> float | None:
         return 0.0  # unreadable: the jobs have no lease
 
 
-def _live_jobs(state_dir: Path) -> list[tuple[Path, int]]:
-    """(job dir, process group) of every job whose wrapper process still runs."""
+def _live_jobs(state_dir: Path) -> list[tuple[str, int]]:
+    """(file prefix, process group) of every job whose wrapper process still runs."""
     live = []
     with contextlib.suppress(FileNotFoundError):
-        for job in (state_dir / JOBS_DIR).iterdir():
+        for meta_path in (state_dir / JOBS_DIR).glob("*" + META_SUFFIX):
             try:
-                meta = json.loads((job / META_FILE).read_bytes())
+                meta = json.loads(meta_path.read_bytes())
                 pid, ticks = int(meta["pid"]), int(meta["start_ticks"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             if start_ticks(pid) == ticks:
-                live.append((job, pid))
+                live.append((str(meta_path)[: -len(META_SUFFIX)], pid))
     return live
 
 
@@ -84,9 +84,9 @@ def _signal_group(pgid: int, signum: signal.Signals) -> None:
 def fence(state_dir: Path) -> int:
     """Mark and kill every live job of `state_dir`; returns how many there were."""
     live = _live_jobs(state_dir)
-    for job, pgid in live:
+    for prefix, pgid in live:
         with contextlib.suppress(OSError):
-            (job / FENCED_FILE).touch(mode=0o600)
+            Path(prefix + FENCED_SUFFIX).touch(mode=0o600)
         _signal_group(pgid, signal.SIGTERM)
     if live:
         time.sleep(KILL_GRACE)

@@ -67,7 +67,7 @@ def test_journal_gives_offsets_seqs_and_ignores_a_torn_record(tmp_path: Path) ->
     journal.chunk(3, STDOUT, 7)
     journal.acked(2)
     journal.close()
-    with open(files.path / "chunks", "ab") as raw:
+    with open(files.prefix + ".chunks", "ab") as raw:
         raw.write(b"\x04\x00\x00")  # a record cut short by a kill: never sent
     read = files.read_journal()
     assert [(e.seq, e.stream, e.offset, e.length) for e in read.entries] == [
@@ -76,7 +76,7 @@ def test_journal_gives_offsets_seqs_and_ignores_a_torn_record(tmp_path: Path) ->
     assert (read.acked_seq, read.last_seq) == (2, 3)
     assert read.offsets == {STDOUT: 17, STDERR: 4}
     files.remove()
-    assert not files.path.exists()
+    assert list(state.jobs.iterdir()) == []
     state.close()
 
 
