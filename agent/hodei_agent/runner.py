@@ -132,7 +132,11 @@ class JobRunner:
         files: JobFiles,
         base_env: Mapping[str, str] | None = None,
         limits: BatchLimits = DEFAULT_LIMITS,
+        outlive_agent: bool = True,
     ) -> None:
+        """`outlive_agent`: run the job under the status-recording wrapper, so that an agent
+        restarted on the same state dir can tell how it ended; pointless (and one exec per
+        job saved) when the state dir is temporary."""
         self.job_id = job_id
         self.attempt = attempt
         self.spec = spec
@@ -141,6 +145,7 @@ class JobRunner:
         self._files = files
         self._base_env = base_env
         self._limits = limits
+        self._outlive_agent = outlive_agent
         self._termination: _Termination | None = None
         self._terminate = asyncio.Event()
 
@@ -230,11 +235,14 @@ class JobRunner:
             return self._failed_to_start(str(exc))
         except OSError as exc:
             return self._failed_to_start(f"cannot create its output files: {exc}")
+        argv = launch.argv
+        if self._outlive_agent:
+            argv = [WRAPPER_SHELL, "-c", WRAPPER, WRAPPER_NAME, str(self._files.status_path),
+                    *argv]
         try:
             transport, protocol = await loop.subprocess_exec(
                 _ExitProtocol,
-                WRAPPER_SHELL, "-c", WRAPPER, WRAPPER_NAME, str(self._files.status_path),
-                *launch.argv,
+                *argv,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,

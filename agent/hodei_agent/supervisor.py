@@ -84,6 +84,7 @@ class JobSupervisor:
             sink=record,
             files=files,
             limits=self._limits,
+            outlive_agent=self._state.persistent,
         )
         self._start(runner, record, runner.run(record.accept))
 

@@ -115,6 +115,7 @@ async def run_job(
     | None = None,
     keep_data: bool = True,
     acking: bool = True,
+    outlive_agent: bool = True,
 ) -> tuple[JobRun, OutboxReader]:
     """Run `spec` as job "job-1" attempt 1 and collect what it sends.
 
@@ -135,6 +136,7 @@ async def run_job(
         worker_id="worker-1",
         sink=record,
         files=files,
+        outlive_agent=outlive_agent,
         base_env=env if env is not None else {"PATH": "/usr/local/bin:/usr/bin:/bin"},
         limits=limits,
     )
