@@ -3,10 +3,11 @@ restarted agent can pick up again.
 
 Nothing the job needs depends on the agent staying alive:
 
-- its stdout and stderr are files in the attempt's state directory, which the agent tails
+- its stdout and stderr are files in the agent's state directory, which the agent tails
   (`batcher.tail`), so a job never writes into a pipe that died with the agent;
-- it runs under a one-line `sh` wrapper that writes its exit status into that directory when
-  it ends, so the status is known even when the agent was not its parent any more;
+- with a persistent state dir it runs under a one-line `sh` wrapper that writes its exit
+  status there when it ends, so the status is known even when the agent was not its parent
+  any more;
 - the agent records its pid with the process's start time (pid reuse) and, once restarted,
   watches it through a pidfd (`os.pidfd_open`), which works for a process that is not its
   child. Timeout and cancel signal the process group, which needs no parenthood either.
