@@ -67,9 +67,6 @@ def run(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", exc)
     except Exception:
         logger.exception("the agent crashed")
-    finally:
-        if config.state_dir is not None and config.state_dir_temporary:
-            shutil.rmtree(config.state_dir, ignore_errors=True)
     return EXIT_FAILURE
 
 

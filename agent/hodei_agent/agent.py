@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable
 
-from hodei_agent import __version__
+from hodei_agent import __version__, watchdog
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.config import AgentConfig
-from hodei_agent.errors import AgentError
+from hodei_agent.errors import AgentError, CredentialRejected
 from hodei_agent.identity import TlsOptions
 from hodei_agent.metrics import MetricsSampler
 from hodei_agent.outbox import MAX_UNACKED_BYTES, Outbox
 from hodei_agent.procgroup import become_subreaper
 from hodei_agent.runner import DEFAULT_KILL_GRACE
 from hodei_agent.session import Registration, Session
+from hodei_agent.statedir import Identity, StateDir
 from hodei_agent.supervisor import JobSupervisor
 from hodei_api.v1 import agent_pb2, workers_pb2
 
@@ -52,7 +55,10 @@ class Agent:
     ) -> None:
         self._config = config
         self._outbox = Outbox(max_unacked_bytes)
-        self._supervisor = JobSupervisor(self._outbox, slots=config.slots, limits=limits)
+        self._state = StateDir.open(config.state_dir)
+        self._supervisor = JobSupervisor(
+            self._outbox, self._state, slots=config.slots, limits=limits
+        )
         self._metrics = MetricsSampler()
         self._session = Session(
             config.servers,
@@ -60,10 +66,12 @@ class Agent:
             hello=self._hello,
             heartbeat=self._heartbeat,
             on_message=self._dispatch,
-            tls=(TlsOptions(config.ca_cert, config.state_dir)
-                 if config.ca_cert is not None and config.state_dir is not None else None),
+            tls=(TlsOptions(config.ca_cert, self._state.path)
+                 if config.ca_cert is not None else None),
         )
         self._worker_id = ""
+        self._registration: Registration | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self._last_contact = time.monotonic()
         self._stop = asyncio.Event()
         self._drain_requested = asyncio.Event()
@@ -88,13 +96,24 @@ class Agent:
 
     async def run(self) -> int:
         """Run until drained (returns 0); raises `AgentError` when the server refuses us."""
+        try:
+            return await self._run()
+        finally:
+            self._state.close()
+
+    async def _run(self) -> int:
         become_subreaper()
-        registration = await self._session.register(self._register_request(), self._drain_requested)
+        registration = await self._identify()
         if registration is None:
             logger.info("stopped before registering")
             return 0
+        self._registration = registration
         self._worker_id = self._supervisor.worker_id = registration.worker_id
         self._last_contact = time.monotonic()
+        self._resume_lease(registration)
+        # Before the first Hello, which announces them: the attempts a previous process of
+        # this agent left running stay this worker's.
+        self._supervisor.adopt()
         session = asyncio.create_task(self._session.run(registration, self._stop), name="session")
         drain = asyncio.create_task(self._drain(), name="drain")
         lease = asyncio.create_task(self._watch_lease(registration), name="lease")
@@ -105,14 +124,87 @@ class Agent:
                 self._stop.set()
                 await session
                 logger.info("worker=%s: drained, exiting", self._worker_id)
+                # The server retires a drained worker: the next start registers anew.
+                self._state.forget_identity()
+                self._state.drop_lease()
                 return 0
-            session.result()  # the session only ends early by raising
+            try:
+                session.result()  # the session only ends early by raising
+            except CredentialRejected:
+                self._state.forget_identity()
+                raise
             raise AgentError("the session ended without being stopped")
         finally:
             for task in (drain, session, lease):
                 task.cancel()
             await asyncio.wait({drain, session, lease})
             await self._stop_jobs()
+
+    async def _identify(self) -> Registration | None:
+        """The identity kept in the state dir, else a new one from registering."""
+        # Over TLS the worker is its certificate, which a restarted agent does not reload
+        # yet: it registers anew (and its previous process's jobs end LOST and are retried).
+        tls = self._config.ca_cert is not None
+        identity = None if tls else self._state.load_identity()
+        if identity is not None:
+            logger.info("resuming as worker=%s (from %s)", identity.worker_id, self._state.path)
+            return Registration(
+                worker_id=identity.worker_id,
+                credential=identity.credential,
+                heartbeat_interval=identity.heartbeat_interval,
+                lease=identity.lease,
+            )
+        if not self._config.bootstrap_token:
+            raise AgentError(f"no identity in {self._state.path} and no bootstrap token")
+        registration = await self._session.register(self._register_request(), self._drain_requested)
+        if registration is not None and not tls:
+            self._state.save_identity(Identity(
+                worker_id=registration.worker_id,
+                credential=registration.credential,
+                heartbeat_interval=registration.heartbeat_interval,
+                lease=registration.lease,
+            ))
+        return registration
+
+    def _resume_lease(self, registration: Registration) -> None:
+        """A restarted agent's lease runs from the last contact its previous process had,
+        not from now: the server counts from its last stored heartbeat."""
+        deadline = self._state.lease_deadline()
+        if deadline is None or registration.lease <= 0:
+            self._renew_lease()
+            return
+        last_contact = deadline - registration.lease + registration.heartbeat_interval / 2
+        self._last_contact -= max(0.0, time.time() - last_contact)
+        self._ensure_watchdog()
+
+    def _renew_lease(self) -> None:
+        """Tell the lease watchdog until when the jobs may run without further word: just
+        after this agent would stop them itself, before the server may hand them on."""
+        registration = self._registration
+        if registration is None or registration.lease <= 0:
+            return
+        self._state.renew_lease(
+            time.time() + registration.lease - registration.heartbeat_interval / 2
+        )
+        self._ensure_watchdog()
+
+    def _ensure_watchdog(self) -> None:
+        """Start the lease watchdog of the state dir unless one runs (possibly started by a
+        previous process of this agent)."""
+        if self._watchdog is not None and self._watchdog.poll() is None:
+            return
+        if watchdog.running(self._state.path):
+            return
+        argv = [sys.executable, "-m", "hodei_agent.watchdog", str(self._state.path)]
+        if not self._state.persistent:
+            argv.append("--remove")  # no agent can come back to a temporary state dir
+        self._watchdog = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,  # outlives the agent, as the jobs do
+        )
+        logger.debug("worker=%s: lease watchdog pid=%d", self._worker_id, self._watchdog.pid)
 
     async def _watch_lease(self, registration: Registration) -> None:
         """Stop the jobs before the server may give them to another worker.
@@ -193,9 +285,11 @@ class Agent:
         elif kind == "log_ack":
             self._outbox.ack_chunks(message.log_ack)
         elif kind == "finished_ack":
-            self._outbox.ack_finished(message.finished_ack)
+            ack = message.finished_ack
+            if self._outbox.ack_finished(ack):
+                self._supervisor.release((ack.job_id, ack.attempt))
         elif kind == "heartbeat_ack":
-            pass  # renewing the lease is all it does
+            self._renew_lease()
         elif kind == "drain":
             logger.info("worker=%s: the server asks to drain", self._worker_id)
             self.request_drain(message.drain.grace_seconds or None)

@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from hodei_agent.errors import ConfigError
 from hodei_agent.metrics import detect_cpus, detect_memory_mb
+from hodei_agent.statedir import IDENTITY_FILE
 
 TOKEN_ENV = "HODEI_BOOTSTRAP_TOKEN"
 SERVER_ENV = "HODEI_SERVER"
@@ -44,10 +45,9 @@ class AgentConfig:
     # PEM of the CA that signed the server's certificate; None: plaintext (loopback only,
     # unless `insecure`).
     ca_cert: bytes | None = None
-    # Where the agent keeps its private key and certificate (mode 0700).
+    # Where the agent keeps its identity, its key and certificate, and its jobs' output;
+    # None: a temporary directory, and nothing survives the agent.
     state_dir: Path | None = None
-    # The state dir is a temporary one the agent removes when it exits.
-    state_dir_temporary: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,8 +103,9 @@ def _build_parser() -> _Parser:
         "--state-dir",
         type=Path,
         metavar="DIR",
-        help=f"where the agent keeps its key and certificate (env {STATE_DIR_ENV}; "
-             "default: a private temporary directory)",
+        help=f"keep the worker identity, its key and certificate and the jobs' output here, so "
+        f"that a restarted agent is the same worker and re-attaches to the jobs still running "
+        f"(env {STATE_DIR_ENV}; default: a temporary directory, nothing survives the agent)",
     )
     parser.add_argument(
         "--insecure",
@@ -193,18 +194,9 @@ def _read_ca(path: Path | None) -> bytes | None:
     return data
 
 
-def _state_dir(path: Path | None) -> Path:
-    if path is None:
-        return Path(tempfile.mkdtemp(prefix="hodei-agent-"))  # mode 0700
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.chmod(0o700)
-    except OSError as exc:
-        raise ConfigError(f"--state-dir: cannot use {path}: {exc.strerror}") from None
-    return path
-
-
-def _read_token(token_file: Path | None, environ: MutableMapping[str, str]) -> str:
+def _read_token(
+    token_file: Path | None, environ: MutableMapping[str, str], *, required: bool = True
+) -> str:
     # Read and forget the env token whatever happens, so no job ever inherits it.
     env_token = environ.pop(TOKEN_ENV, "").strip()
     if token_file is not None:
@@ -215,7 +207,7 @@ def _read_token(token_file: Path | None, environ: MutableMapping[str, str]) -> s
         if not token:
             raise ConfigError(f"--token-file: {token_file} is empty")
         return token
-    if not env_token:
+    if not env_token and required:
         raise ConfigError(f"no bootstrap token: set {TOKEN_ENV} or pass --token-file PATH")
     return env_token
 
@@ -237,7 +229,14 @@ def parse_config(
         raise ConfigError(f"no server: pass --server HOST:PORT or set {SERVER_ENV}")
     servers = tuple(parse_server(address) for address in server_args)
 
-    token = _read_token(args.token_file, env)
+    state_dir = args.state_dir
+    if state_dir is None and env.get(STATE_DIR_ENV):
+        state_dir = Path(env[STATE_DIR_ENV])
+    # An agent that registered before keeps its identity there and needs no token.
+    has_identity = state_dir is not None and (state_dir / IDENTITY_FILE).is_file()
+    if args.ca_cert or env.get(CA_CERT_ENV):
+        has_identity = False  # over TLS a restarted agent registers anew
+    token = _read_token(args.token_file, env, required=not has_identity)
     hostname = socket.gethostname()
     labels = parse_labels(_split_list(env.get(LABELS_ENV, "")), LABELS_ENV)
     labels.update(parse_labels(args.label, "--label"))
@@ -255,7 +254,6 @@ def parse_config(
                 f"{remote[0]} is not a loopback address: pass --ca-cert PATH (the CA that "
                 "signed the server's certificate) to speak TLS, or --insecure for plaintext"
             )
-    state_arg = args.state_dir or (Path(env[STATE_DIR_ENV]) if env.get(STATE_DIR_ENV) else None)
     return AgentConfig(
         servers=servers,
         bootstrap_token=token,
@@ -268,6 +266,5 @@ def parse_config(
         drain_grace=drain_grace,
         log_level=args.log_level,
         ca_cert=ca_cert,
-        state_dir=_state_dir(state_arg) if ca_cert is not None else None,
-        state_dir_temporary=ca_cert is not None and state_arg is None,
+        state_dir=state_dir,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from hodei_agent.statedir import ChunkJournal
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ class JobRecord:
         self.accepted_sent = False
         self.finished: agent_pb2.JobFinished | None = None
         self.finished_sent = False
+        # Where each chunk is recorded before it can be sent (a restarted agent reads it).
+        self.journal: ChunkJournal | None = None
 
     @property
     def key(self) -> JobKey:
@@ -58,10 +61,26 @@ class JobRecord:
             self._room.clear()
             await self._room.wait()
         self.last_seq += 1
+        if self.journal is not None:
+            self.journal.chunk(self.last_seq, stream, len(data))
         self._chunks[self.last_seq] = logs_pb2.LogChunk(
             job_id=self.job_id, attempt=self.attempt, seq=self.last_seq, stream=stream, data=data
         )
         self.unacked_bytes += len(data)
+        self._changed.set()
+
+    def restore(
+        self, chunks: list[tuple[int, logs_pb2.LogStream, bytes]], acked_seq: int, last_seq: int
+    ) -> None:
+        """Take over what a previous agent process owed: the unacknowledged `chunks` as
+        (seq, stream, data), numbered after `acked_seq`, up to `last_seq`."""
+        self.acked_seq = self.sent_seq = acked_seq
+        self.last_seq = last_seq
+        for seq, stream, data in chunks:
+            self._chunks[seq] = logs_pb2.LogChunk(
+                job_id=self.job_id, attempt=self.attempt, seq=seq, stream=stream, data=data
+            )
+            self.unacked_bytes += len(data)
         self._changed.set()
 
     def finish(
@@ -89,6 +108,8 @@ class JobRecord:
         up_to_seq = min(up_to_seq, self.last_seq)
         for seq in range(self.acked_seq + 1, up_to_seq + 1):
             self.unacked_bytes -= len(self._chunks.pop(seq).data)
+        if up_to_seq > self.acked_seq and self.journal is not None:
+            self.journal.acked(up_to_seq)
         self.acked_seq = max(self.acked_seq, up_to_seq)
         self.sent_seq = max(self.sent_seq, self.acked_seq)
         # The server handles a stream in order: acking a chunk means it saw the JobAccepted.
@@ -157,16 +178,19 @@ class Outbox:
             return
         record.ack_chunks(ack.up_to_seq)
 
-    def ack_finished(self, ack: agent_pb2.FinishedAck) -> None:
-        """Apply a `FinishedAck`: the server stored the result and every chunk before it."""
+    def ack_finished(self, ack: agent_pb2.FinishedAck) -> bool:
+        """Apply a `FinishedAck`: the server stored the result and every chunk before it.
+
+        True when that released the attempt's record (nothing more is owed for it)."""
         key = (ack.job_id, ack.attempt)
         record = self._records.get(key)
         if record is None or record.finished is None:
             logger.debug("job=%s attempt=%d: early or stray FinishedAck", *key)
-            return
+            return False
         del self._records[key]
         if not self._records:
             self._empty.set()
+        return True
 
     def rewind(self) -> None:
         """A new stream starts: everything unacknowledged must be sent again."""

@@ -1,4 +1,17 @@
-"""Running one job attempt as a subprocess in a process group of its own."""
+"""Running one job attempt as a subprocess in a process group of its own, in a way a
+restarted agent can pick up again.
+
+Nothing the job needs depends on the agent staying alive:
+
+- its stdout and stderr are files in the agent's state directory, which the agent tails
+  (`batcher.tail`), so a job never writes into a pipe that died with the agent;
+- with a persistent state dir it runs under a one-line `sh` wrapper that writes its exit
+  status there when it ends, so the status is known even when the agent was not its parent
+  any more;
+- the agent records its pid with the process's start time (pid reuse) and, once restarted,
+  watches it through a pidfd (`os.pidfd_open`), which works for a process that is not its
+  child. Timeout and cancel signal the process group, which needs no parenthood either.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +19,27 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits, ChunkSink, pump
+from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits, ChunkSink, tail
 from hodei_agent.errors import JobStartError
 from hodei_agent.launch import Launch, prepare_launch, remove_if_empty, remove_temp_dir
 from hodei_agent.procgroup import signal_group, wait_group_gone
-from hodei_agent.redact import RedactingReader
 from hodei_agent.secretfiles import JobSecrets
-from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
+from hodei_agent.statedir import STREAMS, JobFiles, JobMeta, process_start_ticks
+from hodei_api.v1 import agent_pb2, jobs_pb2
 
 logger = logging.getLogger(__name__)
+
+SECRETS_NOT_REATTACHED_REASON = (
+    "the agent restarted; an attempt given secrets is stopped rather than re-attached (its "
+    "output could no longer be redacted)"
+)
 
 DEFAULT_KILL_GRACE = 5.0
 # How long to wait for the killed remains of a group to disappear before moving on.
@@ -35,6 +55,17 @@ class JobResult:
     reason: str = ""
 
 
+# The wrapper every job runs under. `(exec "$@")` runs the command itself (never a shell
+# builtin of the same name) in one fork; the trap keeps the wrapper alive through a SIGTERM
+# to the group, long enough to record how the command ended (children get the default
+# disposition back). Its status is the command's, shell-style: 128+N when killed by signal N.
+WRAPPER_SHELL = "/bin/sh"
+WRAPPER = 's=$1; shift; trap : HUP INT TERM; (exec "$@"); c=$?; echo "$c" > "$s"; exit "$c"'
+WRAPPER_NAME = "hodei-job"
+LEASE_LOST_REASON = "the agent's lease ran out (its watchdog stopped the job)"
+UNKNOWN_END_REASON = "its processes ended while the agent was down, leaving no exit status"
+
+
 @dataclass(frozen=True)
 class _Termination:
     outcome: jobs_pb2.JobState
@@ -47,31 +78,55 @@ def exit_code_of(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _killed_by(signum: int) -> str:
+def _signal_name(signum: int) -> str | None:
     try:
-        return f"killed by {signal.Signals(signum).name}"
+        return signal.Signals(signum).name
     except ValueError:
-        return f"killed by signal {signum}"
+        return None
 
 
-class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """The protocol behind `asyncio.create_subprocess_exec`, plus an event set on exit.
+def _check_executable(program: str, env: Mapping[str, str], cwd: str) -> None:
+    """Fail the way exec would, before the wrapper runs: a missing or non-executable program
+    must end the attempt as "failed to start", not as the shell's exit 127."""
+    if "/" in program:
+        path = os.path.join(cwd, program)
+        if not os.path.exists(path):
+            raise JobStartError(f"executable not found: {program}")
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise JobStartError(f"permission denied: {program}")
+        return
+    if shutil.which(program, path=env.get("PATH", os.defpath)) is None:
+        raise JobStartError(f"executable not found: {program}")
 
-    `Process.wait()` only returns once the pipes are closed as well, which a backgrounded
-    child holding them, or output not read yet (backpressure), can postpone indefinitely.
-    """
 
-    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=limit, loop=loop)
+def _open_pidfd(pid: int, start_ticks: int) -> int | None:
+    """A pidfd on the process `pid` started at `start_ticks`; None if it is gone (or the pid
+    now names another process)."""
+    if process_start_ticks(pid) != start_ticks:
+        return None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if process_start_ticks(pid) != start_ticks:  # reused between the two looks
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
+class _ExitProtocol(asyncio.SubprocessProtocol):
+    """Sets an event when the wrapper (the agent's child) exits."""
+
+    def __init__(self) -> None:
         self.exited = asyncio.Event()
 
     def process_exited(self) -> None:
-        super().process_exited()
         self.exited.set()
 
 
 class JobRunner:
-    """Runs one attempt: spawns it, pumps its output into `sink`, enforces timeout and cancel."""
+    """Runs one attempt: spawns it (or re-attaches to it), tails its output into `sink`,
+    enforces timeout and cancel."""
 
     def __init__(
         self,
@@ -81,17 +136,24 @@ class JobRunner:
         *,
         worker_id: str,
         sink: ChunkSink,
+        files: JobFiles,
         base_env: Mapping[str, str] | None = None,
         limits: BatchLimits = DEFAULT_LIMITS,
         secrets: Sequence[agent_pb2.SecretValue] = (),
+        outlive_agent: bool = True,
     ) -> None:
+        """`outlive_agent`: run the job under the status-recording wrapper, so that an agent
+        restarted on the same state dir can tell how it ended; pointless (and one exec per
+        job saved) when the state dir is temporary."""
         self.job_id = job_id
         self.attempt = attempt
         self.spec = spec
         self._worker_id = worker_id
         self._sink = sink
+        self._files = files
         self._base_env = base_env
         self._limits = limits
+        self._outlive_agent = outlive_agent
         self._termination: _Termination | None = None
         self._terminate = asyncio.Event()
         # Delivered to the process, redacted from its output and from every reason.
@@ -129,7 +191,8 @@ class JobRunner:
         delivery = None
         try:
             delivery = self._secrets.prepare(launch.env)
-            return await self._run_launched(launch, on_started, delivery.stdin)
+            return await self._run_launched(launch, on_started, delivery.stdin,
+                                            delivery.directory)
         except JobStartError as exc:
             return self._failed_to_start(str(exc))
         finally:
@@ -138,89 +201,177 @@ class JobRunner:
             if not remove_if_empty(launch.temp_dir):
                 await asyncio.to_thread(remove_temp_dir, launch.temp_dir)
 
+    async def resume(self, meta: JobMeta, offsets: Mapping[int, int]) -> JobResult:
+        """Re-attach to an attempt a previous agent process started: tail its output from
+        `offsets` (per stream) and see it to its end, as `run` would have."""
+        loop = asyncio.get_running_loop()
+        exited = asyncio.Event()
+        pidfd = _open_pidfd(meta.pid, meta.start_ticks)
+        # A pid is not reused while a process group of that id exists, so when the pid
+        # names another process, nothing of the job is left, and that process's own group
+        # (if it leads one) must not be signalled.
+        pgid: int | None = meta.pid
+        if pidfd is None:
+            exited.set()
+            if process_start_ticks(meta.pid) is not None:
+                pgid = None
+        else:
+            loop.add_reader(pidfd, exited.set)  # a pidfd is readable once the process exited
+        timeout = None
+        if meta.timeout_seconds > 0:
+            timeout = max(0.0, meta.started_at + meta.timeout_seconds - time.time())
+        logger.info("job=%s attempt=%d: re-attached to pid %d%s", self.job_id, self.attempt,
+                    meta.pid, "" if pidfd is not None else " (already ended)")
+        try:
+            terminated = await self._follow(pgid, exited, timeout, offsets)
+        finally:
+            if pidfd is not None:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+            if meta.temp_dir and not remove_if_empty(meta.temp_dir):
+                await asyncio.to_thread(remove_temp_dir, meta.temp_dir)
+        return self._result(self._files.read_status(), self._fenced_if_so(terminated))
+
+    async def abandon(self, meta: JobMeta) -> JobResult:
+        """Stop an attempt a previous agent process started and this one won't re-attach
+        to (it was given secrets this process does not know): kill its group, remove its
+        secrets and temp dir; it ends LOST, to be retried."""
+        pidfd = _open_pidfd(meta.pid, meta.start_ticks)
+        if pidfd is not None:
+            os.close(pidfd)
+            signal_group(meta.pid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_GROUP_GONE_TIMEOUT):
+                    await wait_group_gone(meta.pid)
+        if meta.secrets_dir:
+            await asyncio.to_thread(shutil.rmtree, meta.secrets_dir, True)
+        if meta.temp_dir and not remove_if_empty(meta.temp_dir):
+            await asyncio.to_thread(remove_temp_dir, meta.temp_dir)
+        return JobResult(jobs_pb2.JOB_STATE_LOST, None, SECRETS_NOT_REATTACHED_REASON)
+
+    def _fenced_if_so(self, terminated: _Termination | None) -> _Termination | None:
+        """The lease watchdog's doing, when it stopped the job (the agent was dead, paused
+        or cut off): the attempt ends LOST."""
+        if terminated is None and self._files.fenced_path.exists():
+            return _Termination(jobs_pb2.JOB_STATE_LOST, LEASE_LOST_REASON, 0.0)
+        return terminated
+
     def _failed_to_start(self, why: str) -> JobResult:
         why = self.redact(why)
         logger.warning("job=%s attempt=%d failed to start: %s", self.job_id, self.attempt, why)
         return JobResult(jobs_pb2.JOB_STATE_FAILED, reason=f"failed to start: {why}")
 
     async def _run_launched(
-        self, launch: Launch, on_started: Callable[[int], None], stdin: bytes | None = None
+        self, launch: Launch, on_started: Callable[[int], None], stdin: bytes | None = None,
+        secrets_dir: str | None = None,
     ) -> JobResult:
         loop = asyncio.get_running_loop()
         program = launch.argv[0]
         try:
+            _check_executable(program, launch.env, launch.cwd)
+            stdout, stderr = self._files.create_outputs()
+        except JobStartError as exc:
+            return self._failed_to_start(str(exc))
+        except OSError as exc:
+            return self._failed_to_start(f"cannot create its output files: {exc}")
+        argv = launch.argv
+        if self._outlive_agent:
+            argv = [WRAPPER_SHELL, "-c", WRAPPER, WRAPPER_NAME, str(self._files.status_path),
+                    *argv]
+        try:
             transport, protocol = await loop.subprocess_exec(
-                lambda: _ExitAwareProtocol(self._limits.max_bytes, loop),
-                *launch.argv,
+                _ExitProtocol,
+                *argv,
                 stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=stdout,
+                stderr=stderr,
                 cwd=launch.cwd,
                 env=launch.env,
                 start_new_session=True,
             )
-        except FileNotFoundError:
-            return self._failed_to_start(f"executable not found: {program}")
-        except PermissionError:
-            return self._failed_to_start(f"permission denied: {program}")
         except OSError as exc:
             return self._failed_to_start(f"{program}: {exc.strerror or exc}")
+        finally:
+            os.close(stdout)
+            os.close(stderr)
         pid = transport.get_pid()
-        assert protocol.stdout is not None and protocol.stderr is not None
-        logger.info("job=%s attempt=%d started pid=%d", self.job_id, self.attempt, pid)
-        on_started(pid)
-        if stdin is not None and protocol.stdin is not None:
-            protocol.stdin.write(stdin)
-            protocol.stdin.close()
-        redactor = self._secrets.redactor
+        started_at = time.time()
+        try:
+            self._files.write_meta(JobMeta(
+                job_id=self.job_id, attempt=self.attempt, pid=pid,
+                start_ticks=process_start_ticks(pid) or 0, started_at=started_at,
+                timeout_seconds=self.spec.timeout_seconds, temp_dir=launch.temp_dir,
+                has_secrets=bool(self._secrets), secrets_dir=secrets_dir or "",
+            ))
+            logger.info("job=%s attempt=%d started pid=%d", self.job_id, self.attempt, pid)
+            on_started(pid)
+            if stdin is not None:
+                pipe = transport.get_pipe_transport(0)
+                if pipe is not None:
+                    pipe.write(stdin)  # type: ignore[attr-defined]
+                    pipe.close()
+            timeout = self.spec.timeout_seconds if self.spec.timeout_seconds > 0 else None
+            terminated = await self._follow(pid, protocol.exited, timeout, {})
+        finally:
+            transport.close()
+        return self._result(transport.get_returncode(), self._fenced_if_so(terminated))
 
+    async def _follow(
+        self, pgid: int | None, exited: asyncio.Event, time_left: float | None,
+        offsets: Mapping[int, int],
+    ) -> _Termination | None:
+        """Tail both output files from `offsets` while supervising the process group, which
+        gets `time_left` seconds (None: no timeout); with no group, just read them out."""
         group_gone = asyncio.Event()
+        fds = [self._files.open_output(stream) for stream in STREAMS]
         name = f"job-{self.job_id}-{self.attempt}"
-        pumps = [
+        tails = [
             asyncio.create_task(
-                pump(RedactingReader(reader, redactor) if redactor else reader, stream,
-                     self._sink, group_gone, self._limits),
-                name=f"{name}-{label}",
+                tail(fd, offsets.get(stream, 0), stream, self._sink, group_gone, self._limits,
+                     self._secrets.redactor or None),
+                name=f"{name}-{stream}",
             )
-            for reader, stream, label in (
-                (protocol.stdout, logs_pb2.LOG_STREAM_STDOUT, "stdout"),
-                (protocol.stderr, logs_pb2.LOG_STREAM_STDERR, "stderr"),
-            )
+            for fd, stream in zip(fds, STREAMS, strict=True)
         ]
         try:
-            terminated = await self._supervise(pid, protocol.exited)
+            terminated = None
+            if pgid is not None:
+                terminated = await self._supervise(pgid, exited, time_left)
             group_gone.set()
-            await asyncio.gather(*pumps)
+            await asyncio.gather(*tails)
         except BaseException:
             # The agent is shutting down (or broke): leave no process of the job behind.
-            signal_group(pid, signal.SIGKILL)
-            for task in pumps:
+            if pgid is not None:
+                signal_group(pgid, signal.SIGKILL)
+            for task in tails:
                 task.cancel()
             raise
         finally:
-            transport.close()  # releases pipes an escaped process may still hold
-        return self._result(transport.get_returncode(), terminated)
+            for fd in fds:
+                os.close(fd)
+        return terminated
 
-    async def _supervise(self, pgid: int, exited: asyncio.Event) -> _Termination | None:
+    async def _supervise(
+        self, pgid: int, exited: asyncio.Event, time_left: float | None
+    ) -> _Termination | None:
         """Wait for the process to exit, killing its group on timeout or cancel; then kill
         whatever the group left behind. Returns why the agent ended it, if it did."""
-        timeout = self.spec.timeout_seconds if self.spec.timeout_seconds > 0 else None
         waits = [
             asyncio.create_task(exited.wait(), name=f"job-{self.job_id}-exit"),
             asyncio.create_task(self._terminate.wait(), name=f"job-{self.job_id}-terminate"),
         ]
         try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=time_left, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in waits:
                 task.cancel()
         terminated: _Termination | None = None
         if not exited.is_set():
             if self._termination is None:
-                assert timeout is not None
+                assert time_left is not None
                 self._request_termination(
                     jobs_pb2.JOB_STATE_TIMED_OUT,
-                    f"timed out after {timeout:g}s",
+                    f"timed out after {self.spec.timeout_seconds:g}s",
                     DEFAULT_KILL_GRACE,
                 )
             terminated = self._termination
@@ -261,18 +412,28 @@ class JobRunner:
         await exited.wait()
 
     def _result(self, returncode: int | None, terminated: _Termination | None) -> JobResult:
-        assert returncode is not None
-        exit_code = exit_code_of(returncode)
+        """`returncode`: the wrapper's (negative: it was killed by that signal) or the status
+        it recorded; None when unknown (it was killed while no agent was its parent)."""
+        exit_code = None if returncode is None else exit_code_of(returncode)
+        signame = None
+        if exit_code is not None and exit_code > 128:
+            signame = _signal_name(exit_code - 128)
         if terminated is not None:
             result = JobResult(terminated.outcome, exit_code, self.redact(terminated.reason))
+        elif exit_code is None:
+            # Its wrapper was killed too (the group was SIGKILLed, the OOM killer...) while no
+            # agent watched: as when the agent dies with its job, the attempt is lost.
+            result = JobResult(jobs_pb2.JOB_STATE_LOST, None, UNKNOWN_END_REASON)
         elif exit_code == 0:
             result = JobResult(jobs_pb2.JOB_STATE_SUCCEEDED, 0)
-        elif returncode < 0:
-            result = JobResult(jobs_pb2.JOB_STATE_FAILED, exit_code, _killed_by(-returncode))
+        elif signame is not None:
+            # Shell-style: 128+N is how a death by signal N is reported (and can't be told
+            # from `exit 128+N`).
+            result = JobResult(jobs_pb2.JOB_STATE_FAILED, exit_code, f"killed by {signame}")
         else:
             result = JobResult(jobs_pb2.JOB_STATE_FAILED, exit_code)
         logger.info(
-            "job=%s attempt=%d finished: %s exit_code=%d %s",
+            "job=%s attempt=%d finished: %s exit_code=%s %s",
             self.job_id,
             self.attempt,
             jobs_pb2.JobState.Name(result.outcome),

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.outbox import JobKey, JobRecord, Outbox
 from hodei_agent.runner import JobResult, JobRunner
-from hodei_api.v1 import agent_pb2, jobs_pb2
+from hodei_agent.statedir import JobMeta, JobFiles, StateDir
+from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +31,15 @@ class JobSupervisor:
     def __init__(
         self,
         outbox: Outbox,
+        state: StateDir,
         *,
         slots: int,
         worker_id: str = "",
         limits: BatchLimits = DEFAULT_LIMITS,
     ) -> None:
         self._outbox = outbox
+        self._state = state
+        self._files: dict[JobKey, JobFiles] = {}
         self._slots = slots
         self.worker_id = worker_id
         self._limits = limits
@@ -62,25 +68,111 @@ class JobSupervisor:
             logger.warning(
                 "job=%s attempt=%d: all %d slots are busy; running it anyway", *key, self._slots
             )
+        try:
+            files = self._state.new_job(*key)
+            record.journal = files.open_journal()
+        except OSError as exc:
+            logger.error("job=%s attempt=%d: cannot create its state: %s", *key, exc)
+            record.finish(jobs_pb2.JOB_STATE_FAILED, reason=f"failed to start: {exc}")
+            return
+        self._files[key] = files
         runner = JobRunner(
             command.job_id,
             command.attempt,
             command.spec,
             worker_id=self.worker_id,
             sink=record,
+            files=files,
             limits=self._limits,
             secrets=command.secrets,
+            outlive_agent=self._state.persistent,
         )
+        self._start(runner, record, runner.run(record.accept))
+
+    def adopt(self) -> list[JobKey]:
+        """Take over the attempts a previous agent process left in the state dir: resend what
+        the server did not acknowledge, then follow each (still running or not) to its end."""
+        adopted = []
+        for files in self._state.existing_jobs():
+            meta = files.read_meta()
+            if meta is None or (meta.job_id, meta.attempt) in self._outbox:
+                # Started by no process we can name (its agent died while spawning it).
+                files.remove()
+                continue
+            key = (meta.job_id, meta.attempt)
+            journal = files.read_journal()
+            if meta.has_secrets:
+                self._abandon(files, meta, journal.acked_seq)
+                adopted.append(key)
+                continue
+            unacked = []
+            fds = {stream: files.open_output(stream) for stream in journal.offsets}
+            try:
+                for entry in journal.entries:
+                    if entry.seq > journal.acked_seq:
+                        data = os.pread(fds[entry.stream], entry.length, entry.offset)
+                        unacked.append((entry.seq, logs_pb2.LogStream.ValueType(entry.stream),
+                                        data))
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
+            record = self._outbox.open(*key)
+            record.restore(unacked, journal.acked_seq, journal.last_seq)
+            record.accept(meta.pid)
+            record.journal = files.open_journal()
+            self._files[key] = files
+            runner = JobRunner(
+                meta.job_id,
+                meta.attempt,
+                jobs_pb2.JobSpec(timeout_seconds=meta.timeout_seconds),
+                worker_id=self.worker_id,
+                sink=record,
+                files=files,
+                limits=self._limits,
+            )
+            self._start(runner, record, runner.resume(meta, journal.offsets))
+            logger.info("job=%s attempt=%d: adopted (seq %d, %d chunk(s) to resend)", *key,
+                        journal.last_seq, len(unacked))
+            adopted.append(key)
+        return adopted
+
+    def _abandon(self, files: JobFiles, meta: JobMeta, acked_seq: int) -> None:
+        """An attempt that was given secrets is not re-attached: this process does not know
+        them, so it could not redact what the job prints next, nor what it printed and the
+        server did not acknowledge (the files hold the output as the job wrote it). The job
+        is stopped and ends LOST, to be retried; its secrets directory is removed."""
+        key = (meta.job_id, meta.attempt)
+        record = self._outbox.open(*key)
+        record.restore([], acked_seq, acked_seq)
+        record.accept(meta.pid)
+        self._files[key] = files
+        runner = JobRunner(
+            meta.job_id, meta.attempt, jobs_pb2.JobSpec(), worker_id=self.worker_id,
+            sink=record, files=files, limits=self._limits,
+        )
+        self._start(runner, record, runner.abandon(meta))
+        logger.warning("job=%s attempt=%d: had secrets, so it is stopped rather than "
+                       "re-attached", *key)
+
+    def release(self, key: JobKey) -> None:
+        """The server acknowledged the attempt's result: its files can go."""
+        files = self._files.pop(key, None)
+        if files is not None:
+            files.remove()
+
+    def _start(
+        self, runner: JobRunner, record: JobRecord, work: Awaitable[JobResult]
+    ) -> None:
         task = asyncio.create_task(
-            self._run(runner, record), name=f"job-{command.job_id}-{command.attempt}"
+            self._run(record, work), name=f"job-{runner.job_id}-{runner.attempt}"
         )
-        self._jobs[key] = _Running(runner, task)
+        self._jobs[record.key] = _Running(runner, task)
         self._idle.clear()
 
-    async def _run(self, runner: JobRunner, record: JobRecord) -> None:
+    async def _run(self, record: JobRecord, work: Awaitable[JobResult]) -> None:
         try:
             try:
-                result = await runner.run(record.accept)
+                result = await work
             except Exception as exc:
                 # A bug of the agent, not of the job: report it rather than leave the job hanging.
                 logger.exception("job=%s attempt=%d: agent error", *record.key)

@@ -36,6 +36,8 @@ class FaultServer(ServerProcess):
     heartbeat_ttl: float = 20.0
     reconcile_interval: float = 1.0  # the product's default
     name: str = "server"
+    # The local provider restarts an agent killed by a signal (off: a killed agent stays gone).
+    restart_agents: bool = True
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir / self.name
@@ -56,6 +58,7 @@ class FaultServer(ServerProcess):
             f"min_workers = {self.workers}\n"
             f"max_workers = {self.workers}\n"
             f"slots = {self.slots}\n"
+            f"restart = {'true' if self.restart_agents else 'false'}\n"
         )
 
     @property
@@ -238,7 +241,8 @@ def hodeictl_logs(server: ServerProcess, job_id: str) -> subprocess.CompletedPro
 
 
 def start_agent(url: str, address: str, workdir: Path, name: str, slots: int = 4,
-                drain_grace: float = 30.0) -> subprocess.Popen[bytes]:
+                drain_grace: float = 30.0, state_dir: Path | None = None,
+                ) -> subprocess.Popen[bytes]:
     """An agent this test owns (so it sees the exit code), with a fresh bootstrap token."""
     import hashlib
     import secrets
@@ -254,9 +258,10 @@ def start_agent(url: str, address: str, workdir: Path, name: str, slots: int = 4
     env = {k: v for k, v in os.environ.items() if not k.startswith("HODEI_")}
     env["HODEI_BOOTSTRAP_TOKEN"] = token
     log = (workdir / f"{name}.log").open("ab")
+    state = ["--state-dir", str(state_dir)] if state_dir is not None else []
     return subprocess.Popen(
         [sys.executable, "-m", "hodei_agent", "--server", address, "--name", name,
-         "--slots", str(slots), "--drain-grace", str(drain_grace)],
+         "--slots", str(slots), "--drain-grace", str(drain_grace), *state],
         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )

@@ -461,7 +461,8 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         if outcome is JobState.SUCCEEDED and done.has_exit_code and done.exit_code != 0:
             outcome = JobState.FAILED
         exit_code = done.exit_code if done.has_exit_code else None
-        if outcome is JobState.LOST:
+        handed_back = outcome is JobState.LOST and not session.draining
+        if handed_back:
             # An agent hands a job back only while it drains: send it nothing more.
             session.draining = True
         state = await self.jobs.finish(
@@ -471,6 +472,10 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         )
         if state is None:
             log.info("refused a stale result for job %s attempt %d", job_id, done.attempt)
+            if handed_back:
+                # Not a hand-back: an attempt stopped while its agent was away (the lease
+                # watchdog of a restarted agent's state dir), reported once it came back.
+                session.draining = False
         else:
             log.debug("job %s attempt %d ended %s (exit %s)", job_id, done.attempt,
                       state.value, exit_code)

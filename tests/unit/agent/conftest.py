@@ -18,6 +18,7 @@ from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.outbox import MAX_UNACKED_BYTES, JobRecord, Outbox
 from hodei_agent.procgroup import become_subreaper
 from hodei_agent.runner import JobResult, JobRunner
+from hodei_agent.statedir import StateDir
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, jobs_pb2, logs_pb2
 
 STDOUT = logs_pb2.LOG_STREAM_STDOUT
@@ -114,6 +115,7 @@ async def run_job(
     | None = None,
     keep_data: bool = True,
     acking: bool = True,
+    outlive_agent: bool = True,
 ) -> tuple[JobRun, OutboxReader]:
     """Run `spec` as job "job-1" attempt 1 and collect what it sends.
 
@@ -121,6 +123,9 @@ async def run_job(
     """
     outbox = Outbox(max_unacked_bytes)
     record = outbox.open("job-1", 1)
+    state = StateDir.open(None)
+    files = state.new_job("job-1", 1)
+    record.journal = files.open_journal()
     reader = OutboxReader(outbox, acking=acking)
     reader.keep_data = keep_data
     reader.record = record
@@ -130,6 +135,8 @@ async def run_job(
         spec,
         worker_id="worker-1",
         sink=record,
+        files=files,
+        outlive_agent=outlive_agent,
         base_env=env if env is not None else {"PATH": "/usr/local/bin:/usr/bin:/bin"},
         limits=limits,
     )
@@ -146,12 +153,16 @@ async def run_job(
         await asyncio.wait({job, started}, return_when=asyncio.FIRST_COMPLETED)
         if started.done():
             helper = asyncio.create_task(while_running(runner, reader, started.result()))
-    result = await job
-    record.finish(result.outcome, exit_code=result.exit_code, reason=result.reason)
-    async with asyncio.timeout(30):
-        await consumer
-        if helper is not None:
-            await helper
+    try:
+        result = await job
+        record.finish(result.outcome, exit_code=result.exit_code, reason=result.reason)
+        async with asyncio.timeout(30):
+            await consumer
+            if helper is not None:
+                await helper
+    finally:
+        files.remove()
+        state.close()
     return JobRun(result, reader.messages, started.result() if started.done() else None), reader
 
 

@@ -121,3 +121,14 @@ def test_empty_token_file_is_an_error(tmp_path: Path) -> None:
     token_file.write_text("  \n")
     with pytest.raises(ConfigError, match="empty"):
         parse_config(["--server", "a:1", "--token-file", str(token_file)], {})
+
+
+def test_a_state_dir_with_an_identity_needs_no_token(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with pytest.raises(ConfigError, match="HODEI_BOOTSTRAP_TOKEN"):
+        parse_config(["--server", "a:1", "--state-dir", str(state)], {})
+    state.mkdir()
+    (state / "identity.json").write_text("{}")
+    config = parse_config(["--server", "a:1"], {"HODEI_AGENT_STATE_DIR": str(state)})
+    assert config.state_dir == state
+    assert config.bootstrap_token == ""

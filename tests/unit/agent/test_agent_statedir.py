@@ -1,0 +1,225 @@
+"""The state dir: identity, the chunk journal, and re-attaching to a job another agent process
+started (simulated here by starting the job the way the runner does and never watching it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hodei_agent import watchdog
+from hodei_agent.errors import AgentError
+from hodei_agent.outbox import Outbox
+from hodei_agent.procgroup import group_exists
+from hodei_agent.runner import UNKNOWN_END_REASON, WRAPPER, WRAPPER_NAME, WRAPPER_SHELL
+from hodei_agent.statedir import Identity, JobFiles, JobMeta, StateDir, process_start_ticks
+from hodei_agent.supervisor import JobSupervisor
+from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
+from tests.unit.agent.conftest import OutboxReader
+
+STDOUT = logs_pb2.LOG_STREAM_STDOUT
+STDERR = logs_pb2.LOG_STREAM_STDERR
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_identity_is_kept_private_and_the_dir_is_locked(tmp_path: Path) -> None:
+    state = StateDir.open(tmp_path / "state")
+    try:
+        assert state.load_identity() is None
+        identity = Identity("worker-1", "secret", 1.0, 20.0)
+        state.save_identity(identity)
+        assert state.load_identity() == identity
+        assert mode(tmp_path / "state") == 0o700
+        assert mode(tmp_path / "state" / "identity.json") == 0o600
+        with pytest.raises(AgentError, match="another agent"):
+            StateDir.open(tmp_path / "state")
+        state.forget_identity()
+        assert state.load_identity() is None
+    finally:
+        state.close()
+    StateDir.open(tmp_path / "state").close()  # free again once closed
+
+
+def test_a_temporary_state_dir_keeps_no_identity_and_goes_away() -> None:
+    state = StateDir.open(None)
+    state.save_identity(Identity("worker-1", "secret", 1.0, 20.0))
+    assert state.load_identity() is None
+    state.close()
+    assert not state.path.exists()
+
+
+def test_journal_gives_offsets_seqs_and_ignores_a_torn_record(tmp_path: Path) -> None:
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 3)
+    journal = files.open_journal()
+    journal.chunk(1, STDOUT, 10)
+    journal.chunk(2, STDERR, 4)
+    journal.chunk(3, STDOUT, 7)
+    journal.acked(2)
+    journal.close()
+    with open(files.prefix + ".chunks", "ab") as raw:
+        raw.write(b"\x04\x00\x00")  # a record cut short by a kill: never sent
+    read = files.read_journal()
+    assert [(e.seq, e.stream, e.offset, e.length) for e in read.entries] == [
+        (1, STDOUT, 0, 10), (2, STDERR, 0, 4), (3, STDOUT, 10, 7),
+    ]
+    assert (read.acked_seq, read.last_seq) == (2, 3)
+    assert read.offsets == {STDOUT: 17, STDERR: 4}
+    files.remove()
+    assert list(state.jobs.iterdir()) == []
+    state.close()
+
+
+def start_like_a_previous_agent(files: JobFiles, script: str, timeout: float = 0.0) -> int:
+    """Start `script` as the runner does (wrapper, output files, meta) and leave it."""
+    stdout, stderr = files.create_outputs()
+    proc = subprocess.Popen(
+        [WRAPPER_SHELL, "-c", WRAPPER, WRAPPER_NAME, str(files.status_path), "sh", "-c", script],
+        stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True,
+    )
+    os.close(stdout)
+    os.close(stderr)
+    ticks = process_start_ticks(proc.pid)
+    assert ticks is not None
+    files.write_meta(JobMeta("job-1", 1, proc.pid, ticks, time.time(), timeout, ""))
+    return proc.pid
+
+
+async def follow_adopted(state: StateDir, while_running: float = 0.0,
+                         cancel: bool = False) -> OutboxReader:
+    outbox = Outbox()
+    supervisor = JobSupervisor(outbox, state, slots=1, worker_id="worker-1")
+    assert supervisor.adopt() == [("job-1", 1)]
+    reader = OutboxReader(outbox)
+    consumer = asyncio.create_task(reader.run())
+    if cancel:
+        await asyncio.sleep(while_running)
+        supervisor.cancel_job(agent_pb2.CancelJobCommand(job_id="job-1", attempt=1,
+                                                         grace_seconds=1.0))
+    async with asyncio.timeout(20):
+        await consumer
+        await supervisor.wait_idle()
+    return reader
+
+
+def chunks_of(reader: OutboxReader) -> list[logs_pb2.LogChunk]:
+    return [m.log_chunk for m in reader.messages if m.WhichOneof("msg") == "log_chunk"]
+
+
+def finished_of(reader: OutboxReader) -> agent_pb2.JobFinished:
+    [done] = [m.job_finished for m in reader.messages if m.WhichOneof("msg") == "job_finished"]
+    return done
+
+
+def test_adopted_job_resends_unacked_chunks_then_goes_on_with_the_next_seq(
+    tmp_path: Path,
+) -> None:
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    go = tmp_path / "go"
+    start_like_a_previous_agent(
+        files, f"echo one; echo err >&2; while [ ! -e {go} ]; do sleep 0.01; done; "
+        "echo two; exit 5")
+    deadline = time.monotonic() + 10
+    while files.output_path(STDOUT).read_bytes() != b"one\n":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # The previous agent made chunk 1 of stdout's first line, sent it, and died unacked.
+    journal = files.open_journal()
+    journal.chunk(1, STDOUT, 4)
+    journal.close()
+    go.touch()
+    reader = asyncio.run(follow_adopted(state))
+    chunks = chunks_of(reader)
+    assert [c.seq for c in chunks] == list(range(1, len(chunks) + 1))
+    assert chunks[0].data == b"one\n"
+    assert b"".join(c.data for c in chunks if c.stream == STDOUT) == b"one\ntwo\n"
+    assert b"".join(c.data for c in chunks if c.stream == STDERR) == b"err\n"
+    assert reader.messages[0].WhichOneof("msg") == "job_accepted"
+    done = finished_of(reader)
+    assert (done.outcome, done.has_exit_code, done.exit_code) == (jobs_pb2.JOB_STATE_FAILED,
+                                                                   True, 5)
+    assert done.last_seq == len(chunks)
+    state.close()
+
+
+def test_cancelling_an_adopted_job_kills_its_whole_group(tmp_path: Path) -> None:
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    pid = start_like_a_previous_agent(files, "sleep 60 & echo started; sleep 60")
+    reader = asyncio.run(follow_adopted(state, while_running=0.3, cancel=True))
+    done = finished_of(reader)
+    assert done.outcome == jobs_pb2.JOB_STATE_CANCELLED
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+    state.close()
+
+
+def test_a_reused_pid_is_not_taken_for_the_job(tmp_path: Path) -> None:
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    files.create_outputs()
+    # The recorded pid now names another process, leader of its own group: leave it alone.
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        ticks = process_start_ticks(other.pid)
+        assert ticks is not None
+        files.write_meta(JobMeta("job-1", 1, other.pid, ticks + 1, time.time(), 0.0, ""))
+        reader = asyncio.run(follow_adopted(state))
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+    done = finished_of(reader)
+    assert done.outcome == jobs_pb2.JOB_STATE_LOST
+    assert not done.has_exit_code
+    assert done.reason == UNKNOWN_END_REASON
+    state.close()
+
+
+def run_watchdog(state: StateDir) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "hodei_agent.watchdog", str(state.path)],
+                          capture_output=True, timeout=20)
+
+
+def test_watchdog_stops_a_dead_agents_jobs_once_the_lease_ran_out(tmp_path: Path) -> None:
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    pid = start_like_a_previous_agent(files, "sleep 60 & sleep 60")
+    state.renew_lease(time.time() + 0.5)
+    assert not watchdog.running(state.path)
+    started = time.monotonic()
+    result = run_watchdog(state)
+    assert result.returncode == 0, result.stderr
+    assert 0.5 <= time.monotonic() - started < 5
+    assert files.fenced_path.exists()
+    # The job's processes are our children here (we are a subreaper): reap them.
+    deadline = time.monotonic() + 2
+    while group_exists(pid):
+        assert time.monotonic() < deadline, "the job's group should be gone"
+        time.sleep(0.01)
+    state.close()
+
+
+def test_watchdog_leaves_when_the_agent_drained(tmp_path: Path) -> None:
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    pid = start_like_a_previous_agent(files, "sleep 60")
+    try:
+        assert run_watchdog(state).returncode == 0  # no lease file: nothing to guard
+        os.killpg(pid, 0)
+        assert not files.fenced_path.exists()
+    finally:
+        os.killpg(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        state.close()
