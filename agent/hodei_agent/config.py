@@ -7,7 +7,6 @@ import ipaddress
 import math
 import os
 import socket
-import tempfile
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path

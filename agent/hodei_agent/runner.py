@@ -31,6 +31,16 @@ from hodei_agent.errors import JobStartError
 from hodei_agent.launch import Launch, prepare_launch, remove_if_empty, remove_temp_dir
 from hodei_agent.procgroup import signal_group, wait_group_gone
 from hodei_agent.secretfiles import JobSecrets
+from hodei_agent.spawn import (
+    WRAPPER,
+    WRAPPER_NAME,
+    WRAPPER_SHELL,
+    ExitProtocol,
+    check_executable,
+    exit_code_of,
+    open_pidfd,
+    signal_name,
+)
 from hodei_agent.statedir import STREAMS, JobFiles, JobMeta, process_start_ticks
 from hodei_api.v1 import agent_pb2, jobs_pb2
 
@@ -55,13 +65,6 @@ class JobResult:
     reason: str = ""
 
 
-# The wrapper every job runs under. `(exec "$@")` runs the command itself (never a shell
-# builtin of the same name) in one fork; the trap keeps the wrapper alive through a SIGTERM
-# to the group, long enough to record how the command ended (children get the default
-# disposition back). Its status is the command's, shell-style: 128+N when killed by signal N.
-WRAPPER_SHELL = "/bin/sh"
-WRAPPER = 's=$1; shift; trap : HUP INT TERM; (exec "$@"); c=$?; echo "$c" > "$s"; exit "$c"'
-WRAPPER_NAME = "hodei-job"
 LEASE_LOST_REASON = "the agent's lease ran out (its watchdog stopped the job)"
 UNKNOWN_END_REASON = "its processes ended while the agent was down, leaving no exit status"
 
@@ -71,57 +74,6 @@ class _Termination:
     outcome: jobs_pb2.JobState
     reason: str
     grace: float
-
-
-def exit_code_of(returncode: int) -> int:
-    """A shell-style exit code: a process killed by signal N reports 128+N."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def _signal_name(signum: int) -> str | None:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return None
-
-
-def _check_executable(program: str, env: Mapping[str, str], cwd: str) -> None:
-    """Fail the way exec would, before the wrapper runs: a missing or non-executable program
-    must end the attempt as "failed to start", not as the shell's exit 127."""
-    if "/" in program:
-        path = os.path.join(cwd, program)
-        if not os.path.exists(path):
-            raise JobStartError(f"executable not found: {program}")
-        if os.path.isdir(path) or not os.access(path, os.X_OK):
-            raise JobStartError(f"permission denied: {program}")
-        return
-    if shutil.which(program, path=env.get("PATH", os.defpath)) is None:
-        raise JobStartError(f"executable not found: {program}")
-
-
-def _open_pidfd(pid: int, start_ticks: int) -> int | None:
-    """A pidfd on the process `pid` started at `start_ticks`; None if it is gone (or the pid
-    now names another process)."""
-    if process_start_ticks(pid) != start_ticks:
-        return None
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return None
-    if process_start_ticks(pid) != start_ticks:  # reused between the two looks
-        os.close(pidfd)
-        return None
-    return pidfd
-
-
-class _ExitProtocol(asyncio.SubprocessProtocol):
-    """Sets an event when the wrapper (the agent's child) exits."""
-
-    def __init__(self) -> None:
-        self.exited = asyncio.Event()
-
-    def process_exited(self) -> None:
-        self.exited.set()
 
 
 class JobRunner:
@@ -206,7 +158,7 @@ class JobRunner:
         `offsets` (per stream) and see it to its end, as `run` would have."""
         loop = asyncio.get_running_loop()
         exited = asyncio.Event()
-        pidfd = _open_pidfd(meta.pid, meta.start_ticks)
+        pidfd = open_pidfd(meta.pid, meta.start_ticks)
         # A pid is not reused while a process group of that id exists, so when the pid
         # names another process, nothing of the job is left, and that process's own group
         # (if it leads one) must not be signalled.
@@ -236,7 +188,7 @@ class JobRunner:
         """Stop an attempt a previous agent process started and this one won't re-attach
         to (it was given secrets this process does not know): kill its group, remove its
         secrets and temp dir; it ends LOST, to be retried."""
-        pidfd = _open_pidfd(meta.pid, meta.start_ticks)
+        pidfd = open_pidfd(meta.pid, meta.start_ticks)
         if pidfd is not None:
             os.close(pidfd)
             signal_group(meta.pid, signal.SIGKILL)
@@ -268,7 +220,7 @@ class JobRunner:
         loop = asyncio.get_running_loop()
         program = launch.argv[0]
         try:
-            _check_executable(program, launch.env, launch.cwd)
+            check_executable(program, launch.env, launch.cwd)
             stdout, stderr = self._files.create_outputs()
         except JobStartError as exc:
             return self._failed_to_start(str(exc))
@@ -280,7 +232,7 @@ class JobRunner:
                     *argv]
         try:
             transport, protocol = await loop.subprocess_exec(
-                _ExitProtocol,
+                ExitProtocol,
                 *argv,
                 stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=stdout,
@@ -417,7 +369,7 @@ class JobRunner:
         exit_code = None if returncode is None else exit_code_of(returncode)
         signame = None
         if exit_code is not None and exit_code > 128:
-            signame = _signal_name(exit_code - 128)
+            signame = signal_name(exit_code - 128)
         if terminated is not None:
             result = JobResult(terminated.outcome, exit_code, self.redact(terminated.reason))
         elif exit_code is None:

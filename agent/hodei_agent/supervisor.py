@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.outbox import JobKey, JobRecord, Outbox
 from hodei_agent.runner import JobResult, JobRunner
-from hodei_agent.statedir import JobMeta, JobFiles, StateDir
+from hodei_agent.statedir import JobFiles, JobMeta, StateDir
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
 
 logger = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ class JobSupervisor:
                 logger.exception("job=%s attempt=%d: agent error", *record.key)
                 result = JobResult(jobs_pb2.JOB_STATE_FAILED, reason=f"agent error: {exc!r}")
             record.finish(result.outcome, exit_code=result.exit_code,
-                          reason=runner.redact(result.reason))
+                          reason=self._jobs[record.key].runner.redact(result.reason))
         finally:
             del self._jobs[record.key]
             if not self._jobs:

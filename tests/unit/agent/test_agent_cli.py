@@ -126,9 +126,9 @@ def test_empty_token_file_is_an_error(tmp_path: Path) -> None:
 def test_a_state_dir_with_an_identity_needs_no_token(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with pytest.raises(ConfigError, match="HODEI_BOOTSTRAP_TOKEN"):
-        parse_config(["--server", "a:1", "--state-dir", str(state)], {})
+        parse_config(["--server", "127.0.0.1:1", "--state-dir", str(state)], {})
     state.mkdir()
     (state / "identity.json").write_text("{}")
-    config = parse_config(["--server", "a:1"], {"HODEI_AGENT_STATE_DIR": str(state)})
+    config = parse_config(["--server", "127.0.0.1:1"], {"HODEI_AGENT_STATE_DIR": str(state)})
     assert config.state_dir == state
     assert config.bootstrap_token == ""

@@ -14,6 +14,7 @@ import pytest
 
 from hodei_agent.batcher import BatchLimits
 from hodei_agent.runner import JobResult, JobRunner
+from hodei_agent.statedir import JobFiles, StateDir
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
 
 STDOUT = logs_pb2.LOG_STREAM_STDOUT
@@ -34,6 +35,11 @@ class Sink:
         return b"".join(d for s, d in self.chunks if s == stream)
 
 
+def _files() -> JobFiles:
+    """The output files of job-1 attempt 1, in a temporary state dir."""
+    return StateDir.open(None).new_job("job-1", 1)
+
+
 def _spec(script: str, *refs: jobs_pb2.SecretRef, **fields: Any) -> jobs_pb2.JobSpec:
     return jobs_pb2.JobSpec(script=script, secrets=list(refs), **fields)
 
@@ -42,7 +48,7 @@ async def _run(spec: jobs_pb2.JobSpec, values: dict[str, bytes],
                limits: BatchLimits | None = None) -> tuple[JobResult, Sink]:
     sink = Sink()
     runner = JobRunner(
-        "job-1", 1, spec, worker_id="worker-1", sink=sink,
+        "job-1", 1, spec, worker_id="worker-1", sink=sink, files=_files(),
         base_env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
         secrets=[agent_pb2.SecretValue(name=k, value=v) for k, v in values.items()],
         **({"limits": limits} if limits else {}),
@@ -133,7 +139,7 @@ def test_a_held_prefix_does_not_delay_output_forever() -> None:
 
     async def scenario() -> tuple[bytes, Sink]:
         sink = Sink()
-        runner = JobRunner("job-1", 1, spec, worker_id="w", sink=sink,
+        runner = JobRunner("job-1", 1, spec, worker_id="w", sink=sink, files=_files(),
                            base_env={"PATH": "/usr/bin:/bin"}, limits=limits,
                            secrets=[agent_pb2.SecretValue(name="S", value=SECRET)])
         task = asyncio.create_task(runner.run(lambda pid: None))
