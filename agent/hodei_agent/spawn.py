@@ -13,8 +13,9 @@ from hodei_agent.statedir import process_start_ticks
 
 # The wrapper a job runs under when the agent has a state dir. `(exec "$@")` runs the
 # command itself (never a shell builtin of the same name) in one fork; the trap keeps the
-# wrapper alive through a SIGTERM to the group, long enough to record how the command ended (children get the default
-# disposition back). Its status is the command's, shell-style: 128+N when killed by signal N.
+# wrapper alive through a SIGTERM to the group, long enough to record how the command
+# ended (children get the default disposition back). Its status is the command's,
+# shell-style: 128+N when killed by signal N.
 WRAPPER_SHELL = "/bin/sh"
 WRAPPER = 's=$1; shift; trap : HUP INT TERM; (exec "$@"); c=$?; echo "$c" > "$s"; exit "$c"'
 WRAPPER_NAME = "hodei-job"
