@@ -4,6 +4,7 @@ started (simulated here by starting the job the way the runner does and never wa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import stat
@@ -18,7 +19,13 @@ from hodei_agent import watchdog
 from hodei_agent.errors import AgentError
 from hodei_agent.outbox import Outbox
 from hodei_agent.procgroup import group_exists
-from hodei_agent.runner import UNKNOWN_END_REASON, WRAPPER, WRAPPER_NAME, WRAPPER_SHELL
+from hodei_agent.runner import (
+    SECRETS_NOT_REATTACHED_REASON,
+    UNKNOWN_END_REASON,
+    WRAPPER,
+    WRAPPER_NAME,
+    WRAPPER_SHELL,
+)
 from hodei_agent.statedir import Identity, JobFiles, JobMeta, StateDir, process_start_ticks
 from hodei_agent.supervisor import JobSupervisor
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
@@ -160,6 +167,32 @@ def test_cancelling_an_adopted_job_kills_its_whole_group(tmp_path: Path) -> None
     reader = asyncio.run(follow_adopted(state, while_running=0.3, cancel=True))
     done = finished_of(reader)
     assert done.outcome == jobs_pb2.JOB_STATE_CANCELLED
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+    state.close()
+
+
+def test_an_adopted_job_that_was_given_secrets_is_stopped_not_reattached(
+    tmp_path: Path,
+) -> None:
+    """This process does not know the secrets, so it could not redact the job's output: it
+    kills the group, removes the secrets directory and reports the attempt LOST, sending
+    nothing of what the job printed (the files hold it unredacted)."""
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir(mode=0o700)
+    (secrets_dir / "DB_PASSWORD").write_text("s3cr3t-Value")
+    pid = start_like_a_previous_agent(files, "echo s3cr3t-Value; sleep 60 & sleep 60")
+    meta = files.read_meta()
+    assert meta is not None
+    files.write_meta(dataclasses.replace(meta, has_secrets=True, secrets_dir=str(secrets_dir)))
+    reader = asyncio.run(follow_adopted(state))
+    done = finished_of(reader)
+    assert done.outcome == jobs_pb2.JOB_STATE_LOST
+    assert done.reason == SECRETS_NOT_REATTACHED_REASON
+    assert chunks_of(reader) == []
+    assert not secrets_dir.exists()
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)
     state.close()
