@@ -345,7 +345,9 @@ def test_an_external_agent_joins_over_tls_and_keeps_its_key(
         modes = {p.name: oct(p.stat().st_mode & 0o777) for p in state.iterdir()}
         print(f"state dir {oct(state.stat().st_mode & 0o777)}: {modes}")
         assert state.stat().st_mode & 0o077 == 0
-        assert all(mode == "0o600" for mode in modes.values())
+        # Files (key, certificate, identity, lease...) 0600; directories (the jobs') 0700.
+        assert all(mode == ("0o700" if (state / name).is_dir() else "0o600")
+                   for name, mode in modes.items()), modes
         cert = x509.load_pem_x509_certificate((state / "agent.crt").read_bytes())
         [worker] = tls_server.server.list_workers()
         identity = pki.worker_identity((state / "agent.crt").read_bytes())
