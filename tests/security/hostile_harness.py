@@ -124,32 +124,38 @@ class HandAgent:
     credential: str
 
     @classmethod
-    def register(cls, address: str, database_url: str, name: str = "hand") -> HandAgent:
+    def register(cls, address: str, database_url: str, name: str = "hand",
+                 grant: dict[str, str] | None = None) -> HandAgent:
         with grpc.insecure_channel(address) as channel:
             reply = agent_pb2_grpc.WorkerAgentServiceStub(channel).Register(
                 agent_pb2.RegisterRequest(
-                    bootstrap_token=mint_token(database_url), name=name, hostname="hand",
+                    bootstrap_token=mint_token(database_url, grant), name=name, hostname="hand",
                     capacity=workers_pb2.Capacity(slots=1), agent_version="test",
+                    # Labels no job of these tests selects: the dispatcher never gives this
+                    # agent work.
+                    labels={"provider": "hand"},
                 ),
                 timeout=10,
             )
         return cls(address, reply.worker_id, reply.credential)
 
     def hello(self, **fields: object) -> agent_pb2.AgentMessage:
-        # Labels no job of these tests selects: the dispatcher never gives this agent work.
         fields.setdefault("labels", {"provider": "hand"})
         fields.setdefault("capacity", workers_pb2.Capacity(slots=1))
         return agent_pb2.AgentMessage(
             hello=agent_pb2.Hello(worker_id=self.worker_id, **fields))  # type: ignore[arg-type]
 
     def stream(
-        self, messages: Iterable[agent_pb2.AgentMessage], *, hello: bool = True,
+        self, messages: Iterable[agent_pb2.AgentMessage], *,
+        hello: bool | agent_pb2.AgentMessage = True,
         timeout: float = 15.0,
     ) -> StreamEnd:
-        """Send Hello (unless told not to) and `messages`, half-close, read to the end."""
+        """Send Hello (unless told not to; this one if given) and `messages`, half-close,
+        read to the end."""
         metadata = (("authorization", f"Bearer {self.credential}"),
                     ("x-hodei-worker-id", self.worker_id))
-        outgoing = [self.hello()] if hello else []
+        outgoing = ([hello] if isinstance(hello, agent_pb2.AgentMessage)
+                    else [self.hello()] if hello else [])
         outgoing += list(messages)
         replies: list[agent_pb2.ServerMessage] = []
         with grpc.insecure_channel(

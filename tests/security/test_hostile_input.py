@@ -280,6 +280,23 @@ def test_every_rpc_field_is_checked(shared_server: ServerProcess) -> None:
     print(f"accepted: 0 of {len(BAD_REQUESTS)} invalid requests (each refused in one line)")
 
 
+def test_a_worker_cannot_claim_labels_it_did_not_register_with(
+    shared_server: ServerProcess,
+) -> None:
+    """A bootstrap token scoped to site=lab: the worker's Hello claiming site=prod (to attract
+    jobs selecting it) changes nothing; its labels are the ones it registered with."""
+    agent = HandAgent.register(shared_server.address, shared_server.database_url, "claimer",
+                               grant={"site": "lab"})
+    claim = agent.hello(labels={"site": "prod", "provider": "local", "gpu": "yes"})
+    agent.stream([], hello=claim)
+    with api_channel(shared_server.address) as channel:
+        workers = workers_pb2_grpc.WorkerServiceStub(channel).ListWorkers(
+            workers_pb2.ListWorkersRequest(), timeout=10).workers
+    [worker] = [w for w in workers if w.id == agent.worker_id]
+    assert dict(worker.labels) == {"site": "lab", "provider": "hand"}
+    print("labels claimed beyond the registration: 0 of 3 accepted")
+
+
 def test_an_agent_cannot_report_on_another_agents_job(
     shared_server: ServerProcess
 ) -> None:

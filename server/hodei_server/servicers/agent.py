@@ -245,7 +245,12 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             log.warning("worker %s: refused its Hello: %s", row["id"], exc.message)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
             return
-        labels = dict(hello.labels) or dict(row["labels"])
+        # Labels are fixed at registration, where the bootstrap token's grant overrides what
+        # the agent asked for: a worker can't claim others (to attract jobs selecting them).
+        labels = dict(row["labels"])
+        if hello.labels and dict(hello.labels) != labels:
+            log.warning("worker %s: its Hello names labels %s, but its labels are the ones it "
+                        "registered with: %s", row["id"], dict(hello.labels), labels)
         capacity = hello.capacity if hello.capacity.slots else workers_pb2.Capacity(
             slots=row["slots"], cpus=row["cpus"], memory_mb=row["memory_mb"]
         )
