@@ -37,7 +37,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hodei_agent.errors import AgentError
-from hodei_agent.watchdog import FENCED_SUFFIX, JOBS_DIR, LEASE_FILE, META_SUFFIX
+from hodei_agent.watchdog import (
+    FENCED_SUFFIX,
+    JOBS_DIR,
+    LEASE_FILE,
+    META_SUFFIX,
+    start_ticks,
+)
 from hodei_api.v1 import logs_pb2
 
 logger = logging.getLogger(__name__)
@@ -83,15 +89,10 @@ class JobMeta:
     secrets_dir: str = ""
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """When `pid` started, in clock ticks since boot; None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    # fields[0] is field 3 (state); starttime is field 22.
-    return int(fields[19])
+# When a process started (clock ticks since boot), None if there is no such process: with
+# the pid, it names the process across pid reuse. One definition, the watchdog's (which
+# imports nothing of the agent's).
+process_start_ticks = start_ticks
 
 
 def _write_private(path: Path, data: bytes) -> None:
