@@ -255,7 +255,7 @@ class JobRunner:
                 timeout_seconds=self.spec.timeout_seconds, temp_dir=launch.temp_dir,
                 has_secrets=bool(self._secrets), secrets_dir=secrets_dir or "",
             ))
-            logger.info("job=%s attempt=%d started pid=%d", self.job_id, self.attempt, pid)
+            logger.debug("job=%s attempt=%d started pid=%d", self.job_id, self.attempt, pid)
             on_started(pid)
             if stdin is not None:
                 pipe = transport.get_pipe_transport(0)
@@ -384,7 +384,10 @@ class JobRunner:
             result = JobResult(jobs_pb2.JOB_STATE_FAILED, exit_code, f"killed by {signame}")
         else:
             result = JobResult(jobs_pb2.JOB_STATE_FAILED, exit_code)
-        logger.info(
+        # A success is routine (the server records every attempt's end); anything else is
+        # worth a line in the agent's own log.
+        logger.log(
+            logging.DEBUG if result.outcome == jobs_pb2.JOB_STATE_SUCCEEDED else logging.INFO,
             "job=%s attempt=%d finished: %s exit_code=%s %s",
             self.job_id,
             self.attempt,

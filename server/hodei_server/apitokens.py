@@ -147,7 +147,7 @@ class TokenStore:
         validate_name(name)
         validate_ttl(ttl_seconds)
         token, token_id, secret_hash = new_token()
-        async with self.pool.connection() as conn:
+        async with self.pool.transaction() as conn:
             row = await create_in(conn, token_id, secret_hash, name, role, ttl_seconds, actor)
             await audit.record(conn, actor, action, target=name, allowed=True,
                                detail={"role": str(role), "token_id": token_id,
@@ -187,7 +187,7 @@ class TokenStore:
             await conn.execute(query("touch_api_token"), {"id": token_id})
 
     async def revoke(self, name: str, actor: str, action: str) -> Row:
-        async with self.pool.connection() as conn:
+        async with self.pool.transaction() as conn:
             cur = await conn.execute(query("revoke_api_token"), {"name": name})
             row = await cur.fetchone()
             if row is None:

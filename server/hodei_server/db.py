@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -17,7 +20,24 @@ log = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x48_4F_44_45_49_01
 
 Conn = psycopg.AsyncConnection[DictRow]
-Pool = AsyncConnectionPool[Conn]
+
+
+class Pool(AsyncConnectionPool[Conn]):
+    """Connections in autocommit mode: a lone statement is its own transaction (one round
+    trip, not BEGIN/statement/COMMIT). Work that must be atomic, or holds row locks across
+    statements, takes `transaction()`."""
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+
+def atomic(conn: Conn) -> contextlib.AbstractAsyncContextManager[object]:
+    """A transaction on `conn`, unless it is in one already (no savepoint needed then)."""
+    if conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        return conn.transaction()
+    return contextlib.nullcontext()
 
 
 async def open_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> Pool:
@@ -30,13 +50,13 @@ async def open_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> Pool:
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {describe_url(url)}: {first_line(exc)}"
         ) from exc
-    pool: Pool = AsyncConnectionPool(
+    pool = Pool(
         url,
         connection_class=psycopg.AsyncConnection[DictRow],
         min_size=min_size,
         max_size=max_size,
         open=False,
-        kwargs={"row_factory": dict_row, "autocommit": False},
+        kwargs={"row_factory": dict_row, "autocommit": True},
         timeout=10.0,
         name="hodei",
     )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 from hodei_api.v1 import agent_pb2, jobs_pb2
 from hodei_plugins.schedulers import Scheduler
 from hodei_server.agents import AgentRegistry
-from hodei_server.jobstore import Assignment, JobStore
+from hodei_server.jobstore import Assignment, Claimed, JobStore
 from hodei_server.scheduling import place, place_least_loaded
 from hodei_server.secretstore import SecretResolver, SecretUnavailable
 from hodei_server.states import JobState
@@ -45,7 +46,7 @@ class Dispatcher:
             self._wake.clear()
             try:
                 while not stop.is_set() and await self.dispatch_once():
-                    pass
+                    pass  # a full round: more may be waiting
                 failures = 0
             except Exception as exc:  # the database may be down: retry, never die
                 failures += 1
@@ -53,20 +54,27 @@ class Dispatcher:
                 log.warning("dispatch failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
 
-    async def dispatch_once(self) -> int:
-        """One claim round; the number of jobs handed to agents."""
+    async def dispatch_once(self) -> bool:
+        """One claim round; True when another round may place more.
+
+        A round that claimed fewer jobs than there were free slots saw every pending job
+        that fits: running another at once would only repeat the query (a new job's NOTIFY,
+        a freed slot or a new agent wakes the dispatcher again)."""
         sessions = self.registry.accepting()
         if not sessions:
-            return 0
+            return False
         limit = sum(s.free_slots for s in sessions)
+        claimed_count = 0
+
+        def choose(claimed: list[Claimed]) -> list[tuple[uuid.UUID, uuid.UUID]]:
+            nonlocal claimed_count
+            claimed_count = len(claimed)
+            if self.scheduler is not None:
+                return place(claimed, sessions, self.scheduler)
+            return place_least_loaded(claimed, sessions)
+
         assignments = await self.jobs.claim_and_assign(
-            self.registry.candidates(),
-            limit,
-            lambda claimed: (
-                place(claimed, sessions, self.scheduler) if self.scheduler is not None
-                else place_least_loaded(claimed, sessions)
-            ),
-            self.actor,
+            self.registry.candidates(), limit, choose, self.actor
         )
         for assignment in assignments:
             spec = jobs_pb2.JobSpec.FromString(assignment.spec_bytes)
@@ -95,7 +103,7 @@ class Dispatcher:
             )
             log.debug("job %s attempt %d -> worker %s", assignment.job_id, assignment.attempt,
                       assignment.worker_id)
-        return len(assignments)
+        return bool(assignments) and claimed_count == limit
 
     async def _secret_values(
         self, assignment: Assignment, spec: jobs_pb2.JobSpec
@@ -120,7 +128,7 @@ class Dispatcher:
         log.warning("job %s attempt %d not started: %s", assignment.job_id, assignment.attempt,
                     reason)
         try:
-            async with self.jobs.pool.connection() as conn:
+            async with self.jobs.pool.transaction() as conn:
                 await self.jobs.finish(conn, assignment.job_id, assignment.attempt,
                                        assignment.worker_id, outcome, None, reason, self.actor,
                                        unstarted=unstarted)

@@ -8,19 +8,20 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from hodei_api.v1 import jobs_pb2
-from hodei_server.db import Pool
+from hodei_server.db import Pool, atomic
 from hodei_server.errors import Conflict, InvalidSpec, NotFound
 from hodei_server.sqlfiles import query
 from hodei_server.states import (
     FINAL_STATES,
     NEVER_RETRIED,
     RETRYABLE,
+    Decision,
     JobState,
     RetryPolicy,
     after_attempt,
@@ -28,6 +29,7 @@ from hodei_server.states import (
 )
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 CHANNEL_JOBS = "hodei_jobs"  # also named in queries.sql (insert_job, finish_job)
 CHANNEL_LOGS = "hodei_logs"  # also named in queries.sql (finish_job)
@@ -59,6 +61,30 @@ class ActiveAttempt:
     job_id: uuid.UUID
     attempt: int
     worker_id: uuid.UUID
+
+
+class Deferred(Generic[T]):
+    """What a statement decided, read later: a batch of statements runs (and commits)
+    first, then its caller reads each outcome and acts on it."""
+
+    __slots__ = ("_convert", "_cursor", "_value")
+
+    def __init__(
+        self, cursor: Any = None, convert: Callable[[Row | None], T] | None = None,
+        value: T | None = None,
+    ) -> None:
+        self._cursor = cursor
+        self._convert = convert
+        self._value = value
+
+    @classmethod
+    def ready(cls, value: T) -> Deferred[T]:
+        return cls(value=value)
+
+    async def result(self) -> T:
+        if self._cursor is None or self._convert is None:
+            return self._value  # type: ignore[return-value]
+        return self._convert(await self._cursor.fetchone())
 
 
 def encode_page_token(created_at: dt.datetime, job_id: uuid.UUID) -> str:
@@ -169,7 +195,7 @@ class JobStore:
         actor: str,
     ) -> list[Assignment]:
         """Lock pending jobs some candidate fits, let `choose` place them, assign them."""
-        async with self.pool.connection() as conn:
+        async with self.pool.transaction() as conn:
             cur = await conn.execute(
                 query("claim_pending_jobs"), {"candidates": Jsonb(candidates), "limit": limit}
             )
@@ -180,36 +206,55 @@ class JobStore:
             if not claimed:
                 return []
             placements = choose(claimed)
+            if not placements:
+                return []
             specs = {c.id: c.spec_bytes for c in claimed}
             assigned: list[Assignment] = []
-            async with conn.pipeline(), conn.cursor() as cur:
-                # One round trip for the whole round instead of one per job.
-                await cur.executemany(
-                    query("assign_job"),
-                    [{"id": job_id, "worker_id": worker_id, "actor": actor}
-                     for job_id, worker_id in placements],
-                    returning=True,
-                )
-                for job_id, worker_id in placements:
-                    row = await cur.fetchone()
-                    if row is not None:
-                        assigned.append(
-                            Assignment(job_id, row["attempt"], worker_id, specs[job_id])
-                        )
-                    if not cur.nextset():
-                        break
+            rows = [{"id": job_id, "worker_id": worker_id, "actor": actor}
+                    for job_id, worker_id in placements]
+            if len(rows) == 1:  # the usual round, one slot freed: no pipeline to set up
+                cur = await conn.execute(query("assign_job"), rows[0])
+                results = [await cur.fetchone()]
+            else:
+                results = []
+                async with conn.pipeline(), conn.cursor() as cur:
+                    # One round trip for the whole round instead of one per job.
+                    await cur.executemany(query("assign_job"), rows, returning=True)
+                    for _ in rows:
+                        results.append(await cur.fetchone())
+                        if not cur.nextset():
+                            break
+            for (job_id, worker_id), row in zip(placements, results, strict=False):
+                if row is not None:
+                    assigned.append(Assignment(job_id, row["attempt"], worker_id, specs[job_id]))
         return assigned
 
     async def mark_running(
         self, conn: AsyncConnection[Any], job_id: uuid.UUID, attempt: int,
         worker_id: uuid.UUID, pid: int,
     ) -> bool:
+        marked, _ = await (await self.mark_running_deferred(
+            conn, job_id, attempt, worker_id, pid)).result()
+        return marked
+
+    async def mark_running_deferred(
+        self, conn: AsyncConnection[Any], job_id: uuid.UUID, attempt: int,
+        worker_id: uuid.UUID, pid: int,
+    ) -> Deferred[tuple[bool, JobState | None]]:
+        """(marked running, the job's state when it was not: None for no such job)."""
         cur = await conn.execute(
             query("mark_running"),
             {"id": job_id, "attempt": attempt, "worker_id": worker_id, "pid": pid,
              "actor": f"worker:{worker_id}"},
         )
-        return await cur.fetchone() is not None
+
+        def convert(row: Row | None) -> tuple[bool, JobState | None]:
+            assert row is not None  # the statement always returns its one row
+            if row["marked"] is not None:
+                return True, JobState.RUNNING
+            return False, None if row["state"] is None else JobState(row["state"])
+
+        return Deferred(cur, convert)
 
     async def state_in(self, conn: AsyncConnection[Any], job_id: uuid.UUID) -> JobState | None:
         cur = await conn.execute(query("get_job_state"), {"id": job_id})
@@ -229,20 +274,39 @@ class JobStore:
         *,
         unstarted: bool = False,
     ) -> JobState | None:
+        """`finish_deferred`, its result awaited."""
+        deferred = await self.finish_deferred(conn, job_id, attempt, worker_id, outcome,
+                                              exit_code, reason, actor, unstarted=unstarted)
+        return await deferred.result()
+
+    async def finish_deferred(
+        self,
+        conn: AsyncConnection[Any],
+        job_id: uuid.UUID,
+        attempt: int,
+        worker_id: uuid.UUID,
+        outcome: JobState,
+        exit_code: int | None,
+        reason: str,
+        actor: str,
+        *,
+        unstarted: bool = False,
+    ) -> Deferred[JobState | None]:
         """Record how an attempt ended; the retry policy decides what the job does next.
 
         `unstarted`: the attempt may never have run (handed back by a draining agent,
         unknown to a reconnecting one): if it was indeed never reported running, it is
         requeued without spending the job's attempt budget.
-        Returns the job's new state, or None when the report is not about the job's
+        Its result is the job's new state, or None when the report is not about the job's
         current attempt on that worker (stale or duplicate: refused by the fence).
         """
-        refund = 0
         if outcome in NEVER_RETRIED:
             # The common case needs no look at the job's policy: one statement, whose
             # WHERE clause is the whole fence.
             decision = after_attempt(outcome, attempt, attempt, RetryPolicy())
-        else:
+            return await self._finish_job(conn, job_id, attempt, worker_id, outcome, exit_code,
+                                          reason, actor, decision, 0)
+        async with atomic(conn):  # the row lock lasts until the update
             cur = await conn.execute(query("lock_job_for_finish"), {"id": job_id})
             row = await cur.fetchone()
             if (
@@ -251,17 +315,26 @@ class JobStore:
                 or row["worker_id"] != worker_id
                 or row["state"] not in sources_of(outcome)
             ):
-                return None
+                return Deferred.ready(None)
             policy = RetryPolicy(
                 on=frozenset(RETRYABLE[o] for o in row["retry_on"] if o in RETRYABLE),
                 backoff_seconds=row["backoff_seconds"],
                 max_backoff_seconds=row["max_backoff_seconds"],
             )
             # Only an attempt the agent never reported running is handed back for free.
+            refund = 0
             if unstarted and row["state"] == JobState.ASSIGNED.value:
                 refund = 1
                 policy = RetryPolicy(policy.on | {JobState.LOST}, 0.0, 0.0)
             decision = after_attempt(outcome, attempt, row["max_attempts"] + refund, policy)
+            return await self._finish_job(conn, job_id, attempt, worker_id, outcome, exit_code,
+                                          reason, actor, decision, refund)
+
+    async def _finish_job(
+        self, conn: AsyncConnection[Any], job_id: uuid.UUID, attempt: int,
+        worker_id: uuid.UUID, outcome: JobState, exit_code: int | None, reason: str,
+        actor: str, decision: Decision, refund: int,
+    ) -> Deferred[JobState | None]:
         cur = await conn.execute(
             query("finish_job"),
             {
@@ -279,13 +352,12 @@ class JobStore:
                 "actor": actor,
             },
         )
-        if await cur.fetchone() is None:
-            return None
-        return decision.state
+        state = decision.state
+        return Deferred(cur, lambda row: None if row is None else state)
 
     async def retry(self, job_id: uuid.UUID, actor: str) -> None:
         """Run a finished job again as a new attempt."""
-        async with self.pool.connection() as conn:
+        async with self.pool.transaction() as conn:
             cur = await conn.execute(query("retry_finished_job"), {"id": job_id, "actor": actor})
             if await cur.fetchone() is not None:
                 await notify(conn, CHANNEL_JOBS)
@@ -300,7 +372,7 @@ class JobStore:
         self, job_id: uuid.UUID, reason: str, actor: str
     ) -> tuple[bool, ActiveAttempt | None]:
         """Cancel a job: (changed, the running attempt to signal, if any)."""
-        async with self.pool.connection() as conn:
+        async with self.pool.transaction() as conn:
             params = {"id": job_id, "reason": reason, "actor": actor}
             cur = await conn.execute(query("cancel_pending_job"), params)
             if await cur.fetchone() is not None:

@@ -69,7 +69,7 @@ class SecretStore:
             raise InvalidSpec(str(exc)) from None
         check_value(name, value)
         sealed = self.keyring.seal(name, value)
-        async with self.pool.connection() as conn:
+        async with self.pool.transaction() as conn:
             cur = await conn.execute(query("upsert_secret"), {
                 "name": name, "key_id": sealed.key_id, "nonce": sealed.nonce,
                 "ciphertext": sealed.ciphertext, "size_bytes": len(value), "actor": actor,
@@ -83,7 +83,7 @@ class SecretStore:
         return row, bool(row["inserted"])
 
     async def delete(self, name: str, actor: str) -> bool:
-        async with self.pool.connection() as conn:
+        async with self.pool.transaction() as conn:
             cur = await conn.execute(query("delete_secret"), {"name": name})
             deleted = await cur.fetchone() is not None
             await audit.record(conn, actor, "secret.delete", target=name, allowed=True,
@@ -202,7 +202,7 @@ class SecretResolver:
             records.append(detail)
             if failure:
                 break
-        async with self.pool.connection() as conn:
+        async with self.pool.transaction() as conn:
             for detail in records:
                 await audit.record(conn, f"worker:{worker_id}", "secret.resolve",
                                    target=str(job_id), allowed=bool(detail["resolved"]),

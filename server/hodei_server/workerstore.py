@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from hodei_api.v1 import workers_pb2
 from hodei_server.db import Pool
 from hodei_server.errors import Conflict, NotFound, Unauthenticated
-from hodei_server.jobstore import CHANNEL_DRAIN, JobStore, notify
+from hodei_server.jobstore import CHANNEL_DRAIN, Deferred, JobStore, notify
 from hodei_server.sqlfiles import query
 from hodei_server.states import JobState
 
@@ -64,7 +64,7 @@ class WorkerStore:
         """
         worker_id = worker_id or uuid.uuid4()
         credential = secrets.token_urlsafe(TOKEN_BYTES)
-        async with self.pool.connection() as conn:
+        async with self.pool.transaction() as conn:
             cur = await conn.execute(
                 query("consume_bootstrap_token"),
                 {"token_hash": _hash(token), "worker_id": worker_id},
@@ -150,14 +150,14 @@ class WorkerStore:
     async def heartbeat(
         self, conn: AsyncConnection[Any], worker_id: uuid.UUID, server_id: str,
         metrics: dict[str, Any], running_jobs: int,
-    ) -> bool:
+    ) -> Deferred[bool]:
         """Record a heartbeat; False when the worker is no longer live on this stream."""
         cur = await conn.execute(
             query("worker_heartbeat"),
             {"id": worker_id, "server_id": server_id, "metrics": Jsonb(metrics),
              "running_jobs": running_jobs},
         )
-        return await cur.fetchone() is not None
+        return Deferred(cur, lambda row: row is not None)
 
     async def disconnected(self, worker_id: uuid.UUID, server_id: str, state: str) -> None:
         async with self.pool.connection() as conn:
@@ -168,7 +168,7 @@ class WorkerStore:
 
     async def drain(self, worker_id: uuid.UUID, grace_seconds: float, actor: str) -> Row:
         """Mark a live worker DRAINING and tell whichever replica holds its stream."""
-        async with self.pool.connection() as conn:
+        async with self.pool.transaction() as conn:
             cur = await conn.execute(query("drain_worker"), {"id": worker_id, "actor": actor})
             row = await cur.fetchone()
             if row is None:
@@ -190,7 +190,7 @@ class WorkerStore:
 
     async def expire_lost(self, ttl_seconds: float) -> list[uuid.UUID]:
         """Mark silent workers LOST and requeue (or fail) their active jobs."""
-        async with self.pool.connection() as conn:
+        async with self.pool.transaction() as conn:
             cur = await conn.execute(query("mark_lost_workers"), {"ttl": ttl_seconds})
             lost = [row["id"] for row in await cur.fetchall()]
             if not lost:

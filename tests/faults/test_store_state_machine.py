@@ -173,7 +173,9 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.max_attempts)
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
-        job_id = data.draw(st.sampled_from(sorted(self.max_attempts)))
+        # Submission order, not sorted: job ids are random, so a sorted list would change
+        # between hypothesis's replays of one example (it reports that as flaky).
+        job_id = data.draw(st.sampled_from(list(self.max_attempts)))
         before = self.job_row(job_id)[0]
         changed, target = self.run(self.jobs.cancel(job_id, "sm", "sm"))
         after = self.job_row(job_id)[0]
@@ -275,7 +277,10 @@ def test_store_state_machine(database_url: str, record_figure: Recorder) -> None
     try:
         run_state_machine_as_test(
             StoreMachine,
-            settings=settings(max_examples=25, stateful_step_count=30, deadline=None,
+            # Derandomized: the same examples every run, so the coverage check below (stale
+            # results were tried) can't come and go with the draw.
+            settings=settings(max_examples=25, stateful_step_count=50, deadline=None,
+                              derandomize=True, database=None,
                               suppress_health_check=list(HealthCheck)),
         )
     finally:

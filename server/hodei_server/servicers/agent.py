@@ -8,7 +8,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -21,7 +21,7 @@ from hodei_server.agents import AgentRegistry, AgentSession
 from hodei_server.db import Conn
 from hodei_server.dispatcher import Dispatcher
 from hodei_server.errors import Conflict, InvalidSpec, NotFound, Unauthenticated
-from hodei_server.jobstore import JobStore
+from hodei_server.jobstore import Deferred, JobStore
 from hodei_server.loghub import LogHub
 from hodei_server.servicers.common import abort_with, unary
 from hodei_server.servicers.jobs import cancel_message
@@ -306,7 +306,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             log.info("worker %s still runs job %s attempt %d, which is no longer its own; "
                      "stopping it", session.worker_id, job_id, attempt)
             session.send(cancel_message(str(job_id), attempt, "this attempt is no longer current"))
-        async with self.jobs.pool.connection() as conn:
+        async with self.jobs.pool.transaction() as conn:
             for job in active:
                 key = (job["id"], job["attempt"])
                 if key in announced:
@@ -352,10 +352,14 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
     async def _process(
         self, session: AgentSession, inbox: asyncio.Queue[agent_pb2.AgentMessage | None]
     ) -> None:
-        """Handle the agent's messages in order, each drained batch in one transaction.
+        """Handle the agent's messages in order, a drained batch at a time.
 
-        Acknowledgements and wake-ups go out only after the commit, so an agent never
-        forgets something the database does not hold yet.
+        Each statement commits by itself (no BEGIN and COMMIT around the batch: they cost
+        the server more than the extra commits cost PostgreSQL). Nothing needs the batch to
+        be atomic: if it fails half-way, nothing of it is acknowledged, the agent resends it
+        all, and what was already stored is refused or ignored as a duplicate (the fences,
+        idempotent chunk inserts). Acknowledgements and wake-ups go out only after the
+        batch is stored, so an agent never forgets something the database does not hold.
         """
         while True:
             pending = [await inbox.get()]
@@ -365,8 +369,11 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             if messages:
                 after: list[Callable[[], None]] = []
                 try:
+                    settles: list[Callable[[], Awaitable[None]]] = []
                     async with self.jobs.pool.connection() as conn:
-                        await self._apply(conn, session, messages, after)
+                        await self._apply(conn, session, messages, after, settles)
+                        for settle in settles:  # stored: read what each statement did
+                            await settle()
                 except Exception as exc:
                     # Nothing of this batch was acknowledged: end the stream, and the agent
                     # reconnects and resends it (stored chunks are idempotent).
@@ -382,8 +389,10 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
 
     async def _apply(
         self, conn: Conn, session: AgentSession, messages: list[agent_pb2.AgentMessage],
-        after: list[Callable[[], None]],
+        after: list[Callable[[], None]], settles: list[Callable[[], Awaitable[None]]],
     ) -> None:
+        """Queue each message's statements; `settles`, run in order once the batch is
+        committed, read their outcomes and add the follow-ups to `after`."""
         chunks: list[Any] = []
         for message in messages:
             kind = message.WhichOneof("msg")
@@ -391,7 +400,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                 chunks.append(message.log_chunk)
                 continue
             if chunks:
-                await self._store_chunks(conn, session, chunks, after)
+                await self._store_chunks(conn, session, chunks, after, settles)
                 chunks = []
             if kind == "heartbeat":
                 session.last_heartbeat = time.monotonic()
@@ -400,26 +409,31 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                     MessageToDict(message.heartbeat.metrics, preserving_proto_field_name=True),
                     message.heartbeat.running_jobs,
                 )
-                if live:
-                    after.append(functools.partial(session.send, _HEARTBEAT_ACK))
-                else:
-                    # Declared lost while it was silent (a pause, a partition): end this
-                    # stream so the agent reconnects and its stale attempts get stopped.
-                    log.warning("worker %s heartbeats again after being declared lost; "
-                                "closing its stream", session.worker_id)
-                    after.append(session.close)
+                settles.append(functools.partial(self._heartbeat_settled, session, live, after))
             elif kind == "job_accepted":
-                await self._accepted(conn, session, message.job_accepted, after)
+                await self._accepted(conn, session, message.job_accepted, after, settles)
             elif kind == "job_finished":
-                await self._finished(conn, session, message.job_finished, after)
+                await self._finished(conn, session, message.job_finished, after, settles)
             elif kind == "hello":
                 log.warning("worker %s sent a second Hello; ignored", session.worker_id)
         if chunks:
-            await self._store_chunks(conn, session, chunks, after)
+            await self._store_chunks(conn, session, chunks, after, settles)
+
+    async def _heartbeat_settled(
+        self, session: AgentSession, live: Deferred[bool], after: list[Callable[[], None]]
+    ) -> None:
+        if await live.result():
+            after.append(functools.partial(session.send, _HEARTBEAT_ACK))
+        else:
+            # Declared lost while it was silent (a pause, a partition): end this
+            # stream so the agent reconnects and its stale attempts get stopped.
+            log.warning("worker %s heartbeats again after being declared lost; "
+                        "closing its stream", session.worker_id)
+            after.append(session.close)
 
     async def _store_chunks(
         self, conn: Conn, session: AgentSession, batch: list[Any],
-        after: list[Callable[[], None]],
+        after: list[Callable[[], None]], settles: list[Callable[[], Awaitable[None]]],
     ) -> None:
         rows = [
             {"job_id": uuid.UUID(c.job_id), "attempt": c.attempt, "seq": c.seq,
@@ -431,11 +445,15 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         for chunk in batch:
             key = (chunk.job_id, chunk.attempt)
             acked[key] = max(acked.get(key, 0), chunk.seq)
-        for (job_id, attempt), seq in acked.items():
-            ack = agent_pb2.ServerMessage(
-                log_ack=agent_pb2.LogAck(job_id=job_id, attempt=attempt, up_to_seq=seq)
-            )
-            after.append(functools.partial(self._acked, session, job_id, ack))
+
+        async def settle() -> None:  # in order with the batch's other messages
+            for (job_id, attempt), seq in acked.items():
+                ack = agent_pb2.ServerMessage(
+                    log_ack=agent_pb2.LogAck(job_id=job_id, attempt=attempt, up_to_seq=seq)
+                )
+                after.append(functools.partial(self._acked, session, job_id, ack))
+
+        settles.append(settle)
 
     def _acked(self, session: AgentSession, job_id: str, ack: agent_pb2.ServerMessage) -> None:
         self.hub.wake(job_id)
@@ -443,23 +461,27 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
 
     async def _accepted(
         self, conn: Conn, session: AgentSession, accepted: agent_pb2.JobAccepted,
-        after: list[Callable[[], None]],
+        after: list[Callable[[], None]], settles: list[Callable[[], Awaitable[None]]],
     ) -> None:
         job_id = uuid.UUID(accepted.job_id)
-        if not await self.jobs.mark_running(conn, job_id, accepted.attempt, session.worker_id,
-                                            accepted.pid):
-            state = await self.jobs.state_in(conn, job_id)
-            if state is not JobState.RUNNING:
+        marked = await self.jobs.mark_running_deferred(
+            conn, job_id, accepted.attempt, session.worker_id, accepted.pid)
+
+        async def settle() -> None:
+            ok, state = await marked.result()
+            if not ok and state is not JobState.RUNNING:
                 log.info("job %s attempt %d is not this worker's to run (%s); stopping it",
                          job_id, accepted.attempt, state)
                 stop = cancel_message(accepted.job_id, accepted.attempt,
                                       "this attempt is no longer current")
                 after.append(lambda: session.send(stop))
-        after.append(lambda: self.hub.wake(accepted.job_id))
+            after.append(lambda: self.hub.wake(accepted.job_id))
+
+        settles.append(settle)
 
     async def _finished(
         self, conn: Conn, session: AgentSession, done: agent_pb2.JobFinished,
-        after: list[Callable[[], None]],
+        after: list[Callable[[], None]], settles: list[Callable[[], Awaitable[None]]],
     ) -> None:
         job_id = uuid.UUID(done.job_id)
         outcome = JobState.from_proto(done.outcome)  # a final outcome: validated on arrival
@@ -470,28 +492,34 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         if handed_back:
             # An agent hands a job back only while it drains: send it nothing more.
             session.draining = True
-        state = await self.jobs.finish(
+        finished = await self.jobs.finish_deferred(
             conn, job_id, done.attempt, session.worker_id, outcome, exit_code,
             done.reason, f"worker:{session.worker_id}",
             unstarted=outcome is JobState.LOST,
         )
-        if state is None:
-            log.info("refused a stale result for job %s attempt %d", job_id, done.attempt)
-            if handed_back:
-                # Not a hand-back: an attempt stopped while its agent was away (the lease
-                # watchdog of a restarted agent's state dir), reported once it came back.
-                session.draining = False
-        else:
-            log.debug("job %s attempt %d ended %s (exit %s)", job_id, done.attempt,
-                      state.value, exit_code)
-        ack = agent_pb2.ServerMessage(
-            finished_ack=agent_pb2.FinishedAck(job_id=done.job_id, attempt=done.attempt)
-        )
 
-        def done_actions() -> None:
-            session.send(ack)
-            session.release(job_id, done.attempt)
-            self.hub.wake(done.job_id)
-            self.dispatcher.wake()
+        async def settle() -> None:
+            state = await finished.result()
+            if state is None:
+                log.info("refused a stale result for job %s attempt %d", job_id, done.attempt)
+                if handed_back:
+                    # Not a hand-back: an attempt stopped while its agent was away (the
+                    # lease watchdog of a restarted agent's state dir), reported once it
+                    # came back.
+                    session.draining = False
+            else:
+                log.debug("job %s attempt %d ended %s (exit %s)", job_id, done.attempt,
+                          state.value, exit_code)
+            ack = agent_pb2.ServerMessage(
+                finished_ack=agent_pb2.FinishedAck(job_id=done.job_id, attempt=done.attempt)
+            )
 
-        after.append(done_actions)
+            def done_actions() -> None:
+                session.send(ack)
+                session.release(job_id, done.attempt)
+                self.hub.wake(done.job_id)
+                self.dispatcher.wake()
+
+            after.append(done_actions)
+
+        settles.append(settle)

@@ -99,7 +99,9 @@ WITH j AS (
            jsonb_build_object('attempt', j.attempt, 'pid', %(pid)s::int), %(actor)s
     FROM j
 )
-SELECT id FROM j;
+-- One row either way; when the job was not marked, its state says why (read in the
+-- statement's snapshot: the state the update saw).
+SELECT (SELECT id FROM j) AS marked, (SELECT state FROM jobs WHERE id = %(id)s) AS state;
 
 -- name: lock_job_for_finish
 SELECT state, attempt, worker_id, max_attempts, retry_on, backoff_seconds, max_backoff_seconds
