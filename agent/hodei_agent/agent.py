@@ -15,6 +15,7 @@ from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.config import AgentConfig
 from hodei_agent.errors import AgentError, CredentialRejected
 from hodei_agent.identity import TlsOptions
+from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.metrics import MetricsSampler
 from hodei_agent.outbox import MAX_UNACKED_BYTES, Outbox
 from hodei_agent.procgroup import become_subreaper
@@ -56,8 +57,10 @@ class Agent:
         self._config = config
         self._outbox = Outbox(max_unacked_bytes)
         self._state = StateDir.open(config.state_dir)
+        # Jobs outlive this process only where a restarted agent can find them again.
+        self._keeper = KeeperClient() if self._state.persistent else None
         self._supervisor = JobSupervisor(
-            self._outbox, self._state, slots=config.slots, limits=limits
+            self._outbox, self._state, slots=config.slots, limits=limits, keeper=self._keeper
         )
         self._metrics = MetricsSampler()
         self._session = Session(
@@ -99,10 +102,18 @@ class Agent:
         try:
             return await self._run()
         finally:
+            if self._keeper is not None:
+                self._keeper.close()  # it exits once the jobs it still runs have ended
             self._state.close()
 
     async def _run(self) -> int:
         become_subreaper()
+        if self._keeper is not None:
+            try:
+                self._keeper.start()  # now rather than on the first job: it takes a moment
+            except OSError as exc:
+                logger.warning("cannot start the job keeper (%s); trying again for the first "
+                               "job", exc)
         registration = await self._identify()
         if registration is None:
             logger.info("stopped before registering")
@@ -278,7 +289,13 @@ class Agent:
     def _dispatch(self, message: agent_pb2.ServerMessage) -> None:
         self._last_contact = time.monotonic()
         kind = message.WhichOneof("msg")
-        if kind == "run_job":
+        if kind == "batch":
+            for inner in message.batch.messages:
+                if inner.WhichOneof("msg") == "batch":
+                    logger.warning("worker=%s: ignoring a batch inside a batch", self._worker_id)
+                else:
+                    self._dispatch(inner)
+        elif kind == "run_job":
             self._supervisor.run_job(message.run_job)
         elif kind == "cancel_job":
             self._supervisor.cancel_job(message.cancel_job)

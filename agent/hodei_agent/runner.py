@@ -5,9 +5,9 @@ Nothing the job needs depends on the agent staying alive:
 
 - its stdout and stderr are files in the agent's state directory, which the agent tails
   (`batcher.tail`), so a job never writes into a pipe that died with the agent;
-- with a persistent state dir it runs under a one-line `sh` wrapper that writes its exit
-  status there when it ends, so the status is known even when the agent was not its parent
-  any more;
+- with a persistent state dir it is started by the agent's keeper (`hodei_agent.keeper`), a
+  small process that is its parent, outlives the agent and writes its exit status there
+  when it ends, so the status is known even when no agent was there to see it end;
 - the agent records its pid with the process's start time (pid reuse) and, once restarted,
   watches it through a pidfd (`os.pidfd_open`), which works for a process that is not its
   child. Timeout and cancel signal the process group, which needs no parenthood either.
@@ -21,25 +21,24 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits, ChunkSink, tail
 from hodei_agent.errors import JobStartError
+from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.launch import Launch, prepare_launch, remove_if_empty, remove_temp_dir
 from hodei_agent.procgroup import signal_group, wait_group_gone
 from hodei_agent.secretfiles import JobSecrets
 from hodei_agent.spawn import (
-    WRAPPER,
-    WRAPPER_NAME,
-    WRAPPER_SHELL,
-    ExitProtocol,
+    Spawned,
     check_executable,
     exit_code_of,
     open_pidfd,
     signal_name,
+    spawn_direct,
+    spawn_kept,
 )
 from hodei_agent.statedir import STREAMS, JobFiles, JobMeta, process_start_ticks
 from hodei_api.v1 import agent_pb2, jobs_pb2
@@ -52,6 +51,9 @@ SECRETS_NOT_REATTACHED_REASON = (
 )
 
 DEFAULT_KILL_GRACE = 5.0
+# How long a re-attached job's status may take to appear after the job ended.
+_STATUS_WAIT = 2.0
+_STATUS_POLL = 0.02
 # How long to wait for the killed remains of a group to disappear before moving on.
 _GROUP_GONE_TIMEOUT = 2.0
 
@@ -66,7 +68,8 @@ class JobResult:
 
 
 LEASE_LOST_REASON = "the agent's lease ran out (its watchdog stopped the job)"
-UNKNOWN_END_REASON = "its processes ended while the agent was down, leaving no exit status"
+UNKNOWN_END_REASON = ("its exit status was lost: it ended while neither the agent nor its "
+                      "keeper was there to record it")
 
 
 @dataclass(frozen=True)
@@ -92,11 +95,11 @@ class JobRunner:
         base_env: Mapping[str, str] | None = None,
         limits: BatchLimits = DEFAULT_LIMITS,
         secrets: Sequence[agent_pb2.SecretValue] = (),
-        outlive_agent: bool = True,
+        keeper: KeeperClient | None = None,
     ) -> None:
-        """`outlive_agent`: run the job under the status-recording wrapper, so that an agent
-        restarted on the same state dir can tell how it ended; pointless (and one exec per
-        job saved) when the state dir is temporary."""
+        """`keeper`: have it start the job (its parent, which records its exit status), so
+        that an agent restarted on the same state dir can re-attach to it and tell how it
+        ended; None (a temporary state dir) starts it as the agent's own child."""
         self.job_id = job_id
         self.attempt = attempt
         self.spec = spec
@@ -105,7 +108,7 @@ class JobRunner:
         self._files = files
         self._base_env = base_env
         self._limits = limits
-        self._outlive_agent = outlive_agent
+        self._keeper = keeper
         self._termination: _Termination | None = None
         self._terminate = asyncio.Event()
         # Delivered to the process, redacted from its output and from every reason.
@@ -182,7 +185,17 @@ class JobRunner:
                 os.close(pidfd)
             if meta.temp_dir and not remove_if_empty(meta.temp_dir):
                 await asyncio.to_thread(remove_temp_dir, meta.temp_dir)
-        return self._result(self._files.read_status(), self._fenced_if_so(terminated))
+        return self._result(await self._recorded_status(), self._fenced_if_so(terminated))
+
+    async def _recorded_status(self) -> int | None:
+        """The exit status its keeper recorded. The keeper writes it just after the process
+        ended, so give it a moment; None if there is none (the keeper died too)."""
+        for _ in range(int(_STATUS_WAIT / _STATUS_POLL)):
+            status = self._files.read_status()
+            if status is not None:
+                return status
+            await asyncio.sleep(_STATUS_POLL)  # a file written by another process: poll it
+        return self._files.read_status()
 
     async def abandon(self, meta: JobMeta) -> JobResult:
         """Stop an attempt a previous agent process started and this one won't re-attach
@@ -217,7 +230,6 @@ class JobRunner:
         self, launch: Launch, on_started: Callable[[int], None], stdin: bytes | None = None,
         secrets_dir: str | None = None,
     ) -> JobResult:
-        loop = asyncio.get_running_loop()
         program = launch.argv[0]
         try:
             check_executable(program, launch.env, launch.cwd)
@@ -226,47 +238,42 @@ class JobRunner:
             return self._failed_to_start(str(exc))
         except OSError as exc:
             return self._failed_to_start(f"cannot create its output files: {exc}")
-        argv = launch.argv
-        if self._outlive_agent:
-            argv = [WRAPPER_SHELL, "-c", WRAPPER, WRAPPER_NAME, str(self._files.status_path),
-                    *argv]
         try:
-            transport, protocol = await loop.subprocess_exec(
-                ExitProtocol,
-                *argv,
-                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                stdout=stdout,
-                stderr=stderr,
-                cwd=launch.cwd,
-                env=launch.env,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            return self._failed_to_start(f"{program}: {exc.strerror or exc}")
+            if self._keeper is not None:
+                process: Spawned = await spawn_kept(self._keeper, launch, stdout, stderr,
+                                                    str(self._files.status_path), stdin)
+            else:
+                process = await spawn_direct(launch, stdout, stderr, stdin)
+        except JobStartError as exc:
+            return self._failed_to_start(f"{program}: {exc}")
         finally:
             os.close(stdout)
             os.close(stderr)
-        pid = transport.get_pid()
-        started_at = time.time()
         try:
-            self._files.write_meta(JobMeta(
-                job_id=self.job_id, attempt=self.attempt, pid=pid,
-                start_ticks=process_start_ticks(pid) or 0, started_at=started_at,
-                timeout_seconds=self.spec.timeout_seconds, temp_dir=launch.temp_dir,
-                has_secrets=bool(self._secrets), secrets_dir=secrets_dir or "",
-            ))
-            logger.debug("job=%s attempt=%d started pid=%d", self.job_id, self.attempt, pid)
-            on_started(pid)
-            if stdin is not None:
-                pipe = transport.get_pipe_transport(0)
-                if pipe is not None:
-                    pipe.write(stdin)  # type: ignore[attr-defined]
-                    pipe.close()
+            self._started(process.pid, process.start_ticks, launch, on_started, secrets_dir)
+            process.feed()
             timeout = self.spec.timeout_seconds if self.spec.timeout_seconds > 0 else None
-            terminated = await self._follow(pid, protocol.exited, timeout, {})
+            terminated = await self._follow(process.pid, process.exited, timeout, {})
         finally:
-            transport.close()
-        return self._result(transport.get_returncode(), self._fenced_if_so(terminated))
+            process.close()
+        returncode = process.returncode()
+        if returncode is None:  # its keeper went away: the status file may still say
+            returncode = await self._recorded_status()
+        return self._result(returncode, self._fenced_if_so(terminated))
+
+    def _started(
+        self, pid: int, start_ticks: int | None, launch: Launch,
+        on_started: Callable[[int], None], secrets_dir: str | None,
+    ) -> None:
+        """Record the started process for a restarted agent, then report it running."""
+        self._files.write_meta(JobMeta(
+            job_id=self.job_id, attempt=self.attempt, pid=pid,
+            start_ticks=start_ticks or 0, started_at=time.time(),
+            timeout_seconds=self.spec.timeout_seconds, temp_dir=launch.temp_dir,
+            has_secrets=bool(self._secrets), secrets_dir=secrets_dir or "",
+        ))
+        logger.debug("job=%s attempt=%d started pid=%d", self.job_id, self.attempt, pid)
+        on_started(pid)
 
     async def _follow(
         self, pgid: int | None, exited: asyncio.Event, time_left: float | None,
@@ -347,14 +354,8 @@ class JobRunner:
     async def _terminate_group(
         self, pgid: int, exited: asyncio.Event, termination: _Termination
     ) -> None:
-        logger.info(
-            "job=%s attempt=%d: %s; SIGTERM to group %d, SIGKILL in %gs",
-            self.job_id,
-            self.attempt,
-            termination.reason,
-            pgid,
-            termination.grace,
-        )
+        logger.info("job=%s attempt=%d: %s; SIGTERM to group %d, SIGKILL in %gs", self.job_id,
+                    self.attempt, termination.reason, pgid, termination.grace)
         signal_group(pgid, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(termination.grace):
@@ -364,8 +365,8 @@ class JobRunner:
         await exited.wait()
 
     def _result(self, returncode: int | None, terminated: _Termination | None) -> JobResult:
-        """`returncode`: the wrapper's (negative: it was killed by that signal) or the status
-        it recorded; None when unknown (it was killed while no agent was its parent)."""
+        """`returncode`: the process's (negative: it was killed by that signal) or the status
+        its keeper recorded; None when unknown (see UNKNOWN_END_REASON)."""
         exit_code = None if returncode is None else exit_code_of(returncode)
         signame = None
         if exit_code is not None and exit_code > 128:
@@ -373,8 +374,8 @@ class JobRunner:
         if terminated is not None:
             result = JobResult(terminated.outcome, exit_code, self.redact(terminated.reason))
         elif exit_code is None:
-            # Its wrapper was killed too (the group was SIGKILLed, the OOM killer...) while no
-            # agent watched: as when the agent dies with its job, the attempt is lost.
+            # Its keeper was killed too while no agent watched (or before the job ended): as
+            # when the agent dies with its job, the attempt is lost.
             result = JobResult(jobs_pb2.JOB_STATE_LOST, None, UNKNOWN_END_REASON)
         elif exit_code == 0:
             result = JobResult(jobs_pb2.JOB_STATE_SUCCEEDED, 0)
@@ -388,11 +389,7 @@ class JobRunner:
         # worth a line in the agent's own log.
         logger.log(
             logging.DEBUG if result.outcome == jobs_pb2.JOB_STATE_SUCCEEDED else logging.INFO,
-            "job=%s attempt=%d finished: %s exit_code=%s %s",
-            self.job_id,
-            self.attempt,
-            jobs_pb2.JobState.Name(result.outcome),
-            exit_code,
-            result.reason,
-        )
+            "job=%s attempt=%d finished: %s exit_code=%s %s", self.job_id, self.attempt,
+            jobs_pb2.JobState.Name(result.outcome), exit_code, result.reason)
         return result
+

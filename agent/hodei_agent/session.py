@@ -18,6 +18,7 @@ import grpc
 import grpc.aio
 
 from hodei_agent.backoff import Backoff
+from hodei_agent.envelope import envelopes
 from hodei_agent.errors import AgentError, CredentialRejected, RegistrationRejected
 from hodei_agent.identity import Identity, PendingKey, TlsOptions, speaks_tls
 from hodei_agent.outbox import Outbox
@@ -335,7 +336,7 @@ class Session:
             # Cleared before taking, so nothing queued after the take can be missed.
             self._outbox.changed.clear()
             batch = self._outbox.take_unsent(SEND_BATCH)
-            for message in batch:
+            for message in envelopes(batch):
                 await _write(call, message)
             if not batch:
                 try:

@@ -1,4 +1,4 @@
-"""Starting a job's process so that it can outlive the agent, and finding it again."""
+"""Starting a job's process, and finding it again after the agent restarted."""
 
 from __future__ import annotations
 
@@ -6,24 +6,18 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
 from collections.abc import Mapping
+from typing import Any, Protocol
 
 from hodei_agent.errors import JobStartError
+from hodei_agent.keeper import exit_code_of
+from hodei_agent.keeperclient import KeeperClient, KeeperError
+from hodei_agent.launch import Launch
 from hodei_agent.statedir import process_start_ticks
 
-# The wrapper a job runs under when the agent has a state dir. `(exec "$@")` runs the
-# command itself (never a shell builtin of the same name) in one fork; the trap keeps the
-# wrapper alive through a SIGTERM to the group, long enough to record how the command
-# ended (children get the default disposition back). Its status is the command's,
-# shell-style: 128+N when killed by signal N.
-WRAPPER_SHELL = "/bin/sh"
-WRAPPER = 's=$1; shift; trap : HUP INT TERM; (exec "$@"); c=$?; echo "$c" > "$s"; exit "$c"'
-WRAPPER_NAME = "hodei-job"
-
-
-def exit_code_of(returncode: int) -> int:
-    """A shell-style exit code: a process killed by signal N reports 128+N."""
-    return 128 - returncode if returncode < 0 else returncode
+__all__ = ["ExitProtocol", "Spawned", "check_executable", "exit_code_of", "open_pidfd",
+           "signal_name", "spawn_direct", "spawn_kept"]
 
 
 def signal_name(signum: int) -> str | None:
@@ -34,8 +28,8 @@ def signal_name(signum: int) -> str | None:
 
 
 def check_executable(program: str, env: Mapping[str, str], cwd: str) -> None:
-    """Fail the way exec would, before the wrapper runs: a missing or non-executable program
-    must end the attempt as "failed to start", not as the shell's exit 127."""
+    """Fail the way exec would, before anything is spawned: a missing or non-executable
+    program ends the attempt as "failed to start", with a message that says which."""
     if "/" in program:
         path = os.path.join(cwd, program)
         if not os.path.exists(path):
@@ -63,10 +57,117 @@ def open_pidfd(pid: int, start_ticks: int) -> int | None:
 
 
 class ExitProtocol(asyncio.SubprocessProtocol):
-    """Sets an event when the wrapper (the agent's child) exits."""
+    """Sets an event when the job's process (the agent's child) exits."""
 
     def __init__(self) -> None:
         self.exited = asyncio.Event()
 
     def process_exited(self) -> None:
         self.exited.set()
+
+
+class Spawned(Protocol):
+    """A started job process, however it was started."""
+
+    pid: int
+    start_ticks: int | None
+    exited: asyncio.Event  # set once the process ended
+
+    def feed(self) -> None:
+        """Hand its stdin data (if any) to the process, closing its stdin after it."""
+
+    def close(self) -> None: ...
+
+    def returncode(self) -> int | None:
+        """Negative: killed by that signal; None: unknown (its keeper went away)."""
+
+
+class _Direct:
+    """A job that is the agent's own child: it does not outlive the agent."""
+
+    def __init__(self, transport: Any, protocol: ExitProtocol, stdin: bytes | None) -> None:
+        self._transport = transport
+        self._stdin = stdin
+        self.pid: int = transport.get_pid()
+        self.start_ticks = process_start_ticks(self.pid)
+        self.exited = protocol.exited
+
+    def feed(self) -> None:
+        pipe = self._transport.get_pipe_transport(0)
+        if self._stdin is not None and pipe is not None:
+            pipe.write(self._stdin)
+            pipe.close()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def returncode(self) -> int | None:
+        code: int | None = self._transport.get_returncode()
+        return code
+
+
+async def spawn_direct(launch: Launch, stdout: int, stderr: int, stdin: bytes | None) -> Spawned:
+    try:
+        transport, protocol = await asyncio.get_running_loop().subprocess_exec(
+            ExitProtocol, *launch.argv,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=stdout, stderr=stderr, cwd=launch.cwd, env=launch.env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise JobStartError(exc.strerror or str(exc)) from None
+    return _Direct(transport, protocol, stdin)
+
+
+class _Kept:
+    """A job its keeper started: it outlives the agent, and the keeper records its end."""
+
+    def __init__(self, pid: int, start_ticks: int | None,
+                 returncode: asyncio.Future[int | None], stdin: tuple[int, bytes] | None) -> None:
+        self.pid = pid
+        self.start_ticks = start_ticks
+        self._returncode = returncode
+        self._stdin = stdin
+        self._feeder: asyncio.Task[None] | None = None
+        self.exited = asyncio.Event()
+        returncode.add_done_callback(lambda _: self.exited.set())
+
+    def feed(self) -> None:
+        if self._stdin is not None:
+            self._feeder = asyncio.create_task(_feed(*self._stdin))
+            self._stdin = None
+
+    def close(self) -> None:
+        if self._feeder is not None:
+            self._feeder.cancel()
+        if self._stdin is not None:  # never fed
+            os.close(self._stdin[0])
+
+    def returncode(self) -> int | None:
+        return self._returncode.result() if self._returncode.done() else None
+
+
+async def spawn_kept(keeper: KeeperClient, launch: Launch, stdout: int, stderr: int,
+                     status_path: str, stdin: bytes | None) -> Spawned:
+    """Have the keeper start the job; it writes the exit status to `status_path`."""
+    stdin_read, stdin_write = os.pipe() if stdin is not None else (keeper.devnull, -1)
+    try:
+        kept = await keeper.spawn(launch.argv, launch.env, launch.cwd,
+                                  (stdin_read, stdout, stderr), status_path)
+    except KeeperError as exc:
+        if stdin is not None:
+            os.close(stdin_write)
+        raise JobStartError(str(exc)) from None
+    finally:
+        if stdin is not None:
+            os.close(stdin_read)
+    feed = (stdin_write, stdin) if stdin is not None else None
+    return _Kept(kept.pid, kept.start_ticks, kept.returncode, feed)
+
+
+async def _feed(fd: int, data: bytes) -> None:
+    """Write `data` to a job's stdin pipe and close it (the job may never read it)."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(fd, "wb", 0))
+    transport.write(data)
+    transport.close()

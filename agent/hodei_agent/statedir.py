@@ -14,7 +14,7 @@ STATE_DIR/                 0700
     .stdout, .stderr       what the job wrote (the job writes the files itself)
     .chunks                one record per chunk made: seq, stream, length (ChunkJournal)
     .acked                 the highest seq the server acknowledged
-    .status                the job's exit status, written by its wrapper when it ends
+    .status                the job's exit status, written by its keeper when it ends
     .fenced                present when the lease watchdog stopped the job
 ```
 
@@ -243,7 +243,7 @@ class JobFiles:
         return Journal(entries, acked, offsets)
 
     def read_status(self) -> int | None:
-        """The exit status the job's wrapper recorded, if it got to record one."""
+        """The exit status the job's keeper recorded, if it got to record one."""
         try:
             return int(self.status_path.read_text().strip())
         except (OSError, ValueError):

@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
+from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.outbox import JobKey, JobRecord, Outbox
 from hodei_agent.runner import JobResult, JobRunner
 from hodei_agent.statedir import JobFiles, JobMeta, StateDir
@@ -36,9 +37,13 @@ class JobSupervisor:
         slots: int,
         worker_id: str = "",
         limits: BatchLimits = DEFAULT_LIMITS,
+        keeper: KeeperClient | None = None,
     ) -> None:
+        """`keeper` starts the jobs when they are to outlive this agent process (a
+        persistent state dir); without one they are the agent's own children."""
         self._outbox = outbox
         self._state = state
+        self._keeper = keeper
         self._files: dict[JobKey, JobFiles] = {}
         self._slots = slots
         self.worker_id = worker_id
@@ -85,7 +90,7 @@ class JobSupervisor:
             files=files,
             limits=self._limits,
             secrets=command.secrets,
-            outlive_agent=self._state.persistent,
+            keeper=self._keeper,
         )
         self._start(runner, record, runner.run(record.accept))
 

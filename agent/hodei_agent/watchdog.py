@@ -62,7 +62,7 @@ def _deadline(state_dir: Path) -> float | None:
 
 
 def _live_jobs(state_dir: Path) -> list[tuple[str, int]]:
-    """(file prefix, process group) of every job whose wrapper process still runs."""
+    """(file prefix, process group) of every job whose process still runs."""
     live = []
     with contextlib.suppress(FileNotFoundError):
         for meta_path in (state_dir / JOBS_DIR).glob("*" + META_SUFFIX):

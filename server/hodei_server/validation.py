@@ -60,6 +60,7 @@ MAX_ID_SHOWN = 64
 MAX_TOKEN = 512
 MAX_HOSTNAME = 253
 MAX_AGENT_VERSION = 64
+MAX_BATCH_MESSAGES = 4096  # an agent's batch: the stream's message size bounds it anyway
 MAX_SLOTS = 4096
 MAX_RUNNING_ANNOUNCED = 65536
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
@@ -424,4 +425,15 @@ def validate_agent_message(msg: agent_pb2.AgentMessage) -> str:
         _metrics(msg.heartbeat.metrics)
     elif kind == "hello":
         validate_hello(msg.hello)
+    elif kind == "batch":
+        inner = msg.batch.messages
+        if not inner:
+            raise InvalidSpec("batch: empty")
+        if len(inner) > MAX_BATCH_MESSAGES:
+            raise InvalidSpec(f"batch: more than {MAX_BATCH_MESSAGES} messages")
+        for index, message in enumerate(inner):
+            if message.WhichOneof("msg") in ("batch", "hello"):
+                raise InvalidSpec(f"batch.messages[{index}]: a batch holds no "
+                                  f"{message.WhichOneof('msg')}")
+            validate_agent_message(message)
     return kind

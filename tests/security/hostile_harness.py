@@ -164,8 +164,9 @@ class HandAgent:
             call = agent_pb2_grpc.WorkerAgentServiceStub(channel).Connect(
                 iter(outgoing), metadata=metadata, timeout=timeout)
             try:
-                for reply in call:
-                    replies.append(reply)
+                for reply in call:  # a batch is its messages, as for a real agent
+                    replies.extend(reply.batch.messages if reply.WhichOneof("msg") == "batch"
+                                   else [reply])
             except grpc.RpcError as error:
                 return StreamEnd(error.code(), error.details() or "", replies)
             return StreamEnd(call.code(), call.details() or "", replies)

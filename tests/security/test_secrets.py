@@ -388,8 +388,9 @@ class SpyAgent:
 
         def receive() -> None:
             try:
-                for message in call:
-                    self.received.append(message)
+                for message in call:  # a batch is its messages, as for a real agent
+                    self.received.extend(message.batch.messages
+                                         if message.WhichOneof("msg") == "batch" else [message])
             except grpc.RpcError:
                 pass
 

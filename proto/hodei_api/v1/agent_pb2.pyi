@@ -137,19 +137,27 @@ class JobFinished(_message.Message):
     last_seq: int
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., outcome: _Optional[_Union[_jobs_pb2.JobState, str]] = ..., last_seq: _Optional[int] = ...) -> None: ...
 
+class AgentBatch(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[AgentMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[AgentMessage, _Mapping]]] = ...) -> None: ...
+
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "job_accepted", "log_chunk", "job_finished")
+    __slots__ = ("hello", "heartbeat", "job_accepted", "log_chunk", "job_finished", "batch")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     JOB_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     LOG_CHUNK_FIELD_NUMBER: _ClassVar[int]
     JOB_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     job_accepted: JobAccepted
     log_chunk: _logs_pb2.LogChunk
     job_finished: JobFinished
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., job_accepted: _Optional[_Union[JobAccepted, _Mapping]] = ..., log_chunk: _Optional[_Union[_logs_pb2.LogChunk, _Mapping]] = ..., job_finished: _Optional[_Union[JobFinished, _Mapping]] = ...) -> None: ...
+    batch: AgentBatch
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., job_accepted: _Optional[_Union[JobAccepted, _Mapping]] = ..., log_chunk: _Optional[_Union[_logs_pb2.LogChunk, _Mapping]] = ..., job_finished: _Optional[_Union[JobFinished, _Mapping]] = ..., batch: _Optional[_Union[AgentBatch, _Mapping]] = ...) -> None: ...
 
 class SecretValue(_message.Message):
     __slots__ = ("name", "value")
@@ -211,18 +219,26 @@ class Drain(_message.Message):
     grace_seconds: float
     def __init__(self, grace_seconds: _Optional[float] = ...) -> None: ...
 
+class ServerBatch(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ServerMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[ServerMessage, _Mapping]]] = ...) -> None: ...
+
 class ServerMessage(_message.Message):
-    __slots__ = ("run_job", "cancel_job", "log_ack", "finished_ack", "drain", "heartbeat_ack")
+    __slots__ = ("run_job", "cancel_job", "log_ack", "finished_ack", "drain", "heartbeat_ack", "batch")
     RUN_JOB_FIELD_NUMBER: _ClassVar[int]
     CANCEL_JOB_FIELD_NUMBER: _ClassVar[int]
     LOG_ACK_FIELD_NUMBER: _ClassVar[int]
     FINISHED_ACK_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_ACK_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     run_job: RunJob
     cancel_job: CancelJobCommand
     log_ack: LogAck
     finished_ack: FinishedAck
     drain: Drain
     heartbeat_ack: HeartbeatAck
-    def __init__(self, run_job: _Optional[_Union[RunJob, _Mapping]] = ..., cancel_job: _Optional[_Union[CancelJobCommand, _Mapping]] = ..., log_ack: _Optional[_Union[LogAck, _Mapping]] = ..., finished_ack: _Optional[_Union[FinishedAck, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ...) -> None: ...
+    batch: ServerBatch
+    def __init__(self, run_job: _Optional[_Union[RunJob, _Mapping]] = ..., cancel_job: _Optional[_Union[CancelJobCommand, _Mapping]] = ..., log_ack: _Optional[_Union[LogAck, _Mapping]] = ..., finished_ack: _Optional[_Union[FinishedAck, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., batch: _Optional[_Union[ServerBatch, _Mapping]] = ...) -> None: ...

@@ -8,7 +8,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -43,6 +43,38 @@ MAX_BATCH = 256
 MAX_OPEN_ATTEMPTS = 16384
 
 
+# A batch stays well under what an agent accepts in one message (gRPC's default, 4 MiB);
+# a message larger than this (a big job spec) goes alone.
+MAX_SEND_BATCH_BYTES = 1024 * 1024
+
+
+def _more_of(
+    outbox: asyncio.Queue[agent_pb2.ServerMessage | None], first: agent_pb2.ServerMessage
+) -> tuple[agent_pb2.ServerMessage, agent_pb2.ServerMessage | None, bool]:
+    """`first` and whatever else is queued already, as one message to write (a write per
+    message costs more than the message): (that message, a message taken that did not fit,
+    whether the stream is to close after them)."""
+    if outbox.empty():
+        return first, None, False
+    messages = [first]
+    size = first.ByteSize()
+    while not outbox.empty():
+        message = outbox.get_nowait()
+        if message is None:
+            return _batch(messages), None, True
+        size += message.ByteSize()
+        if size > MAX_SEND_BATCH_BYTES:
+            return _batch(messages), message, False
+        messages.append(message)
+    return _batch(messages), None, False
+
+
+def _batch(messages: list[agent_pb2.ServerMessage]) -> agent_pb2.ServerMessage:
+    if len(messages) == 1:
+        return messages[0]
+    return agent_pb2.ServerMessage(batch=agent_pb2.ServerBatch(messages=messages))
+
+
 class _StreamCheck:
     """What one stream's messages must respect beyond their own fields.
 
@@ -54,8 +86,17 @@ class _StreamCheck:
         self.last_seq: dict[tuple[str, int], int] = {}
         self.refusal = ""
 
-    def check(self, message: agent_pb2.AgentMessage) -> None:
+    def check(self, message: agent_pb2.AgentMessage) -> Sequence[agent_pb2.AgentMessage]:
+        """The messages `message` carries (itself, or a batch's), each checked."""
         kind = validate_agent_message(message)
+        if kind != "batch":
+            self._follow(message, kind)
+            return (message,)
+        for inner in message.batch.messages:
+            self._follow(inner, inner.WhichOneof("msg"))
+        return message.batch.messages
+
+    def _follow(self, message: agent_pb2.AgentMessage, kind: str | None) -> None:
         if kind == "log_chunk":
             chunk = message.log_chunk
             key = (chunk.job_id, chunk.attempt)
@@ -276,11 +317,15 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             name=f"agent-reader-{session.worker_id}",
         )
         try:
+            carried: agent_pb2.ServerMessage | None = None
             while True:
-                message = await session.outbox.get()
+                message = carried if carried is not None else await session.outbox.get()
                 if message is None:
                     break
-                yield message
+                batch, carried, closing = _more_of(session.outbox, message)
+                yield batch
+                if closing:
+                    break
             if stream_check.refusal:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, stream_check.refusal)
         finally:
@@ -333,8 +378,8 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             async for message in request_iterator:
                 # A message that breaks the contract ends the stream (INVALID_ARGUMENT);
                 # what came before it is still stored and acknowledged.
-                stream_check.check(message)
-                inbox.put_nowait(message)
+                for each in stream_check.check(message):
+                    inbox.put_nowait(each)
         except InvalidSpec as exc:
             stream_check.refusal = exc.message
             log.warning("worker %s: refused a message, closing its stream: %s",

@@ -15,6 +15,7 @@ import grpc.aio
 import pytest
 
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
+from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.outbox import MAX_UNACKED_BYTES, JobRecord, Outbox
 from hodei_agent.procgroup import become_subreaper
 from hodei_agent.runner import JobResult, JobRunner
@@ -129,6 +130,7 @@ async def run_job(
     reader = OutboxReader(outbox, acking=acking)
     reader.keep_data = keep_data
     reader.record = record
+    keeper = KeeperClient() if outlive_agent else None
     runner = JobRunner(
         "job-1",
         1,
@@ -136,7 +138,7 @@ async def run_job(
         worker_id="worker-1",
         sink=record,
         files=files,
-        outlive_agent=outlive_agent,
+        keeper=keeper,
         base_env=env if env is not None else {"PATH": "/usr/local/bin:/usr/bin:/bin"},
         limits=limits,
     )
@@ -161,6 +163,8 @@ async def run_job(
             if helper is not None:
                 await helper
     finally:
+        if keeper is not None:
+            keeper.close()
         files.remove()
         state.close()
     return JobRun(result, reader.messages, started.result() if started.done() else None), reader
@@ -280,7 +284,10 @@ class FakeControlPlane(agent_pb2_grpc.WorkerAgentServiceServicer):
 
         async def receive() -> None:
             async for message in request_iterator:
-                connection.received.put_nowait(message)
+                # A batch is handled as its messages one by one, as the real server does.
+                batched = message.WhichOneof("msg") == "batch"
+                for each in message.batch.messages if batched else [message]:
+                    connection.received.put_nowait(each)
             connection.end()  # the agent half-closed: end our side too
 
         receiver = asyncio.create_task(receive())

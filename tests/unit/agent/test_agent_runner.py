@@ -73,8 +73,8 @@ def test_exit_codes_propagate(
     assert_well_formed(run)
 
 
-@pytest.mark.parametrize("outlive_agent", [True, False], ids=["wrapped", "direct"])
-def test_exit_status_with_and_without_the_status_wrapper(
+@pytest.mark.parametrize("outlive_agent", [True, False], ids=["kept", "direct"])
+def test_exit_status_with_and_without_the_keeper(
     job_runner: Any, outlive_agent: bool
 ) -> None:
     run, _ = asyncio.run(job_runner(command("sh", "-c", "echo hi; exit 3"),

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from hodei_agent.batcher import BatchLimits
+from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.runner import JobResult, JobRunner
 from hodei_agent.statedir import JobFiles, StateDir
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
@@ -45,15 +46,20 @@ def _spec(script: str, *refs: jobs_pb2.SecretRef, **fields: Any) -> jobs_pb2.Job
 
 
 async def _run(spec: jobs_pb2.JobSpec, values: dict[str, bytes],
-               limits: BatchLimits | None = None) -> tuple[JobResult, Sink]:
+               limits: BatchLimits | None = None, kept: bool = False) -> tuple[JobResult, Sink]:
     sink = Sink()
+    keeper = KeeperClient() if kept else None
     runner = JobRunner(
         "job-1", 1, spec, worker_id="worker-1", sink=sink, files=_files(),
         base_env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
         secrets=[agent_pb2.SecretValue(name=k, value=v) for k, v in values.items()],
-        **({"limits": limits} if limits else {}),
+        keeper=keeper, **({"limits": limits} if limits else {}),
     )
-    result = await runner.run(lambda pid: None)
+    try:
+        result = await runner.run(lambda pid: None)
+    finally:
+        if keeper is not None:
+            keeper.close()
     return result, sink
 
 
@@ -74,14 +80,16 @@ def test_default_delivery_is_a_private_file_removed_afterwards() -> None:
     assert not os.path.exists(directory)
 
 
-def test_stdin_delivery_and_as_env_only_when_asked() -> None:
+@pytest.mark.parametrize("kept", [False, True], ids=["direct", "kept"])
+def test_stdin_delivery_and_as_env_only_when_asked(kept: bool) -> None:
     script = ('python3 -c "import json,sys; d=json.load(sys.stdin); '
               'print(sorted(d), len(d[\'db\']))"; echo "dir=${HODEI_SECRETS_DIR:-none}"; '
               'echo "tok=${API_TOKEN:-unset} len=${#API_TOKEN}"')
     spec = _spec(script, jobs_pb2.SecretRef(name="DB_PASSWORD", as_file="db"),
                  jobs_pb2.SecretRef(name="env:TOKEN", as_env="API_TOKEN"),
                  secret_delivery="stdin")
-    result, sink = asyncio.run(_run(spec, {"DB_PASSWORD": SECRET, "env:TOKEN": b"tok-123456"}))
+    result, sink = asyncio.run(_run(spec, {"DB_PASSWORD": SECRET, "env:TOKEN": b"tok-123456"},
+                                    kept=kept))
     out = sink.output().decode()
     assert result.outcome == jobs_pb2.JOB_STATE_SUCCEEDED, out + sink.output(STDERR).decode()
     assert f"['TOKEN', 'db'] {len(SECRET)}" in out

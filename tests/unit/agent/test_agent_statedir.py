@@ -1,5 +1,6 @@
 """The state dir: identity, the chunk journal, and re-attaching to a job another agent process
-started (simulated here by starting the job the way the runner does and never watching it)."""
+started (simulated here by starting the job through a keeper, as the runner does, and letting
+go of the keeper at once, as a dying agent would)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,10 @@ import pytest
 
 from hodei_agent import watchdog
 from hodei_agent.errors import AgentError
+from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.outbox import Outbox
 from hodei_agent.procgroup import group_exists
-from hodei_agent.runner import (
-    SECRETS_NOT_REATTACHED_REASON,
-    UNKNOWN_END_REASON,
-    WRAPPER,
-    WRAPPER_NAME,
-    WRAPPER_SHELL,
-)
+from hodei_agent.runner import SECRETS_NOT_REATTACHED_REASON, UNKNOWN_END_REASON
 from hodei_agent.statedir import Identity, JobFiles, JobMeta, StateDir, process_start_ticks
 from hodei_agent.supervisor import JobSupervisor
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
@@ -88,18 +84,35 @@ def test_journal_gives_offsets_seqs_and_ignores_a_torn_record(tmp_path: Path) ->
 
 
 def start_like_a_previous_agent(files: JobFiles, script: str, timeout: float = 0.0) -> int:
-    """Start `script` as the runner does (wrapper, output files, meta) and leave it."""
-    stdout, stderr = files.create_outputs()
-    proc = subprocess.Popen(
-        [WRAPPER_SHELL, "-c", WRAPPER, WRAPPER_NAME, str(files.status_path), "sh", "-c", script],
-        stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True,
-    )
-    os.close(stdout)
-    os.close(stderr)
-    ticks = process_start_ticks(proc.pid)
-    assert ticks is not None
-    files.write_meta(JobMeta("job-1", 1, proc.pid, ticks, time.time(), timeout, ""))
-    return proc.pid
+    """Start `script` as the runner does (through a keeper, output files, meta) and let go
+    of the keeper, as a dying agent would: it stays, the job's parent, to record its end."""
+
+    async def start() -> int:
+        keeper = KeeperClient()
+        try:
+            stdout, stderr = files.create_outputs()
+            try:
+                kept = await keeper.spawn(["sh", "-c", script], dict(os.environ), os.getcwd(),
+                                          (keeper.devnull, stdout, stderr),
+                                          str(files.status_path))
+            finally:
+                os.close(stdout)
+                os.close(stderr)
+        finally:
+            keeper.close()
+        assert kept.start_ticks is not None
+        files.write_meta(JobMeta("job-1", 1, kept.pid, kept.start_ticks, time.time(), timeout,
+                                 ""))
+        return kept.pid
+
+    return asyncio.run(start())
+
+
+def wait_group_gone(pgid: int) -> None:
+    deadline = time.monotonic() + 5
+    while group_exists(pgid):
+        assert time.monotonic() < deadline, "the job's group should be gone"
+        time.sleep(0.01)
 
 
 async def follow_adopted(state: StateDir, while_running: float = 0.0,
@@ -236,11 +249,8 @@ def test_watchdog_stops_a_dead_agents_jobs_once_the_lease_ran_out(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert 0.5 <= time.monotonic() - started < 5
     assert files.fenced_path.exists()
-    # The job's processes are our children here (we are a subreaper): reap them.
-    deadline = time.monotonic() + 2
-    while group_exists(pid):
-        assert time.monotonic() < deadline, "the job's group should be gone"
-        time.sleep(0.01)
+    wait_group_gone(pid)  # its keeper reaps the job; what the job left, we do (subreaper)
+    assert files.read_status() == 128 + signal.SIGTERM  # recorded by the keeper
     state.close()
 
 
@@ -254,5 +264,5 @@ def test_watchdog_leaves_when_the_agent_drained(tmp_path: Path) -> None:
         assert not files.fenced_path.exists()
     finally:
         os.killpg(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        wait_group_gone(pid)
         state.close()

@@ -1,0 +1,181 @@
+"""The keeper: the parent of an agent's jobs, so that they can outlive the agent.
+
+A job whose agent dies goes on running; a restarted agent re-attaches to it (`runner`),
+and needs its exit status even if it ended while no agent was there. Only a process's
+parent learns that status, so the jobs' parent must outlive the agent: this small process
+(started by the agent, standard library only, no gRPC) spawns each job when the agent asks
+and writes the job's exit status to the file the agent named when the job ends, then tells
+the agent. When the agent goes away, the keeper keeps reaping and recording until its last
+job has ended, then exits. (The alternative, a shell wrapper around each job that records
+its status, costs an extra exec per job.)
+
+The agent talks to it over a socketpair: requests are framed JSON with the job's stdin,
+stdout and stderr passed as file descriptors (SCM_RIGHTS); replies and exit reports are
+JSON lines.
+
+`python -m hodei_agent.keeper FD`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import socket
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import cast
+
+from hodei_agent.watchdog import start_ticks
+
+# A request: payload length and how many file descriptors came with it, then the payload.
+HEADER = struct.Struct("!II")
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+FDS_PER_SPAWN = 3
+# How long a report may wait for the agent to read it before the agent counts as gone.
+SEND_TIMEOUT = 10.0
+
+
+def exit_code_of(returncode: int) -> int:
+    """A shell-style exit code: a process killed by signal N reports 128+N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def write_status(path: str, status: int) -> None:
+    """Record a job's exit status where the agent (this one or a restarted one) reads it."""
+    temporary = f"{path}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(f"{status}\n")
+    os.replace(temporary, path)
+
+
+@dataclass
+class _Child:
+    process: subprocess.Popen[bytes]
+    pidfd: int
+    status_path: str
+
+
+@dataclass
+class Keeper:
+    sock: socket.socket
+    selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
+    children: dict[int, _Child] = field(default_factory=dict)
+    buffer: bytearray = field(default_factory=bytearray)
+    fds: list[int] = field(default_factory=list)
+    agent_gone: bool = False
+
+    def run(self) -> None:
+        self.sock.setblocking(False)
+        self.selector.register(self.sock, selectors.EVENT_READ, None)
+        while not (self.agent_gone and not self.children):
+            for key, _ in self.selector.select():
+                if key.data is None:
+                    self._read_requests()
+                else:
+                    self._reap(key.data)
+
+    def _read_requests(self) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        self.fds.extend(fds)
+        if not data:
+            self._agent_left()
+            return
+        self.buffer += data
+        while len(self.buffer) >= HEADER.size:
+            length, nfds = HEADER.unpack_from(self.buffer)
+            if length > MAX_REQUEST_BYTES or nfds != FDS_PER_SPAWN:
+                self._agent_left()  # not our agent speaking: stop listening
+                return
+            if len(self.buffer) < HEADER.size + length or len(self.fds) < nfds:
+                return
+            payload = bytes(self.buffer[HEADER.size:HEADER.size + length])
+            del self.buffer[:HEADER.size + length]
+            passed, self.fds = self.fds[:nfds], self.fds[nfds:]
+            try:
+                self._spawn(json.loads(payload), passed)
+            finally:
+                for fd in passed:
+                    os.close(fd)
+
+    def _spawn(self, request: dict[str, object], fds: list[int]) -> None:
+        reply: dict[str, object] = {"id": request.get("id")}
+        try:
+            process = subprocess.Popen(
+                cast(list[str], request["argv"]),
+                stdin=fds[0], stdout=fds[1], stderr=fds[2],
+                cwd=cast(str, request["cwd"]),
+                env=cast(dict[str, str], request["env"]),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            reply["error"] = (f"{exc.strerror}: {exc.filename}" if exc.filename
+                              else exc.strerror or str(exc))
+            self._send(reply)
+            return
+        except (ValueError, TypeError, KeyError) as exc:
+            reply["error"] = str(exc)
+            self._send(reply)
+            return
+        pidfd = os.pidfd_open(process.pid)
+        self.children[process.pid] = _Child(process, pidfd, str(request["status_path"]))
+        self.selector.register(pidfd, selectors.EVENT_READ, process.pid)
+        reply["pid"] = process.pid
+        reply["start_ticks"] = start_ticks(process.pid)
+        self._send(reply)
+
+    def _reap(self, pid: int) -> None:
+        child = self.children.pop(pid)
+        self.selector.unregister(child.pidfd)
+        os.close(child.pidfd)
+        returncode = child.process.wait()
+        with contextlib.suppress(OSError):
+            write_status(child.status_path, exit_code_of(returncode))
+        self._send({"exit": pid, "returncode": returncode})
+
+    def _send(self, message: dict[str, object]) -> None:
+        if self.agent_gone:
+            return
+        line = json.dumps(message).encode() + b"\n"
+        try:
+            self.sock.settimeout(SEND_TIMEOUT)
+            self.sock.sendall(line)
+        except OSError:
+            self._agent_left()
+        else:
+            self.sock.setblocking(False)
+
+    def _agent_left(self) -> None:
+        """The agent died or closed: finish recording what runs, then exit."""
+        if self.agent_gone:
+            return
+        self.agent_gone = True
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(self.sock)
+        self.sock.close()
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
+def main() -> None:
+    if len(sys.argv) != 2 or not sys.argv[1].isdigit():
+        sys.stderr.write("usage: python -m hodei_agent.keeper FD (started by the agent)\n")
+        sys.exit(2)
+    # The agent starts it in a session of its own, so that the signals of a terminal or
+    # of the agent's process group don't reach it. Its signal dispositions stay the
+    # defaults, which the jobs inherit.
+    Keeper(socket.socket(fileno=int(sys.argv[1]))).run()
+
+
+if __name__ == "__main__":
+    main()

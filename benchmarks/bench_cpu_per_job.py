@@ -1,0 +1,98 @@
+"""Where the CPU goes per job: N `true` jobs through 2 agents x 4 slots on the embedded
+stack, with the CPU time each part of the stack used meanwhile, per job.
+
+The throughput goal is a CPU budget: on 2 cores, 300 jobs/s leaves 6.7 ms of CPU per job
+for everything (server, PostgreSQL, agents, the jobs' processes and the client submitting
+them). This prints how that budget is spent, read from /proc (Linux only).
+
+Usage: python benchmarks/bench_cpu_per_job.py [JOBS]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench_throughput import submit_all
+from stack import embedded_stack, wait_finished
+
+from hodei_api.v1 import jobs_pb2, jobs_pb2_grpc
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PARTS = (
+    ("hodei_server", "server"),
+    ("hodei_agent.watchdog", "agent watchdogs"),
+    ("hodei_agent.keeper", "job keepers"),
+    ("hodei_agent", "agents"),
+    ("postgres", "PostgreSQL"),
+    ("bench_cpu_per_job", "client (this script)"),
+)
+
+
+def part_of(pid: int) -> str:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "gone"
+    if pid == os.getpid():
+        return "client (this script)"
+    for needle, part in PARTS:
+        if needle in cmdline:
+            return part
+    return "rest of the machine"
+
+
+def cpu_times() -> dict[int, tuple[str, int, int]]:
+    """pid -> (part, own ticks, ticks of its reaped children)."""
+    times = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        times[int(entry)] = (part_of(int(entry)), int(fields[11]) + int(fields[12]),
+                             int(fields[13]) + int(fields[14]))
+    return times
+
+
+def machine_busy() -> int:
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values) - values[3] - values[4]  # all but idle and iowait
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    with embedded_stack() as stack:
+        stack.warm_up()
+        stack.wait_workers(2)
+        with stack.channel() as channel:
+            stub = jobs_pb2_grpc.JobServiceStub(channel)
+            before, busy_before = cpu_times(), machine_busy()
+            start = time.perf_counter()
+            ids = asyncio.run(submit_all(stack, jobs_pb2.JobSpec(command=["true"]), count))
+            wait_finished(stub, ids)
+            elapsed = time.perf_counter() - start
+            after, busy_after = cpu_times(), machine_busy()
+    used: collections.Counter[str] = collections.Counter()
+    for pid, (part, own, children) in after.items():
+        own_before, children_before = before.get(pid, (part, 0, 0))[1:]
+        used[part] += own - own_before
+        if part in ("agents", "job keepers"):  # what they reaped: the jobs' processes
+            used["jobs' processes"] += children - children_before
+    busy = (busy_after - busy_before) / TICKS
+    print(f"{count} jobs in {elapsed:.2f} s ({count / elapsed:.0f} jobs/s); the machine was "
+          f"busy {busy:.2f} CPU-s: {busy / count * 1000:.2f} ms of CPU per job")
+    for part, ticks in used.most_common():
+        if ticks > 0:
+            print(f"  {part:24s} {ticks / TICKS / count * 1000:5.2f} ms/job")
+
+
+if __name__ == "__main__":
+    main()

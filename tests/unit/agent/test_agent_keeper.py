@@ -1,0 +1,99 @@
+"""The keeper: the jobs' parent, which records how they end even after the agent is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from hodei_agent.keeperclient import KeeperClient, KeeperError, Kept
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def spawn(keeper: KeeperClient, script: str, status: Path, cwd: str = "/") -> Kept:
+    out = os.open(os.devnull, os.O_WRONLY)
+    try:
+        return await keeper.spawn(["sh", "-c", script], {"PATH": os.defpath}, cwd,
+                                  (keeper.devnull, out, out), str(status))
+    finally:
+        os.close(out)
+
+
+def test_it_reports_and_records_each_end(tmp_path: Path) -> None:
+    async def scenario() -> list[int | None]:
+        keeper = KeeperClient()
+        try:
+            jobs = [await spawn(keeper, script, tmp_path / f"{n}.status")
+                    for n, script in enumerate(["exit 0", "exit 7", "kill -INT $$"])]
+            return [await job.returncode for job in jobs]
+        finally:
+            keeper.close()
+
+    # A job gets default signal dispositions: SIGINT kills it.
+    assert asyncio.run(scenario()) == [0, 7, -signal.SIGINT]
+    assert [(tmp_path / f"{n}.status").read_text() for n in range(3)] == ["0\n", "7\n", "130\n"]
+
+
+def test_what_cannot_start_is_said(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        keeper = KeeperClient()
+        try:
+            with pytest.raises(KeeperError, match="No such file or directory"):
+                await spawn(keeper, "true", tmp_path / "status", cwd=str(tmp_path / "nowhere"))
+            assert (await (await spawn(keeper, "true", tmp_path / "s")).returncode) == 0
+        finally:
+            keeper.close()
+
+    asyncio.run(scenario())
+
+
+def test_it_outlives_its_agent_until_its_last_job_ended(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+
+    async def start() -> tuple[int, int]:
+        keeper = KeeperClient()
+        job = await spawn(keeper, f"while [ ! -e {go} ]; do sleep 0.01; done; exit 4",
+                          tmp_path / "status")
+        assert keeper.pid is not None
+        keeper.close()  # as when the agent dies
+        return keeper.pid, job.pid
+
+    keeper_pid, job_pid = asyncio.run(start())
+    time.sleep(0.3)
+    assert alive(keeper_pid) and alive(job_pid)
+    go.touch()
+    deadline = time.monotonic() + 10
+    while alive(keeper_pid):
+        assert time.monotonic() < deadline, "the keeper should exit after its last job"
+        time.sleep(0.02)
+    assert (tmp_path / "status").read_text() == "4\n"
+
+
+def test_a_keeper_that_dies_leaves_the_ends_unknown_and_is_replaced(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        keeper = KeeperClient()
+        try:
+            job = await spawn(keeper, "sleep 30", tmp_path / "status")
+            assert keeper.pid is not None
+            os.kill(keeper.pid, signal.SIGKILL)
+            async with asyncio.timeout(5):
+                assert await job.returncode is None
+            os.killpg(job.pid, signal.SIGKILL)
+            # The next job gets a new keeper.
+            again = await spawn(keeper, "exit 3", tmp_path / "again")
+            assert await again.returncode == 3
+        finally:
+            keeper.close()
+
+    asyncio.run(scenario())
