@@ -1,14 +1,20 @@
-"""Several queued stream messages written as one: a write costs more than the bytes it
-carries, so what the agent has queued when it writes goes in one `AgentBatch`."""
+"""Writing to the agent's stream: several queued messages as one (a write costs more than
+the bytes it carries, so what the agent has queued when it writes goes in one
+`AgentBatch`), each write under a deadline."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+
+import grpc.aio
 
 from hodei_api.v1 import agent_pb2
 
 # What one write carries at most when it batches messages; the server accepts 8 MiB.
 ENVELOPE_BYTES = 1024 * 1024
+# A write that makes no progress for this long means the stream is dead.
+WRITE_TIMEOUT = 30.0
 
 
 def envelopes(messages: list[agent_pb2.AgentMessage]) -> Iterator[agent_pb2.AgentMessage]:
@@ -34,3 +40,16 @@ def _batch(group: list[agent_pb2.AgentMessage]) -> agent_pb2.AgentMessage:
     if len(group) == 1:
         return group[0]
     return agent_pb2.AgentMessage(batch=agent_pb2.AgentBatch(messages=group))
+
+
+async def write_message(call: grpc.aio.StreamStreamCall, message: agent_pb2.AgentMessage,
+                        deadline: asyncio.Timeout | None = None) -> None:
+    """Write one message; no progress within WRITE_TIMEOUT raises TimeoutError (from the
+    `deadline` context, when given)."""
+    if deadline is None:
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            await call.write(message)
+        return
+    deadline.reschedule(asyncio.get_running_loop().time() + WRITE_TIMEOUT)
+    await call.write(message)
+    deadline.reschedule(None)

@@ -19,12 +19,14 @@ JSON lines.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import selectors
+import shutil
+import signal
 import socket
 import struct
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import cast
@@ -37,6 +39,8 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 FDS_PER_SPAWN = 3
 # How long a report may wait for the agent to read it before the agent counts as gone.
 SEND_TIMEOUT = 10.0
+# Python ignores these at start-up; a job must get the default disposition back.
+_IGNORED_BY_PYTHON = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def exit_code_of(returncode: int) -> int:
@@ -45,17 +49,27 @@ def exit_code_of(returncode: int) -> int:
 
 
 def write_status(path: str, status: int) -> None:
-    """Record a job's exit status where the agent (this one or a restarted one) reads it."""
-    temporary = f"{path}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(f"{status}\n")
-    os.replace(temporary, path)
+    """Record a job's exit status where the agent (this one or a restarted one) reads it: a
+    few bytes in one write, which a reader sees whole or not at all (then it looks again)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, f"{status}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def resolve(program: str, env: dict[str, str], cwd: str) -> str:
+    """The file exec runs for `program`, found as the job's own PATH says."""
+    if "/" in program:
+        return os.path.join(cwd, program)
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    return found
 
 
 @dataclass
 class _Child:
-    process: subprocess.Popen[bytes]
     pidfd: int
     status_path: str
 
@@ -81,7 +95,8 @@ class Keeper:
 
     def _read_requests(self) -> None:
         try:
-            data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 64)
+            # Close-on-exec: a job gets its three descriptors, never another's.
+            data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 64, socket.MSG_CMSG_CLOEXEC)
         except BlockingIOError:
             return
         except OSError:
@@ -110,13 +125,22 @@ class Keeper:
     def _spawn(self, request: dict[str, object], fds: list[int]) -> None:
         reply: dict[str, object] = {"id": request.get("id")}
         try:
-            process = subprocess.Popen(
-                cast(list[str], request["argv"]),
-                stdin=fds[0], stdout=fds[1], stderr=fds[2],
-                cwd=cast(str, request["cwd"]),
-                env=cast(dict[str, str], request["env"]),
-                start_new_session=True,
-            )
+            argv = cast(list[str], request["argv"])
+            env = cast(dict[str, str], request["env"])
+            cwd = cast(str, request["cwd"])
+            # posix_spawn has no working-directory action: this process moves there for the
+            # spawn (it has a single thread) and back.
+            os.chdir(cwd)
+            try:
+                pid = os.posix_spawn(
+                    str(request.get("executable") or resolve(argv[0], env, cwd)), argv, env,
+                    file_actions=[(os.POSIX_SPAWN_DUP2, fd, target)
+                                  for target, fd in enumerate(fds)],
+                    setsid=True,
+                    setsigdef=_IGNORED_BY_PYTHON,  # the job gets default dispositions
+                )
+            finally:
+                os.chdir("/")
         except OSError as exc:
             reply["error"] = (f"{exc.strerror}: {exc.filename}" if exc.filename
                               else exc.strerror or str(exc))
@@ -126,18 +150,19 @@ class Keeper:
             reply["error"] = str(exc)
             self._send(reply)
             return
-        pidfd = os.pidfd_open(process.pid)
-        self.children[process.pid] = _Child(process, pidfd, str(request["status_path"]))
-        self.selector.register(pidfd, selectors.EVENT_READ, process.pid)
-        reply["pid"] = process.pid
-        reply["start_ticks"] = start_ticks(process.pid)
+        pidfd = os.pidfd_open(pid)
+        self.children[pid] = _Child(pidfd, str(request["status_path"]))
+        self.selector.register(pidfd, selectors.EVENT_READ, pid)
+        reply["pid"] = pid
+        reply["start_ticks"] = start_ticks(pid)
         self._send(reply)
 
     def _reap(self, pid: int) -> None:
         child = self.children.pop(pid)
         self.selector.unregister(child.pidfd)
         os.close(child.pidfd)
-        returncode = child.process.wait()
+        _, wait_status = os.waitpid(pid, 0)
+        returncode = os.waitstatus_to_exitcode(wait_status)
         with contextlib.suppress(OSError):
             write_status(child.status_path, exit_code_of(returncode))
         self._send({"exit": pid, "returncode": returncode})
@@ -174,7 +199,10 @@ def main() -> None:
     # The agent starts it in a session of its own, so that the signals of a terminal or
     # of the agent's process group don't reach it. Its signal dispositions stay the
     # defaults, which the jobs inherit.
-    Keeper(socket.socket(fileno=int(sys.argv[1]))).run()
+    fd = int(sys.argv[1])
+    os.set_inheritable(fd, False)  # the jobs must not hold the agent's line
+    os.chdir("/")
+    Keeper(socket.socket(fileno=fd)).run()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hodei_agent.keeper import FDS_PER_SPAWN, HEADER, SEND_TIMEOUT
 
@@ -42,7 +43,7 @@ class KeeperClient:
         self._sock: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._buffer = bytearray()
-        self._replies: dict[int, asyncio.Future[dict[str, object]]] = {}
+        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._exits: dict[int, asyncio.Future[int | None]] = {}
         self._next_id = 0
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -76,10 +77,11 @@ class KeeperClient:
 
     async def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str,
-        fds: tuple[int, int, int], status_path: str,
+        fds: tuple[int, int, int], status_path: str, executable: str = "",
     ) -> Kept:
         """Start `argv` in a new session with `fds` as its stdin, stdout and stderr; the
-        keeper writes its exit status to `status_path` when it ends."""
+        keeper writes its exit status to `status_path` when it ends. `executable`: the file
+        to run, when the caller already looked it up (else it is found on env's PATH)."""
         try:
             self.start()
         except OSError as exc:
@@ -88,7 +90,8 @@ class KeeperClient:
         self._next_id += 1
         request_id = self._next_id
         payload = json.dumps({"id": request_id, "argv": list(argv), "env": dict(env),
-                              "cwd": cwd, "status_path": status_path}).encode()
+                              "cwd": cwd, "status_path": status_path,
+                              "executable": executable}).encode()
         data = HEADER.pack(len(payload), FDS_PER_SPAWN) + payload
         reply = asyncio.get_running_loop().create_future()
         self._replies[request_id] = reply
@@ -101,9 +104,9 @@ class KeeperClient:
         answer = await reply
         if "error" in answer:
             raise KeeperError(str(answer["error"]))
-        pid = int(answer["pid"])  # type: ignore[call-overload]
         ticks = answer.get("start_ticks")
-        return Kept(pid, ticks if isinstance(ticks, int) else None, self._exits[pid])
+        return Kept(int(answer["pid"]), ticks if isinstance(ticks, int) else None,
+                    answer["returncode"])
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -127,8 +130,9 @@ class KeeperClient:
                     future.set_result(int(message["returncode"]))
                 continue
             reply = self._replies.pop(message["id"], None)
-            if "pid" in message:  # ready for its end before anyone hears of its start
-                self._exits[message["pid"]] = asyncio.get_running_loop().create_future()
+            if "pid" in message:  # ready for its end, which may come in this very read
+                message["returncode"] = self._exits[message["pid"]] = (
+                    asyncio.get_running_loop().create_future())
             if reply is not None and not reply.done():
                 reply.set_result(message)
 

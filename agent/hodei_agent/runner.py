@@ -232,7 +232,7 @@ class JobRunner:
     ) -> JobResult:
         program = launch.argv[0]
         try:
-            check_executable(program, launch.env, launch.cwd)
+            executable = check_executable(program, launch.env, launch.cwd)
             stdout, stderr = self._files.create_outputs()
         except JobStartError as exc:
             return self._failed_to_start(str(exc))
@@ -240,8 +240,8 @@ class JobRunner:
             return self._failed_to_start(f"cannot create its output files: {exc}")
         try:
             if self._keeper is not None:
-                process: Spawned = await spawn_kept(self._keeper, launch, stdout, stderr,
-                                                    str(self._files.status_path), stdin)
+                process: Spawned = await spawn_kept(self._keeper, launch, executable, stdout,
+                                                    stderr, str(self._files.status_path), stdin)
             else:
                 process = await spawn_direct(launch, stdout, stderr, stdin)
         except JobStartError as exc:

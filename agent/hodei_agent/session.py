@@ -18,7 +18,7 @@ import grpc
 import grpc.aio
 
 from hodei_agent.backoff import Backoff
-from hodei_agent.envelope import envelopes
+from hodei_agent.envelope import WRITE_TIMEOUT, envelopes, write_message
 from hodei_agent.errors import AgentError, CredentialRejected, RegistrationRejected
 from hodei_agent.identity import Identity, PendingKey, TlsOptions, speaks_tls
 from hodei_agent.outbox import Outbox
@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
 REGISTER_TIMEOUT = 10.0
-WRITE_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 2.0
 # A stream that stayed up this long proves the server healthy: the backoff starts over.
 STABLE_AFTER = 10.0
@@ -295,7 +294,7 @@ class Session:
         self, call: grpc.aio.StreamStreamCall, registration: Registration, stop: asyncio.Event
     ) -> None:
         self._rotate.clear()  # this stream opens with the newest certificate
-        await _write(call, agent_pb2.AgentMessage(hello=self._hello()))
+        await write_message(call, agent_pb2.AgentMessage(hello=self._hello()))
         self._outbox.rewind()
         logger.info("worker=%s: connected to %s", registration.worker_id, self.address)
         reader = asyncio.create_task(self._read_loop(call), name="session-reader")
@@ -329,26 +328,29 @@ class Session:
     async def _write_loop(self, call: grpc.aio.StreamStreamCall, interval: float) -> None:
         loop = asyncio.get_running_loop()
         next_heartbeat = loop.time()
-        while True:
-            if loop.time() >= next_heartbeat:
-                await _write(call, agent_pb2.AgentMessage(heartbeat=self._heartbeat()))
-                next_heartbeat = loop.time() + interval
-            # Cleared before taking, so nothing queued after the take can be missed.
-            self._outbox.changed.clear()
-            batch = self._outbox.take_unsent(SEND_BATCH)
-            for message in envelopes(batch):
-                await _write(call, message)
-            if not batch:
-                try:
-                    async with asyncio.timeout_at(next_heartbeat):
-                        await self._outbox.changed.wait()
-                except TimeoutError:
-                    pass
-
-
-async def _write(call: grpc.aio.StreamStreamCall, message: agent_pb2.AgentMessage) -> None:
-    async with asyncio.timeout(WRITE_TIMEOUT):
-        await call.write(message)
+        wake: asyncio.TimerHandle | None = None
+        # One deadline for the whole loop, moved around each write: cheaper than a timeout
+        # context per message.
+        async with asyncio.timeout(None) as deadline:
+            try:
+                while True:
+                    if loop.time() >= next_heartbeat:
+                        beat = agent_pb2.AgentMessage(heartbeat=self._heartbeat())
+                        await write_message(call, beat, deadline)
+                        next_heartbeat = loop.time() + interval
+                        if wake is not None:
+                            wake.cancel()
+                        wake = loop.call_at(next_heartbeat, self._outbox.changed.set)
+                    # Cleared before taking, so nothing queued after the take can be missed.
+                    self._outbox.changed.clear()
+                    batch = self._outbox.take_unsent(SEND_BATCH)
+                    for message in envelopes(batch):
+                        await write_message(call, message, deadline)
+                    if not batch:
+                        await self._outbox.changed.wait()  # or the heartbeat's wake-up
+            finally:
+                if wake is not None:
+                    wake.cancel()
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -27,18 +27,21 @@ def signal_name(signum: int) -> str | None:
         return None
 
 
-def check_executable(program: str, env: Mapping[str, str], cwd: str) -> None:
-    """Fail the way exec would, before anything is spawned: a missing or non-executable
-    program ends the attempt as "failed to start", with a message that says which."""
+def check_executable(program: str, env: Mapping[str, str], cwd: str) -> str:
+    """The file exec would run for `program`; fails the way exec would, before anything is
+    spawned: a missing or non-executable program ends the attempt as "failed to start",
+    with a message that says which."""
     if "/" in program:
         path = os.path.join(cwd, program)
         if not os.path.exists(path):
             raise JobStartError(f"executable not found: {program}")
         if os.path.isdir(path) or not os.access(path, os.X_OK):
             raise JobStartError(f"permission denied: {program}")
-        return
-    if shutil.which(program, path=env.get("PATH", os.defpath)) is None:
+        return path
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
         raise JobStartError(f"executable not found: {program}")
+    return found
 
 
 def open_pidfd(pid: int, start_ticks: int) -> int | None:
@@ -147,13 +150,13 @@ class _Kept:
         return self._returncode.result() if self._returncode.done() else None
 
 
-async def spawn_kept(keeper: KeeperClient, launch: Launch, stdout: int, stderr: int,
-                     status_path: str, stdin: bytes | None) -> Spawned:
+async def spawn_kept(keeper: KeeperClient, launch: Launch, executable: str, stdout: int,
+                     stderr: int, status_path: str, stdin: bytes | None) -> Spawned:
     """Have the keeper start the job; it writes the exit status to `status_path`."""
     stdin_read, stdin_write = os.pipe() if stdin is not None else (keeper.devnull, -1)
     try:
         kept = await keeper.spawn(launch.argv, launch.env, launch.cwd,
-                                  (stdin_read, stdout, stderr), status_path)
+                                  (stdin_read, stdout, stderr), status_path, executable)
     except KeeperError as exc:
         if stdin is not None:
             os.close(stdin_write)

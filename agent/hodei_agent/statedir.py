@@ -169,9 +169,13 @@ class JobFiles:
     def __init__(self, prefix: Path) -> None:
         self.prefix = str(prefix)
         self.journal: ChunkJournal | None = None
+        self._paths: dict[str, Path] = {}
 
     def _path(self, suffix: str) -> Path:
-        return Path(self.prefix + suffix)
+        path = self._paths.get(suffix)
+        if path is None:
+            path = self._paths[suffix] = Path(self.prefix + suffix)
+        return path
 
     def output_path(self, stream: logs_pb2.LogStream) -> Path:
         return self._path(STDOUT_SUFFIX if stream == logs_pb2.LOG_STREAM_STDOUT

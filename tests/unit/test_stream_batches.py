@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
 
+from hodei_agent import envelope
 from hodei_agent.envelope import ENVELOPE_BYTES, envelopes
 from hodei_api.v1 import agent_pb2, logs_pb2
 from hodei_server.errors import InvalidSpec
@@ -105,3 +107,38 @@ def test_a_message_that_does_not_fit_waits_for_the_next_write() -> None:
     assert message == ack(1) and carried == big and not closing
     message, carried, closing = _more_of(queue, carried)  # too big to share a write
     assert message == big and carried == ack(3) and not closing
+
+
+class _StuckCall:
+    """A stream whose writes never complete (a peer that stopped reading)."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    async def write(self, message: agent_pb2.AgentMessage) -> None:
+        self.written += 1
+        if self.written > 1:
+            await asyncio.Event().wait()
+
+
+def test_a_write_that_makes_no_progress_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(envelope, "WRITE_TIMEOUT", 0.2)
+    call = _StuckCall()
+
+    async def alone() -> None:
+        await envelope.write_message(call, chunk(1))  # type: ignore[arg-type]
+
+    async def under_one_deadline() -> None:
+        async with asyncio.timeout(None) as deadline:
+            await envelope.write_message(call, chunk(1), deadline)  # type: ignore[arg-type]
+            await asyncio.sleep(0.4)  # between writes, no deadline runs
+            await envelope.write_message(call, chunk(2), deadline)  # type: ignore[arg-type]
+
+    call.written = 1  # the next write sticks
+    with pytest.raises(TimeoutError):
+        asyncio.run(alone())
+    call.written = 0
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(under_one_deadline())
+    assert 0.55 < time.monotonic() - started < 2
