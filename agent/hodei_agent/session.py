@@ -34,6 +34,7 @@ STABLE_AFTER = 10.0
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
 MIN_HEARTBEAT_INTERVAL = 0.5
 SEND_BATCH = 64
+COALESCE_SECONDS = 0.002
 
 # Keepalive pings find a dead connection the stream itself would not notice (the server
 # sends nothing unprompted). The Hodei server accepts pings every 5 s or more
@@ -329,6 +330,7 @@ class Session:
         loop = asyncio.get_running_loop()
         next_heartbeat = loop.time()
         wake: asyncio.TimerHandle | None = None
+        last_write = 0.0
         # One deadline for the whole loop, moved around each write: cheaper than a timeout
         # context per message.
         async with asyncio.timeout(None) as deadline:
@@ -341,12 +343,19 @@ class Session:
                         if wake is not None:
                             wake.cancel()
                         wake = loop.call_at(next_heartbeat, self._outbox.changed.set)
+                    # Writes closer together than COALESCE_SECONDS (a busy agent) wait for
+                    # the rest of that time, so that what comes meanwhile shares the write.
+                    pause = last_write + COALESCE_SECONDS - loop.time()
+                    if pause > 0:
+                        await asyncio.sleep(pause)
                     # Cleared before taking, so nothing queued after the take can be missed.
                     self._outbox.changed.clear()
                     batch = self._outbox.take_unsent(SEND_BATCH)
                     for message in envelopes(batch):
                         await write_message(call, message, deadline)
-                    if not batch:
+                    if batch:
+                        last_write = loop.time()
+                    else:
                         await self._outbox.changed.wait()  # or the heartbeat's wake-up
             finally:
                 if wake is not None:

@@ -46,6 +46,7 @@ MAX_OPEN_ATTEMPTS = 16384
 # A batch stays well under what an agent accepts in one message (gRPC's default, 4 MiB);
 # a message larger than this (a big job spec) goes alone.
 MAX_SEND_BATCH_BYTES = 1024 * 1024
+COALESCE_SECONDS = 0.002
 
 
 def _more_of(
@@ -318,12 +319,20 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         )
         try:
             carried: agent_pb2.ServerMessage | None = None
+            loop = asyncio.get_running_loop()
+            last_write = 0.0
             while True:
                 message = carried if carried is not None else await session.outbox.get()
                 if message is None:
                     break
+                # Writes closer together than COALESCE_SECONDS (a busy agent) wait for the
+                # rest of that time, so that what comes meanwhile shares the write.
+                pause = last_write + COALESCE_SECONDS - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
                 batch, carried, closing = _more_of(session.outbox, message)
                 yield batch
+                last_write = loop.time()
                 if closing:
                     break
             if stream_check.refusal:
