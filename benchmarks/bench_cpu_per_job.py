@@ -10,17 +10,14 @@ Usage: python benchmarks/bench_cpu_per_job.py [JOBS]
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import os
 import sys
-import time
 from pathlib import Path
+from typing import cast
 
-from bench_throughput import submit_all
-from stack import embedded_stack, wait_finished
-
-from hodei_api.v1 import jobs_pb2, jobs_pb2_grpc
+from bench_throughput import run_true_jobs
+from stack import embedded_stack
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PARTS = (
@@ -69,17 +66,16 @@ def machine_busy() -> int:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    start: dict[str, object] = {}
+
+    def snapshot() -> None:
+        start.update(times=cpu_times(), busy=machine_busy())
+
     with embedded_stack() as stack:
-        stack.warm_up()
-        stack.wait_workers(2)
-        with stack.channel() as channel:
-            stub = jobs_pb2_grpc.JobServiceStub(channel)
-            before, busy_before = cpu_times(), machine_busy()
-            start = time.perf_counter()
-            ids = asyncio.run(submit_all(stack, jobs_pb2.JobSpec(command=["true"]), count))
-            wait_finished(stub, ids)
-            elapsed = time.perf_counter() - start
-            after, busy_after = cpu_times(), machine_busy()
+        elapsed = run_true_jobs(stack, count, on_start=snapshot).elapsed
+        after, busy_after = cpu_times(), machine_busy()
+    before = cast(dict[int, tuple[str, int, int]], start["times"])
+    busy_before = cast(int, start["busy"])
     used: collections.Counter[str] = collections.Counter()
     for pid, (part, own, children) in after.items():
         own_before, children_before = before.get(pid, (part, 0, 0))[1:]

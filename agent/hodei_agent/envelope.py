@@ -53,3 +53,12 @@ async def write_message(call: grpc.aio.StreamStreamCall, message: agent_pb2.Agen
     deadline.reschedule(asyncio.get_running_loop().time() + WRITE_TIMEOUT)
     await call.write(message)
     deadline.reschedule(None)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What ended a stream, in a few words."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    if isinstance(exc, TimeoutError):
+        return f"no progress within {WRITE_TIMEOUT:g}s"
+    return str(exc) or type(exc).__name__

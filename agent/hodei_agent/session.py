@@ -18,7 +18,7 @@ import grpc
 import grpc.aio
 
 from hodei_agent.backoff import Backoff
-from hodei_agent.envelope import WRITE_TIMEOUT, envelopes, write_message
+from hodei_agent.envelope import describe_failure, envelopes, write_message
 from hodei_agent.errors import AgentError, CredentialRejected, RegistrationRejected
 from hodei_agent.identity import Identity, PendingKey, TlsOptions, speaks_tls
 from hodei_agent.outbox import Outbox
@@ -171,13 +171,13 @@ class Session:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in _REGISTER_FATAL:
                     raise RegistrationRejected(
-                        f"server {address} rejected the registration: {_describe(exc)}"
+                        f"server {address} rejected the registration: {describe_failure(exc)}"
                     ) from None
                 if self._tls is None and await asyncio.to_thread(speaks_tls, address):
                     raise RegistrationRejected(
                         f"server {address} speaks TLS: pass --ca-cert PATH (the CA that "
                         "signed its certificate)") from None
-                failure = f"registration failed: {_describe(exc)}"
+                failure = f"registration failed: {describe_failure(exc)}"
             else:
                 self._healthy()
                 interval = response.heartbeat_interval_seconds or DEFAULT_HEARTBEAT_INTERVAL
@@ -250,7 +250,7 @@ class Session:
             except (grpc.RpcError, TimeoutError, ValueError, OSError) as exc:
                 self.identity = self.identity.retry_later()
                 logger.warning("worker=%s: certificate renewal failed (%s); retrying in %.0fs",
-                               registration.worker_id, _describe(exc),
+                               registration.worker_id, describe_failure(exc),
                                self.identity.renew_at - time.monotonic())
                 continue
             logger.info("worker=%s: certificate renewed", registration.worker_id)
@@ -274,7 +274,7 @@ class Session:
             try:
                 await self._converse(call, registration, stop)
             except _NETWORK_ERRORS as exc:
-                status = _describe(exc)
+                status = describe_failure(exc)
                 code = await call.code() if call.done() else None
                 if code == grpc.StatusCode.INTERNAL:
                     # grpc-python reports INTERNAL when a write races the server ending the
@@ -282,7 +282,7 @@ class Session:
                     logger.debug("stream to %s ended INTERNAL (%s); probing", address, status)
                     ending = await _status_of_silent_call(stub, metadata)
                     if ending is not None:
-                        code, status = ending.code(), _describe(ending)
+                        code, status = ending.code(), describe_failure(ending)
                 if code in _CONNECT_FATAL:
                     raise CredentialRejected(
                         f"server {address} refused worker {registration.worker_id}: {status}"
@@ -397,10 +397,3 @@ async def _status_of_silent_call(
         probe.cancel()
     return None
 
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
-    if isinstance(exc, TimeoutError):
-        return f"no progress within {WRITE_TIMEOUT:g}s"
-    return str(exc) or type(exc).__name__
