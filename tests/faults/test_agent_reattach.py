@@ -75,13 +75,21 @@ def stop(agent: subprocess.Popen[bytes], marker: str) -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
+def reattach_server(
+    tmp_path: Path, database_url: str, servers: list[FaultServer], ttl: float,
+) -> tuple[FaultServer, Path, Path, str]:
+    """A started server with no local agents, and where this test's agent keeps its state,
+    where its job notes each start, and the marker in the job's arguments."""
+    server = FaultServer(tmp_path, database_url, workers=0, heartbeat_ttl=ttl)
+    servers.append(server)
+    server.start()
+    return server, tmp_path / "state", tmp_path / "starts", secrets.token_hex(8)
+
+
 def test_agent_killed_and_restarted_within_the_ttl_reattaches(
     tmp_path: Path, database_url: str, servers: list[FaultServer], record_figure: Recorder,
 ) -> None:
-    server = FaultServer(tmp_path, database_url, workers=0, heartbeat_ttl=10.0)
-    servers.append(server)
-    server.start()
-    state_dir, starts, marker = tmp_path / "state", tmp_path / "starts", secrets.token_hex(8)
+    server, state_dir, starts, marker = reattach_server(tmp_path, database_url, servers, 10.0)
     agent = start_agent(database_url, server.address, tmp_path, "reattach", state_dir=state_dir)
     try:
         server.wait_workers(1, 30)
@@ -126,10 +134,7 @@ def test_agent_killed_and_restarted_within_the_ttl_reattaches(
 def test_job_ending_while_its_agent_is_down_reports_its_exit_code(
     tmp_path: Path, database_url: str, servers: list[FaultServer], record_figure: Recorder,
 ) -> None:
-    server = FaultServer(tmp_path, database_url, workers=0, heartbeat_ttl=10.0)
-    servers.append(server)
-    server.start()
-    state_dir, starts, marker = tmp_path / "state", tmp_path / "starts", secrets.token_hex(8)
+    server, state_dir, starts, marker = reattach_server(tmp_path, database_url, servers, 10.0)
     agent = start_agent(database_url, server.address, tmp_path, "early", state_dir=state_dir)
     lines = 40
     try:
@@ -161,10 +166,7 @@ def test_agent_restarted_after_the_ttl_finds_its_job_stopped_and_retried(
     tmp_path: Path, database_url: str, servers: list[FaultServer], record_figure: Recorder,
 ) -> None:
     ttl = 3.0
-    server = FaultServer(tmp_path, database_url, workers=0, heartbeat_ttl=ttl)
-    servers.append(server)
-    server.start()
-    state_dir, starts, marker = tmp_path / "state", tmp_path / "starts", secrets.token_hex(8)
+    server, state_dir, starts, marker = reattach_server(tmp_path, database_url, servers, ttl)
     first = start_agent(database_url, server.address, tmp_path, "first", state_dir=state_dir)
     second: subprocess.Popen[bytes] | None = None
     alive_at_once = 0
