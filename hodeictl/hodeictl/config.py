@@ -18,11 +18,11 @@ import math
 import os
 import re
 import tempfile
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hodeictl import tomlfile
 from hodeictl.errors import InvalidConfig, NotFound, UsageError
 
 # The reserved context name for the embedded local stack.
@@ -61,15 +61,11 @@ class Config:
         """Read the config file; a missing file is an empty config."""
         path = path or config_path()
         try:
-            text = path.read_text(encoding="utf-8")
+            return cls(path, tomlfile.load(path, "config file"))
         except FileNotFoundError:
             return cls(path, {})
-        except (OSError, UnicodeDecodeError) as error:
-            raise InvalidConfig(f"cannot read {path}: {error}") from None
-        try:
-            return cls(path, tomllib.loads(text))
-        except tomllib.TOMLDecodeError as error:
-            raise InvalidConfig(f"{path}: invalid TOML: {error}") from None
+        except tomlfile.TomlFileError as error:
+            raise InvalidConfig(str(error)) from None
 
     def _validate(self) -> None:
         current = self.data.get("current_context")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from hodei_api.v1 import jobs_pb2
-from hodeictl import follow, jobfile, output, target
+from hodeictl import durations, follow, jobfile, output, target
 from hodeictl.client import parse_job_id
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError, UsageError
 from hodeictl.output import OutputFormat, note
@@ -124,7 +124,7 @@ def _duration(value: str | None, option: str, examples: str) -> float | None:
     if value is None:
         return None
     try:
-        return jobfile.parse_duration(value)
+        return durations.parse(value)
     except ValueError:
         raise UsageError(
             f"{option} expects seconds or a duration such as {examples}; got {value!r}"

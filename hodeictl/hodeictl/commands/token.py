@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hodei_api.v1 import auth_pb2
-from hodeictl import jobfile, output, target
+from hodeictl import durations, output, target
 from hodeictl.errors import UsageError
 from hodeictl.output import OutputFormat
 
@@ -35,7 +35,7 @@ def parse_expiry(text: str) -> float:
     if days := _DAYS.fullmatch(text):
         return float(days.group(1)) * 86400
     try:
-        return jobfile.parse_duration(text)
+        return durations.parse(text)
     except ValueError:
         raise UsageError(f"--expires expects a duration such as 30d, 12h or never; "
                          f"got {text!r}") from None

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from hodeictl import jobfile, output, target
+from hodeictl import durations, output, target
 from hodeictl.errors import UsageError
 from hodeictl.output import OutputFormat
 from hodeictl.terminal import sanitize
@@ -45,7 +45,7 @@ def drain(
 ) -> None:
     """Drain a worker: no new jobs; running ones finish, then the agent exits."""
     try:
-        grace_seconds = jobfile.parse_duration(grace)
+        grace_seconds = durations.parse(grace)
     except ValueError:
         raise UsageError(f"--grace expects a duration such as 30s or 5m; got {grace!r}") from None
     worker = target.call(ctx.obj, lambda client: client.drain_worker(worker_id, grace_seconds))
