@@ -1,9 +1,9 @@
 """Redacting a job's secrets from its output before a byte of it is batched or sent.
 
-Each secret value is searched in several forms: as it is; without a trailing newline; in
-base64 (standard and URL-safe, padded and not, and at each of the three byte alignments it
-can take inside a longer base64 stream); percent-encoded; and JSON-escaped (a PEM inside a
-JSON document). Every occurrence becomes `[REDACTED:NAME]`.
+Each secret value is searched in every form `hodei_agent.secretforms` lists: as it is,
+without its trailing newline, in base64 (also inside a longer base64 text), hex,
+percent- and form-encoded, JSON-, shell-, C-, HTML- and XML-escaped, as Python's repr.
+Every occurrence becomes `[REDACTED:NAME]`.
 
 Output arrives in arbitrary pieces, so a secret can be split across two reads. The stream
 redactor holds back only what could still be the start of a secret (the longest tail of
@@ -19,54 +19,13 @@ sets out to leak one (it can print it reversed, or one byte per line).
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import re
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-# Values shorter than this are refused by the server: redacting them would mangle output.
-MIN_SECRET_BYTES = 4
+from hodei_agent.secretforms import MIN_SECRET_BYTES, forms_of
+
 # How long a possible start of a secret may be held back when no more output comes.
 HOLD_SECONDS = 1.0
-_B64_ALPHABETS = (base64.b64encode, base64.urlsafe_b64encode)
-
-
-def _base64_forms(value: bytes) -> set[bytes]:
-    forms: set[bytes] = set()
-    for encode in _B64_ALPHABETS:
-        padded = encode(value)
-        forms.add(padded)
-        forms.add(padded.rstrip(b"="))
-        # Inside a longer stream the value starts at byte offset 0, 1 or 2 of a 3-byte group;
-        # keep the characters whose 6 bits all come from the value.
-        for offset in range(3):
-            encoded = encode(bytes(offset) + value + bytes(2))
-            start = -(-8 * offset // 6)
-            end = (8 * (offset + len(value))) // 6
-            forms.add(encoded[start:end])
-    return forms
-
-
-def forms_of(value: bytes) -> set[bytes]:
-    """Every form of `value` to redact (each at least MIN_SECRET_BYTES long)."""
-    values = {value, value.rstrip(b"\r\n")}
-    forms: set[bytes] = set()
-    for item in values:
-        if len(item) < MIN_SECRET_BYTES:
-            continue
-        forms.add(item)
-        forms |= _base64_forms(item)
-        for quote in (urllib.parse.quote, urllib.parse.quote_plus):
-            encoded = quote(item, safe="").encode()
-            forms.add(encoded)
-            forms.add(re.sub(rb"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded))
-        try:
-            forms.add(json.dumps(item.decode("utf-8"))[1:-1].encode())
-        except UnicodeDecodeError:
-            pass
-    return {form for form in forms if len(form) >= MIN_SECRET_BYTES}
 
 
 class Redactor:
