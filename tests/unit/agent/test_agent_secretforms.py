@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from hodei_agent.formsearch import FormIndex
 from hodei_agent.redact import Redactor
 from hodei_agent.secretforms import ENCODERS, MIN_SECRET_BYTES, Encoder, forms_of, variants
 
@@ -165,3 +166,25 @@ def test_a_value_with_its_trailing_newline_is_redacted_in_both_variants() -> Non
     assert variants(b"tok-1234\n") == {b"tok-1234\n", b"tok-1234"}
     forms = forms_of(b"tok/1234\n")
     assert {b"tok%2F1234%0A", b"tok%2F1234", b"tok/1234\\n", b"tok\\/1234"} <= forms
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(secrets, min_size=1, max_size=3), st.binary(max_size=200),
+       st.lists(st.integers(0, 10**6), max_size=6), st.integers(0, 50))
+def test_the_index_finds_what_searching_every_form_finds(
+    values: list[bytes], noise: bytes, cuts: list[int], pos: int,
+) -> None:
+    forms = {value: sorted(forms_of(value)) for value in values}
+    everything = sorted({form for held in forms.values() for form in held})
+    # Output made of forms, their pieces and noise.
+    pieces = [everything[cut % len(everything)][: 1 + cut % 97] for cut in cuts]
+    data = noise[: len(noise) // 2] + b"".join(pieces) + noise[len(noise) // 2:]
+    pos = min(pos, len(data))
+    index = FormIndex(forms.items())
+    naive = sorted((at, form) for form in everything
+                   for at in range(pos, len(data)) if data.startswith(form, at))
+    assert sorted(index.occurrences(data, pos)) == naive
+    tails = [at for at in range(pos, len(data))
+             if any(len(form) > len(data) - at and form.startswith(data[at:])
+                    for form in everything)]
+    assert index.partial_start(data, pos) == (tails[0] if tails else None)
