@@ -26,6 +26,9 @@ class ProviderConfig:
     # Each worker runs one job, then is drained and removed.
     ephemeral: bool = False
     idle_timeout: float = 300.0
+    # A started agent that has not connected once after this long is taken for one that
+    # never will: it is stopped and replaced.
+    connect_timeout: float = 60.0
     labels: dict[str, str] = field(default_factory=dict)
     # Scheduling strategy for jobs that only this provider's workers can take; "" = default.
     strategy: str = ""

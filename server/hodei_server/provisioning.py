@@ -16,9 +16,6 @@ from hodei_server.workerstore import WorkerStore
 
 log = logging.getLogger(__name__)
 
-# A started agent that has not connected after this long is replaced.
-CONNECT_DEADLINE = 60.0
-
 
 @dataclass
 class _Started:
@@ -54,7 +51,7 @@ class ProviderRuntime:
         connected = {s.name: s for s in self.sessions(registry)}
         now = time.monotonic()
         for name, item in list(self.started.items()):
-            if name not in connected and now - item.started_at > CONNECT_DEADLINE:
+            if name not in connected and now - item.started_at > self.config.connect_timeout:
                 log.warning("agent %s never connected; stopping it", name)
                 del self.started[name]
                 await self.provider.destroy_worker(item.infra_id)
