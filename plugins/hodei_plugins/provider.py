@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import ClassVar, Protocol, Self
+from typing import ClassVar, Protocol, Self, runtime_checkable
 
 
 class ProviderError(Exception):
@@ -69,4 +69,16 @@ class Provider(Protocol):
 
     def forget_exited(self) -> list[str]:
         """Infra ids of agents that exited by themselves since the last call."""
+        ...
+
+
+@runtime_checkable
+class AdoptsWorkers(Protocol):
+    """A provider that can take over the workers a previous server process started and
+    left running (it was killed, or stopped without stopping them)."""
+
+    async def adopt_workers(self, *, server_address: str) -> dict[str, str]:
+        """Take them over, so that they are this provider's to restart and to stop; return
+        each one's worker name and infra id. Called once, before the first reconcile, with
+        the address this server's agents dial."""
         ...
