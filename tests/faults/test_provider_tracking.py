@@ -3,7 +3,8 @@
 Its agents are older than the connect deadline (shortened through `connect_timeout`, and
 waited out before each fault), so a provider that took a missing stream for "never
 connected" would stop them: killed three times, an agent is restarted three times and its
-job is re-attached each time; a PostgreSQL restart that cuts every stream leaves it alone.
+job is re-attached each time; a PostgreSQL restart that cuts every stream leaves it alone; in
+a storm of jobs with such faults, no job runs twice.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import signal
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.faults.conftest import Recorder
@@ -194,3 +196,81 @@ def test_postgres_restart_under_an_agent_older_than_the_deadline_keeps_its_job(
     assert len(job.attempts) == 1
     assert logs.stdout == copy.read_bytes()
     assert agents_of(server.pid) == [agent], "the agent should be the same process"
+
+
+STORM_JOBS = 500
+
+
+def agent_name(pid: int) -> str:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return argv[argv.index(b"--name") + 1].decode()
+
+
+def test_storm_with_agent_kills_and_a_postgres_restart_runs_no_job_twice(
+    tmp_path: Path, private_postgres: PrivatePostgres, servers: list[FaultServer],
+    record_figure: Recorder,
+) -> None:
+    url = private_postgres.url
+    server = FaultServer(tmp_path, url, workers=2, slots=4, heartbeat_ttl=10.0,
+                         provider_config=f"connect_timeout = {CONNECT_TIMEOUT}")
+    servers.append(server)
+    server.start()
+    names = sorted(agent_name(pid) for pid in agents_of(server.pid))
+    starts = tmp_path / "starts"
+    script = f'echo "$HODEI_JOB_ID $HODEI_JOB_ATTEMPT" >> {starts}; sleep 0.5'
+    with server.channel() as channel:
+        ids = [submit(channel, script=script, max_attempts=3) for _ in range(STORM_JOBS)]
+
+    def done() -> int:
+        try:
+            with psycopg.connect(url, connect_timeout=2) as conn:
+                row = conn.execute("SELECT count(*) FROM jobs WHERE state = ANY(%s)",
+                                   (list(FINAL),)).fetchone()
+        except psycopg.OperationalError:
+            return -1
+        return int(row[0]) if row else 0
+
+    # The same agent killed three times, the other once, PostgreSQL restarted once: each
+    # fault once every agent is older than the connect deadline, all while jobs run.
+    faults = [names[0], names[0], names[1], "postgres", names[0]]
+    for number, fault in enumerate(faults, 1):
+        wait_for(lambda n=number: done() >= n * STORM_JOBS // (2 * len(faults)), 120,
+                 f"progress before fault {number}", interval=0.1)
+        agents = agents_of(server.pid)
+        for pid in agents:
+            wait_older_than_the_deadline(pid)
+            assert agent_age(pid) > CONNECT_TIMEOUT
+        assert done() < STORM_JOBS
+        if fault == "postgres":
+            stop_postgres(private_postgres)
+            time.sleep(DOWN_FOR)
+            start_postgres(private_postgres)
+        else:
+            # (If the agent is no longer there, the one that is.)
+            victim = next((p for p in agents if agent_name(p) == fault), agents[0])
+            os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: done() == STORM_JOBS, 180, "every job to finish", interval=0.2)
+    with psycopg.connect(url) as conn:
+        states = dict(conn.execute("SELECT id::text, state FROM jobs").fetchall())
+        attempts = dict(conn.execute(
+            "SELECT job_id::text, count(*) FROM job_attempts GROUP BY job_id").fetchall())
+    runs: dict[str, list[str]] = {}
+    for line in starts.read_text().splitlines():
+        job_id, attempt = line.split()
+        runs.setdefault(job_id, []).append(attempt)
+    twice = {j: r for j, r in runs.items() if len(r) > 1}
+    record_figure("jobs", STORM_JOBS)
+    record_figure("faults (3 kills of one agent, 1 of the other, 1 PostgreSQL restart)",
+                  len(faults))
+    record_figure("jobs run twice", len(twice))
+    # An attempt the agent never got to start (its RunJob lost with its stream) is handed
+    # back at no cost: another attempt, the same single run.
+    record_figure("jobs with an attempt handed back unstarted",
+                  sum(1 for n in attempts.values() if n > 1))
+    record_figure("jobs not succeeded", sum(1 for s in states.values() if s != "SUCCEEDED"))
+    detail = f"{twice}\n{server.log_text()[-6000:]}"
+    assert set(runs) == set(ids), detail
+    assert twice == {}, detail
+    assert all(s == "SUCCEEDED" for s in states.values()), detail
+    # The same two agents all along, restarted in place: none replaced, none added.
+    assert sorted(agent_name(pid) for pid in agents_of(server.pid)) == names
