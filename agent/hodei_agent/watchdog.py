@@ -82,7 +82,7 @@ def _deadline(state_dir: Path) -> float | None:
         return 0.0  # unreadable: the jobs have no lease
 
 
-def _live_jobs(state_dir: Path) -> list[tuple[str, int]]:
+def live_jobs(state_dir: Path) -> list[tuple[str, int]]:
     """(file prefix, process group) of every job whose process still runs."""
     live = []
     with contextlib.suppress(FileNotFoundError):
@@ -110,7 +110,7 @@ def _signal_group(pgid: int, signum: signal.Signals) -> None:
 
 def fence(state_dir: Path) -> int:
     """Mark and kill every live job of `state_dir`; returns how many there were."""
-    live = _live_jobs(state_dir)
+    live = live_jobs(state_dir)
     for prefix, pgid in live:
         with contextlib.suppress(OSError):
             Path(prefix + FENCED_SUFFIX).touch(mode=0o600)

@@ -29,6 +29,7 @@ STACK_MODULE = "hodei_server.embedded"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 LOCK_TIMEOUT = READY_TIMEOUT + 30.0
+LEFTOVERS_TIMEOUT = 120.0
 _POLL_INTERVAL = 0.1
 
 
@@ -256,28 +257,52 @@ def _wait_exit(pid: int, timeout: float) -> bool:
 
 
 def stop(home: Path) -> str:
-    """Stop the running stack (SIGTERM, then SIGKILL after STOP_TIMEOUT); says what was done."""
+    """Stop the running stack (SIGTERM, then SIGKILL after STOP_TIMEOUT), then whatever a
+    stack left running (a killed one: its agents, their jobs, its PostgreSQL); says what was
+    done."""
     with stack_lock(home):
         info = read_stack(home)
-        if info is None:
-            return "No local Hodei stack is running."
-        stopped = f"Stopped the local Hodei stack (pid {info.pid})."
-        try:
-            os.kill(info.pid, signal.SIGTERM)
-        except ProcessLookupError:
+        said = "No local Hodei stack is running." if info is None else _stop_stack(home, info)
+        left = _stop_leftovers(home)
+    if not left:
+        return said
+    if info is None:
+        return f"No local Hodei stack was running; stopped what one left running: {left}."
+    return f"{said} Stopped what it left running: {left}."
+
+
+def _stop_stack(home: Path, info: StackInfo) -> str:
+    stopped = f"Stopped the local Hodei stack (pid {info.pid})."
+    try:
+        os.kill(info.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return stopped
+    with progress("Stopping the local Hodei stack…"):
+        if _wait_exit(info.pid, STOP_TIMEOUT):
             return stopped
-        with progress("Stopping the local Hodei stack…"):
-            if _wait_exit(info.pid, STOP_TIMEOUT):
-                return stopped
-        with contextlib.suppress(ProcessLookupError):
-            # It was started in its own session: its group holds its PostgreSQL and agents.
-            if os.getpgid(info.pid) == info.pid:
-                os.killpg(info.pid, signal.SIGKILL)
-            else:
-                os.kill(info.pid, signal.SIGKILL)
-        _wait_exit(info.pid, 5.0)
-        (home / "stack.json").unlink(missing_ok=True)
-        return (
-            f"The local Hodei stack (pid {info.pid}) did not stop within {STOP_TIMEOUT:g} s; "
-            "killed it."
-        )
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(info.pid, signal.SIGKILL)
+    _wait_exit(info.pid, 5.0)
+    (home / "stack.json").unlink(missing_ok=True)
+    return (
+        f"The local Hodei stack (pid {info.pid}) did not stop within {STOP_TIMEOUT:g} s; "
+        "killed it."
+    )
+
+
+def _stop_leftovers(home: Path) -> str:
+    """Have the stack's module stop what a stack left running in `home`; what it stopped."""
+    if importlib.util.find_spec("hodei_server") is None:
+        return ""  # no server installed: no stack ever ran here
+    try:
+        done = subprocess.run([*_command(home), "--stop"], stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=LEFTOVERS_TIMEOUT,
+                              env=_environment(None))
+    except subprocess.TimeoutExpired:
+        raise StackError(f"stopping what the local Hodei stack left running took more than "
+                         f"{LEFTOVERS_TIMEOUT:g} s") from None
+    if done.returncode:
+        last = done.stderr.decode(errors="replace").strip().splitlines()
+        raise StackError("could not stop what the local Hodei stack left running: "
+                         f"{last[-1] if last else f'exit code {done.returncode}'}")
+    return done.stdout.decode(errors="replace").strip()
