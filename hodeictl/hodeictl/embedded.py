@@ -1,7 +1,8 @@
 """Finding, starting and stopping the embedded local stack (`python -m hodei_server.embedded`).
 
 The stack writes `HOME/stack.json` when it is ready and removes it on exit; `HOME/stack.lock`
-keeps two hodeictl processes from starting two stacks.
+keeps two hodeictl processes from starting two stacks. The home and every file of it are
+the user's alone (0700, 0600).
 """
 
 from __future__ import annotations
@@ -95,11 +96,18 @@ def stack_answers(info: StackInfo) -> bool:
     return asyncio.run(server_answers(info.address))
 
 
+def _open_private(path: Path) -> int:
+    """`path` opened for appending, created 0600 (made so if it was not)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 @contextlib.contextmanager
 def stack_lock(home: Path) -> Iterator[None]:
     """Hold `HOME/stack.lock`; waits for another hodeictl that is starting or stopping it."""
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "stack.lock", "a+b") as lock_file:
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with os.fdopen(_open_private(home / "stack.lock"), "a+b") as lock_file:
         deadline = time.monotonic() + LOCK_TIMEOUT
         while True:
             try:
@@ -194,9 +202,9 @@ def start_detached(home: Path, database_url: str | None) -> StackInfo:
 
     The caller holds `stack_lock(home)`.
     """
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = home / "stack.log"
-    with open(log_path, "ab") as log_file:
+    with os.fdopen(_open_private(log_path), "ab") as log_file:
         process = subprocess.Popen(
             _command(home),
             stdin=subprocess.DEVNULL,

@@ -2,13 +2,14 @@
 
 `python -m hodei_server.embedded --home DIR` is what `hodeictl` starts when no server is
 configured. When the server is ready it writes DIR/stack.json; it removes the file on exit.
-Everything it runs is found from DIR:
+Everything it runs is found from DIR (0700, its user's alone):
 
 ```
 DIR/stack.json   the running stack: pid, address, database, the admin token (0600)
 DIR/listen       the address it listens on, taken again by the next start (0600)
 DIR/agents/      the state dir of each of its agents, with the provider's record of it
-DIR/postgres/    the private PostgreSQL (unless HODEI_DATABASE_URL names another)
+DIR/postgres/    the private PostgreSQL (unless HODEI_DATABASE_URL names another); run as
+                 root, DIR-postgres/ beside it (see `postgres_dir`)
 ```
 
 A stack started after one that was killed listens where that one did, so its agents come
@@ -64,6 +65,19 @@ LOCAL_ADMIN = "local-admin"
 STACK_ACTOR = "embedded-stack"
 
 
+def postgres_dir(home: Path) -> Path:
+    """Where the private PostgreSQL keeps its data: HOME/postgres, or, run as root, beside
+    the home (HOME-postgres).
+
+    As root, pgserver runs PostgreSQL as a user of its own, which reaches its data dir by
+    its full path for as long as it runs (pg_control at each checkpoint): every directory
+    above the data dir must let it through, which the home (root's alone) does not.
+    """
+    if os.geteuid() == 0:
+        return home.with_name(f"{home.name}-{POSTGRES_DIR}")
+    return home / POSTGRES_DIR
+
+
 def start_private_postgres(home: Path) -> str:
     """Start (or reuse, after a crash) the private PostgreSQL; its URL.
 
@@ -72,7 +86,7 @@ def start_private_postgres(home: Path) -> str:
     """
     import pgserver  # only the embedded stack needs it
 
-    data = home / POSTGRES_DIR
+    data = postgres_dir(home)
     try:
         handle = pgserver.get_server(data, cleanup_mode=None)
     except Exception as exc:
@@ -85,6 +99,17 @@ def start_private_postgres(home: Path) -> str:
         if not exists:
             conn.execute("CREATE DATABASE hodei")
     return str(handle.get_uri("hodei"))
+
+
+def move_postgres_out_of_home(home: Path) -> None:
+    """Move the data a stack run as root kept in HOME/postgres (before it was kept beside
+    the home) out of it, stopping the PostgreSQL that runs on it first."""
+    old, data = home / POSTGRES_DIR, postgres_dir(home)
+    if data == old or not old.is_dir() or data.exists():
+        return
+    _stop_postgres_on(old)
+    old.rename(data)
+    log.info("moved the private PostgreSQL's data from %s to %s", old, data)
 
 
 def _postmaster(data: Path) -> int | None:
@@ -110,7 +135,7 @@ def _alive(pid: int) -> bool:
 def stop_private_postgres(home: Path) -> bool:
     """Stop the private PostgreSQL, whoever started it (fast shutdown; immediate, then
     SIGKILL, if it takes too long); True if one was running."""
-    return _stop_postgres_on(home / POSTGRES_DIR)
+    return _stop_postgres_on(postgres_dir(home))
 
 
 def _stop_postgres_on(data: Path) -> bool:
@@ -276,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     home: Path = args.home.expanduser().resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    move_postgres_out_of_home(home)  # while PostgreSQL may still pass through the home
+    # Its token, its agents and its database are its user's alone.
+    home.chmod(0o700)
     if args.stop:
         try:
             print(stop_leftovers(home))
@@ -284,8 +312,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"hodei: {exc.message}", file=sys.stderr)
             return 1
         return 0
-    # Its token and database are its user's alone.
-    home.chmod(0o700)
     private = False
     try:
         database_url = os.environ.get("HODEI_DATABASE_URL", "")
