@@ -97,6 +97,12 @@ def _script_argv(spec: jobs_pb2.JobSpec, temp_dir: str) -> list[str]:
     return [*interpreter, path]
 
 
+def temp_dir_prefix(job_id: str, attempt: int) -> str:
+    """How the name of an attempt's temp dir (in the system's temp dir) begins."""
+    safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)[:64]
+    return f"hodei-{safe_id}-{attempt}-"
+
+
 def prepare_launch(
     spec: jobs_pb2.JobSpec,
     job_id: str,
@@ -112,8 +118,7 @@ def prepare_launch(
         raise JobStartError("the spec must have exactly one of command or script")
     if spec.working_dir and not os.path.isdir(spec.working_dir):
         raise JobStartError(f"working directory {spec.working_dir!r} does not exist")
-    safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)[:64]
-    temp_dir = tempfile.mkdtemp(prefix=f"hodei-{safe_id}-{attempt}-")  # mode 0700
+    temp_dir = tempfile.mkdtemp(prefix=temp_dir_prefix(job_id, attempt))  # mode 0700
     try:
         if spec.command:
             argv = list(spec.command)

@@ -10,7 +10,8 @@ STATE_DIR/                 0700
   jobs/<job>.<attempt>.*   one set of files per attempt, removed once the server
                            acknowledged the result (flat: a directory per job would cost
                            two more file-system operations per job):
-    .meta                  job, attempt, pid and its start time, start, timeout, temp dir
+    .meta                  job, attempt, pid and its start time, start, timeout, temp dir;
+                           written before the job is started (pid 0), then with its pid
     .stdout, .stderr       what the job wrote (the job writes the files itself)
     .chunks                one record per chunk made: seq, stream, length (ChunkJournal)
     .acked                 the highest seq the server acknowledged
@@ -42,6 +43,7 @@ from hodei_agent.watchdog import (
     JOBS_DIR,
     LEASE_FILE,
     META_SUFFIX,
+    STDOUT_SUFFIX,
     start_ticks,
 )
 from hodei_api.v1 import logs_pb2
@@ -50,7 +52,6 @@ logger = logging.getLogger(__name__)
 
 IDENTITY_FILE = "identity.json"
 _LOCK = "lock"
-STDOUT_SUFFIX = ".stdout"
 STDERR_SUFFIX = ".stderr"
 CHUNKS_SUFFIX = ".chunks"
 ACKED_SUFFIX = ".acked"

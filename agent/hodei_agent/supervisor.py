@@ -3,21 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import glob
 import logging
 import os
+import tempfile
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from pathlib import Path
 
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.keeperclient import KeeperClient
+from hodei_agent.launch import temp_dir_prefix
 from hodei_agent.outbox import JobKey, JobRecord, Outbox
 from hodei_agent.runner import JobResult, JobRunner
+from hodei_agent.secretfiles import SECRETS_DIR_ENV
 from hodei_agent.statedir import JobFiles, JobMeta, StateDir
+from hodei_agent.watchdog import job_process
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
 
 logger = logging.getLogger(__name__)
 
 DRAINING_REASON = "agent is draining"
+
+
+def _environ(pid: int) -> dict[str, str]:
+    """The environment process `pid` was started with ({} if unreadable)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
+
+
+def _temp_dir_of(meta: JobMeta) -> str:
+    """The private temp dir the runner made for the attempt ("" if it is not there)."""
+    found = glob.glob(os.path.join(glob.escape(tempfile.gettempdir()),
+                                   glob.escape(temp_dir_prefix(meta.job_id, meta.attempt))
+                                   + "*"))
+    return found[0] if len(found) == 1 else ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +101,13 @@ class JobSupervisor:
             )
         try:
             files = self._state.new_job(*key)
+            # Before the job exists, so that an agent killed while starting it is followed
+            # by one that finds it (see `_started_unrecorded`).
+            files.write_meta(JobMeta(
+                job_id=command.job_id, attempt=command.attempt, pid=0, start_ticks=0,
+                started_at=time.time(), timeout_seconds=command.spec.timeout_seconds,
+                temp_dir="", has_secrets=bool(command.spec.secrets),
+            ))
             record.journal = files.open_journal()
         except OSError as exc:
             logger.error("job=%s attempt=%d: cannot create its state: %s", *key, exc)
@@ -100,6 +133,8 @@ class JobSupervisor:
         adopted = []
         for files in self._state.existing_jobs():
             meta = files.read_meta()
+            if meta is not None and meta.pid == 0:
+                meta = self._started_unrecorded(files, meta)
             if meta is None or (meta.job_id, meta.attempt) in self._outbox:
                 # Started by no process we can name (its agent died while spawning it).
                 files.remove()
@@ -140,6 +175,34 @@ class JobSupervisor:
                         journal.last_seq, len(unacked))
             adopted.append(key)
         return adopted
+
+    @staticmethod
+    def _started_unrecorded(files: JobFiles, meta: JobMeta) -> JobMeta | None:
+        """The attempt of a previous agent process that died while starting it, before it
+        recorded the pid: found by its output file if it runs, by its recorded exit status
+        if it ended; None if it never started (nothing runs, nothing is to be reported).
+
+        Re-attached like any other, it is not handed back while it may still run: the server
+        would run it again at once."""
+        found = job_process(files.prefix)
+        if found is not None:
+            pid, ticks = found
+            environ = _environ(pid)
+            meta = dataclasses.replace(
+                meta, pid=pid, start_ticks=ticks, temp_dir=_temp_dir_of(meta),
+                secrets_dir=environ.get(SECRETS_DIR_ENV, ""))
+        elif files.read_status() is not None:
+            # It ended already. A pid that names another process (init's, with a start
+            # time no process has) makes the runner read the rest of its output and its
+            # recorded status, and signal nothing.
+            meta = dataclasses.replace(meta, pid=1, start_ticks=-1,
+                                       temp_dir=_temp_dir_of(meta))
+        else:
+            return None
+        files.write_meta(meta)
+        logger.info("job=%s attempt=%d: its agent died while starting it; found pid %d",
+                    meta.job_id, meta.attempt, meta.pid)
+        return meta
 
     def _abandon(self, files: JobFiles, meta: JobMeta, acked_seq: int) -> None:
         """An attempt that was given secrets is not re-attached: this process does not know

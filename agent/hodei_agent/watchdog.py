@@ -26,6 +26,7 @@ from pathlib import Path
 LEASE_FILE = "lease"
 JOBS_DIR = "jobs"
 META_SUFFIX = ".meta"
+STDOUT_SUFFIX = ".stdout"
 FENCED_SUFFIX = ".fenced"
 PID_FILE = "watchdog.pid"
 
@@ -52,6 +53,26 @@ def running(state_dir: Path) -> bool:
     return start_ticks(pid) == ticks
 
 
+def job_process(prefix: str) -> tuple[int, int] | None:
+    """(pid, start time) of the job whose output goes to `<prefix>.stdout`: the leader of a
+    process group of its own with that file as its standard output; None if none runs.
+
+    How a job is found whose agent died between starting it and recording its pid."""
+    target = os.path.realpath(prefix + STDOUT_SUFFIX)
+    with os.scandir("/proc") as entries:
+        pids = [int(entry.name) for entry in entries if entry.name.isdigit()]
+    for pid in pids:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/1") != target or os.getpgid(pid) != pid:
+                continue
+        except OSError:
+            continue
+        ticks = start_ticks(pid)
+        if ticks is not None:
+            return pid, ticks
+    return None
+
+
 def _deadline(state_dir: Path) -> float | None:
     try:
         return float((state_dir / LEASE_FILE).read_text())
@@ -61,18 +82,24 @@ def _deadline(state_dir: Path) -> float | None:
         return 0.0  # unreadable: the jobs have no lease
 
 
-def _live_jobs(state_dir: Path) -> list[tuple[str, int]]:
+def live_jobs(state_dir: Path) -> list[tuple[str, int]]:
     """(file prefix, process group) of every job whose process still runs."""
     live = []
     with contextlib.suppress(FileNotFoundError):
         for meta_path in (state_dir / JOBS_DIR).glob("*" + META_SUFFIX):
+            prefix = str(meta_path)[: -len(META_SUFFIX)]
             try:
                 meta = json.loads(meta_path.read_bytes())
                 pid, ticks = int(meta["pid"]), int(meta["start_ticks"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue
+            if pid == 0:  # recorded before it was started, its pid never
+                found = job_process(prefix)
+                if found is None:
+                    continue
+                pid, ticks = found
             if start_ticks(pid) == ticks:
-                live.append((str(meta_path)[: -len(META_SUFFIX)], pid))
+                live.append((prefix, pid))
     return live
 
 
@@ -83,7 +110,7 @@ def _signal_group(pgid: int, signum: signal.Signals) -> None:
 
 def fence(state_dir: Path) -> int:
     """Mark and kill every live job of `state_dir`; returns how many there were."""
-    live = _live_jobs(state_dir)
+    live = live_jobs(state_dir)
     for prefix, pgid in live:
         with contextlib.suppress(OSError):
             Path(prefix + FENCED_SUFFIX).touch(mode=0o600)

@@ -1,7 +1,8 @@
 """Finding, starting and stopping the embedded local stack (`python -m hodei_server.embedded`).
 
 The stack writes `HOME/stack.json` when it is ready and removes it on exit; `HOME/stack.lock`
-keeps two hodeictl processes from starting two stacks.
+keeps two hodeictl processes from starting two stacks. The home and every file of it are
+the user's alone (0700, 0600).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ STACK_MODULE = "hodei_server.embedded"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 LOCK_TIMEOUT = READY_TIMEOUT + 30.0
+LEFTOVERS_TIMEOUT = 120.0
 _POLL_INTERVAL = 0.1
 
 
@@ -94,11 +96,18 @@ def stack_answers(info: StackInfo) -> bool:
     return asyncio.run(server_answers(info.address))
 
 
+def _open_private(path: Path) -> int:
+    """`path` opened for appending, created 0600 (made so if it was not)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 @contextlib.contextmanager
 def stack_lock(home: Path) -> Iterator[None]:
     """Hold `HOME/stack.lock`; waits for another hodeictl that is starting or stopping it."""
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "stack.lock", "a+b") as lock_file:
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with os.fdopen(_open_private(home / "stack.lock"), "a+b") as lock_file:
         deadline = time.monotonic() + LOCK_TIMEOUT
         while True:
             try:
@@ -193,9 +202,9 @@ def start_detached(home: Path, database_url: str | None) -> StackInfo:
 
     The caller holds `stack_lock(home)`.
     """
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = home / "stack.log"
-    with open(log_path, "ab") as log_file:
+    with os.fdopen(_open_private(log_path), "ab") as log_file:
         process = subprocess.Popen(
             _command(home),
             stdin=subprocess.DEVNULL,
@@ -256,28 +265,52 @@ def _wait_exit(pid: int, timeout: float) -> bool:
 
 
 def stop(home: Path) -> str:
-    """Stop the running stack (SIGTERM, then SIGKILL after STOP_TIMEOUT); says what was done."""
+    """Stop the running stack (SIGTERM, then SIGKILL after STOP_TIMEOUT), then whatever a
+    stack left running (a killed one: its agents, their jobs, its PostgreSQL); says what was
+    done."""
     with stack_lock(home):
         info = read_stack(home)
-        if info is None:
-            return "No local Hodei stack is running."
-        stopped = f"Stopped the local Hodei stack (pid {info.pid})."
-        try:
-            os.kill(info.pid, signal.SIGTERM)
-        except ProcessLookupError:
+        said = "No local Hodei stack is running." if info is None else _stop_stack(home, info)
+        left = _stop_leftovers(home)
+    if not left:
+        return said
+    if info is None:
+        return f"No local Hodei stack was running; stopped what one left running: {left}."
+    return f"{said} Stopped what it left running: {left}."
+
+
+def _stop_stack(home: Path, info: StackInfo) -> str:
+    stopped = f"Stopped the local Hodei stack (pid {info.pid})."
+    try:
+        os.kill(info.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return stopped
+    with progress("Stopping the local Hodei stack…"):
+        if _wait_exit(info.pid, STOP_TIMEOUT):
             return stopped
-        with progress("Stopping the local Hodei stack…"):
-            if _wait_exit(info.pid, STOP_TIMEOUT):
-                return stopped
-        with contextlib.suppress(ProcessLookupError):
-            # It was started in its own session: its group holds its PostgreSQL and agents.
-            if os.getpgid(info.pid) == info.pid:
-                os.killpg(info.pid, signal.SIGKILL)
-            else:
-                os.kill(info.pid, signal.SIGKILL)
-        _wait_exit(info.pid, 5.0)
-        (home / "stack.json").unlink(missing_ok=True)
-        return (
-            f"The local Hodei stack (pid {info.pid}) did not stop within {STOP_TIMEOUT:g} s; "
-            "killed it."
-        )
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(info.pid, signal.SIGKILL)
+    _wait_exit(info.pid, 5.0)
+    (home / "stack.json").unlink(missing_ok=True)
+    return (
+        f"The local Hodei stack (pid {info.pid}) did not stop within {STOP_TIMEOUT:g} s; "
+        "killed it."
+    )
+
+
+def _stop_leftovers(home: Path) -> str:
+    """Have the stack's module stop what a stack left running in `home`; what it stopped."""
+    if importlib.util.find_spec("hodei_server") is None:
+        return ""  # no server installed: no stack ever ran here
+    try:
+        done = subprocess.run([*_command(home), "--stop"], stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=LEFTOVERS_TIMEOUT,
+                              env=_environment(None))
+    except subprocess.TimeoutExpired:
+        raise StackError(f"stopping what the local Hodei stack left running took more than "
+                         f"{LEFTOVERS_TIMEOUT:g} s") from None
+    if done.returncode:
+        last = done.stderr.decode(errors="replace").strip().splitlines()
+        raise StackError("could not stop what the local Hodei stack left running: "
+                         f"{last[-1] if last else f'exit code {done.returncode}'}")
+    return done.stdout.decode(errors="replace").strip()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import ClassVar, Protocol, Self
+from typing import ClassVar, Protocol, Self, runtime_checkable
 
 
 class ProviderError(Exception):
@@ -26,6 +26,9 @@ class ProviderConfig:
     # Each worker runs one job, then is drained and removed.
     ephemeral: bool = False
     idle_timeout: float = 300.0
+    # A started agent that has not connected once after this long is taken for one that
+    # never will: it is stopped and replaced.
+    connect_timeout: float = 60.0
     labels: dict[str, str] = field(default_factory=dict)
     # Scheduling strategy for jobs that only this provider's workers can take; "" = default.
     strategy: str = ""
@@ -66,4 +69,16 @@ class Provider(Protocol):
 
     def forget_exited(self) -> list[str]:
         """Infra ids of agents that exited by themselves since the last call."""
+        ...
+
+
+@runtime_checkable
+class AdoptsWorkers(Protocol):
+    """A provider that can take over the workers a previous server process started and
+    left running (it was killed, or stopped without stopping them)."""
+
+    async def adopt_workers(self, *, server_address: str) -> dict[str, str]:
+        """Take them over, so that they are this provider's to restart and to stop; return
+        each one's worker name and infra id. Called once, before the first reconcile, with
+        the address this server's agents dial."""
         ...

@@ -129,6 +129,8 @@ def _provider(table: dict[str, Any], index: int) -> ProviderConfig:
         raise ConfigError(f"{where}: need 0 <= min_workers <= max_workers")
     if config.slots < 1:
         raise ConfigError(f"{where}: slots must be >= 1")
+    if config.connect_timeout <= 0:
+        raise ConfigError(f"{where}: connect_timeout must be > 0")
     return config
 
 

@@ -9,15 +9,12 @@ import time
 from dataclasses import dataclass, field
 
 from hodei_api.v1 import agent_pb2, workers_pb2
-from hodei_plugins.provider import Provider
+from hodei_plugins.provider import AdoptsWorkers, Provider
 from hodei_server.agents import EPHEMERAL_LABEL, AgentRegistry, AgentSession
 from hodei_server.jobstore import JobStore
 from hodei_server.workerstore import WorkerStore
 
 log = logging.getLogger(__name__)
-
-# A started agent that has not connected after this long is replaced.
-CONNECT_DEADLINE = 60.0
 
 
 @dataclass
@@ -25,6 +22,9 @@ class _Started:
     infra_id: str
     started_at: float = field(default_factory=time.monotonic)
     draining: bool = False
+    # Set once its agent connected: from then on, an agent without a stream is one coming
+    # back (its own restart, PostgreSQL's, the server's), never one that failed to start.
+    connected: bool = False
 
 
 class ProviderRuntime:
@@ -36,6 +36,7 @@ class ProviderRuntime:
         self.server_ca = server_ca
         self.config = provider.config
         self.started: dict[str, _Started] = {}
+        self._adopted = False
         # The last reconcile error, "" once a reconcile succeeds.
         self.last_error = ""
 
@@ -47,6 +48,12 @@ class ProviderRuntime:
         self, registry: AgentRegistry, jobs: JobStore, workers: WorkerStore,
         server_address: str, token_ttl: float,
     ) -> None:
+        if not self._adopted:
+            if isinstance(self.provider, AdoptsWorkers):
+                taken = await self.provider.adopt_workers(server_address=server_address)
+                for name, infra_id in taken.items():
+                    self.started[name] = _Started(infra_id, connected=True)
+            self._adopted = True
         exited = set(self.provider.forget_exited())
         for name, item in list(self.started.items()):
             if item.infra_id in exited:
@@ -54,7 +61,9 @@ class ProviderRuntime:
         connected = {s.name: s for s in self.sessions(registry)}
         now = time.monotonic()
         for name, item in list(self.started.items()):
-            if name not in connected and now - item.started_at > CONNECT_DEADLINE:
+            if name in connected:
+                item.connected = True
+            elif not item.connected and now - item.started_at > self.config.connect_timeout:
                 log.warning("agent %s never connected; stopping it", name)
                 del self.started[name]
                 await self.provider.destroy_worker(item.infra_id)

@@ -24,10 +24,11 @@ class DockerServer(ServerProcess):
     provider_name: str = "docker"
     cpus: float = 0.5
     memory_mb: int = 256
+    listen: str = "127.0.0.1:0"
 
     def config_text(self) -> str:
         return (
-            'listen = "127.0.0.1:0"\n'
+            f'listen = "{self.listen}"\n'
             "heartbeat_interval = 1.0\n"
             "resync_interval = 0.5\n"
             f"{self.extra_config}\n"

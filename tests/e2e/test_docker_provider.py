@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from tests.e2e.docker_engine import IMAGE, DockerServer
 from tests.e2e.harness import BIN
+from tests.faults.harness import free_port
 
 pytest_plugins = ["tests.e2e.docker_engine"]
 pytestmark = pytest.mark.e2e
@@ -122,6 +124,45 @@ def test_containers_left_behind_by_a_crashed_server_are_reaped(
                  f"worker {worker} to connect")
         log = server.log_path.read_text()
         assert "reaped container" in log
+    finally:
+        assert server.stop() == 0
+    assert containers(docker_client, provider_name) == []
+
+
+def test_a_server_restarted_in_place_takes_over_its_containers_and_their_jobs(
+    tmp_path: Path, database_url: str, docker_host: str, docker_client: Any, provider_name: str,
+) -> None:
+    """kill -9 the server while its docker agent runs a job; one restarted on the same
+    address takes the container over (not reaped, not replaced): the job finishes whole,
+    as its first attempt, and the container goes when this server stops."""
+    listen = f"127.0.0.1:{free_port()}"
+    lines = 200
+    crashed = DockerServer(tmp_path / "a", database_url, workers=1, docker_host=docker_host,
+                           provider_name=provider_name, listen=listen)
+    crashed.workdir.mkdir()
+    crashed.start(timeout=90)
+    job_id = crashed.hodeictl(
+        "job", "submit", "--", "sh", "-c",
+        f"for i in $(seq 1 {lines}); do echo line-$i; sleep 0.05; done").stdout.decode().strip()
+    wait_for(lambda: b"line-20\n" in crashed.hodeictl("job", "logs", job_id).stdout, 60,
+             "the job's first lines")
+    [container] = containers(docker_client, provider_name)
+    assert crashed.proc is not None
+    crashed.proc.kill()
+    crashed.proc.wait()
+    server = DockerServer(tmp_path / "b", database_url, workers=1, docker_host=docker_host,
+                          provider_name=provider_name, listen=listen)
+    server.workdir.mkdir()
+    server.launch().wait_ready(timeout=90, wait_workers=False)
+    try:
+        wait_for(lambda: json.loads(server.hodeictl("job", "get", job_id, "-o", "json").stdout)
+                 ["state"] == "succeeded", 90, "the job to finish")
+        job = json.loads(server.hodeictl("job", "get", job_id, "-o", "json").stdout)
+        logs = server.hodeictl("job", "logs", job_id).stdout
+        assert len(job["attempts"]) == 1
+        assert logs == b"".join(b"line-%d\n" % i for i in range(1, lines + 1))
+        assert [c.id for c in containers(docker_client, provider_name)] == [container.id]
+        assert "took over agent" in server.log_path.read_text()
     finally:
         assert server.stop() == 0
     assert containers(docker_client, provider_name) == []

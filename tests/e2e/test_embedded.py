@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,3 +77,41 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+def _exposed(home: Path) -> list[str]:
+    """Everything in `home` (itself included) that its user's group or others may use."""
+    found = []
+    for path in [home, *home.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.lstat().st_mode & 0o777
+        if mode & 0o077:
+            found.append(f"{path.relative_to(home.parent)} {mode:o}")
+    return found
+
+
+def test_the_home_and_everything_in_it_are_private_across_restarts(
+    newcomer: dict[str, str],
+) -> None:
+    """With the real private PostgreSQL (which, run as root, runs as a user of its own)."""
+    home = Path(newcomer["HODEI_HOME"])
+
+    def check() -> None:
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        assert stat.S_IMODE((home / "stack.log").stat().st_mode) == 0o600
+        assert _exposed(home) == []
+
+    assert hodeictl(newcomer, "up", "--detach").returncode == 0
+    ran = hodeictl(newcomer, "job", "run", "--", "echo", "private")
+    assert (ran.returncode, ran.stdout) == (0, b"private\n"), ran.stderr
+    check()
+    assert hodeictl(newcomer, "down").returncode == 0
+    assert hodeictl(newcomer, "up", "--detach").returncode == 0
+    check()
+    # After a crash too.
+    os.kill(json.loads((home / "stack.json").read_text())["pid"], signal.SIGKILL)
+    assert hodeictl(newcomer, "up", "--detach").returncode == 0
+    again = hodeictl(newcomer, "job", "run", "--", "echo", "again")
+    assert (again.returncode, again.stdout) == (0, b"again\n"), again.stderr
+    check()

@@ -59,6 +59,7 @@ class FaultServer(ServerProcess):
             f"max_workers = {self.workers}\n"
             f"slots = {self.slots}\n"
             f"restart = {'true' if self.restart_agents else 'false'}\n"
+            f"{self.provider_config}\n"
         )
 
     @property

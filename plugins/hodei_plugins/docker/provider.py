@@ -1,7 +1,8 @@
 """Starts and stops agents as containers on a Docker engine.
 
 The docker SDK is blocking: every call runs in a thread (`asyncio.to_thread`). Containers
-carry ownership labels, so the ones a crashed server left behind are found and reaped.
+carry ownership labels, so the ones a crashed server left behind are found: taken over if
+their agent dials this server's address (a server restarted in place), else reaped.
 """
 
 from __future__ import annotations
@@ -80,6 +81,14 @@ def _owner_alive(owner: str) -> bool:
     return True
 
 
+def _server_of(command: list[str]) -> str:
+    """The address an agent's command line tells it to dial."""
+    for index, arg in enumerate(command[:-1]):
+        if arg == "--server":
+            return command[index + 1]
+    return ""
+
+
 def _files_archive(files: dict[str, tuple[bytes, int]]) -> bytes:
     """A tar of {name: (content, mode)}, for `put_archive`."""
     buffer = io.BytesIO()
@@ -116,7 +125,6 @@ class DockerProvider:
     async def __aenter__(self) -> DockerProvider:
         self._client = await self._call("connect", self._connect)
         await self._call("find the agent image", self._check_image)
-        await self._reap()
         self._poller = asyncio.create_task(self._poll(), name=f"docker-{self.config.name}-poll")
         log.info("docker provider %s ready (engine %s, image %s)", self.config.name,
                  self.host, self.config.image)
@@ -278,20 +286,34 @@ class DockerProvider:
         except docker.errors.NotFound:
             pass
 
-    async def _reap(self) -> None:
-        """Remove this provider's containers that no live server process owns."""
+    async def adopt_workers(self, *, server_address: str) -> dict[str, str]:
+        """Take over the running containers of this provider that no live server process
+        owns and whose agent dials `server_address` (left by this server's predecessor):
+        from now on this provider watches them and removes them at the end. Remove the
+        other ones no live server owns. Returns the worker names and container ids taken."""
         containers = await self._call(
             "list containers", lambda: self.client.containers.list(
                 all=True, filters=self._selector()))
+        adopted = {}
         for container in containers:
             owner = container.labels.get(LABEL_OWNER, "")
-            if _owner_alive(owner):
+            if _owner_alive(owner) or container.id in self._containers:
+                continue
+            worker = container.labels.get(LABEL_WORKER, "")
+            command = container.attrs.get("Config", {}).get("Cmd") or []
+            if (worker and container.status == "running"
+                    and _server_of(command) == server_address):
+                self._containers[container.id] = worker
+                adopted[worker] = str(container.id)
+                log.info("docker provider %s took over agent %s (container %s, left by %s)",
+                         self.config.name, worker, container.short_id, owner)
                 continue
             await self._call(f"remove container {container.short_id}", self._remove,
                              container.id, False)
             log.warning("docker provider %s reaped container %s (worker %s, left behind by %s)",
                         self.config.name, container.short_id,
                         container.labels.get(LABEL_WORKER, "?"), owner or "an unknown server")
+        return adopted
 
     async def _poll(self) -> None:
         """Notice (and remove) containers whose agent exited by itself."""

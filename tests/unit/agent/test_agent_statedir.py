@@ -83,11 +83,15 @@ def test_journal_gives_offsets_seqs_and_ignores_a_torn_record(tmp_path: Path) ->
     state.close()
 
 
-def start_like_a_previous_agent(files: JobFiles, script: str, timeout: float = 0.0) -> int:
-    """Start `script` as the runner does (through a keeper, output files, meta) and let go
-    of the keeper, as a dying agent would: it stays, the job's parent, to record its end."""
+def start_like_a_previous_agent(files: JobFiles, script: str, timeout: float = 0.0,
+                                recorded: bool = True) -> int:
+    """Start `script` as the supervisor and the runner do (meta before the start, output
+    files, the keeper, meta with the pid) and let go of the keeper, as a dying agent would:
+    it stays, the job's parent, to record its end. With `recorded` False the agent dies
+    before it records the job's pid."""
 
     async def start() -> int:
+        files.write_meta(JobMeta("job-1", 1, 0, 0, time.time(), timeout, ""))
         keeper = KeeperClient()
         try:
             stdout, stderr = files.create_outputs()
@@ -101,8 +105,9 @@ def start_like_a_previous_agent(files: JobFiles, script: str, timeout: float = 0
         finally:
             keeper.close()
         assert kept.start_ticks is not None
-        files.write_meta(JobMeta("job-1", 1, kept.pid, kept.start_ticks, time.time(), timeout,
-                                 ""))
+        if recorded:
+            files.write_meta(JobMeta("job-1", 1, kept.pid, kept.start_ticks, time.time(),
+                                     timeout, ""))
         return kept.pid
 
     return asyncio.run(start())
@@ -170,6 +175,53 @@ def test_adopted_job_resends_unacked_chunks_then_goes_on_with_the_next_seq(
     assert (done.outcome, done.has_exit_code, done.exit_code) == (jobs_pb2.JOB_STATE_FAILED,
                                                                    True, 5)
     assert done.last_seq == len(chunks)
+    state.close()
+
+
+def test_a_job_whose_agent_died_before_recording_its_pid_is_reattached(
+    tmp_path: Path,
+) -> None:
+    """Found by its output file: not handed back (the server would run it again at once
+    while it still runs), but followed to its end like any other."""
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    go = tmp_path / "go"
+    pid = start_like_a_previous_agent(
+        files, f"echo one; while [ ! -e {go} ]; do sleep 0.01; done; echo two; exit 3",
+        recorded=False)
+    go.touch()
+    reader = asyncio.run(follow_adopted(state))
+    assert b"".join(c.data for c in chunks_of(reader)) == b"one\ntwo\n"
+    done = finished_of(reader)
+    assert (done.outcome, done.exit_code) == (jobs_pb2.JOB_STATE_FAILED, 3)
+    wait_group_gone(pid)
+    state.close()
+
+
+def test_a_job_that_ended_before_its_pid_was_recorded_reports_its_end(
+    tmp_path: Path,
+) -> None:
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    start_like_a_previous_agent(files, "echo done; exit 4", recorded=False)
+    deadline = time.monotonic() + 10
+    while files.read_status() is None:
+        assert time.monotonic() < deadline, "the keeper should record the job's end"
+        time.sleep(0.01)
+    reader = asyncio.run(follow_adopted(state))
+    assert b"".join(c.data for c in chunks_of(reader)) == b"done\n"
+    done = finished_of(reader)
+    assert (done.outcome, done.exit_code) == (jobs_pb2.JOB_STATE_FAILED, 4)
+    state.close()
+
+
+def test_a_job_recorded_but_never_started_is_forgotten(tmp_path: Path) -> None:
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    files.write_meta(JobMeta("job-1", 1, 0, 0, time.time(), 0.0, ""))
+    supervisor = JobSupervisor(Outbox(), state, slots=1, worker_id="worker-1")
+    assert supervisor.adopt() == []
+    assert list(state.jobs.iterdir()) == []
     state.close()
 
 
@@ -251,6 +303,18 @@ def test_watchdog_stops_a_dead_agents_jobs_once_the_lease_ran_out(tmp_path: Path
     assert files.fenced_path.exists()
     wait_group_gone(pid)  # its keeper reaps the job; what the job left, we do (subreaper)
     assert files.read_status() == 128 + signal.SIGTERM  # recorded by the keeper
+    state.close()
+
+
+def test_watchdog_stops_a_job_whose_pid_was_never_recorded(tmp_path: Path) -> None:
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    pid = start_like_a_previous_agent(files, "sleep 60", recorded=False)
+    state.renew_lease(time.time() + 0.2)
+    result = run_watchdog(state)
+    assert result.returncode == 0, result.stderr
+    assert files.fenced_path.exists()
+    wait_group_gone(pid)
     state.close()
 
 

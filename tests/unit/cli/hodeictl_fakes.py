@@ -72,7 +72,8 @@ FAKE_STACK = textwrap.dedent(
         os.remove(path)
         await server.stop(None)
 
-    asyncio.run(main(sys.argv[sys.argv.index("--home") + 1]))
+    if "--stop" not in sys.argv:  # with it: nothing is ever left over
+        asyncio.run(main(sys.argv[sys.argv.index("--home") + 1]))
     """
 )
 
