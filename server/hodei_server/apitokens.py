@@ -20,9 +20,9 @@ from typing import Any
 
 from hodei_api.v1 import auth_pb2
 from hodei_server import audit
-from hodei_server.db import Conn, Pool
 from hodei_server.errors import Conflict, InvalidSpec, NotFound
-from hodei_server.sqlfiles import query
+from hodei_server.store.db import Conn, Pool
+from hodei_server.store.sqlfiles import query
 
 PREFIX = "hodei_"
 ID_HEX_DIGITS = 16

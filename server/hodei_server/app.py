@@ -30,7 +30,6 @@ from hodei_api.v1 import (
 )
 from hodei_plugins.manager import get_host
 from hodei_plugins.provider import Provider, ProviderConfig
-from hodei_server import db
 from hodei_server import tls as tls_mod
 from hodei_server.agents import AgentRegistry
 from hodei_server.apitokens import CHANNEL_TOKENS, TokenStore
@@ -38,7 +37,6 @@ from hodei_server.authz import AuthInterceptor, Authorizer
 from hodei_server.config import ServerConfig
 from hodei_server.dispatcher import Dispatcher
 from hodei_server.errors import ConfigError
-from hodei_server.jobstore import JobStore
 from hodei_server.listener import Listener
 from hodei_server.loghub import LogHub
 from hodei_server.provisioning import ProviderRuntime
@@ -52,9 +50,11 @@ from hodei_server.servicers.logs import LogServicer
 from hodei_server.servicers.secrets import SecretServicer
 from hodei_server.servicers.tokens import TokenServicer
 from hodei_server.servicers.workers import WorkerServicer
+from hodei_server.store import db
+from hodei_server.store.jobs import JobStore
+from hodei_server.store.workers import WorkerStore
 from hodei_server.supervise import supervised
 from hodei_server.wire import MalformedRequests
-from hodei_server.workerstore import WorkerStore
 
 log = logging.getLogger(__name__)
 

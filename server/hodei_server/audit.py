@@ -11,8 +11,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from hodei_server.db import Conn, Pool
-from hodei_server.sqlfiles import query
+from hodei_server.store.db import Conn, Pool
+from hodei_server.store.sqlfiles import query
 
 log = logging.getLogger(__name__)
 

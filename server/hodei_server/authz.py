@@ -20,9 +20,9 @@ import grpc
 
 from hodei_server import apitokens, audit
 from hodei_server.apitokens import Principal, Role, TokenStore
-from hodei_server.db import Pool
 from hodei_server.errors import HodeiError, PermissionDenied
 from hodei_server.servicers.common import abort_with
+from hodei_server.store.db import Pool
 
 log = logging.getLogger(__name__)
 

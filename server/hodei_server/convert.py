@@ -9,7 +9,7 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 
 from hodei_api.v1 import auth_pb2, jobs_pb2, workers_pb2
-from hodei_server.states import JobState
+from hodei_server.store.states import JobState
 
 Row = dict[str, Any]
 

@@ -9,10 +9,10 @@ import uuid
 from hodei_api.v1 import agent_pb2, jobs_pb2
 from hodei_plugins.schedulers import Scheduler
 from hodei_server.agents import AgentRegistry
-from hodei_server.jobstore import Assignment, Claimed, JobStore
 from hodei_server.scheduling import place, place_least_loaded
 from hodei_server.secretstore import SecretResolver, SecretUnavailable
-from hodei_server.states import JobState
+from hodei_server.store.jobs import Assignment, Claimed, JobStore
+from hodei_server.store.states import JobState
 from hodei_server.supervise import retry_delay
 
 log = logging.getLogger(__name__)

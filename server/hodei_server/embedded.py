@@ -29,7 +29,7 @@ from hodei_server.app import serve
 from hodei_server.config import ServerConfig
 from hodei_server.errors import DatabaseUnavailable, HodeiError
 from hodei_server.secretkeys import ensure_key_file
-from hodei_server.sqlfiles import query
+from hodei_server.store.sqlfiles import query
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 
 import psycopg
 
-from hodei_server.jobstore import CHANNEL_CANCEL, CHANNEL_DRAIN, CHANNEL_JOBS, CHANNEL_LOGS
+from hodei_server.store.jobs import CHANNEL_CANCEL, CHANNEL_DRAIN, CHANNEL_JOBS, CHANNEL_LOGS
 from hodei_server.supervise import retry_delay
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from hodei_plugins.schedulers.builtin import LeastLoaded
 from hodei_server.agents import AgentSession
 from hodei_server.config import ServerConfig
 from hodei_server.errors import ConfigError
-from hodei_server.jobstore import Claimed
+from hodei_server.store.jobs import Claimed
 
 
 def job_request(job: Claimed) -> JobRequest:

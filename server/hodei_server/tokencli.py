@@ -13,13 +13,14 @@ import re
 import sys
 from pathlib import Path
 
-from hodei_server import apitokens, audit, db
+from hodei_server import apitokens, audit
 from hodei_server import config as config_mod
 from hodei_server.apitokens import Role
 from hodei_server.errors import ConfigError, HodeiError, InvalidSpec
-from hodei_server.jobstore import JobStore
+from hodei_server.store import db
+from hodei_server.store.jobs import JobStore
+from hodei_server.store.workers import WorkerStore
 from hodei_server.validation import validate_labels
-from hodei_server.workerstore import WorkerStore
 
 MAX_TTL_SECONDS = 30 * 24 * 3600
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")

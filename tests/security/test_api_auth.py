@@ -347,7 +347,7 @@ def test_a_revocation_by_another_replica_is_seen_at_once(
     revoke statement run on the database, as another replica runs it) reaches every server
     through a notification, well before that cache would expire."""
     from hodei_server.apitokens import CACHE_SECONDS
-    from hodei_server.sqlfiles import query
+    from hodei_server.store.sqlfiles import query
 
     url = server.database_url
     token = create_api_token(url, "revoked-elsewhere", "viewer")

@@ -13,10 +13,10 @@ from hodei_server.authz import Authorizer, principal
 from hodei_server.convert import job_to_proto
 from hodei_server.dispatcher import Dispatcher
 from hodei_server.errors import InvalidSpec
-from hodei_server.jobstore import JobStore, encode_page_token
 from hodei_server.secretstore import SecretResolver
 from hodei_server.servicers.common import unary
-from hodei_server.states import JobState
+from hodei_server.store.jobs import JobStore, encode_page_token
+from hodei_server.store.states import JobState
 from hodei_server.validation import (
     parse_job_id,
     validate_idempotency_key,

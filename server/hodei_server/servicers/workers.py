@@ -10,8 +10,8 @@ from hodei_server.authz import principal
 from hodei_server.convert import worker_to_proto
 from hodei_server.provisioning import ProviderRuntime
 from hodei_server.servicers.common import unary
+from hodei_server.store.workers import WorkerStore
 from hodei_server.validation import parse_worker_id, validate_grace
-from hodei_server.workerstore import WorkerStore
 
 MAX_DRAIN_GRACE = 24 * 3600.0
 

@@ -13,11 +13,11 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from hodei_api.v1 import workers_pb2
-from hodei_server.db import Pool
 from hodei_server.errors import Conflict, NotFound, Unauthenticated
-from hodei_server.jobstore import CHANNEL_DRAIN, Deferred, JobStore, notify
-from hodei_server.sqlfiles import query
-from hodei_server.states import JobState
+from hodei_server.store.db import Pool
+from hodei_server.store.jobs import CHANNEL_DRAIN, Deferred, JobStore, notify
+from hodei_server.store.sqlfiles import query
+from hodei_server.store.states import JobState
 
 Row = dict[str, Any]
 

@@ -1,4 +1,4 @@
-"""Loads the named SQL queries and migrations shipped in hodei_server/sql/."""
+"""Loads the named SQL queries and migrations shipped in hodei_server/store/sql/."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
 def _read(path: str) -> str:
-    return resources.files("hodei_server").joinpath("sql", path).read_text(encoding="utf-8")
+    return resources.files("hodei_server.store").joinpath("sql", path).read_text(encoding="utf-8")
 
 
 @cache
@@ -32,7 +32,7 @@ def query(name: str) -> str:
 
 def migrations() -> list[tuple[int, str, str]]:
     """(version, file name, SQL) for every migration, in order."""
-    folder = resources.files("hodei_server").joinpath("sql", "migrations")
+    folder = resources.files("hodei_server.store").joinpath("sql", "migrations")
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):

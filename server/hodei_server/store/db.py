@@ -11,8 +11,8 @@ from psycopg import pq
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from hodei_server import sqlfiles
 from hodei_server.errors import DatabaseUnavailable
+from hodei_server.store import sqlfiles
 
 log = logging.getLogger(__name__)
 

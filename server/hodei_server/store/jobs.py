@@ -14,10 +14,10 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from hodei_api.v1 import jobs_pb2
-from hodei_server.db import Pool, atomic
 from hodei_server.errors import Conflict, InvalidSpec, NotFound
-from hodei_server.sqlfiles import query
-from hodei_server.states import (
+from hodei_server.store.db import Pool, atomic
+from hodei_server.store.sqlfiles import query
+from hodei_server.store.states import (
     FINAL_STATES,
     NEVER_RETRIED,
     RETRYABLE,
