@@ -30,10 +30,7 @@ from hodei_api.v1 import (
 )
 from hodei_plugins.manager import get_host
 from hodei_plugins.provider import Provider, ProviderConfig
-from hodei_server import tls as tls_mod
 from hodei_server.agents import AgentRegistry
-from hodei_server.apitokens import CHANNEL_TOKENS, TokenStore
-from hodei_server.authz import AuthInterceptor, Authorizer
 from hodei_server.config import ServerConfig
 from hodei_server.dispatcher import Dispatcher
 from hodei_server.errors import ConfigError
@@ -42,8 +39,11 @@ from hodei_server.loghub import LogHub
 from hodei_server.provisioning import ProviderRuntime
 from hodei_server.reconciler import Reconciler
 from hodei_server.scheduling import build_scheduler
-from hodei_server.secretkeys import Keyring
-from hodei_server.secretstore import SecretResolver, SecretStore, build_backends
+from hodei_server.security import tls as tls_mod
+from hodei_server.security.apitokens import CHANNEL_TOKENS, TokenStore
+from hodei_server.security.authz import AuthInterceptor, Authorizer
+from hodei_server.security.secretkeys import Keyring
+from hodei_server.security.secretstore import SecretResolver, SecretStore, build_backends
 from hodei_server.servicers.agent import AgentServicer
 from hodei_server.servicers.jobs import JobServicer, cancel_message
 from hodei_server.servicers.logs import LogServicer

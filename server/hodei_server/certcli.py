@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from hodei_server import pki
+from hodei_server.security import pki
 
 CA_DAYS = 3650.0
 FILES = {

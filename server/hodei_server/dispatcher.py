@@ -10,7 +10,7 @@ from hodei_api.v1 import agent_pb2, jobs_pb2
 from hodei_plugins.schedulers import Scheduler
 from hodei_server.agents import AgentRegistry
 from hodei_server.scheduling import place, place_least_loaded
-from hodei_server.secretstore import SecretResolver, SecretUnavailable
+from hodei_server.security.secretstore import SecretResolver, SecretUnavailable
 from hodei_server.store.jobs import Assignment, Claimed, JobStore
 from hodei_server.store.states import JobState
 from hodei_server.supervise import retry_delay

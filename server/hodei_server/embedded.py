@@ -22,13 +22,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from hodei_plugins.local import LocalProviderConfig
-from hodei_server import apitokens, audit
 from hodei_server.__main__ import setup_logging
-from hodei_server.apitokens import Role
 from hodei_server.app import serve
 from hodei_server.config import ServerConfig
 from hodei_server.errors import DatabaseUnavailable, HodeiError
-from hodei_server.secretkeys import ensure_key_file
+from hodei_server.security import apitokens, audit
+from hodei_server.security.apitokens import Role
+from hodei_server.security.secretkeys import ensure_key_file
 from hodei_server.store.sqlfiles import query
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from hodei_server import config as config_mod
 from hodei_server.errors import ConfigError, HodeiError
-from hodei_server.secretkeys import Keyring, create_key_file, rotate_key_file
-from hodei_server.secretstore import SecretStore
+from hodei_server.security.secretkeys import Keyring, create_key_file, rotate_key_file
+from hodei_server.security.secretstore import SecretStore
 from hodei_server.store import db
 
 

@@ -13,10 +13,10 @@ import re
 import sys
 from pathlib import Path
 
-from hodei_server import apitokens, audit
 from hodei_server import config as config_mod
-from hodei_server.apitokens import Role
 from hodei_server.errors import ConfigError, HodeiError, InvalidSpec
+from hodei_server.security import apitokens, audit
+from hodei_server.security.apitokens import Role
 from hodei_server.store import db
 from hodei_server.store.jobs import JobStore
 from hodei_server.store.workers import WorkerStore

@@ -14,8 +14,8 @@ import pytest
 from hodei_api.v1 import jobs_pb2
 from hodei_plugins.secrets import SecretNotFound
 from hodei_server.errors import ConfigError, InvalidSpec
-from hodei_server.secretkeys import Keyring, NoSecretKey
-from hodei_server.secretstore import (
+from hodei_server.security.secretkeys import Keyring, NoSecretKey
+from hodei_server.security.secretstore import (
     SecretResolver,
     SecretStore,
     SecretUnavailable,

@@ -15,19 +15,19 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, workers_pb2
-from hodei_server import audit, pki
-from hodei_server import tls as tls_mod
 from hodei_server.agents import AgentRegistry, AgentSession
 from hodei_server.dispatcher import Dispatcher
 from hodei_server.errors import Conflict, InvalidSpec, NotFound, Unauthenticated
 from hodei_server.loghub import LogHub
+from hodei_server.security import audit, pki
+from hodei_server.security import tls as tls_mod
+from hodei_server.security.tls import Tls
 from hodei_server.servicers.common import abort_with, unary
 from hodei_server.servicers.jobs import cancel_message
 from hodei_server.store.db import Conn
 from hodei_server.store.jobs import Deferred, JobStore
 from hodei_server.store.states import JobState
 from hodei_server.store.workers import WorkerStore
-from hodei_server.tls import Tls
 from hodei_server.validation import (
     validate_agent_message,
     validate_hello,

@@ -9,11 +9,11 @@ import grpc
 
 from hodei_api.v1 import agent_pb2, jobs_pb2, jobs_pb2_grpc
 from hodei_server.agents import AgentRegistry
-from hodei_server.authz import Authorizer, principal
 from hodei_server.convert import job_to_proto
 from hodei_server.dispatcher import Dispatcher
 from hodei_server.errors import InvalidSpec
-from hodei_server.secretstore import SecretResolver
+from hodei_server.security.authz import Authorizer, principal
+from hodei_server.security.secretstore import SecretResolver
 from hodei_server.servicers.common import unary
 from hodei_server.store.jobs import JobStore, encode_page_token
 from hodei_server.store.states import JobState

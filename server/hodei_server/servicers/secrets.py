@@ -8,8 +8,8 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from hodei_api.v1 import secrets_pb2, secrets_pb2_grpc
-from hodei_server.authz import principal
-from hodei_server.secretstore import BUILTIN, Row, SecretStore
+from hodei_server.security.authz import principal
+from hodei_server.security.secretstore import BUILTIN, Row, SecretStore
 from hodei_server.servicers.common import unary
 
 

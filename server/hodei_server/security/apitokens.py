@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hodei_api.v1 import auth_pb2
-from hodei_server import audit
 from hodei_server.errors import Conflict, InvalidSpec, NotFound
+from hodei_server.security import audit
 from hodei_server.store.db import Conn, Pool
 from hodei_server.store.sqlfiles import query
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import grpc
 
-from hodei_server import apitokens, audit
-from hodei_server.apitokens import Principal, Role, TokenStore
 from hodei_server.errors import HodeiError, PermissionDenied
+from hodei_server.security import apitokens, audit
+from hodei_server.security.apitokens import Principal, Role, TokenStore
 from hodei_server.servicers.common import abort_with
 from hodei_server.store.db import Pool
 

@@ -23,9 +23,9 @@ from hodei_plugins.secrets import (
     check_name,
     secret_exists,
 )
-from hodei_server import audit
 from hodei_server.errors import ConfigError, HodeiError, InvalidSpec
-from hodei_server.secretkeys import Keyring, Sealed
+from hodei_server.security import audit
+from hodei_server.security.secretkeys import Keyring, Sealed
 from hodei_server.store.db import Pool
 from hodei_server.store.sqlfiles import query
 from hodei_server.validation import BUILTIN_SECRET_BACKEND, split_secret_ref

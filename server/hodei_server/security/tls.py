@@ -15,9 +15,9 @@ from pathlib import Path
 
 import grpc
 
-from hodei_server import pki
 from hodei_server.config import ServerConfig
 from hodei_server.errors import ConfigError
+from hodei_server.security import pki
 
 
 def split_host(address: str) -> tuple[str, str]:
