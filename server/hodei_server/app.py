@@ -30,15 +30,16 @@ from hodei_api.v1 import (
 )
 from hodei_plugins.manager import get_host
 from hodei_plugins.provider import Provider, ProviderConfig
-from hodei_server.agents import AgentRegistry
 from hodei_server.config import ServerConfig
-from hodei_server.dispatcher import Dispatcher
+from hodei_server.dispatch.dispatcher import Dispatcher
+from hodei_server.dispatch.listener import Listener
+from hodei_server.dispatch.loghub import LogHub
+from hodei_server.dispatch.placement import build_scheduler
+from hodei_server.dispatch.provisioning import ProviderRuntime
+from hodei_server.dispatch.reconciler import Reconciler
+from hodei_server.dispatch.session import AgentRegistry
+from hodei_server.dispatch.supervise import supervised
 from hodei_server.errors import ConfigError
-from hodei_server.listener import Listener
-from hodei_server.loghub import LogHub
-from hodei_server.provisioning import ProviderRuntime
-from hodei_server.reconciler import Reconciler
-from hodei_server.scheduling import build_scheduler
 from hodei_server.security import tls as tls_mod
 from hodei_server.security.apitokens import CHANNEL_TOKENS, TokenStore
 from hodei_server.security.authz import AuthInterceptor, Authorizer
@@ -53,7 +54,6 @@ from hodei_server.servicers.workers import WorkerServicer
 from hodei_server.store import db
 from hodei_server.store.jobs import JobStore
 from hodei_server.store.workers import WorkerStore
-from hodei_server.supervise import supervised
 from hodei_server.wire import MalformedRequests
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,10 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, workers_pb2
-from hodei_server.agents import AgentRegistry, AgentSession
-from hodei_server.dispatcher import Dispatcher
+from hodei_server.dispatch.dispatcher import Dispatcher
+from hodei_server.dispatch.loghub import LogHub
+from hodei_server.dispatch.session import AgentRegistry, AgentSession
 from hodei_server.errors import Conflict, InvalidSpec, NotFound, Unauthenticated
-from hodei_server.loghub import LogHub
 from hodei_server.security import audit, pki
 from hodei_server.security import tls as tls_mod
 from hodei_server.security.tls import Tls

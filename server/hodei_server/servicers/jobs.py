@@ -8,9 +8,9 @@ import uuid
 import grpc
 
 from hodei_api.v1 import agent_pb2, jobs_pb2, jobs_pb2_grpc
-from hodei_server.agents import AgentRegistry
 from hodei_server.convert import job_to_proto
-from hodei_server.dispatcher import Dispatcher
+from hodei_server.dispatch.dispatcher import Dispatcher
+from hodei_server.dispatch.session import AgentRegistry
 from hodei_server.errors import InvalidSpec
 from hodei_server.security.authz import Authorizer, principal
 from hodei_server.security.secretstore import SecretResolver

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 
 from hodei_api.v1 import workers_pb2, workers_pb2_grpc
-from hodei_server.agents import AgentRegistry
 from hodei_server.convert import worker_to_proto
-from hodei_server.provisioning import ProviderRuntime
+from hodei_server.dispatch.provisioning import ProviderRuntime
+from hodei_server.dispatch.session import AgentRegistry
 from hodei_server.security.authz import principal
 from hodei_server.servicers.common import unary
 from hodei_server.store.workers import WorkerStore

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from hodei_api.v1 import agent_pb2, workers_pb2
 from hodei_plugins.provider import Provider
-from hodei_server.agents import EPHEMERAL_LABEL, AgentRegistry, AgentSession
+from hodei_server.dispatch.session import EPHEMERAL_LABEL, AgentRegistry, AgentSession
 from hodei_server.store.jobs import JobStore
 from hodei_server.store.workers import WorkerStore
 

@@ -8,12 +8,12 @@ import uuid
 
 from hodei_api.v1 import agent_pb2, jobs_pb2
 from hodei_plugins.schedulers import Scheduler
-from hodei_server.agents import AgentRegistry
-from hodei_server.scheduling import place, place_least_loaded
+from hodei_server.dispatch.placement import place, place_least_loaded
+from hodei_server.dispatch.session import AgentRegistry
+from hodei_server.dispatch.supervise import retry_delay
 from hodei_server.security.secretstore import SecretResolver, SecretUnavailable
 from hodei_server.store.jobs import Assignment, Claimed, JobStore
 from hodei_server.store.states import JobState
-from hodei_server.supervise import retry_delay
 
 log = logging.getLogger(__name__)
 

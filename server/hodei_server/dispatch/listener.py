@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 
 import psycopg
 
+from hodei_server.dispatch.supervise import retry_delay
 from hodei_server.store.jobs import CHANNEL_CANCEL, CHANNEL_DRAIN, CHANNEL_JOBS, CHANNEL_LOGS
-from hodei_server.supervise import retry_delay
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from hodei_api.v1 import jobs_pb2
 from hodei_plugins.manager import get_host
 from hodei_plugins.schedulers import DEFAULT_STRATEGY, JobRequest, Scheduler, WorkerView
 from hodei_plugins.schedulers.builtin import LeastLoaded
-from hodei_server.agents import AgentSession
 from hodei_server.config import ServerConfig
+from hodei_server.dispatch.session import AgentSession
 from hodei_server.errors import ConfigError
 from hodei_server.store.jobs import Claimed
 

@@ -15,12 +15,12 @@ import time
 import psycopg
 
 from hodei_plugins.provider import ProviderError
-from hodei_server.agents import AgentRegistry
-from hodei_server.provisioning import ProviderRuntime
+from hodei_server.dispatch.provisioning import ProviderRuntime
+from hodei_server.dispatch.session import AgentRegistry
+from hodei_server.dispatch.supervise import retry_delay
 from hodei_server.store.jobs import JobStore
 from hodei_server.store.sqlfiles import query
 from hodei_server.store.workers import WorkerStore
-from hodei_server.supervise import retry_delay
 
 log = logging.getLogger(__name__)
 
