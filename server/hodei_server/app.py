@@ -30,6 +30,13 @@ from hodei_api.v1 import (
 )
 from hodei_plugins.manager import get_host
 from hodei_plugins.provider import Provider, ProviderConfig
+from hodei_server.api.agent.handshake import AgentServicer
+from hodei_server.api.interceptors import MalformedRequests
+from hodei_server.api.servicers.jobs import JobServicer, cancel_message
+from hodei_server.api.servicers.logs import LogServicer
+from hodei_server.api.servicers.secrets import SecretServicer
+from hodei_server.api.servicers.tokens import TokenServicer
+from hodei_server.api.servicers.workers import WorkerServicer
 from hodei_server.config import ServerConfig
 from hodei_server.dispatch.dispatcher import Dispatcher
 from hodei_server.dispatch.listener import Listener
@@ -45,16 +52,9 @@ from hodei_server.security.apitokens import CHANNEL_TOKENS, TokenStore
 from hodei_server.security.authz import AuthInterceptor, Authorizer
 from hodei_server.security.secretkeys import Keyring
 from hodei_server.security.secretstore import SecretResolver, SecretStore, build_backends
-from hodei_server.servicers.agent import AgentServicer
-from hodei_server.servicers.jobs import JobServicer, cancel_message
-from hodei_server.servicers.logs import LogServicer
-from hodei_server.servicers.secrets import SecretServicer
-from hodei_server.servicers.tokens import TokenServicer
-from hodei_server.servicers.workers import WorkerServicer
 from hodei_server.store import db
 from hodei_server.store.jobs import JobStore
 from hodei_server.store.workers import WorkerStore
-from hodei_server.wire import MalformedRequests
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import grpc
 
+from hodei_server.api.status import abort_with
 from hodei_server.errors import HodeiError, PermissionDenied
 from hodei_server.security import apitokens, audit
 from hodei_server.security.apitokens import Principal, Role, TokenStore
-from hodei_server.servicers.common import abort_with
 from hodei_server.store.db import Pool
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from hodei_api.v1 import secrets_pb2, secrets_pb2_grpc
+from hodei_server.api.status import unary
 from hodei_server.security.authz import principal
 from hodei_server.security.secretstore import BUILTIN, Row, SecretStore
-from hodei_server.servicers.common import unary
 
 
 def _actor(context: grpc.aio.ServicerContext) -> str:

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import grpc
 
 from hodei_api.v1 import logs_pb2, logs_pb2_grpc
-from hodei_server.convert import job_to_proto
+from hodei_server.api.convert import job_to_proto
+from hodei_server.api.status import streaming
 from hodei_server.dispatch.loghub import LogHub
 from hodei_server.errors import InvalidSpec
-from hodei_server.servicers.common import streaming
 from hodei_server.store.jobs import JobStore
 from hodei_server.validation import parse_job_id
 

@@ -8,13 +8,13 @@ import uuid
 import grpc
 
 from hodei_api.v1 import agent_pb2, jobs_pb2, jobs_pb2_grpc
-from hodei_server.convert import job_to_proto
+from hodei_server.api.convert import job_to_proto
+from hodei_server.api.status import unary
 from hodei_server.dispatch.dispatcher import Dispatcher
 from hodei_server.dispatch.session import AgentRegistry
 from hodei_server.errors import InvalidSpec
 from hodei_server.security.authz import Authorizer, principal
 from hodei_server.security.secretstore import SecretResolver
-from hodei_server.servicers.common import unary
 from hodei_server.store.jobs import JobStore, encode_page_token
 from hodei_server.store.states import JobState
 from hodei_server.validation import (

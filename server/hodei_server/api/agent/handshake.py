@@ -15,6 +15,8 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, workers_pb2
+from hodei_server.api.servicers.jobs import cancel_message
+from hodei_server.api.status import abort_with, unary
 from hodei_server.dispatch.dispatcher import Dispatcher
 from hodei_server.dispatch.loghub import LogHub
 from hodei_server.dispatch.session import AgentRegistry, AgentSession
@@ -22,8 +24,6 @@ from hodei_server.errors import Conflict, InvalidSpec, NotFound, Unauthenticated
 from hodei_server.security import audit, pki
 from hodei_server.security import tls as tls_mod
 from hodei_server.security.tls import Tls
-from hodei_server.servicers.common import abort_with, unary
-from hodei_server.servicers.jobs import cancel_message
 from hodei_server.store.db import Conn
 from hodei_server.store.jobs import Deferred, JobStore
 from hodei_server.store.states import JobState
@@ -274,7 +274,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         except (TimeoutError, StopAsyncIteration):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected Hello first")
             return
-        except InvalidSpec as exc:  # not even a valid message (hodei_server.wire)
+        except InvalidSpec as exc:  # not even a valid message (hodei_server.api.interceptors)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
             return
         if first.WhichOneof("msg") != "hello":

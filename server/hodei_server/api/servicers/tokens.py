@@ -5,12 +5,12 @@ from __future__ import annotations
 import grpc
 
 from hodei_api.v1 import auth_pb2, auth_pb2_grpc
-from hodei_server.convert import audit_to_proto, token_to_proto
+from hodei_server.api.convert import audit_to_proto, token_to_proto
+from hodei_server.api.status import unary
 from hodei_server.errors import InvalidSpec
 from hodei_server.security import audit
 from hodei_server.security.apitokens import Role, TokenStore
 from hodei_server.security.authz import principal
-from hodei_server.servicers.common import unary
 
 MAX_AUDIT_PAGE = 1000
 DEFAULT_AUDIT_PAGE = 100
