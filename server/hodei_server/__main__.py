@@ -64,15 +64,15 @@ async def run_until_signalled(config: config_mod.ServerConfig, ready_file: Path 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["token"]:
-        from hodei_server import tokencli
+        from hodei_server.cli import token as tokencli
 
         return tokencli.main(argv[1:])
     if argv[:1] == ["certs"]:
-        from hodei_server import certcli
+        from hodei_server.cli import certs as certcli
 
         return certcli.main(argv[1:], "hodei-server certs")
     if argv[:1] == ["secret-key"]:
-        from hodei_server import secretkeycli
+        from hodei_server.cli import secret_key as secretkeycli
 
         return secretkeycli.main(argv[1:])
     args = _parser().parse_args(argv)

@@ -9,7 +9,7 @@ import secrets
 import pytest
 
 import hodei_api.v1
-from hodei_server import tokencli
+from hodei_server.cli import token as tokencli
 from hodei_server.errors import InvalidSpec
 from hodei_server.security import apitokens, authz
 from hodei_server.security.apitokens import Role
