@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from hodei_server.errors import HodeiError
 from hodei_server.security import pki
 
 CA_DAYS = 3650.0
@@ -23,7 +24,7 @@ FILES = {
 }
 
 
-class CertsError(Exception):
+class CertsError(HodeiError):
     """One line for the operator."""
 
 

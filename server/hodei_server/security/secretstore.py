@@ -41,7 +41,7 @@ MAX_ATTEMPT_BYTES = 4 * 1024 * 1024
 Row = dict[str, Any]
 
 
-class SecretUnavailable(Exception):
+class SecretUnavailable(HodeiError):
     """A secret of an attempt could not be resolved; the message names it, never a value."""
 
 
