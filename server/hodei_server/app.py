@@ -31,7 +31,7 @@ from hodei_api.v1 import (
 from hodei_plugins.manager import get_host
 from hodei_plugins.provider import Provider, ProviderConfig
 from hodei_server.api.agent.handshake import AgentServicer
-from hodei_server.api.interceptors import MalformedRequests
+from hodei_server.api.interceptors import AuthInterceptor, MalformedRequests
 from hodei_server.api.servicers.jobs import JobServicer, cancel_message
 from hodei_server.api.servicers.logs import LogServicer
 from hodei_server.api.servicers.secrets import SecretServicer
@@ -49,7 +49,7 @@ from hodei_server.dispatch.supervise import supervised
 from hodei_server.errors import ConfigError
 from hodei_server.security import tls as tls_mod
 from hodei_server.security.apitokens import CHANNEL_TOKENS, TokenStore
-from hodei_server.security.authz import AuthInterceptor, Authorizer
+from hodei_server.security.authz import Authorizer
 from hodei_server.security.secretkeys import Keyring
 from hodei_server.security.secretstore import SecretResolver, SecretStore, build_backends
 from hodei_server.store import db

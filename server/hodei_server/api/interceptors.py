@@ -1,21 +1,39 @@
-"""Requests that are not even valid protobuf get INVALID_ARGUMENT, not UNKNOWN.
+"""The interceptors every call passes: malformed requests, then tokens and roles.
 
-gRPC parses a request before any servicer code runs; when parsing fails it ends the call
+`MalformedRequests`: requests that are not even valid protobuf get INVALID_ARGUMENT, not
+UNKNOWN. gRPC parses a request before any servicer code runs; when parsing fails it ends the call
 with UNKNOWN and logs a traceback, for every such request (bytes anyone can send). This
 interceptor gives each handler a parser that never raises: a request that does not parse
 becomes a `Malformed` value, a unary call with one is refused with INVALID_ARGUMENT and one
 line, and a streamed one raises `InvalidSpec` where the servicer reads the stream.
+
+`AuthInterceptor`: the checks of `hodei_server.security.authz` before each handler runs,
+with the call's context at hand; every refusal is audited.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
+from hodei_server.api.status import abort_with, status_of
 from hodei_server.errors import InvalidSpec
+from hodei_server.security import apitokens
+from hodei_server.security.apitokens import Principal
+from hodei_server.security.authz import (
+    CALLER,
+    PUBLIC_SERVICES,
+    Authorizer,
+    Refused,
+    RoleRefused,
+    api_actor,
+    service_of,
+)
+
+Behaviour = Callable[..., Any]
 
 
 class Malformed:
@@ -55,7 +73,7 @@ def _unary_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(behavior):
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if isinstance(request, Malformed):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+                await abort_with(context, InvalidSpec(request.message), request.method)
             async for response in behavior(request, context):
                 yield response
 
@@ -63,7 +81,7 @@ def _unary_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if isinstance(request, Malformed):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            await abort_with(context, InvalidSpec(request.message), request.method)
         return await behavior(request, context)
 
     return unary
@@ -109,3 +127,81 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
                 changes[kind] = _stream_request(behavior)
         replaced: grpc.RpcMethodHandler = handler._replace(**changes)  # type: ignore[attr-defined]
         return replaced
+
+
+async def refuse(
+    authorizer: Authorizer, context: grpc.aio.ServicerContext, method: str, refusal: Refused,
+    target: str = "",
+) -> NoReturn:
+    """Record the refusal in the audit log, then end the call with its status."""
+    mapped = status_of(refusal)
+    status = mapped[0].name if mapped else "INTERNAL"
+    await authorizer.record_refusal(method, refusal, context.peer(), status, target)
+    await abort_with(context, refusal, method)
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in (context.invocation_metadata() or ())}
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps each handler so the check runs first, with the call's context at hand."""
+
+    def __init__(self, authorizer: Authorizer) -> None:
+        self.authorizer = authorizer
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = str(handler_call_details.method)  # type: ignore[attr-defined]
+        if handler is None or service_of(method) in PUBLIC_SERVICES:
+            return handler
+        kind = _kind(handler)
+        wrapped = (self._wrap_stream(method, getattr(handler, kind)) if kind.endswith("stream")
+                   else self._wrap_unary(method, getattr(handler, kind)))
+        return handler._replace(**{kind: wrapped})  # type: ignore[attr-defined,no-any-return]
+
+    async def _check(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext
+    ) -> Principal | None:
+        try:
+            metadata = _metadata(context)
+            bootstrap = getattr(request, "bootstrap_token", "")
+            if isinstance(bootstrap, str) and apitokens.looks_like_api_token(bootstrap):
+                raise RoleRefused("API tokens are not accepted on the agent service; an agent "
+                                  "registers with a bootstrap token", api_actor(bootstrap))
+            return await self.authorizer.authorize(method, metadata)
+        except Refused as refusal:
+            await refuse(self.authorizer, context, method, refusal)
+        except Exception as exc:  # the database, mostly: UNAVAILABLE, not a refusal
+            await abort_with(context, exc, method)
+
+    def _wrap_unary(self, method: str, behaviour: Behaviour) -> Behaviour:
+        async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            who = await self._check(method, request, context)
+            token = CALLER.set(who)
+            try:
+                return await behaviour(request, context)
+            finally:
+                CALLER.reset(token)
+
+        return checked
+
+    def _wrap_stream(self, method: str, behaviour: Behaviour) -> Behaviour:
+        async def checked(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            # Not reset afterwards: each call runs in a task (and context) of its own, and a
+            # generator may be finalised from another context, where a reset would fail.
+            CALLER.set(await self._check(method, request, context))
+            async for item in behaviour(request, context):
+                yield item
+
+        return checked
+
+
+def _kind(handler: grpc.RpcMethodHandler) -> str:
+    request = "stream" if handler.request_streaming else "unary"
+    response = "stream" if handler.response_streaming else "unary"
+    return f"{request}_{response}"

@@ -1,10 +1,11 @@
-"""Who may call what: the one role table, and the interceptor that enforces it on every call.
+"""Who may call what: the one role table, and the checks that enforce it on every call.
 
 Every method of the API services needs an API token of at least the role in `METHOD_ROLES`;
 a method that is in no table is refused, so a new RPC cannot be left open by forgetting it.
 The agent service takes agent credentials only (its servicer checks them): an API token is
 refused there, just as an agent credential is refused on the API. Every refusal is written
-to the audit log (never the credential itself).
+to the audit log (never the credential itself). The interceptor that runs these checks
+before each call is `hodei_server.api.interceptors.AuthInterceptor`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,8 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
-import grpc
-
-from hodei_server.api.status import abort_with
-from hodei_server.errors import HodeiError, PermissionDenied
+from hodei_server.errors import HodeiError, PermissionDenied, Unauthenticated
 from hodei_server.security import apitokens, audit
 from hodei_server.security.apitokens import Principal, Role, TokenStore
 from hodei_server.store.db import Pool
@@ -71,14 +67,15 @@ PUBLIC_SERVICES = frozenset({
 
 WORKER_ID_HEADER = "x-hodei-worker-id"
 
-_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+# The token of the call being served: set by the interceptor before the servicer runs.
+CALLER: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "hodei_principal", default=None
 )
 
 
 def principal() -> Principal:
     """The token of the call being served (set by the interceptor before the servicer runs)."""
-    found = _principal.get()
+    found = CALLER.get()
     if found is None:
         raise RuntimeError("no authenticated principal: is the AuthInterceptor installed?")
     return found
@@ -89,27 +86,22 @@ def service_of(method: str) -> str:
 
 
 class Refused(HodeiError):
-    """Refused."""
+    """Refused; `actor` is who asked, as the audit log names it."""
 
-    def __init__(self, status: grpc.StatusCode, message: str, actor: str) -> None:
+    def __init__(self, message: str, actor: str = "anonymous") -> None:
         super().__init__(message)
-        self.status = status
         self.actor = actor
 
 
-def _unauthenticated(message: str, actor: str = "anonymous") -> Refused:
-    return Refused(grpc.StatusCode.UNAUTHENTICATED, message, actor)
+class CredentialRefused(Refused, Unauthenticated):
+    """No valid credential came with the call."""
 
 
-def _denied(message: str, actor: str) -> Refused:
-    return Refused(grpc.StatusCode.PERMISSION_DENIED, message, actor)
+class RoleRefused(Refused, PermissionDenied):
+    """The caller's credential may not do this."""
 
 
-def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
-    return {str(k).lower(): str(v) for k, v in (context.invocation_metadata() or ())}
-
-
-def _api_actor(credential: str) -> str:
+def api_actor(credential: str) -> str:
     """An audit actor for an API token used where it does not belong: its id, never more."""
     parsed = apitokens.parse(credential)
     return f"api-token:{parsed[0]}" if parsed else "anonymous"
@@ -142,25 +134,25 @@ class Authorizer:
 
     async def authenticate(self, metadata: dict[str, str]) -> Principal:
         if WORKER_ID_HEADER in metadata:
-            raise _denied("an agent credential can only be used on the agent service; "
-                          "API calls need an API token", _worker_actor(metadata))
+            raise RoleRefused("an agent credential can only be used on the agent service; "
+                              "API calls need an API token", _worker_actor(metadata))
         credential = _bearer(metadata)
         if not credential:
-            raise _unauthenticated(
+            raise CredentialRefused(
                 "this call needs an API token (metadata 'authorization: Bearer hodei_…'); "
                 "none was sent")
         parsed = apitokens.parse(credential)
         if parsed is None:
-            raise _unauthenticated("the credential sent is not a Hodei API token")
+            raise CredentialRefused("the credential sent is not a Hodei API token")
         token_id, secret = parsed
         row = await self.tokens.get_cached(token_id)
         if row is None or not apitokens.secret_matches(row, secret):
-            raise _unauthenticated("unknown API token")
+            raise CredentialRefused("unknown API token")
         actor = f"token:{row['name']}"
         if row["revoked_at"] is not None:
-            raise _unauthenticated(f"API token '{row['name']}' was revoked", actor)
+            raise CredentialRefused(f"API token '{row['name']}' was revoked", actor)
         if apitokens.is_expired(row):
-            raise _unauthenticated(
+            raise CredentialRefused(
                 f"API token '{row['name']}' expired at {apitokens.expiry_text(row)}", actor)
         await self._touch(token_id)
         return Principal(token_id=token_id, name=row["name"], role=Role.parse(row["role"]))
@@ -177,108 +169,36 @@ class Authorizer:
         if service in AGENT_SERVICES:
             credential = _bearer(metadata)
             if apitokens.looks_like_api_token(credential):
-                raise _denied("API tokens are not accepted on the agent service; an agent "
-                              "authenticates with its own credential", _api_actor(credential))
+                raise RoleRefused("API tokens are not accepted on the agent service; an "
+                                  "agent authenticates with its own credential",
+                                  api_actor(credential))
             return None
         needed = METHOD_ROLES.get(method)
         if needed is None:
-            raise _denied(f"{method} is in no role table, so nobody may call it", "anonymous")
+            raise RoleRefused(f"{method} is in no role table, so nobody may call it", "anonymous")
         who = await self.authenticate(metadata)
         if who.role < needed:
-            raise _denied(f"this call needs the {needed} role; token '{who.name}' has "
-                          f"{who.role}", who.actor)
+            raise RoleRefused(f"this call needs the {needed} role; token '{who.name}' has "
+                              f"{who.role}", who.actor)
         return who
 
-    async def refuse(
-        self, context: grpc.aio.ServicerContext, method: str, refusal: Refused, target: str = ""
+    async def record_refusal(
+        self, method: str, refusal: Refused, peer: str, status: str, target: str = ""
     ) -> None:
-        """Record the refusal, then end the call with it."""
+        """Write the refusal to the audit log; `status` is the one the caller is told."""
         log.info("refused %s to %s: %s", method, refusal.actor, refusal.message)
         await audit.record_now(self.pool, refusal.actor, method, target=target, allowed=False,
-                               detail={"reason": refusal.message, "peer": context.peer(),
-                                       "status": refusal.status.name})
-        await context.abort(refusal.status, refusal.message)
+                               detail={"reason": refusal.message, "peer": peer,
+                                       "status": status})
 
-    async def require_owner(
-        self, method: str, submitted_by: str, job_id: str, context: grpc.aio.ServicerContext
-    ) -> None:
-        """Submitters act only on their own jobs; operators and admins on any."""
+    def check_owner(self, method: str, submitted_by: str, job_id: str) -> None:
+        """Submitters act only on their own jobs; operators and admins on any (RoleRefused
+        otherwise)."""
         who = principal()
         if who.role >= ANY_JOB_ROLE or (submitted_by and submitted_by == who.name):
             return
         verb = method.rsplit("/", 1)[-1].removesuffix("Job").lower()
         owner = f"token '{submitted_by}'" if submitted_by else "no token"
-        message = (f"token '{who.name}' ({who.role}) may {verb} only the jobs it submitted; "
-                   f"job {job_id} was submitted by {owner} (the {ANY_JOB_ROLE} role may "
-                   f"{verb} any job)")
-        await audit.record_now(self.pool, who.actor, method, target=job_id, allowed=False,
-                               detail={"reason": message, "peer": context.peer(),
-                                       "status": "PERMISSION_DENIED"})
-        raise PermissionDenied(message)
-
-
-Behaviour = Callable[..., Any]
-
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps each handler so the check runs first, with the call's context at hand."""
-
-    def __init__(self, authorizer: Authorizer) -> None:
-        self.authorizer = authorizer
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = str(handler_call_details.method)  # type: ignore[attr-defined]
-        if handler is None or service_of(method) in PUBLIC_SERVICES:
-            return handler
-        kind = _kind(handler)
-        wrapped = (self._wrap_stream(method, getattr(handler, kind)) if kind.endswith("stream")
-                   else self._wrap_unary(method, getattr(handler, kind)))
-        return handler._replace(**{kind: wrapped})  # type: ignore[attr-defined,no-any-return]
-
-    async def _check(
-        self, method: str, request: Any, context: grpc.aio.ServicerContext
-    ) -> Principal | None:
-        try:
-            metadata = _metadata(context)
-            bootstrap = getattr(request, "bootstrap_token", "")
-            if isinstance(bootstrap, str) and apitokens.looks_like_api_token(bootstrap):
-                raise _denied("API tokens are not accepted on the agent service; an agent "
-                              "registers with a bootstrap token", _api_actor(bootstrap))
-            return await self.authorizer.authorize(method, metadata)
-        except Refused as refusal:
-            await self.authorizer.refuse(context, method, refusal)
-        except Exception as exc:  # the database, mostly: UNAVAILABLE, not a refusal
-            await abort_with(context, exc, method)
-        raise AssertionError("unreachable: abort raises")
-
-    def _wrap_unary(self, method: str, behaviour: Behaviour) -> Behaviour:
-        async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            who = await self._check(method, request, context)
-            token = _principal.set(who)
-            try:
-                return await behaviour(request, context)
-            finally:
-                _principal.reset(token)
-
-        return checked
-
-    def _wrap_stream(self, method: str, behaviour: Behaviour) -> Behaviour:
-        async def checked(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            # Not reset afterwards: each call runs in a task (and context) of its own, and a
-            # generator may be finalised from another context, where a reset would fail.
-            _principal.set(await self._check(method, request, context))
-            async for item in behaviour(request, context):
-                yield item
-
-        return checked
-
-
-def _kind(handler: grpc.RpcMethodHandler) -> str:
-    request = "stream" if handler.request_streaming else "unary"
-    response = "stream" if handler.response_streaming else "unary"
-    return f"{request}_{response}"
+        raise RoleRefused(f"token '{who.name}' ({who.role}) may {verb} only the jobs it "
+                          f"submitted; job {job_id} was submitted by {owner} (the "
+                          f"{ANY_JOB_ROLE} role may {verb} any job)", who.actor)

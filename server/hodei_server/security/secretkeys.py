@@ -18,7 +18,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -37,8 +36,6 @@ HOW_TO_CONFIGURE = (
 
 class SecretKeyError(HodeiError):
     """The secret store's key is missing or does not fit."""
-
-    status = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class NoSecretKey(SecretKeyError):

@@ -9,20 +9,21 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, workers_pb2
 from hodei_server.api.servicers.jobs import cancel_message
-from hodei_server.api.status import abort_with, unary
+from hodei_server.api.status import streaming, unary
 from hodei_server.dispatch.dispatcher import Dispatcher
 from hodei_server.dispatch.loghub import LogHub
 from hodei_server.dispatch.session import AgentRegistry, AgentSession
 from hodei_server.errors import Conflict, InvalidSpec, NotFound, Unauthenticated
 from hodei_server.security import audit, pki
 from hodei_server.security import tls as tls_mod
+from hodei_server.security.authz import CredentialRefused
 from hodei_server.security.tls import Tls
 from hodei_server.store.db import Conn
 from hodei_server.store.jobs import Deferred, JobStore
@@ -142,13 +143,13 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
     async def _refuse(
         self, context: grpc.aio.ServicerContext, action: str, actor: str, reason: str,
         detail: dict[str, Any] | None = None,
-    ) -> None:
-        """Record the refusal in the audit log, then end the call UNAUTHENTICATED."""
+    ) -> NoReturn:
+        """Record the refusal in the audit log, then refuse the call (UNAUTHENTICATED)."""
         log.warning("refused %s by %s: %s", action, actor, reason)
         await audit.record_now(self.workers.pool, actor, action, allowed=False,
                                detail={"reason": reason, "peer": context.peer(),
                                        **(detail or {})})
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+        raise CredentialRefused(reason, actor)
 
     def _issued(self, issued: pki.Issued) -> agent_pb2.IssuedCertificate:
         assert self.tls is not None and self.tls.ca_cert is not None
@@ -189,7 +190,6 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         except Unauthenticated as exc:
             await self._refuse(context, "worker.register", "anonymous", exc.message,
                                {"name": name})
-            raise
         log.info("worker %s (%s) registered%s", worker_id, name,
                  f" with certificate {issued.serial}" if issued else "")
         return agent_pb2.RegisterResponse(
@@ -204,7 +204,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         self, context: grpc.aio.ServicerContext, action: str, claimed: str
     ) -> pki.PeerIdentity | None:
         """With TLS, the identity of the caller's client certificate, checked against the
-        worker id it claims and the serial on record; the call is aborted otherwise."""
+        worker id it claims and the serial on record; CredentialRefused otherwise."""
         if self.tls is None:
             return None
         cert = tls_mod.peer_certificate(context)
@@ -212,17 +212,14 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             await self._refuse(context, action, "anonymous",
                                f"{action} needs the worker's client certificate: agents "
                                f"stream on the mutual-TLS port {self.agent_port}")
-            raise AssertionError("unreachable: abort raises")
         peer = pki.worker_identity(cert)
         if peer is None:
             await self._refuse(context, action, "anonymous",
                                "the client certificate names no worker")
-            raise AssertionError("unreachable: abort raises")
         if claimed and claimed != peer.worker_id:
             await self._refuse(context, action, f"worker:{peer.worker_id}",
                                f"the client certificate is worker {peer.worker_id}'s, "
                                f"not {claimed}'s", {"claimed": claimed})
-            raise AssertionError("unreachable: abort raises")
         try:
             serials = await self.workers.certificate_serials(uuid.UUID(peer.worker_id))
         except NotFound:
@@ -231,7 +228,6 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             await self._refuse(context, action, f"worker:{peer.worker_id}",
                                "this client certificate was replaced or revoked",
                                {"serial": peer.serial})
-            raise AssertionError("unreachable: abort raises")
         return peer
 
     @unary
@@ -253,6 +249,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                  issued.serial)
         return agent_pb2.RenewCertificateResponse(certificate=self._issued(issued))
 
+    @streaming
     async def Connect(
         self,
         request_iterator: AsyncIterator[agent_pb2.AgentMessage],
@@ -261,32 +258,22 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         metadata = dict(context.invocation_metadata() or ())
         token = str(metadata.get("authorization", "")).removeprefix("Bearer ").strip()
         claimed = str(metadata.get("x-hodei-worker-id", ""))
-        try:
-            await self._peer(context, "worker.connect", claimed or "(none)")
-            row = await self.workers.authenticate(claimed, token)
-        except grpc.aio.AbortError:
-            raise  # refused (and audited) by _peer
-        except Exception as exc:  # Unauthenticated, or the database is unavailable
-            await abort_with(context, exc, "Connect")
-            return
+        # Refused (and audited) by _peer, Unauthenticated, or the database is unavailable.
+        await self._peer(context, "worker.connect", claimed or "(none)")
+        row = await self.workers.authenticate(claimed, token)
         try:
             first = await asyncio.wait_for(anext(aiter(request_iterator)), HELLO_TIMEOUT)
         except (TimeoutError, StopAsyncIteration):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected Hello first")
-            return
-        except InvalidSpec as exc:  # not even a valid message (hodei_server.api.interceptors)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
-            return
+            raise InvalidSpec("expected Hello first") from None
+        # A message that is not even valid raises InvalidSpec (hodei_server.api.interceptors).
         if first.WhichOneof("msg") != "hello":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected Hello first")
-            return
+            raise InvalidSpec("expected Hello first")
         hello = first.hello
         try:
             validate_hello(hello)
         except InvalidSpec as exc:
             log.warning("worker %s: refused its Hello: %s", row["id"], exc.message)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
-            return
+            raise
         # Labels are fixed at registration, where the bootstrap token's grant overrides what
         # the agent asked for: a worker can't claim others (to attract jobs selecting them).
         labels = dict(row["labels"])
@@ -301,13 +288,10 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             slots=capacity.slots, cpus=capacity.cpus, memory_mb=capacity.memory_mb,
             heartbeat_ttl=self.heartbeat_ttl,
         )
-        try:
-            await self.workers.connected(row["id"], self.server_id, labels, capacity,
-                                         hello.agent_version)
-            await self._reattach(session, hello)
-        except Exception as exc:  # the database, mostly: the agent retries with backoff
-            await abort_with(context, exc, "Connect")
-            return
+        # A failure here (the database, mostly) ends the call: the agent retries with backoff.
+        await self.workers.connected(row["id"], self.server_id, labels, capacity,
+                                     hello.agent_version)
+        await self._reattach(session, hello)
         self.registry.add(session)
         log.info("worker %s (%s) connected with %d slots", session.worker_id, session.name,
                  session.slots)
@@ -336,7 +320,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                 if closing:
                     break
             if stream_check.refusal:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, stream_check.refusal)
+                raise InvalidSpec(stream_check.refusal)
         finally:
             reader.cancel()
             if self.registry.remove(session):

@@ -9,11 +9,12 @@ import grpc
 
 from hodei_api.v1 import agent_pb2, jobs_pb2, jobs_pb2_grpc
 from hodei_server.api.convert import job_to_proto
+from hodei_server.api.interceptors import refuse
 from hodei_server.api.status import unary
 from hodei_server.dispatch.dispatcher import Dispatcher
 from hodei_server.dispatch.session import AgentRegistry
 from hodei_server.errors import InvalidSpec
-from hodei_server.security.authz import Authorizer, principal
+from hodei_server.security.authz import Authorizer, Refused, principal
 from hodei_server.security.secretstore import SecretResolver
 from hodei_server.store.jobs import JobStore, encode_page_token
 from hodei_server.store.states import JobState
@@ -52,8 +53,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, method: str, job_id: uuid.UUID, context: grpc.aio.ServicerContext
     ) -> None:
         row, _ = await self.jobs.get(job_id)  # NOT_FOUND first
-        await self.authorizer.require_owner(_SERVICE + method, row["submitted_by"],
-                                            str(job_id), context)
+        try:
+            self.authorizer.check_owner(_SERVICE + method, row["submitted_by"], str(job_id))
+        except Refused as refusal:
+            await refuse(self.authorizer, context, _SERVICE + method, refusal, str(job_id))
 
     @unary
     async def SubmitJob(
