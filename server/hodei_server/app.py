@@ -54,6 +54,7 @@ from hodei_server.security.secretkeys import Keyring
 from hodei_server.security.secretstore import SecretResolver, SecretStore, build_backends
 from hodei_server.store import db
 from hodei_server.store.jobs import JobStore
+from hodei_server.store.sqlfiles import query
 from hodei_server.store.workers import WorkerStore
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ async def watch_database(pool: db.Pool, health: HealthServicer, stop: asyncio.Ev
         try:
             async with asyncio.timeout(DB_CHECK_TIMEOUT):
                 async with pool.connection() as conn:
-                    await conn.execute("SELECT 1")
+                    await conn.execute(query("ping"))
             healthy = True
         except Exception as exc:  # any failure to reach the database counts
             healthy = False

@@ -53,9 +53,9 @@ def start_private_postgres(home: Path) -> tuple[Any, str]:
         ) from exc
     admin_url = handle.get_uri()
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'hodei'").fetchone()
+        exists = conn.execute(query("database_exists"), {"name": "hodei"}).fetchone()
         if not exists:
-            conn.execute("CREATE DATABASE hodei")
+            conn.execute(query("create_embedded_database"))
     return handle, handle.get_uri("hodei")
 
 

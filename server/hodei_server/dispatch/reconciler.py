@@ -75,14 +75,14 @@ class Reconciler:
         async with conn:
             while not stop.is_set():
                 if not self.is_leader:
-                    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_LEADER_LOCK,))
+                    cur = await conn.execute(query("try_leader_lock"), {"key": _LEADER_LOCK})
                     row = await cur.fetchone()
                     self.is_leader = bool(row and row[0])
                     if self.is_leader:
                         self.leader_since = time.monotonic()
                         log.info("this replica is now the reconciler leader")
                 else:
-                    await conn.execute("SELECT 1")  # still holding the lock's connection
+                    await conn.execute(query("ping"))  # still holding the lock's connection
                 if self.is_leader:
                     await self.reconcile_cluster()
                 await self.reconcile_providers()

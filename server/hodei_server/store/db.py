@@ -90,22 +90,17 @@ async def migrate(conn: psycopg.AsyncConnection[DictRow]) -> list[str]:
     """Apply pending migrations; safe when several servers start at once."""
     applied_now: list[str] = []
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS hodei_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        cur = await conn.execute("SELECT version FROM hodei_migrations")
+        await conn.execute(sqlfiles.query("lock_migrations"), {"key": _MIGRATION_LOCK})
+        await conn.execute(sqlfiles.query("create_migrations_table"))
+        cur = await conn.execute(sqlfiles.query("applied_migrations"))
         rows = await cur.fetchall()
         done = {row["version"] for row in rows}
         for version, name, sql in sqlfiles.migrations():
             if version in done:
                 continue
             await conn.execute(sql.encode())
-            await conn.execute(
-                "INSERT INTO hodei_migrations (version, name) VALUES (%s, %s)", (version, name)
-            )
+            await conn.execute(sqlfiles.query("record_migration"),
+                               {"version": version, "name": name})
             applied_now.append(name)
     for name in applied_now:
         log.info("applied migration %s", name)

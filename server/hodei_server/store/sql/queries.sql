@@ -1,4 +1,4 @@
--- Named queries used by hodei_server.store. Each starts with "-- name: <name>".
+-- The server's named queries (hodei_server.store.sqlfiles). Each starts with "-- name: <name>".
 -- Parameters are always bound (%(name)s), never formatted in.
 
 -- name: insert_job
@@ -390,3 +390,33 @@ SELECT name FROM secrets WHERE name = ANY (%(names)s::text[]);
 
 -- name: list_secrets
 SELECT name, key_id, size_bytes, created_at, updated_at, updated_by FROM secrets ORDER BY name;
+
+-- name: ping
+SELECT 1;
+
+-- name: lock_migrations
+-- Held until the transaction ends: replicas starting together migrate one at a time.
+SELECT pg_advisory_xact_lock(%(key)s);
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS hodei_migrations (
+    version integer PRIMARY KEY, name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: applied_migrations
+SELECT version FROM hodei_migrations;
+
+-- name: record_migration
+INSERT INTO hodei_migrations (version, name) VALUES (%(version)s, %(name)s);
+
+-- name: try_leader_lock
+-- Held by the session (its connection) until it closes: the leader is whoever holds it.
+SELECT pg_try_advisory_lock(%(key)s) AS locked;
+
+-- name: database_exists
+SELECT 1 FROM pg_database WHERE datname = %(name)s;
+
+-- name: create_embedded_database
+-- The embedded stack's database; its name is fixed, as a name can't be a bound parameter.
+CREATE DATABASE hodei;
