@@ -32,7 +32,7 @@ from hodei_plugins.manager import get_host
 from hodei_plugins.provider import Provider, ProviderConfig
 from hodei_server.api.agent.handshake import AgentServicer
 from hodei_server.api.interceptors import AuthInterceptor, MalformedRequests
-from hodei_server.api.servicers.jobs import JobServicer, cancel_message
+from hodei_server.api.servicers.jobs import JobServicer
 from hodei_server.api.servicers.logs import LogServicer
 from hodei_server.api.servicers.secrets import SecretServicer
 from hodei_server.api.servicers.tokens import TokenServicer
@@ -44,7 +44,7 @@ from hodei_server.dispatch.loghub import LogHub
 from hodei_server.dispatch.placement import build_scheduler
 from hodei_server.dispatch.provisioning import ProviderRuntime
 from hodei_server.dispatch.reconciler import Reconciler
-from hodei_server.dispatch.session import AgentRegistry
+from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.dispatch.supervise import supervised
 from hodei_server.errors import ConfigError
 from hodei_server.security import tls as tls_mod
@@ -234,7 +234,7 @@ async def _run(
         job_id, attempt, worker_id = parts
         for session in registry.all():
             if str(session.worker_id) == worker_id:
-                session.send(cancel_message(job_id, int(attempt), "cancelled by user"))
+                session.cancel(job_id, int(attempt), "cancelled by user")
 
     def on_drain(payload: str) -> None:
         parts = payload.split()
@@ -242,10 +242,8 @@ async def _run(
             return
         worker_id, grace = parts
         for session in registry.all():
-            if str(session.worker_id) == worker_id and not session.draining:
-                session.draining = True
-                session.send(agent_pb2.ServerMessage(
-                    drain=agent_pb2.Drain(grace_seconds=float(grace))))
+            if str(session.worker_id) == worker_id:
+                session.drain(float(grace))
 
     def on_reconnect() -> None:
         dispatcher.wake()

@@ -9,7 +9,7 @@ import uuid
 from hodei_api.v1 import agent_pb2, jobs_pb2
 from hodei_plugins.schedulers import Scheduler
 from hodei_server.dispatch.placement import place, place_least_loaded
-from hodei_server.dispatch.session import AgentRegistry
+from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.dispatch.supervise import retry_delay
 from hodei_server.security.secretstore import SecretResolver, SecretUnavailable
 from hodei_server.store.jobs import Assignment, Claimed, JobStore
@@ -88,19 +88,7 @@ class Dispatcher:
             values = await self._secret_values(assignment, spec)
             if values is None:
                 continue
-            session.reserve(
-                assignment.job_id, assignment.attempt, spec.resources.cpus,
-                spec.resources.memory_mb,
-            )
-            # Secret values exist only in this message, to this attempt's agent; never log it.
-            session.send(
-                agent_pb2.ServerMessage(
-                    run_job=agent_pb2.RunJob(
-                        job_id=str(assignment.job_id), attempt=assignment.attempt, spec=spec,
-                        secrets=values,
-                    )
-                )
-            )
+            session.run_job(assignment.job_id, assignment.attempt, spec, values)
             log.debug("job %s attempt %d -> worker %s", assignment.job_id, assignment.attempt,
                       assignment.worker_id)
         return bool(assignments) and claimed_count == limit

@@ -8,9 +8,10 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from hodei_api.v1 import agent_pb2, workers_pb2
+from hodei_api.v1 import workers_pb2
 from hodei_plugins.provider import Provider
-from hodei_server.dispatch.session import EPHEMERAL_LABEL, AgentRegistry, AgentSession
+from hodei_server.dispatch.registry import AgentRegistry
+from hodei_server.dispatch.session import EPHEMERAL_LABEL, AgentSession
 from hodei_server.store.jobs import JobStore
 from hodei_server.store.workers import WorkerStore
 
@@ -156,5 +157,4 @@ class ProviderRuntime:
         item = self.started.get(session.name)
         if item is not None:
             item.draining = True
-        session.draining = True
-        session.send(agent_pb2.ServerMessage(drain=agent_pb2.Drain(grace_seconds=0)))
+        session.drain()

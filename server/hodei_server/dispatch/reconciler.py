@@ -16,7 +16,7 @@ import psycopg
 
 from hodei_plugins.provider import ProviderError
 from hodei_server.dispatch.provisioning import ProviderRuntime
-from hodei_server.dispatch.session import AgentRegistry
+from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.dispatch.supervise import retry_delay
 from hodei_server.store.jobs import JobStore
 from hodei_server.store.sqlfiles import query

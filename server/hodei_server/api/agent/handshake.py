@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import functools
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, NoReturn
@@ -15,11 +14,11 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, workers_pb2
-from hodei_server.api.servicers.jobs import cancel_message
 from hodei_server.api.status import streaming, unary
 from hodei_server.dispatch.dispatcher import Dispatcher
 from hodei_server.dispatch.loghub import LogHub
-from hodei_server.dispatch.session import AgentRegistry, AgentSession
+from hodei_server.dispatch.registry import AgentRegistry
+from hodei_server.dispatch.session import NOT_CURRENT, AgentSession, envelope
 from hodei_server.errors import Conflict, InvalidSpec, NotFound, Unauthenticated
 from hodei_server.security import audit, pki
 from hodei_server.security import tls as tls_mod
@@ -38,7 +37,6 @@ from hodei_server.validation import (
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
-_HEARTBEAT_ACK = agent_pb2.ServerMessage(heartbeat_ack=agent_pb2.HeartbeatAck())
 MAX_BATCH = 256
 # Attempts one stream may have output in flight for at once (a bound on what is tracked).
 MAX_OPEN_ATTEMPTS = 16384
@@ -63,18 +61,12 @@ def _more_of(
     while not outbox.empty():
         message = outbox.get_nowait()
         if message is None:
-            return _batch(messages), None, True
+            return envelope(messages), None, True
         size += message.ByteSize()
         if size > MAX_SEND_BATCH_BYTES:
-            return _batch(messages), message, False
+            return envelope(messages), message, False
         messages.append(message)
-    return _batch(messages), None, False
-
-
-def _batch(messages: list[agent_pb2.ServerMessage]) -> agent_pb2.ServerMessage:
-    if len(messages) == 1:
-        return messages[0]
-    return agent_pb2.ServerMessage(batch=agent_pb2.ServerBatch(messages=messages))
+    return envelope(messages), None, False
 
 
 class _StreamCheck:
@@ -343,12 +335,12 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             # Handed to someone else (or finished) while this agent was away: fence it.
             log.info("worker %s still runs job %s attempt %d, which is no longer its own; "
                      "stopping it", session.worker_id, job_id, attempt)
-            session.send(cancel_message(str(job_id), attempt, "this attempt is no longer current"))
+            session.cancel(job_id, attempt, NOT_CURRENT)
         async with self.jobs.pool.transaction() as conn:
             for job in active:
                 key = (job["id"], job["attempt"])
                 if key in announced:
-                    session.reserve(job["id"], job["attempt"], job["cpus"], job["memory_mb"])
+                    session.adopt(job["id"], job["attempt"], job["cpus"], job["memory_mb"])
                     continue
                 # The agent does not know this attempt: it never started it, or it died
                 # with the agent. An unstarted one goes back to the queue at no cost.
@@ -441,7 +433,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                 await self._store_chunks(conn, session, chunks, after, settles)
                 chunks = []
             if kind == "heartbeat":
-                session.last_heartbeat = time.monotonic()
+                session.heard_heartbeat()
                 live = await self.workers.heartbeat(
                     conn, session.worker_id, self.server_id,
                     MessageToDict(message.heartbeat.metrics, preserving_proto_field_name=True),
@@ -461,7 +453,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         self, session: AgentSession, live: Deferred[bool], after: list[Callable[[], None]]
     ) -> None:
         if await live.result():
-            after.append(functools.partial(session.send, _HEARTBEAT_ACK))
+            after.append(session.ack_heartbeat)
         else:
             # Declared lost while it was silent (a pause, a partition): end this
             # stream so the agent reconnects and its stale attempts get stopped.
@@ -486,16 +478,13 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
 
         async def settle() -> None:  # in order with the batch's other messages
             for (job_id, attempt), seq in acked.items():
-                ack = agent_pb2.ServerMessage(
-                    log_ack=agent_pb2.LogAck(job_id=job_id, attempt=attempt, up_to_seq=seq)
-                )
-                after.append(functools.partial(self._acked, session, job_id, ack))
+                after.append(functools.partial(self._acked, session, job_id, attempt, seq))
 
         settles.append(settle)
 
-    def _acked(self, session: AgentSession, job_id: str, ack: agent_pb2.ServerMessage) -> None:
+    def _acked(self, session: AgentSession, job_id: str, attempt: int, seq: int) -> None:
         self.hub.wake(job_id)
-        session.send(ack)
+        session.ack_logs(job_id, attempt, seq)
 
     async def _accepted(
         self, conn: Conn, session: AgentSession, accepted: agent_pb2.JobAccepted,
@@ -510,9 +499,8 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             if not ok and state is not JobState.RUNNING:
                 log.info("job %s attempt %d is not this worker's to run (%s); stopping it",
                          job_id, accepted.attempt, state)
-                stop = cancel_message(accepted.job_id, accepted.attempt,
-                                      "this attempt is no longer current")
-                after.append(lambda: session.send(stop))
+                after.append(lambda: session.cancel(accepted.job_id, accepted.attempt,
+                                                    NOT_CURRENT))
             after.append(lambda: self.hub.wake(accepted.job_id))
 
         settles.append(settle)
@@ -526,10 +514,7 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
         if outcome is JobState.SUCCEEDED and done.has_exit_code and done.exit_code != 0:
             outcome = JobState.FAILED
         exit_code = done.exit_code if done.has_exit_code else None
-        handed_back = outcome is JobState.LOST and not session.draining
-        if handed_back:
-            # An agent hands a job back only while it drains: send it nothing more.
-            session.draining = True
+        handed_back = outcome is JobState.LOST and session.handed_back()
         finished = await self.jobs.finish_deferred(
             conn, job_id, done.attempt, session.worker_id, outcome, exit_code,
             done.reason, f"worker:{session.worker_id}",
@@ -544,17 +529,12 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
                     # Not a hand-back: an attempt stopped while its agent was away (the
                     # lease watchdog of a restarted agent's state dir), reported once it
                     # came back.
-                    session.draining = False
+                    session.hand_back_refused()
             else:
                 log.debug("job %s attempt %d ended %s (exit %s)", job_id, done.attempt,
                           state.value, exit_code)
-            ack = agent_pb2.ServerMessage(
-                finished_ack=agent_pb2.FinishedAck(job_id=done.job_id, attempt=done.attempt)
-            )
-
             def done_actions() -> None:
-                session.send(ack)
-                session.release(job_id, done.attempt)
+                session.ack_finished(done.job_id, done.attempt)
                 self.hub.wake(done.job_id)
                 self.dispatcher.wake()
 

@@ -7,12 +7,12 @@ import uuid
 
 import grpc
 
-from hodei_api.v1 import agent_pb2, jobs_pb2, jobs_pb2_grpc
+from hodei_api.v1 import jobs_pb2, jobs_pb2_grpc
 from hodei_server.api.convert import job_to_proto
 from hodei_server.api.interceptors import refuse
 from hodei_server.api.status import unary
 from hodei_server.dispatch.dispatcher import Dispatcher
-from hodei_server.dispatch.session import AgentRegistry
+from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.errors import InvalidSpec
 from hodei_server.security.authz import Authorizer, Refused, principal
 from hodei_server.security.secretstore import SecretResolver
@@ -32,7 +32,6 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 # A page stops growing past this many bytes, so it fits any client's default 4 MiB limit.
 MAX_PAGE_BYTES = 3 * 1024 * 1024
-CANCEL_GRACE_SECONDS = 5.0
 
 
 _SERVICE = "/hodei.api.v1.JobService/"
@@ -117,7 +116,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         if target is not None:
             session = self.registry.get(target.worker_id)
             if session is not None:
-                session.send(cancel_message(str(target.job_id), target.attempt, reason))
+                session.cancel(target.job_id, target.attempt, reason)
         row, attempts = await self.jobs.get(job_id)
         return jobs_pb2.CancelJobResponse(job=job_to_proto(row, attempts), changed=changed)
 
@@ -133,10 +132,3 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         row, attempts = await self.jobs.get(job_id)
         return jobs_pb2.RetryJobResponse(job=job_to_proto(row, attempts))
 
-
-def cancel_message(job_id: str, attempt: int, reason: str) -> agent_pb2.ServerMessage:
-    return agent_pb2.ServerMessage(
-        cancel_job=agent_pb2.CancelJobCommand(
-            job_id=job_id, attempt=attempt, reason=reason, grace_seconds=CANCEL_GRACE_SECONDS
-        )
-    )

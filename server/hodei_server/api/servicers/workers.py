@@ -8,7 +8,7 @@ from hodei_api.v1 import workers_pb2, workers_pb2_grpc
 from hodei_server.api.convert import worker_to_proto
 from hodei_server.api.status import unary
 from hodei_server.dispatch.provisioning import ProviderRuntime
-from hodei_server.dispatch.session import AgentRegistry
+from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.security.authz import principal
 from hodei_server.store.workers import WorkerStore
 from hodei_server.validation import parse_worker_id, validate_grace
