@@ -48,7 +48,7 @@ from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.dispatch.supervise import supervised
 from hodei_server.errors import ConfigError
 from hodei_server.security import tls as tls_mod
-from hodei_server.security.apitokens import CHANNEL_TOKENS, TokenStore
+from hodei_server.security.apitokens import TokenStore
 from hodei_server.security.authz import Authorizer
 from hodei_server.security.secretkeys import Keyring
 from hodei_server.security.secretstore import SecretResolver, SecretStore, build_backends
@@ -227,33 +227,13 @@ async def _run(
     if tls is not None:
         tls_mod.check_advertised(tls, address)
 
-    def on_cancel(payload: str) -> None:
-        parts = payload.split()
-        if len(parts) != 3:
-            return
-        job_id, attempt, worker_id = parts
-        for session in registry.all():
-            if str(session.worker_id) == worker_id:
-                session.cancel(job_id, int(attempt), "cancelled by user")
-
-    def on_drain(payload: str) -> None:
-        parts = payload.split()
-        if len(parts) != 2:
-            return
-        worker_id, grace = parts
-        for session in registry.all():
-            if str(session.worker_id) == worker_id:
-                session.drain(float(grace))
-
     def on_reconnect() -> None:
         dispatcher.wake()
         hub.wake_all()
         tokens.forget()  # a revocation may have gone unheard
 
-    listener = Listener(
-        config.database_url, dispatcher.wake, hub.wake, on_cancel, on_drain, on_reconnect,
-        {CHANNEL_TOKENS: tokens.forget},
-    )
+    listener = Listener(config.database_url, registry, dispatcher.wake, hub.wake, tokens.forget,
+                        on_reconnect)
     reconciler = Reconciler(
         config.database_url, jobs, workers, registry, runtimes, address,
         config.reconcile_interval, config.heartbeat_ttl, config.bootstrap_token_ttl,

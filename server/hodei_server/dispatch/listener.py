@@ -1,40 +1,60 @@
-"""LISTEN for the notifications other transactions (and replicas) send."""
+"""LISTEN for the signals other transactions (and replicas) send, and route each."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import psycopg
 
+from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.dispatch.supervise import retry_delay
-from hodei_server.store.jobs import CHANNEL_CANCEL, CHANNEL_DRAIN, CHANNEL_JOBS, CHANNEL_LOGS
+from hodei_server.store.signals import (
+    CancelAttempt,
+    DrainWorker,
+    JobChanged,
+    JobsWaiting,
+    Signal,
+    TokenRevoked,
+    decode,
+)
+from hodei_server.store.sqlfiles import query
 
 log = logging.getLogger(__name__)
 
 
 class Listener:
+    """Hears every channel of `hodei_server.store.signals` on a connection of its own."""
+
     def __init__(
         self,
         url: str,
+        registry: AgentRegistry,
         on_jobs: Callable[[], None],
-        on_logs: Callable[[str], None],
-        on_cancel: Callable[[str], None],
-        on_drain: Callable[[str], None],
+        on_job_changed: Callable[[str], None],
+        on_token_revoked: Callable[[str], None],
         on_reconnect: Callable[[], None],
-        others: Mapping[str, Callable[[str], None]] | None = None,
     ) -> None:
         self.url = url
-        self.handlers: dict[str, Callable[[str], None]] = {
-            CHANNEL_JOBS: lambda _payload: on_jobs(),
-            CHANNEL_LOGS: on_logs,
-            CHANNEL_CANCEL: on_cancel,
-            CHANNEL_DRAIN: on_drain,
-            **(others or {}),
-        }
+        self.registry = registry
+        self.on_jobs = on_jobs
+        self.on_job_changed = on_job_changed
+        self.on_token_revoked = on_token_revoked
         self.on_reconnect = on_reconnect
         self.ready = asyncio.Event()
+
+    def route(self, signal: Signal) -> None:
+        """Hand a signal to what acts on it on this replica."""
+        match signal:
+            case JobsWaiting():
+                self.on_jobs()
+            case JobChanged(job_id=job_id):
+                self.on_job_changed(job_id)
+            case TokenRevoked(token_id=token_id):
+                self.on_token_revoked(token_id)
+            case CancelAttempt() | DrainWorker():
+                self.registry.deliver(signal)
 
     async def run(self, stop: asyncio.Event) -> None:
         failures = 0
@@ -56,8 +76,7 @@ class Listener:
     async def _listen(self, stop: asyncio.Event) -> None:
         conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=10)
         async with conn:
-            for channel in self.handlers:
-                await conn.execute(f"LISTEN {channel}")  # channel names are our constants
+            await conn.execute(query("listen"))
             self.ready.set()
             # Anything sent while we were not listening is unknown: wake everyone once.
             self.on_reconnect()
@@ -65,6 +84,6 @@ class Listener:
                 # A bounded wait so a stop request is seen; nothing else runs on this
                 # connection, so notifications between two waits stay queued.
                 async for notification in conn.notifies(timeout=0.5):
-                    handler = self.handlers.get(notification.channel)
-                    if handler is not None:
-                        handler(notification.payload)
+                    signal = decode(notification.channel, notification.payload)
+                    if signal is not None:
+                        self.route(signal)

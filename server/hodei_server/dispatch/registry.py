@@ -6,6 +6,7 @@ import logging
 import uuid
 
 from hodei_server.dispatch.session import AgentSession
+from hodei_server.store.signals import AgentSignal, CancelAttempt, DrainWorker
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,18 @@ class AgentRegistry:
 
     def get(self, worker_id: uuid.UUID) -> AgentSession | None:
         return self._sessions.get(worker_id)
+
+    def deliver(self, signal: AgentSignal) -> bool:
+        """Tell the agent `signal` is meant for, if its stream is on this replica."""
+        session = self._sessions.get(signal.worker_id)
+        if session is None:
+            return False
+        match signal:
+            case CancelAttempt():
+                session.cancel(signal.job_id, signal.attempt, signal.reason)
+            case DrainWorker():
+                session.drain(signal.grace_seconds)
+        return True
 
     def all(self) -> list[AgentSession]:
         return list(self._sessions.values())

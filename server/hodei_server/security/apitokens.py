@@ -33,9 +33,6 @@ _NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.@]{0,62}")
 
 Row = dict[str, Any]
 
-# Revoked tokens are announced on this channel (payload: the token id), so that every
-# replica drops its cached copy at once.
-CHANNEL_TOKENS = "hodei_tokens"
 # The longest a replica answers from its cached copy of a token row: the bound on how long a
 # revocation can go unnoticed when its notification was missed (the listener was down).
 CACHE_SECONDS = 5.0

@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 from hodei_api.v1 import jobs_pb2
 from hodei_server.errors import Conflict, InvalidSpec, NotFound
 from hodei_server.store.db import Pool, atomic
+from hodei_server.store.signals import CancelAttempt, JobChanged, JobsWaiting, publish
 from hodei_server.store.sqlfiles import query
 from hodei_server.store.states import (
     FINAL_STATES,
@@ -30,11 +31,6 @@ from hodei_server.store.states import (
 
 Row = dict[str, Any]
 T = TypeVar("T")
-
-CHANNEL_JOBS = "hodei_jobs"  # also named in queries.sql (insert_job, finish_job)
-CHANNEL_LOGS = "hodei_logs"  # also named in queries.sql (finish_job)
-CHANNEL_CANCEL = "hodei_cancel"
-CHANNEL_DRAIN = "hodei_drain"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +50,6 @@ class Assignment:
     attempt: int
     worker_id: uuid.UUID
     spec_bytes: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ActiveAttempt:
-    job_id: uuid.UUID
-    attempt: int
-    worker_id: uuid.UUID
 
 
 class Deferred(Generic[T]):
@@ -99,10 +88,6 @@ def decode_page_token(token: str) -> tuple[dt.datetime, uuid.UUID]:
         return dt.datetime.fromisoformat(created), uuid.UUID(job_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidSpec("page_token is not one this server issued") from None
-
-
-async def notify(conn: AsyncConnection[Any], channel: str, payload: str = "") -> None:
-    await conn.execute(query("notify"), {"channel": channel, "payload": payload})
 
 
 class JobStore:
@@ -360,8 +345,7 @@ class JobStore:
         async with self.pool.transaction() as conn:
             cur = await conn.execute(query("retry_finished_job"), {"id": job_id, "actor": actor})
             if await cur.fetchone() is not None:
-                await notify(conn, CHANNEL_JOBS)
-                await notify(conn, CHANNEL_LOGS, str(job_id))
+                await publish(conn, JobsWaiting(), JobChanged(str(job_id)))
                 return
             state = await self.state_in(conn, job_id)
         if state is None:
@@ -370,21 +354,20 @@ class JobStore:
 
     async def cancel(
         self, job_id: uuid.UUID, reason: str, actor: str
-    ) -> tuple[bool, ActiveAttempt | None]:
-        """Cancel a job: (changed, the running attempt to signal, if any)."""
+    ) -> tuple[bool, CancelAttempt | None]:
+        """Cancel a job: (changed, the signal to its running attempt's agent, if any)."""
         async with self.pool.transaction() as conn:
             params = {"id": job_id, "reason": reason, "actor": actor}
             cur = await conn.execute(query("cancel_pending_job"), params)
             if await cur.fetchone() is not None:
-                await notify(conn, CHANNEL_LOGS, str(job_id))
+                await publish(conn, JobChanged(str(job_id)))
                 return True, None
             cur = await conn.execute(query("request_cancel"), params)
             row = await cur.fetchone()
             if row is not None:
-                target = ActiveAttempt(row["id"], row["attempt"], row["worker_id"])
-                payload = f"{row['id']} {row['attempt']} {row['worker_id']}"
-                await notify(conn, CHANNEL_CANCEL, payload)
-                return True, target
+                signal = CancelAttempt(row["id"], row["attempt"], row["worker_id"], reason)
+                await publish(conn, signal)
+                return True, signal
             cur = await conn.execute(query("get_job_state"), {"id": job_id})
             if await cur.fetchone() is None:
                 raise NotFound(f"job {job_id} not found")
@@ -394,10 +377,8 @@ class JobStore:
         """Insert output chunks idempotently (fenced by attempt and worker)."""
         async with conn.cursor() as cur:
             await cur.executemany(query("insert_log_chunk"), rows)
-        await conn.execute(
-            query("notify_each"),
-            {"channel": CHANNEL_LOGS, "payloads": sorted({str(r["job_id"]) for r in rows})},
-        )
+        await publish(conn, *(JobChanged(job_id)
+                              for job_id in sorted({str(r["job_id"]) for r in rows})))
 
     async def read_chunks(
         self, job_id: uuid.UUID, after_attempt: int, after_seq: int, limit: int = 512

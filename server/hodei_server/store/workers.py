@@ -15,7 +15,8 @@ from psycopg.types.json import Jsonb
 from hodei_api.v1 import workers_pb2
 from hodei_server.errors import Conflict, NotFound, Unauthenticated
 from hodei_server.store.db import Pool
-from hodei_server.store.jobs import CHANNEL_DRAIN, Deferred, JobStore, notify
+from hodei_server.store.jobs import Deferred, JobStore
+from hodei_server.store.signals import DrainWorker, publish
 from hodei_server.store.sqlfiles import query
 from hodei_server.store.states import JobState
 
@@ -180,7 +181,7 @@ class WorkerStore:
                     f"worker {worker_id} is {existing['state']}; only a connected worker "
                     "can be drained"
                 )
-            await notify(conn, CHANNEL_DRAIN, f"{worker_id} {grace_seconds}")
+            await publish(conn, DrainWorker(worker_id, grace_seconds))
         return row
 
     async def list_workers(self, include_all: bool) -> list[Row]:

@@ -112,11 +112,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         validate_reason(request.reason)
         await self._require_owner("CancelJob", job_id, context)
         reason = request.reason or "cancelled by user"
-        changed, target = await self.jobs.cancel(job_id, reason, principal().actor)
-        if target is not None:
-            session = self.registry.get(target.worker_id)
-            if session is not None:
-                session.cancel(target.job_id, target.attempt, reason)
+        changed, signal = await self.jobs.cancel(job_id, reason, principal().actor)
+        if signal is not None:
+            self.registry.deliver(signal)
         row, attempts = await self.jobs.get(job_id)
         return jobs_pb2.CancelJobResponse(job=job_to_proto(row, attempts), changed=changed)
 

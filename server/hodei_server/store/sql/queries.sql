@@ -420,3 +420,11 @@ SELECT 1 FROM pg_database WHERE datname = %(name)s;
 -- name: create_embedded_database
 -- The embedded stack's database; its name is fixed, as a name can't be a bound parameter.
 CREATE DATABASE hodei;
+
+-- name: listen
+-- Every channel of hodei_server.store.signals (a channel is a name, never a parameter).
+LISTEN hodei_jobs;
+LISTEN hodei_logs;
+LISTEN hodei_cancel;
+LISTEN hodei_drain;
+LISTEN hodei_tokens;
