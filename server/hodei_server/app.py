@@ -202,13 +202,13 @@ async def _run(
         ]
     )
     jobs_pb2_grpc.add_JobServiceServicer_to_server(
-        JobServicer(jobs, registry, dispatcher, authorizer, secret_resolver), server)
+        JobServicer(jobs, registry, dispatcher, authorizer, server_id, secret_resolver), server)
     secrets_pb2_grpc.add_SecretServiceServicer_to_server(SecretServicer(secret_store), server)
     logs_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(jobs, hub), server)
     server_ca = tls.ca_cert_path if tls else ""
     runtimes = [ProviderRuntime(_provider(p), server_ca) for p in config.providers]
     workers_pb2_grpc.add_WorkerServiceServicer_to_server(
-        WorkerServicer(workers, registry, runtimes), server)
+        WorkerServicer(workers, registry, runtimes, server_id), server)
     auth_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(tokens), server)
     agents = AgentServicer(jobs, workers, registry, dispatcher, hub, server_id,
                            config.heartbeat_interval, config.heartbeat_ttl, tls)
@@ -232,8 +232,8 @@ async def _run(
         hub.wake_all()
         tokens.forget()  # a revocation may have gone unheard
 
-    listener = Listener(config.database_url, registry, dispatcher.wake, hub.wake, tokens.forget,
-                        on_reconnect)
+    listener = Listener(config.database_url, registry, server_id, dispatcher.wake, hub.wake,
+                        tokens.forget, on_reconnect)
     reconciler = Reconciler(
         config.database_url, jobs, workers, registry, runtimes, address,
         config.reconcile_interval, config.heartbeat_ttl, config.bootstrap_token_ttl,

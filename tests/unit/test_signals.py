@@ -26,8 +26,9 @@ WORKER = uuid.uuid4()
     JobsWaiting(),
     JobChanged(str(JOB)),
     TokenRevoked("0123456789abcdef"),
-    CancelAttempt(JOB, 3, WORKER, "stop: it's wrong — ünïcode, \"quotes\"\nand a line"),
-    DrainWorker(WORKER, 12.5),
+    CancelAttempt(JOB, 3, WORKER, "stop: it's wrong — ünïcode, \"quotes\"\nand a line",
+                  "0a1b2c3d4e5f"),
+    DrainWorker(WORKER, 12.5, "0a1b2c3d4e5f"),
 ])
 def test_every_signal_decodes_to_itself(signal: signals.Signal) -> None:
     assert signals.decode(*signals.encode(signal)) == signal

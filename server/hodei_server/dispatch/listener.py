@@ -31,6 +31,7 @@ class Listener:
         self,
         url: str,
         registry: AgentRegistry,
+        server_id: str,
         on_jobs: Callable[[], None],
         on_job_changed: Callable[[str], None],
         on_token_revoked: Callable[[str], None],
@@ -38,6 +39,7 @@ class Listener:
     ) -> None:
         self.url = url
         self.registry = registry
+        self.server_id = server_id
         self.on_jobs = on_jobs
         self.on_job_changed = on_job_changed
         self.on_token_revoked = on_token_revoked
@@ -54,7 +56,9 @@ class Listener:
             case TokenRevoked(token_id=token_id):
                 self.on_token_revoked(token_id)
             case CancelAttempt() | DrainWorker():
-                self.registry.deliver(signal)
+                # The replica that took the request told its own agents already.
+                if signal.origin != self.server_id:
+                    self.registry.deliver(signal)
 
     async def run(self, stop: asyncio.Event) -> None:
         failures = 0

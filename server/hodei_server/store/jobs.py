@@ -353,9 +353,12 @@ class JobStore:
         raise Conflict(f"job {job_id} is {state.value}; only a finished job can be retried")
 
     async def cancel(
-        self, job_id: uuid.UUID, reason: str, actor: str
+        self, job_id: uuid.UUID, reason: str, actor: str, origin: str = ""
     ) -> tuple[bool, CancelAttempt | None]:
-        """Cancel a job: (changed, the signal to its running attempt's agent, if any)."""
+        """Cancel a job: (changed, the signal to its running attempt's agent, if any).
+
+        The signal is published for the other replicas; `origin`, the replica asked to
+        cancel, delivers it to its own agents itself."""
         async with self.pool.transaction() as conn:
             params = {"id": job_id, "reason": reason, "actor": actor}
             cur = await conn.execute(query("cancel_pending_job"), params)
@@ -365,7 +368,8 @@ class JobStore:
             cur = await conn.execute(query("request_cancel"), params)
             row = await cur.fetchone()
             if row is not None:
-                signal = CancelAttempt(row["id"], row["attempt"], row["worker_id"], reason)
+                signal = CancelAttempt(row["id"], row["attempt"], row["worker_id"], reason,
+                                       origin)
                 await publish(conn, signal)
                 return True, signal
             cur = await conn.execute(query("get_job_state"), {"id": job_id})

@@ -54,20 +54,28 @@ class TokenRevoked:
 @dataclass(frozen=True, slots=True)
 class CancelAttempt:
     """The user cancelled a running attempt: the replica holding its worker's stream tells
-    the agent, with the user's reason."""
+    the agent, with the user's reason.
+
+    `origin` is the replica that took the request. It tells its own agents itself, at once,
+    and ignores its own notification; every other replica tells its own agents what it
+    hears. A worker streams to one replica, so its agent hears the signal once.
+    """
 
     job_id: uuid.UUID
     attempt: int
     worker_id: uuid.UUID
     reason: str
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class DrainWorker:
-    """An operator drains a worker: the replica holding its stream tells the agent."""
+    """An operator drains a worker: the replica holding its stream tells the agent (once,
+    as for `CancelAttempt`)."""
 
     worker_id: uuid.UUID
     grace_seconds: float
+    origin: str = ""
 
 
 Signal = JobsWaiting | JobChanged | TokenRevoked | CancelAttempt | DrainWorker
@@ -88,10 +96,12 @@ def encode(signal: Signal) -> tuple[str, str]:
             return CHANNEL_CANCEL, json.dumps({
                 "job_id": str(signal.job_id), "attempt": signal.attempt,
                 "worker_id": str(signal.worker_id), "reason": signal.reason,
+                "origin": signal.origin,
             })
         case DrainWorker():
             return CHANNEL_DRAIN, json.dumps({
                 "worker_id": str(signal.worker_id), "grace_seconds": signal.grace_seconds,
+                "origin": signal.origin,
             })
     raise TypeError(f"not a signal: {signal!r}")
 
@@ -108,9 +118,11 @@ def decode(channel: str, payload: str) -> Signal | None:
         fields: dict[str, Any] = json.loads(payload)
         if channel == CHANNEL_CANCEL:
             return CancelAttempt(uuid.UUID(fields["job_id"]), int(fields["attempt"]),
-                                 uuid.UUID(fields["worker_id"]), str(fields["reason"]))
+                                 uuid.UUID(fields["worker_id"]), str(fields["reason"]),
+                                 str(fields["origin"]))
         if channel == CHANNEL_DRAIN:
-            return DrainWorker(uuid.UUID(fields["worker_id"]), float(fields["grace_seconds"]))
+            return DrainWorker(uuid.UUID(fields["worker_id"]), float(fields["grace_seconds"]),
+                               str(fields["origin"]))
     except (ValueError, TypeError, KeyError) as exc:
         log.warning("ignored a notification on %s that is not one of ours (%s)", channel,
                     type(exc).__name__)

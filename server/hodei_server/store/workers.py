@@ -167,8 +167,13 @@ class WorkerStore:
                 {"id": worker_id, "server_id": server_id, "state": state},
             )
 
-    async def drain(self, worker_id: uuid.UUID, grace_seconds: float, actor: str) -> Row:
-        """Mark a live worker DRAINING and tell whichever replica holds its stream."""
+    async def drain(
+        self, worker_id: uuid.UUID, grace_seconds: float, actor: str, origin: str = ""
+    ) -> tuple[Row, DrainWorker]:
+        """Mark a live worker DRAINING: (its row, the signal to its agent).
+
+        The signal is published for the other replicas; `origin`, the replica asked to
+        drain, delivers it to its own agents itself."""
         async with self.pool.transaction() as conn:
             cur = await conn.execute(query("drain_worker"), {"id": worker_id, "actor": actor})
             row = await cur.fetchone()
@@ -181,8 +186,9 @@ class WorkerStore:
                     f"worker {worker_id} is {existing['state']}; only a connected worker "
                     "can be drained"
                 )
-            await publish(conn, DrainWorker(worker_id, grace_seconds))
-        return row
+            signal = DrainWorker(worker_id, grace_seconds, origin)
+            await publish(conn, signal)
+        return row, signal
 
     async def list_workers(self, include_all: bool) -> list[Row]:
         async with self.pool.connection() as conn:

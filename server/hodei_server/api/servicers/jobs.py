@@ -40,12 +40,14 @@ _SERVICE = "/hodei.api.v1.JobService/"
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def __init__(
         self, jobs: JobStore, registry: AgentRegistry, dispatcher: Dispatcher,
-        authorizer: Authorizer, secrets: SecretResolver | None = None,
+        authorizer: Authorizer, server_id: str = "", secrets: SecretResolver | None = None,
     ) -> None:
         self.jobs = jobs
         self.registry = registry
         self.dispatcher = dispatcher
         self.authorizer = authorizer
+        # This replica, named in the signals it publishes (see store.signals.CancelAttempt).
+        self.server_id = server_id
         self.secrets = secrets
 
     async def _require_owner(
@@ -112,9 +114,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         validate_reason(request.reason)
         await self._require_owner("CancelJob", job_id, context)
         reason = request.reason or "cancelled by user"
-        changed, signal = await self.jobs.cancel(job_id, reason, principal().actor)
+        changed, signal = await self.jobs.cancel(job_id, reason, principal().actor,
+                                                 self.server_id)
         if signal is not None:
-            self.registry.deliver(signal)
+            self.registry.deliver(signal)  # if its stream is here; other replicas hear it
         row, attempts = await self.jobs.get(job_id)
         return jobs_pb2.CancelJobResponse(job=job_to_proto(row, attempts), changed=changed)
 

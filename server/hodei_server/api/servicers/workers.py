@@ -18,11 +18,13 @@ MAX_DRAIN_GRACE = 24 * 3600.0
 
 class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
     def __init__(
-        self, workers: WorkerStore, registry: AgentRegistry, providers: list[ProviderRuntime]
+        self, workers: WorkerStore, registry: AgentRegistry, providers: list[ProviderRuntime],
+        server_id: str = "",
     ) -> None:
         self.workers = workers
         self.registry = registry
         self.providers = providers
+        self.server_id = server_id
 
     @unary
     async def ListProviders(
@@ -38,7 +40,9 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
     ) -> workers_pb2.DrainWorkerResponse:
         worker_id = parse_worker_id(request.id)
         validate_grace(request.grace_seconds, MAX_DRAIN_GRACE)
-        row = await self.workers.drain(worker_id, request.grace_seconds, principal().actor)
+        row, signal = await self.workers.drain(worker_id, request.grace_seconds,
+                                               principal().actor, self.server_id)
+        self.registry.deliver(signal)  # if its stream is here; other replicas hear it
         return workers_pb2.DrainWorkerResponse(worker=worker_to_proto(row))
 
     @unary
