@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -58,6 +59,15 @@ async def serve(config: ServerConfig, stop: asyncio.Event, on_ready: OnReady | N
         await _assemble(config, tls, pool, server_id).run(stop, on_ready)
     finally:
         await pool.close()
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr, one line a record, for a process that runs a server."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def _provider(config: ProviderConfig) -> Provider:

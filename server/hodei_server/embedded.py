@@ -22,8 +22,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from hodei_plugins.local import LocalProviderConfig
-from hodei_server.__main__ import setup_logging
-from hodei_server.app import serve
+from hodei_server.app import serve, setup_logging
 from hodei_server.config import ServerConfig
 from hodei_server.errors import DatabaseUnavailable, HodeiError
 from hodei_server.security import apitokens, audit

@@ -6,11 +6,14 @@ or `hodei-server certs init`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Annotated
 
+import typer
+
+from hodei_server.cli.reporting import ReportingGroup
 from hodei_server.errors import HodeiError
 from hodei_server.security import pki
 
@@ -26,21 +29,6 @@ FILES = {
 
 class CertsError(HodeiError):
     """One line for the operator."""
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="certs", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    init = sub.add_parser("init", help="create a CA and a server certificate")
-    init.add_argument("--dir", type=Path, default=Path("hodei-certs"),
-                      help="where to write them (default ./hodei-certs)")
-    init.add_argument("--host", action="append", default=[], metavar="NAME",
-                      help="a DNS name or IP address agents and clients dial (repeatable); "
-                           "localhost and 127.0.0.1 are always added")
-    init.add_argument("--days", type=float, default=365.0,
-                      help="validity of the server certificate in days (default 365)")
-    init.add_argument("--force", action="store_true", help="overwrite existing files")
-    return parser
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -104,16 +92,44 @@ def _report(paths: dict[str, Path], hosts: list[str], days: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str], prog: str = "certs") -> int:
-    args = _parser().parse_args(argv)
+app = typer.Typer(
+    cls=ReportingGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def certs() -> None:
+    """Certificates for running Hodei with TLS."""
+
+
+@app.command("init")
+def init_command(
+    directory: Annotated[Path, typer.Option(
+        "--dir", help="where to write them")] = Path("hodei-certs"),
+    hosts: Annotated[list[str] | None, typer.Option(
+        "--host", metavar="NAME",
+        help="a DNS name or IP address agents and clients dial (repeatable); localhost and "
+             "127.0.0.1 are always added")] = None,
+    days: Annotated[float, typer.Option(
+        "--days", help="validity of the server certificate in days")] = 365.0,
+    force: Annotated[bool, typer.Option("--force", help="overwrite existing files")] = False,
+) -> None:
+    """Create a CA and a server certificate."""
+    paths = init(directory, hosts or [], days, force)
+    typer.echo(_report(paths, hosts or [], days))
+
+
+def main(argv: list[str], prog: str = "hodeictl certs") -> int:
+    """Run `certs` with `argv` (hodeictl runs this module); the exit code."""
     try:
-        paths = init(args.dir, args.host, args.days, args.force)
-    except CertsError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
-    print(_report(paths, args.host, args.days))
+        app(args=argv, prog_name=prog)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], "hodeictl certs"))
+    sys.exit(main(sys.argv[1:]))
