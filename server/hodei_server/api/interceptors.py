@@ -102,8 +102,8 @@ def _stream_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
     return unary
 
 
-class MalformedRequests(grpc.aio.ServerInterceptor):
-    """Installs the never-raising parsers (see the module doc) on every method."""
+class _HandlerInterceptor(grpc.aio.ServerInterceptor):
+    """An interceptor that replaces each method's handler with one wrapping it."""
 
     async def intercept_service(
         self,
@@ -111,9 +111,20 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
+        if handler is None:
             return handler
-        method = str(handler_call_details.method)
+        return self.wrap(str(handler_call_details.method), handler)  # type: ignore[attr-defined]
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+
+class MalformedRequests(_HandlerInterceptor):
+    """Installs the never-raising parsers (see the module doc) on every method."""
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if handler.request_deserializer is None:
+            return handler
         changes: dict[str, Any] = {
             "request_deserializer": _safe(handler.request_deserializer, method)
         }
@@ -144,20 +155,14 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in (context.invocation_metadata() or ())}
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(_HandlerInterceptor):
     """Wraps each handler so the check runs first, with the call's context at hand."""
 
     def __init__(self, authorizer: Authorizer) -> None:
         self.authorizer = authorizer
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = str(handler_call_details.method)  # type: ignore[attr-defined]
-        if handler is None or service_of(method) in PUBLIC_SERVICES:
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if service_of(method) in PUBLIC_SERVICES:
             return handler
         kind = _kind(handler)
         wrapped = (self._wrap_stream(method, getattr(handler, kind)) if kind.endswith("stream")
