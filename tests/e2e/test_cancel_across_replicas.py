@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
-import psycopg
 import pytest
 
 from hodei_api.v1 import jobs_pb2, jobs_pb2_grpc, workers_pb2
-from tests.e2e.harness import ServerProcess
+from tests.e2e.harness import BIN, ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -33,45 +29,37 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
-def start_agent(database_url: str, address: str, workdir: Path, replica: str,
-                ) -> tuple[subprocess.Popen[bytes], Path]:
-    """An agent labelled `replica=<replica>` streaming to `address`, logging at debug level."""
-    token = secrets.token_urlsafe(32)
-    with psycopg.connect(database_url) as conn:
-        conn.execute(
-            "INSERT INTO bootstrap_tokens (token_hash, provider, labels, expires_at)"
-            " VALUES (%s, 'test', '{}'::jsonb, now() + interval '10 minutes')",
-            (hashlib.sha256(token.encode()).digest(),),
-        )
+def agent_on(server: ServerProcess, replica: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """An agent streaming to `server`, its worker labelled `replica=<replica>` by its
+    bootstrap token, logging at debug level to `log_path`."""
+    minted = subprocess.run(
+        [str(BIN / "hodei-server"), "token", "create", "--database-url", server.database_url,
+         "--label", f"replica={replica}", "--ttl", "10m"], capture_output=True, timeout=60)
+    assert minted.returncode == 0, minted.stderr
     env = {k: v for k, v in os.environ.items() if not k.startswith("HODEI_")}
-    env["HODEI_BOOTSTRAP_TOKEN"] = token
-    log_path = workdir / f"agent-{replica}.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hodei_agent", "--server", address, "--name", f"on-{replica}",
-         "--label", f"replica={replica}", "--log-level", "DEBUG"],
+    env["HODEI_BOOTSTRAP_TOKEN"] = minted.stdout.decode().strip()
+    return subprocess.Popen(
+        [str(BIN / "hodei-agent"), "--server", server.address, "--name", f"on-{replica}",
+         "--log-level", "DEBUG"],
         env=env, stdin=subprocess.DEVNULL, stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT, start_new_session=True,
     )
-    return proc, log_path
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, database_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Two server replicas on one database, neither with agents of its own provider."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    a = ServerProcess(tmp_path / "a", database_url, workers=0)
-    b = ServerProcess(tmp_path / "b", database_url, workers=0)
+def replicas(tmp_path: Path, database_url: str) -> Iterator[list[ServerProcess]]:
+    """Two server replicas, a and b, on one database, with no agents of their own."""
+    pair = [ServerProcess(tmp_path / name, database_url, workers=0) for name in "ab"]
     try:
-        a.launch()
-        b.launch()
-        a.wait_ready()
-        b.token = a.token
-        b.wait_ready()
-        yield a, b
+        for server in pair:
+            server.workdir.mkdir()
+            server.launch()
+        for server in pair:
+            server.wait_ready()
+        yield pair
     finally:
-        b.stop()
-        a.stop()
+        for server in pair:
+            server.stop()
 
 
 def cancel_messages(log_path: Path, job_id: str) -> list[str]:
@@ -99,11 +87,12 @@ def run_and_cancel(channel: grpc.Channel, replica: str, reason: str) -> tuple[st
 
 
 def test_a_cancel_reaches_the_agent_once_with_its_reason_from_either_replica(
-    tmp_path: Path, database_url: str, replicas: tuple[ServerProcess, ServerProcess],
+    tmp_path: Path, replicas: list[ServerProcess],
 ) -> None:
-    a, b = replicas
-    agents = [start_agent(database_url, a.address, tmp_path, "a"),
-              start_agent(database_url, b.address, tmp_path, "b")]
+    a, _ = replicas
+    logs = {replica: tmp_path / f"agent-{replica}.log" for replica in "ab"}
+    agents = [agent_on(server, replica, logs[replica])
+              for server, replica in zip(replicas, "ab", strict=True)]
     try:
         ready = {workers_pb2.WORKER_STATE_READY, workers_pb2.WORKER_STATE_BUSY}
         wait_for(lambda: sum(w.state in ready for w in a.list_workers()) == 2, 60,
@@ -111,11 +100,11 @@ def test_a_cancel_reaches_the_agent_once_with_its_reason_from_either_replica(
         received: dict[str, list[str]] = {}
         reasons: dict[str, str] = {}
         with a.channel() as channel:
-            for replica, reason in (("b", "asked on replica a, run on b"),
-                                    ("a", "asked on replica a, run on a")):
+            # Asked of replica a: for a job on b's agent, then for one on a's own.
+            for replica in "ba":
+                reason = f"asked on replica a, run on {replica}"
                 job_id, job = run_and_cancel(channel, replica, reason)
-                log_path = tmp_path / f"agent-{replica}.log"
-                received[replica] = cancel_messages(log_path, job_id)
+                received[replica] = cancel_messages(logs[replica], job_id)
                 reasons[replica] = job.reason
         print(f"cancel messages received by the agent: across replicas "
               f"{len(received['b'])}, on the same replica {len(received['a'])}")
@@ -126,9 +115,9 @@ def test_a_cancel_reaches_the_agent_once_with_its_reason_from_either_replica(
         assert reasons == {"b": "asked on replica a, run on b",
                            "a": "asked on replica a, run on a"}
     finally:
-        for proc, _ in agents:
+        for proc in agents:
             proc.terminate()
-        for proc, _ in agents:
+        for proc in agents:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
