@@ -1,9 +1,9 @@
 """Redacting a job's secrets from its output before a byte of it is batched or sent.
 
-Each secret value is searched in several forms: as it is; without a trailing newline; in
-base64 (standard and URL-safe, padded and not, and at each of the three byte alignments it
-can take inside a longer base64 stream); percent-encoded; and JSON-escaped (a PEM inside a
-JSON document). Every occurrence becomes `[REDACTED:NAME]`.
+Each secret value is searched in every form `hodei_agent.secretforms` lists: as it is,
+without its trailing newline, in base64 (also inside a longer base64 text), hex,
+percent- and form-encoded, JSON-, shell-, C-, HTML- and XML-escaped, as Python's repr.
+Every occurrence becomes `[REDACTED:NAME]`.
 
 Output arrives in arbitrary pieces, so a secret can be split across two reads. The stream
 redactor holds back only what could still be the start of a secret (the longest tail of
@@ -19,54 +19,14 @@ sets out to leak one (it can print it reversed, or one byte per line).
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import re
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-# Values shorter than this are refused by the server: redacting them would mangle output.
-MIN_SECRET_BYTES = 4
+from hodei_agent.formsearch import FormIndex
+from hodei_agent.secretforms import MIN_SECRET_BYTES, forms_of
+
 # How long a possible start of a secret may be held back when no more output comes.
 HOLD_SECONDS = 1.0
-_B64_ALPHABETS = (base64.b64encode, base64.urlsafe_b64encode)
-
-
-def _base64_forms(value: bytes) -> set[bytes]:
-    forms: set[bytes] = set()
-    for encode in _B64_ALPHABETS:
-        padded = encode(value)
-        forms.add(padded)
-        forms.add(padded.rstrip(b"="))
-        # Inside a longer stream the value starts at byte offset 0, 1 or 2 of a 3-byte group;
-        # keep the characters whose 6 bits all come from the value.
-        for offset in range(3):
-            encoded = encode(bytes(offset) + value + bytes(2))
-            start = -(-8 * offset // 6)
-            end = (8 * (offset + len(value))) // 6
-            forms.add(encoded[start:end])
-    return forms
-
-
-def forms_of(value: bytes) -> set[bytes]:
-    """Every form of `value` to redact (each at least MIN_SECRET_BYTES long)."""
-    values = {value, value.rstrip(b"\r\n")}
-    forms: set[bytes] = set()
-    for item in values:
-        if len(item) < MIN_SECRET_BYTES:
-            continue
-        forms.add(item)
-        forms |= _base64_forms(item)
-        for quote in (urllib.parse.quote, urllib.parse.quote_plus):
-            encoded = quote(item, safe="").encode()
-            forms.add(encoded)
-            forms.add(re.sub(rb"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded))
-        try:
-            forms.add(json.dumps(item.decode("utf-8"))[1:-1].encode())
-        except UnicodeDecodeError:
-            pass
-    return {form for form in forms if len(form) >= MIN_SECRET_BYTES}
 
 
 class Redactor:
@@ -74,13 +34,15 @@ class Redactor:
 
     def __init__(self, secrets: Mapping[str, bytes]) -> None:
         owner: dict[bytes, str] = {}
+        forms_by_value: list[tuple[bytes, list[bytes]]] = []
         # Longer values first, so that a form shared by two secrets names the longer one.
         for name, value in sorted(secrets.items(), key=lambda item: -len(item[1])):
-            for form in forms_of(value):
-                owner.setdefault(form, name)
+            forms = [form for form in forms_of(value) if owner.setdefault(form, name) == name]
+            forms_by_value.append((value, forms))
         self._owner = owner
         self._forms = sorted(owner, key=len, reverse=True)
         self._markers = {form: f"[REDACTED:{name}]".encode() for form, name in owner.items()}
+        self._index = FormIndex(forms_by_value)
 
     def __bool__(self) -> bool:
         return bool(self._forms)
@@ -112,13 +74,8 @@ class Redactor:
     def matches(self, data: bytes, pos: int) -> list[tuple[int, int, bytes]]:
         """(start, end, form) of the occurrences from `pos` on, leftmost first, the longest
         form at a position winning, none overlapping (what a regex alternation of the forms,
-        longest first, would find; `bytes.find` per form is about ten times faster)."""
-        found: list[tuple[int, int, bytes]] = []
-        for form in self._forms:
-            at = data.find(form, pos)
-            while at != -1:
-                found.append((at, -len(form), form))
-                at = data.find(form, at + 1)
+        longest first, would find; `bytes.find` is about ten times faster)."""
+        found = [(start, -len(form), form) for start, form in self._index.occurrences(data, pos)]
         if not found:
             return []
         found.sort()
@@ -132,18 +89,7 @@ class Redactor:
 
     def partial_start(self, data: bytes, pos: int) -> int | None:
         """The first position >= pos whose rest of `data` is a proper prefix of a form."""
-        best: int | None = None
-        for form in self._forms:
-            lowest = max(pos, len(data) - len(form) + 1)
-            first = form[:1]
-            at = data.find(first, lowest)
-            while at != -1 and (best is None or at < best):
-                tail = len(data) - at
-                if data[at:at + 8] == form[:min(8, tail)] and form.startswith(data[at:]):
-                    best = at
-                    break
-                at = data.find(first, at + 1)
-        return best
+        return self._index.partial_start(data, pos)
 
     def continuations(self, fragment: bytes) -> dict[bytes, bytes]:
         """What could follow `fragment` to complete a form that one of its suffixes starts

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import traceback
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
 from hodei_plugins.manager import get_host
+from hodeictl import usage, values
 from hodeictl.commands import (
     certs,
     context,
@@ -21,26 +22,47 @@ from hodeictl.commands import (
     token,
     worker,
 )
-from hodeictl.errors import HodeiCtlError
+from hodeictl.errors import EXIT_USAGE, HodeiCtlError
 from hodeictl.target import Settings
-from hodeictl.terminal import sanitize
+
+# Where the root context keeps the command line, to name the option a bad value was given to.
+_ARGS = "hodeictl.args"
 
 
 class _ReportingGroup(TyperGroup):
-    """The root command group: reports a HodeiCtlError as one line and its exit code.
+    """The root command group: reports a HodeiCtlError, and any usage error click finds
+    while parsing the command line, as one line and its exit code.
 
     Living in the group, the handler covers `main()` and `typer.testing.CliRunner` alike.
+    The root's own options are parsed in `make_context`; every sub-command's in `invoke`.
     """
+
+    def make_context(self, info_name: str | None, args: list[str], *rest: Any,
+                     **kwargs: Any) -> Any:
+        with usage.one_line_errors():
+            ctx = super().make_context(info_name, args, *rest, **kwargs)
+        ctx.meta[_ARGS] = list(args)
+        return ctx
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
-            return super().invoke(ctx)
+            with usage.one_line_errors():
+                return super().invoke(ctx)
         except HodeiCtlError as error:
-            settings = ctx.obj
-            if isinstance(settings, Settings) and settings.debug:
-                traceback.print_exception(error)
-            typer.echo(sanitize(f"hodeictl: {error}"), err=True)
-            raise typer.Exit(error.exit_code) from None
+            self._report(ctx, error, str(error), error.exit_code)
+        except UnicodeEncodeError as error:
+            # Text that came in as bytes that are not UTF-8 (an argument, a file name) and
+            # has to go out as UTF-8: to the server, or into the config file.
+            self._report(ctx, error, usage.not_utf8(error, ctx.meta.get(_ARGS, [])),
+                         EXIT_USAGE)
+
+    @staticmethod
+    def _report(ctx: typer.Context, error: Exception, message: str, code: int) -> NoReturn:
+        settings = ctx.obj
+        if isinstance(settings, Settings) and settings.debug:
+            traceback.print_exception(error)
+        typer.echo(usage.one_line(f"hodeictl: {message}"), err=True)
+        raise typer.Exit(code) from None
 
 
 app = typer.Typer(
@@ -79,7 +101,8 @@ def _global_options(
     server: Annotated[
         str | None,
         typer.Option(
-            "--server", envvar="HODEI_SERVER", metavar="HOST:PORT", help="The Hodei server."
+            "--server", envvar="HODEI_SERVER", metavar="HOST:PORT", help="The Hodei server.",
+            parser=values.server_address,
         ),
     ] = None,
     context_name: Annotated[

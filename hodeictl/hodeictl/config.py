@@ -18,11 +18,11 @@ import math
 import os
 import re
 import tempfile
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hodeictl import tomlfile, values
 from hodeictl.errors import InvalidConfig, NotFound, UsageError
 
 # The reserved context name for the embedded local stack.
@@ -61,15 +61,11 @@ class Config:
         """Read the config file; a missing file is an empty config."""
         path = path or config_path()
         try:
-            text = path.read_text(encoding="utf-8")
+            return cls(path, tomlfile.load(path, "config file"))
         except FileNotFoundError:
             return cls(path, {})
-        except (OSError, UnicodeDecodeError) as error:
-            raise InvalidConfig(f"cannot read {path}: {error}") from None
-        try:
-            return cls(path, tomllib.loads(text))
-        except tomllib.TOMLDecodeError as error:
-            raise InvalidConfig(f"{path}: invalid TOML: {error}") from None
+        except tomlfile.TomlFileError as error:
+            raise InvalidConfig(str(error)) from None
 
     def _validate(self) -> None:
         current = self.data.get("current_context")
@@ -110,14 +106,20 @@ class Config:
         return self.data.get("embedded", {}).get("database_url") or None
 
     def server_for(self, context: str) -> str:
-        """The server address of `context`; raises NotFound."""
+        """The server address of `context`; raises NotFound, or InvalidConfig when the
+        file names no valid address for it."""
         try:
-            return self.contexts[context]
+            server = self.contexts[context]
         except KeyError:
             known = ", ".join([LOCAL_CONTEXT, *sorted(self.contexts)])
             raise NotFound(
-                f"context '{context}' not found in {self.path} (known: {known})"
+                f"context {values.shown(context)} not found in {self.path} (known: {known})"
             ) from None
+        try:
+            return values.server_address(server)
+        except ValueError as error:
+            raise InvalidConfig(f"{self.path}: context {values.shown(context)}: {error}; "
+                                f"set it again with hodeictl context set") from None
 
     def token_for(self, context: str) -> str:
         """The API token of `context`: its `token`, else the contents of its `token_file`."""
@@ -129,9 +131,10 @@ class Config:
             path = Path(entry["token_file"]).expanduser()
             try:
                 return path.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as error:
+            except (OSError, ValueError) as error:  # ValueError: not UTF-8, or a NUL
+                reason = getattr(error, "strerror", None) or error
                 raise InvalidConfig(
-                    f"context '{context}': cannot read its token file {path}: {error}"
+                    f"context '{context}': cannot read its token file {path}: {reason}"
                 ) from None
         return ""
 
@@ -148,8 +151,11 @@ class Config:
         `ca_cert` "" removes its CA certificate."""
         if name == LOCAL_CONTEXT:
             raise UsageError(f"'{LOCAL_CONTEXT}' is reserved for the embedded local stack")
-        if not name or not server:
-            raise UsageError("a context needs a name and a server address")
+        try:
+            values.context_name(name)
+            values.server_address(server)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         entry = self.data.setdefault("contexts", {}).setdefault(name, {})
         entry["server"] = server
         if token is not None or token_file is not None:

@@ -7,13 +7,13 @@ import datetime
 import difflib
 import math
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hodei_api.v1 import jobs_pb2
+from hodeictl import durations, tomlfile, values
 from hodeictl.errors import InvalidSpec, UsageError
 
 TOP_LEVEL_KEYS = (
@@ -37,13 +37,7 @@ SECRET_DELIVERIES = ("file", "stdin", "both")
 RESOURCE_KEYS = ("cpus", "memory_mb")
 RETRY_KEYS = ("max_attempts", "backoff_seconds", "max_backoff_seconds", "on")
 RETRY_ON = ("lost", "failed", "timed_out")
-
-_NUMBER = r"\d+(?:\.\d+)?"
-_DURATION = re.compile(rf"(?:{_NUMBER}[hms])*{_NUMBER}[hms]?")
-_DURATION_PART = re.compile(rf"({_NUMBER})([hms]?)")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
-_TOML_ERROR_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
-_AT_END = "(at end of document)"
+_BARE_PATH = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass
@@ -70,31 +64,13 @@ class JobOptions:
     secret_delivery: str | None = None
 
 
-def parse_duration(value: str | float) -> float:
-    """Seconds from `90`, `90s`, `1.5m`, `1h30m` or a number; raises ValueError."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = value.strip().lower()
-        if not _DURATION.fullmatch(text):
-            raise ValueError(f"not a duration: {value!r}")
-        seconds = sum(
-            float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text)
-        )
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"not a duration: {value!r}")
-    return seconds
-
-
-def parse_pairs(values: Iterable[str], option: str) -> dict[str, str]:
+def parse_pairs(items: Iterable[str], option: str) -> dict[str, str]:
     """`["K=V", ...]` as a dict; the value may contain `=` and may be empty."""
     pairs: dict[str, str] = {}
-    for item in values:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"{option} expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"{option} expects KEY=VALUE, got {values.shown(item)}")
         pairs[key] = value
     return pairs
 
@@ -186,29 +162,17 @@ def _retry_policy(options: JobOptions) -> jobs_pb2.RetryPolicy | None:
 def load(path: Path) -> JobOptions:
     """Read a TOML job file; every problem is one InvalidSpec line naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = tomlfile.load(path, "job file")
     except FileNotFoundError:
         raise InvalidSpec(f"{path}: job file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidSpec(f"{path}: cannot read job file: {error}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise InvalidSpec(_syntax_error(path, str(error), text)) from None
+    except tomlfile.TomlFileError as error:
+        raise InvalidSpec(str(error)) from None
     return _JobFileReader(path).read(data)
 
 
-def _syntax_error(path: Path, message: str, text: str) -> str:
-    if match := _TOML_ERROR_POSITION.search(message):
-        line, column = match.groups()
-        message = message[: match.start()]
-    elif message.endswith(_AT_END):
-        lines = text.split("\n")
-        line, column = str(len(lines)), str(len(lines[-1]) + 1)
-        message = message.removesuffix(_AT_END).rstrip()
-    else:
-        return f"{path}: invalid TOML: {message}"
-    return f"{path}:{line}:{column}: invalid TOML: {message}"
+def _quoted(key: str) -> str:
+    """A key (or dotted path) for a message: as written when it is bare, else escaped."""
+    return f"'{key}'" if _BARE_PATH.fullmatch(key) else values.shown(key)
 
 
 def _toml_type(value: object) -> str:
@@ -237,7 +201,7 @@ class _JobFileReader:
         return InvalidSpec(f"{self.path}: {message}")
 
     def type_error(self, key: str, expected: str, value: object) -> InvalidSpec:
-        return self.error(f"'{key}' must be {expected}, got {_toml_type(value)}")
+        return self.error(f"{_quoted(key)} must be {expected}, got {_toml_type(value)}")
 
     def check_keys(self, table: Mapping[str, Any], known: tuple[str, ...], prefix: str) -> None:
         for key in table:
@@ -245,7 +209,7 @@ class _JobFileReader:
                 continue
             hint = difflib.get_close_matches(key, known, n=1)
             suggestion = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
-            raise self.error(f"unknown key '{prefix}{key}'{suggestion}")
+            raise self.error(f"unknown key {_quoted(prefix + key)}{suggestion}")
 
     def read(self, data: dict[str, Any]) -> JobOptions:
         self.check_keys(data, TOP_LEVEL_KEYS, "")
@@ -263,25 +227,27 @@ class _JobFileReader:
         if options.command is not None and options.script is not None:
             raise self.error("give either 'command' or 'script', not both")
         if "timeout" in data:
-            options.timeout_seconds = self.timeout(data["timeout"])
+            options.timeout_seconds = self.duration(data["timeout"], "timeout",
+                                                    values.MAX_TIMEOUT_SECONDS)
         if "max_attempts" in data:
-            options.max_attempts = self.integer(data["max_attempts"], "max_attempts", 1)
+            options.max_attempts = self.integer(data["max_attempts"], "max_attempts", 1,
+                                                values.MAX_ATTEMPTS)
         self.retry(data.get("retry", {}), options)
         options.secrets = self.secrets(data.get("secrets", []))
         options.secret_delivery = self.string(data, "secret_delivery")
         if options.secret_delivery is not None \
                 and options.secret_delivery not in SECRET_DELIVERIES:
             raise self.error(f"'secret_delivery' must be one of {', '.join(SECRET_DELIVERIES)}; "
-                             f"got {options.secret_delivery!r}")
+                             f"got {values.shown(options.secret_delivery)}")
         resources = data.get("resources", {})
         if not isinstance(resources, dict):
             raise self.type_error("resources", "a table", resources)
         self.check_keys(resources, RESOURCE_KEYS, "resources.")
         if "cpus" in resources:
-            options.cpus = self.number(resources["cpus"], "resources.cpus")
+            options.cpus = self.number(resources["cpus"], "resources.cpus", values.MAX_CPUS)
         if "memory_mb" in resources:
             options.memory_mb = self.integer(
-                resources["memory_mb"], "resources.memory_mb", 0, 2**63 - 1)
+                resources["memory_mb"], "resources.memory_mb", 0, values.MAX_MEMORY_MB)
         return options
 
     def retry(self, retry: object, options: JobOptions) -> None:
@@ -291,10 +257,12 @@ class _JobFileReader:
         if "max_attempts" in retry:
             if options.max_attempts is not None:
                 raise self.error("give max_attempts either at the top or in [retry], not both")
-            options.max_attempts = self.integer(retry["max_attempts"], "retry.max_attempts", 1)
+            options.max_attempts = self.integer(retry["max_attempts"], "retry.max_attempts", 1,
+                                                values.MAX_ATTEMPTS)
         for key in ("backoff_seconds", "max_backoff_seconds"):
             if key in retry:
-                setattr(options, key, self.duration(retry[key], f"retry.{key}"))
+                setattr(options, key, self.duration(retry[key], f"retry.{key}",
+                                                    values.MAX_BACKOFF_SECONDS))
         if "on" in retry:
             endings = retry["on"]
             if not isinstance(endings, list) or not all(isinstance(e, str) for e in endings):
@@ -303,7 +271,7 @@ class _JobFileReader:
                 if ending not in RETRY_ON:
                     raise self.error(
                         f"'retry.on' entries must be one of {', '.join(RETRY_ON)}; "
-                        f"got {ending!r}"
+                        f"got {values.shown(ending)}"
                     )
             options.retry_on = list(endings)
 
@@ -353,30 +321,33 @@ class _JobFileReader:
             raise self.error("'command' must not be empty")
         return list(value)
 
-    def timeout(self, value: object) -> float:
-        return self.duration(value, "timeout")
-
-    def duration(self, value: object, key: str) -> float:
+    def duration(self, value: object, key: str, maximum: float) -> float:
         expected = 'a number of seconds or a duration such as "5m"'
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise self.type_error(key, expected, value)
         try:
-            return parse_duration(value)
+            seconds = durations.parse(value)
         except ValueError:
-            raise self.error(f"'{key}' must be {expected}, got {value!r}") from None
+            raise self.error(f"'{key}' must be {expected}, got {values.shown(value)}") \
+                from None
+        if seconds > maximum:
+            raise self.error(f"'{key}' must be at most {durations.describe(maximum)}, "
+                             f"got {values.shown(value)}")
+        return seconds
 
-    def number(self, value: object, key: str) -> float:
+    def number(self, value: object, key: str, maximum: float) -> float:
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise self.type_error(key, "a number", value)
-        if not math.isfinite(value) or value < 0:
-            raise self.error(f"'{key}' must not be negative, got {value}")
+        if not math.isfinite(value) or not 0 <= value <= maximum:
+            raise self.error(f"'{key}' must be a number from 0 to {maximum:g}, "
+                             f"got {values.shown(value)}")
         return float(value)
 
-    def integer(self, value: object, key: str, minimum: int, maximum: int = 2**31 - 1) -> int:
+    def integer(self, value: object, key: str, minimum: int, maximum: int) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise self.type_error(key, "an integer", value)
         if value < minimum:
-            raise self.error(f"'{key}' must be at least {minimum}, got {value}")
+            raise self.error(f"'{key}' must be at least {minimum}, got {values.shown(value)}")
         if value > maximum:
-            raise self.error(f"'{key}' must be at most {maximum}, got {value}")
+            raise self.error(f"'{key}' must be at most {maximum}, got {values.shown(value)}")
         return value

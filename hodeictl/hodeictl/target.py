@@ -51,9 +51,9 @@ class Settings:
             return None
         try:
             return Path(path).expanduser().read_bytes()
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: a NUL in the name
             raise InvalidConfig(f"cannot read the CA certificate {path}: "
-                                f"{error.strerror or error}") from None
+                                f"{getattr(error, 'strerror', None) or error}") from None
 
     def _resolve(self) -> tuple[str, str, str | None]:
         if self._resolved is None:
@@ -68,8 +68,9 @@ class Settings:
             try:
                 with open(path, encoding="utf-8") as file:
                     return file.read().strip()
-            except (OSError, UnicodeDecodeError) as error:
-                raise InvalidConfig(f"cannot read the token file {path}: {error}") from None
+            except (OSError, ValueError) as error:  # ValueError: not UTF-8, or a NUL
+                raise InvalidConfig(f"cannot read the token file {path}: "
+                                    f"{getattr(error, 'strerror', None) or error}") from None
         return ""
 
     def _find(self) -> tuple[str, str, str | None]:

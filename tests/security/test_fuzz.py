@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +26,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2, workers_pb2
-from hodeictl import jobfile
+from hodeictl import config, jobfile
 from hodeictl.app import app as hodeictl_app
-from hodeictl.errors import HodeiCtlError
+from hodeictl.errors import EXIT_CONFIG, HodeiCtlError
 from tests.e2e.harness import ServerProcess
 from tests.security.hostile_harness import (  # noqa: F401  (fixtures)
     NOWHERE,
@@ -455,6 +456,119 @@ def test_job_files_give_a_spec_or_one_line(tmp_path: Path) -> None:
     print(f"tracebacks: 0 of {sum(seen.values())} job files ({seen})")
 
 
+# Any depth and any size. Nesting is written as text (tomllib could not build most of it
+# back): a short pattern repeated to the drawn depth, around leaves of up to 400 KiB.
+OPENERS = ["[", "{a = ", '{"q.k" = ', "[{b = ", "[1, "]
+CLOSERS = {"[": "]", "{a = ": "}", '{"q.k" = ': "}", "[{b = ": "}]", "[1, ": "]"}
+KEY_PARTS = ["a", "env", "retry", '"x.y"', "'lit'", "resources", "k-1", '"\\u0000"']
+STRING_FORMS = ['"{}"', "'{}'", '"""\n{}"""', "'''{}'''"]
+FILLER = st.sampled_from(["x", ".", "[", "{", "\\n", "\\u00e9", "é", "#", "\\\\", " ",
+                          "\\U0001F600", "=", "\\t", "\x1b"])
+
+
+SHALLOW = st.integers(0, 5)  # what a person writes
+DEEP = st.one_of(st.integers(0, 40), st.integers(0, 3_000), st.just(100_000))
+
+
+@st.composite
+def big_leaves(draw: st.DrawFn) -> str:
+    """A scalar: an ordinary one, or a string of up to 400 KiB in any of TOML's quotings."""
+    if draw(st.booleans()):
+        return _toml_value(draw(TOML_VALUES))
+    unit = "".join(draw(st.lists(FILLER, min_size=1, max_size=4)))
+    size = draw(st.one_of(st.integers(0, 200), st.integers(0, 400_000)))
+    text = (unit * (size // len(unit) + 1))[:size]
+    return draw(st.sampled_from(STRING_FORMS)).format(text.rstrip("\\"))
+
+
+@st.composite
+def nested_values(draw: st.DrawFn, depths: st.SearchStrategy[int]) -> str:
+    depth = draw(depths)
+    pattern = draw(st.lists(st.sampled_from(OPENERS), min_size=1, max_size=3))
+    opens = (pattern * (depth // len(pattern) + 1))[:depth]
+    return "".join(opens) + draw(big_leaves()) + "".join(CLOSERS[o] for o in reversed(opens))
+
+
+@st.composite
+def dotted_keys(draw: st.DrawFn, depths: st.SearchStrategy[int]) -> str:
+    parts = draw(st.lists(st.sampled_from(KEY_PARTS), min_size=1, max_size=3))
+    length = max(1, draw(depths))
+    return ".".join((parts * (length // len(parts) + 1))[:length])
+
+
+@st.composite
+def statements(draw: st.DrawFn, depths: st.SearchStrategy[int]) -> str:
+    kind = draw(st.sampled_from(["value", "value", "table", "array table", "comment", "top"]))
+    if kind == "table":
+        return f"[{draw(dotted_keys(depths))}]"
+    if kind == "array table":
+        return f"[[{draw(dotted_keys(depths))}]]"
+    if kind == "comment":
+        return "# " + draw(st.text(max_size=40)).replace("\n", " ")
+    key = json.dumps(draw(st.sampled_from(KEYS))) if kind == "top" \
+        else draw(dotted_keys(depths))
+    return f"{key} = {draw(nested_values(depths))}"
+
+
+@st.composite
+def deep_job_files(draw: st.DrawFn) -> bytes:
+    """TOML-ish documents of any depth and size: statements repeated up to 20,000 times,
+    sometimes cut or flipped, sometimes with bytes that are not UTF-8."""
+    depths = draw(st.sampled_from([SHALLOW, DEEP]))
+    lines = draw(st.lists(statements(depths), min_size=1, max_size=6))
+    repeat = draw(st.one_of(st.just(1), st.integers(1, 20_000)))
+    if sum(map(len, lines)) * repeat > 4 * 2**20:
+        repeat = 1
+    text = "\n".join(lines * repeat) + "\n"
+    if draw(st.booleans()):
+        text = 'command = ["echo", "hi"]\n' + text
+    data = text.encode("utf-8", "surrogatepass")
+    if draw(st.booleans()):
+        data = draw(mutated(data))
+    return data
+
+
+def test_job_and_config_files_of_any_depth_and_size_give_a_result_or_one_line(
+    tmp_path: Path,
+) -> None:
+    job_path, config_path = tmp_path / "job.toml", tmp_path / "config.toml"
+    seen = {"spec": 0, "refused": 0, "too deep": 0}
+    slowest = 0.0
+
+    @settings(FUZZ, max_examples=200)
+    @given(deep_job_files())
+    def check(data: bytes) -> None:
+        nonlocal slowest
+        job_path.write_bytes(data)
+        config_path.write_bytes(data)
+        started = time.monotonic()
+        try:
+            options = jobfile.load(job_path)
+        except HodeiCtlError as error:
+            options = None
+            message = str(error)
+            assert message.startswith(str(job_path)), message[:200]
+            assert "\n" not in message and len(message) < 600, message[:600]
+            seen["too deep" if "nested more than" in message else "refused"] += 1
+        try:
+            if options is not None:
+                jobfile.to_spec(options)
+                seen["spec"] += 1
+        except HodeiCtlError as error:
+            assert "\n" not in str(error) and len(str(error)) < 600, str(error)[:600]
+            seen["refused"] += 1
+        try:
+            config.Config.load(config_path)
+        except HodeiCtlError as error:
+            assert error.exit_code == EXIT_CONFIG
+            assert "\n" not in str(error) and len(str(error)) < 600, str(error)[:600]
+        slowest = max(slowest, time.monotonic() - started)
+
+    check()
+    print(f"tracebacks: 0 of {sum(seen.values())} deep or large job files ({seen}); "
+          f"slowest {slowest:.2f} s")
+
+
 def test_hodeictl_never_prints_a_traceback(idle_server: ServerProcess, tmp_path: Path) -> None:
     """Through the whole CLI (against the idle server): an id, or one line and exit 2."""
     runner = CliRunner()
@@ -462,9 +576,9 @@ def test_hodeictl_never_prints_a_traceback(idle_server: ServerProcess, tmp_path:
     seen: dict[int, int] = {}
 
     @settings(FUZZ, max_examples=60)
-    @given(job_files(), st.lists(texts(), max_size=3))
-    def check(text: str, args: list[str]) -> None:
-        path.write_text(text, encoding="utf-8")
+    @given(st.one_of(job_files().map(str.encode), deep_job_files()), st.lists(texts(), max_size=3))
+    def check(data: bytes, args: list[str]) -> None:
+        path.write_bytes(data)
         argv = ["--server", idle_server.address, "job", "submit", "-f", str(path),
                 "-s", "fuzz.hodei.io/never=true"]
         if args and "\x00" not in "".join(args):

@@ -7,10 +7,12 @@ Each leak test prints how many places it searched for how many forms of the valu
 from __future__ import annotations
 
 import base64
+import html
 import json
 import os
 import queue
 import secrets
+import shlex
 import subprocess
 import threading
 import time
@@ -59,12 +61,14 @@ def needles(values: dict[str, bytes]) -> dict[str, bytes]:
 @dataclass
 class LeakCheck:
     values: dict[str, bytes]
+    # More forms to look for, by label (what a job printed them with).
+    extra: dict[str, bytes] = field(default_factory=dict)
     checks: int = 0
     leaks: list[str] = field(default_factory=list)
 
     def search(self, place: str, haystack: bytes | str) -> None:
         data = haystack.encode() if isinstance(haystack, str) else haystack
-        for label, needle in needles(self.values).items():
+        for label, needle in {**needles(self.values), **self.extra}.items():
             self.checks += 1
             if needle in data:
                 self.leaks.append(f"{label} in {place}")
@@ -194,6 +198,83 @@ def test_secret_values_never_leave_the_job_unredacted(
     log_text = server.log_path.read_bytes()
     assert b" DEBUG " in log_text  # the server logged at its most verbose
     check.search("server (DEBUG) and agent log file", log_text)
+    check.report()
+
+
+# A job that puts a secret into URLs, JSON, HTML, shell commands and log lines the way
+# libraries do, computed by those libraries (not by the agent's encoders).
+LIBRARY_FORMS = r"""
+import base64, html, json, os, shlex, sys, urllib.parse as u
+v = open(os.path.join(os.environ["HODEI_SECRETS_DIR"], "WEIRD"), "rb").read()
+t = v.decode()
+for name, form in FORMS:
+    print(name + ":", eval(form), flush=True)
+print("stderr:", json.dumps(t, ensure_ascii=False), file=sys.stderr)
+print("done")
+"""
+FORMS = [
+    ("url-path", "u.quote(v)"),  # quote(safe='/'): the usual way into a URL
+    ("url-query", "u.urlencode({'password': v})"),
+    ("json-unicode", "json.dumps({'pw': t}, ensure_ascii=False)"),  # JSON.stringify, Go
+    ("json-slash", "json.dumps(t).replace('/', '\\\\/')"),  # PHP's json_encode
+    ("json-go-html", "json.dumps(t, ensure_ascii=False).replace('<', '\\\\u003c')"
+                     ".replace('>', '\\\\u003e').replace('&', '\\\\u0026')"),
+    ("html", "html.escape(t)"),
+    ("shell", "'curl -u ' + shlex.quote('admin:' + t)"),
+    ("repr", "repr({'password': t})"),
+    ("hex", "v.hex()"),
+    ("base64url", "base64.urlsafe_b64encode(v).decode()"),
+]
+
+
+def library_forms(value: bytes) -> dict[str, bytes]:
+    """What the job above prints for `value`, less its surroundings."""
+    text = value.decode()
+    return {
+        "url-path": urllib.parse.quote(value).encode(),
+        "url-query": urllib.parse.quote_plus(value).encode(),
+        "json-unicode": json.dumps(text, ensure_ascii=False)[1:-1].encode(),
+        "json-slash": json.dumps(text)[1:-1].replace("/", "\\/").encode(),
+        "json-go-html": json.dumps(text, ensure_ascii=False)[1:-1].replace("<", "\\u003c")
+        .replace(">", "\\u003e").replace("&", "\\u0026").encode(),
+        "html": html.escape(text).encode(),
+        "shell": shlex.quote("admin:" + text)[1:-1].split("admin:", 1)[1].encode(),
+        "repr": repr(text)[1:-1].encode(),
+        "hex": value.hex().encode(),
+        "base64url": base64.urlsafe_b64encode(value),
+    }
+
+
+def test_a_job_printing_a_secret_through_common_libraries_leaks_nothing(
+    stack: tuple[ServerProcess, dict[str, bytes]], database_url: str,
+) -> None:
+    server, _ = stack
+    weird = f"p/w+{secrets.token_hex(6)}=é'\"<&>\\ {secrets.token_urlsafe(6)}".encode()
+    done = server.hodeictl("secret", "set", "WEIRD", input=weird)
+    assert done.returncode == 0, done.stderr
+    job_file = server.workdir / "libraries.toml"
+    script = f"FORMS = {FORMS!r}\n{LIBRARY_FORMS}"
+    job_file.write_text(f"script = '''{script}'''\ninterpreter = \"python3\"\n"
+                        'secrets = ["WEIRD"]\n')
+    streamed = server.hodeictl("job", "run", "-f", str(job_file))
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout.endswith(b"done\n")
+    lines = streamed.stdout.decode().splitlines()
+    for name, _ in FORMS:  # each line printed, its secret replaced
+        line = next(line for line in lines if line.startswith(f"{name}:"))
+        assert "[REDACTED:WEIRD]" in line, line
+    assert b"[REDACTED:WEIRD]" in streamed.stderr
+    check = LeakCheck({"WEIRD": weird}, extra={f"WEIRD:{name}": form for name, form
+                                               in library_forms(weird).items()})
+    check.search("hodeictl job run (StreamLogs, live)", streamed.stdout + streamed.stderr)
+    [(job_id,)] = sql(database_url, "SELECT id FROM jobs")
+    stored = b"".join(bytes(r[0]) for r in sql(  # type: ignore[arg-type]
+        database_url, "SELECT data FROM job_logs WHERE job_id = %s ORDER BY seq", job_id))
+    check.search("job_logs table", stored)
+    logs = server.hodeictl("job", "logs", str(job_id))
+    check.search("hodeictl job logs (StreamLogs, history)", logs.stdout + logs.stderr)
+    server.stop()
+    check.search("server and agent log file", server.log_path.read_bytes())
     check.report()
 
 

@@ -65,5 +65,6 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
 def test_init_rejects_bad_input_in_one_line(tmp_path: Path) -> None:
     for args in (["--days", "0"], ["--host", "http://x"], ["--host", "a b"]):
         result = CliRunner().invoke(app, ["certs", "init", "--dir", str(tmp_path), *args])
-        assert result.exit_code == 1, args
+        assert result.exit_code == 2, args  # refused while the command line is parsed
         assert len(result.output.strip().splitlines()) == 1, result.output
+        assert result.output.startswith(f"hodeictl: {args[0]}: "), result.output

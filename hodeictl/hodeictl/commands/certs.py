@@ -14,11 +14,14 @@ from typing import Annotated
 
 import typer
 
+from hodeictl import values
 from hodeictl.errors import HodeiCtlError, UsageError
 
 app = typer.Typer(help="Certificates for running Hodei with TLS.", no_args_is_help=True)
 
 CERTS_MODULE = "hodei_server.cli.certs"
+# The CA's own lifetime, which the server certificate cannot outlive.
+MAX_DAYS = 3650.0
 
 
 @app.command("init")
@@ -28,12 +31,14 @@ def init(
     ] = Path("hodei-certs"),
     hosts: Annotated[
         list[str] | None,
-        typer.Option("--host", metavar="NAME",
+        typer.Option("--host", metavar="NAME", parser=values.host,
                      help="A DNS name or IP address the server is dialled at (repeatable); "
                           "localhost and 127.0.0.1 are always included."),
     ] = None,
     days: Annotated[
-        float, typer.Option("--days", help="Validity of the server certificate in days.")
+        float,
+        typer.Option("--days", metavar="DAYS", parser=values.number(0, MAX_DAYS, above_low=True),
+                     help=f"Validity of the server certificate in days (at most {MAX_DAYS:g})."),
     ] = 365.0,
     force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
 ) -> None:
@@ -49,7 +54,9 @@ def init(
         argv += ["--host", host]
     if force:
         argv.append("--force")
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    # File names need not be UTF-8: show their other bytes as \xNN.
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          errors="backslashreplace")
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         message = lines[-1] if lines else f"certs init failed (exit {done.returncode})"

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from hodeictl import output
+from hodeictl import output, values
 from hodeictl.config import LOCAL_CONTEXT, Config
 from hodeictl.embedded import home_dir
 from hodeictl.errors import UsageError
@@ -21,6 +21,10 @@ app = typer.Typer(
 )
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The context name.")]
+NewNameArg = Annotated[
+    str, typer.Argument(metavar="NAME", parser=values.context_name,
+                        help="The context name: letters, digits, '.', '_', '-', '@'.")
+]
 
 
 @app.command("list")
@@ -56,9 +60,10 @@ def use_context(name: NameArg) -> None:
 
 @app.command("set")
 def set_context(
-    name: NameArg,
+    name: NewNameArg,
     server: Annotated[
-        str, typer.Option("--server", metavar="HOST:PORT", help="The server address.")
+        str, typer.Option("--server", metavar="HOST:PORT", parser=values.server_address,
+                          help="The server address.")
     ],
     token_file: Annotated[
         str | None,
@@ -84,8 +89,12 @@ def set_context(
         raise UsageError("give --token-file or --token-stdin, not both")
     path = None
     if ca_cert is not None:
-        resolved = ca_cert.expanduser().resolve()
-        if not resolved.is_file():
+        try:
+            resolved = ca_cert.expanduser().resolve()
+            is_file = resolved.is_file()
+        except (OSError, RuntimeError, ValueError):  # a name too long, a loop, a NUL
+            is_file = False
+        if not is_file:
             raise UsageError(f"--ca-cert: {ca_cert} is not a file")
         path = str(resolved)
     token = _read_token() if token_stdin else None

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from hodei_api.v1 import jobs_pb2
-from hodeictl import follow, jobfile, output, target
+from hodeictl import follow, jobfile, output, target, values
 from hodeictl.client import parse_job_id
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError, UsageError
 from hodeictl.output import OutputFormat, note
@@ -56,16 +56,26 @@ SelectorOpt = Annotated[
         "--selector", "-s", metavar="K=V", help="Run only on workers with this label (repeatable)."
     ),
 ]
-CpusOpt = Annotated[float | None, typer.Option("--cpus", min=0, help="CPUs the job needs.")]
+CpusOpt = Annotated[
+    float | None,
+    typer.Option("--cpus", metavar="N", parser=values.number(0, values.MAX_CPUS),
+                 help=f"CPUs the job needs (0-{values.MAX_CPUS:g})."),
+]
 MemoryOpt = Annotated[
-    int | None, typer.Option("--memory-mb", min=0, help="Memory the job needs, in MiB.")
+    int | None,
+    typer.Option("--memory-mb", metavar="MIB", parser=values.integer(0, values.MAX_MEMORY_MB),
+                 help=f"Memory the job needs, in MiB (0-{values.MAX_MEMORY_MB})."),
 ]
 TimeoutOpt = Annotated[
-    str | None,
-    typer.Option("--timeout", metavar="DURATION", help="Time limit: 90, 90s, 5m, 1h30m."),
+    float | None,
+    typer.Option("--timeout", metavar="DURATION",
+                 parser=values.duration(values.MAX_TIMEOUT_SECONDS),
+                 help="Time limit: 90, 90s, 5m, 1h30m (at most 366 days)."),
 ]
 MaxAttemptsOpt = Annotated[
-    int | None, typer.Option("--max-attempts", min=1, help="Attempts in total (retries + 1).")
+    int | None,
+    typer.Option("--max-attempts", metavar="N", parser=values.integer(1, values.MAX_ATTEMPTS),
+                 help=f"Attempts in total (retries + 1; 1-{values.MAX_ATTEMPTS})."),
 ]
 class RetryOn(enum.StrEnum):
     """Attempt endings `--retry-on` accepts."""
@@ -83,8 +93,9 @@ RetryOnOpt = Annotated[
     ),
 ]
 BackoffOpt = Annotated[
-    str | None,
+    float | None,
     typer.Option("--backoff", metavar="DURATION",
+                 parser=values.duration(values.MAX_BACKOFF_SECONDS, "2s or 1m"),
                  help="Delay before the second attempt, doubling after (default 1s, max 60s)."),
 ]
 ScriptOpt = Annotated[str | None, typer.Option("--script", help="Script to run, not a command.")]
@@ -120,21 +131,8 @@ FormatOpt = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output 
 JobIdArg = Annotated[str, typer.Argument(metavar="ID", help="The job id.", show_default=False)]
 
 
-def _duration(value: str | None, option: str, examples: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        return jobfile.parse_duration(value)
-    except ValueError:
-        raise UsageError(
-            f"{option} expects seconds or a duration such as {examples}; got {value!r}"
-        ) from None
-
-
 def _spec(params: dict[str, Any]) -> jobs_pb2.JobSpec:
     """The JobSpec from the job file (if any) overridden by the command line."""
-    timeout_seconds = _duration(params["timeout"], "--timeout", "90s, 5m, 1h")
-    backoff_seconds = _duration(params["backoff"], "--backoff", "2s or 1m")
     command_line = jobfile.JobOptions(
         name=params["name"],
         command=params["command"] or None,
@@ -146,10 +144,10 @@ def _spec(params: dict[str, Any]) -> jobs_pb2.JobSpec:
         selector=jobfile.parse_pairs(params["selector"] or [], "--selector"),
         cpus=params["cpus"],
         memory_mb=params["memory_mb"],
-        timeout_seconds=timeout_seconds,
+        timeout_seconds=params["timeout"],
         max_attempts=params["max_attempts"],
         retry_on=[r.value for r in params["retry_on"]] if params["retry_on"] else None,
-        backoff_seconds=backoff_seconds,
+        backoff_seconds=params["backoff"],
         secrets=[{"name": name} for name in params["secret"] or []],
         secret_delivery=params["secret_delivery"].value if params["secret_delivery"] else None,
     )
@@ -268,7 +266,10 @@ def list_jobs(
         list[StateFilter] | None,
         typer.Option("--state", case_sensitive=False, help="Only jobs in this state (repeatable)."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many jobs.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", metavar="N", parser=values.integer(1, values.INT32_MAX),
+                          help="At most this many jobs.")
+    ] = 50,
     output_format: FormatOpt = OutputFormat.table,
 ) -> None:
     """List jobs, newest first."""

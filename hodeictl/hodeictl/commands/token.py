@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
 import typer
 
 from hodei_api.v1 import auth_pb2
-from hodeictl import jobfile, output, target
+from hodeictl import durations, output, target, values
 from hodeictl.errors import UsageError
 from hodeictl.output import OutputFormat
 
 app = typer.Typer(help="Manage API tokens (needs the admin role).", no_args_is_help=True)
 
 ROLES = ("viewer", "submitter", "operator", "admin")
+# The server answers at most this many audit rows per call.
+MAX_AUDIT_ROWS = 1000
+# The longest lifetime the server gives a token (ten years of 366 days).
+MAX_EXPIRY_DAYS = 3660
 _DAYS = re.compile(r"(\d+(?:\.\d+)?)d")
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The token's unique name.")]
@@ -23,22 +28,26 @@ NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The token's unique
 def parse_role(text: str) -> auth_pb2.Role.ValueType:
     """`submitter` → ROLE_SUBMITTER; raises UsageError."""
     if text.lower() not in ROLES:
-        raise UsageError(f"--role must be one of {', '.join(ROLES)}; got {text!r}")
+        raise UsageError(f"--role must be one of {', '.join(ROLES)}; got {values.shown(text)}")
     return auth_pb2.Role.Value(f"ROLE_{text.upper()}")
 
 
 def parse_expiry(text: str) -> float:
     """Seconds from `30d`, `12h`, `90m`…; 0 for `never`."""
-    text = text.strip().lower()
-    if text in ("never", "0", ""):
+    cleaned = text.strip().lower()
+    if cleaned in ("never", "0", ""):
         return 0.0
-    if days := _DAYS.fullmatch(text):
-        return float(days.group(1)) * 86400
     try:
-        return jobfile.parse_duration(text)
+        if days := _DAYS.fullmatch(cleaned):
+            seconds = float(days.group(1)) * 86400
+        else:
+            seconds = durations.parse(cleaned)
     except ValueError:
-        raise UsageError(f"--expires expects a duration such as 30d, 12h or never; "
-                         f"got {text!r}") from None
+        seconds = math.inf
+    if not seconds <= MAX_EXPIRY_DAYS * 86400:
+        raise UsageError(f"--expires expects a duration such as 30d, 12h or never, at most "
+                         f"{MAX_EXPIRY_DAYS} days; got {values.shown(text)}")
+    return seconds
 
 
 def role_name(role: int) -> str:
@@ -118,8 +127,14 @@ def list_audit(
         str, typer.Option("--action", metavar="METHOD", help="Only this action.")
     ] = "",
     refused: Annotated[bool, typer.Option("--refused", help="Only refusals.")] = False,
-    after: Annotated[int, typer.Option("--after", metavar="ID", help="Rows after this id.")] = 0,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many rows.")] = 100,
+    after: Annotated[
+        int, typer.Option("--after", metavar="ID", parser=values.integer(0, values.INT64_MAX),
+                          help="Rows after this id.")
+    ] = 0,
+    limit: Annotated[
+        int, typer.Option("--limit", metavar="N", parser=values.integer(1, MAX_AUDIT_ROWS),
+                          help=f"At most this many rows (1-{MAX_AUDIT_ROWS}).")
+    ] = 100,
     output_format: Annotated[
         OutputFormat, typer.Option("--output", "-o", help="Output format.")
     ] = OutputFormat.table,

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from hodeictl import jobfile, output, target
-from hodeictl.errors import UsageError
+from hodeictl import output, target, values
 from hodeictl.output import OutputFormat
 from hodeictl.terminal import sanitize
 
@@ -37,16 +36,13 @@ def drain(
     ctx: typer.Context,
     worker_id: Annotated[str, typer.Argument(metavar="ID", help="The worker id.")],
     grace: Annotated[
-        str,
+        float,
         typer.Option("--grace", metavar="DURATION",
+                     parser=values.duration(values.MAX_GRACE_SECONDS, "30s or 5m"),
                      help="How long running jobs may go on before they are cancelled "
-                          "(default: the agent's own, 30s)."),
-    ] = "0",
+                          "(default: the agent's own, 30s; at most 1 day)."),
+    ] = 0.0,
 ) -> None:
     """Drain a worker: no new jobs; running ones finish, then the agent exits."""
-    try:
-        grace_seconds = jobfile.parse_duration(grace)
-    except ValueError:
-        raise UsageError(f"--grace expects a duration such as 30s or 5m; got {grace!r}") from None
-    worker = target.call(ctx.obj, lambda client: client.drain_worker(worker_id, grace_seconds))
+    worker = target.call(ctx.obj, lambda client: client.drain_worker(worker_id, grace))
     typer.echo(sanitize(f"Worker {worker.id} ({worker.name}): draining"))

@@ -8,7 +8,8 @@ import urllib.parse
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from hodei_agent.redact import MIN_SECRET_BYTES, Redactor, forms_of
+from hodei_agent.redact import Redactor
+from hodei_agent.secretforms import MIN_SECRET_BYTES, forms_of
 
 # Secrets and filler from an alphabet without the marker's characters, so a secret can
 # only appear in the output if redaction missed it.

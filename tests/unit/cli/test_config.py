@@ -45,7 +45,7 @@ def test_dumps_refuses_what_it_cannot_write() -> None:
 
 def test_context_set_use_list_round_trip() -> None:
     assert invoke("context", "set", "prod", "--server", "hodei.example.com:50051").exit_code == 0
-    assert invoke("context", "set", "we ird", "--server", AWKWARD).exit_code == 0
+    assert invoke("context", "set", "web@eu-1.b", "--server", "[::1]:50051").exit_code == 0
     used = invoke("context", "use", "prod")
     assert used.exit_code == 0
     assert used.stderr == "Using context 'prod'.\n"
@@ -54,11 +54,11 @@ def test_context_set_use_list_round_trip() -> None:
     assert listed == [
         {"name": "local", "server": listed[0]["server"], "current": False},
         {"name": "prod", "server": "hodei.example.com:50051", "current": True},
-        {"name": "we ird", "server": AWKWARD, "current": False},
+        {"name": "web@eu-1.b", "server": "[::1]:50051", "current": False},
     ]
     loaded = config.Config.load()
     assert loaded.current_context == "prod"
-    assert loaded.contexts == {"prod": "hodei.example.com:50051", "we ird": AWKWARD}
+    assert loaded.contexts == {"prod": "hodei.example.com:50051", "web@eu-1.b": "[::1]:50051"}
     # The file may hold a database password: only its owner reads it.
     assert stat.S_IMODE(config_file().stat().st_mode) == 0o600
 
