@@ -42,7 +42,7 @@ def pg_admin_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def template_db(pg_admin_url: str) -> Iterator[str]:
     """A database with every migration applied, copied for each test."""
-    from hodei_server import db
+    from hodei_server.store import db
 
     name = f"hodei_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     _admin_execute(pg_admin_url, f'CREATE DATABASE "{name}"')

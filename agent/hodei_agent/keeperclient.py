@@ -15,12 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hodei_agent.errors import AgentError
 from hodei_agent.keeper import FDS_PER_SPAWN, HEADER, SEND_TIMEOUT
 
 logger = logging.getLogger(__name__)
 
 
-class KeeperError(Exception):
+class KeeperError(AgentError):
     """The keeper could not start the job, or is gone."""
 
 

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import ClassVar, Protocol, Self, runtime_checkable
 
+from hodei_plugins.errors import PluginError
 
-class ProviderError(Exception):
+
+class ProviderError(PluginError):
     """A provider cannot do its work; the message is one line, meant for the operator.
 
     Providers translate their SDK's errors into this (or a subclass) at their edge, so the

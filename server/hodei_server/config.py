@@ -36,7 +36,7 @@ class ServerConfig:
     # The scheduling strategy of jobs that name none (and whose provider names none).
     strategy: str = DEFAULT_STRATEGY
     providers: list[ProviderConfig] = field(default_factory=list)
-    # Transport security (see hodei_server.tls). TLS is on when tls_cert is set.
+    # Transport security (see hodei_server.security.tls). TLS is on when tls_cert is set.
     tls_cert: str = ""
     tls_key: str = ""
     # The CA that signed agents' client certificates; defaults to ca_cert.
@@ -50,7 +50,7 @@ class ServerConfig:
     agent_listen: str = ""
     # Accept serving plaintext on an address other than loopback.
     insecure: bool = False
-    # The key file of the built-in secret store (see hodei_server.secretkeys); "" = none
+    # The key file of the built-in secret store (see hodei_server.security.secretkeys); "" = none
     # (then only $HODEI_SECRETS_KEY, if set).
     secret_key_file: str = ""
     # Secret backends besides the built-in `hodei` store, by name, with their options:

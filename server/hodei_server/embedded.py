@@ -38,14 +38,13 @@ from psycopg.rows import dict_row
 
 from hodei_plugins.local import LocalProviderConfig
 from hodei_plugins.local.leftovers import stop_leftovers as stop_leftover_agents
-from hodei_server import apitokens, audit
-from hodei_server.__main__ import setup_logging
-from hodei_server.apitokens import Role
-from hodei_server.app import serve
+from hodei_server.app import serve, setup_logging
 from hodei_server.config import ServerConfig
 from hodei_server.errors import Conflict, DatabaseUnavailable, HodeiError
-from hodei_server.secretkeys import ensure_key_file
-from hodei_server.sqlfiles import query
+from hodei_server.security import apitokens, audit
+from hodei_server.security.apitokens import Role
+from hodei_server.security.secretkeys import ensure_key_file
+from hodei_server.store.sqlfiles import query
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +94,9 @@ def start_private_postgres(home: Path) -> str:
         ) from exc
     admin_url = handle.get_uri()
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'hodei'").fetchone()
+        exists = conn.execute(query("database_exists"), {"name": "hodei"}).fetchone()
         if not exists:
-            conn.execute("CREATE DATABASE hodei")
+            conn.execute(query("create_embedded_database"))
     return str(handle.get_uri("hodei"))
 
 

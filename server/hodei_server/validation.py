@@ -22,7 +22,7 @@ from google.protobuf import unknown_fields
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2, workers_pb2
 from hodei_plugins.secrets import SecretError, check_name
 from hodei_server.errors import InvalidSpec
-from hodei_server.states import RETRYABLE
+from hodei_server.store.states import RETRYABLE
 
 # Job specs.
 # Well under gRPC's default 4 MiB receive limit, which agents and clients keep.

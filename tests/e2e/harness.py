@@ -18,7 +18,7 @@ import grpc
 import psycopg
 
 from hodei_api.v1 import workers_pb2, workers_pb2_grpc
-from hodei_server import apitokens
+from hodei_server.security import apitokens
 
 BIN = Path(sys.executable).parent
 

@@ -14,7 +14,7 @@ from tests.faults.harness import FaultServer, wait_for
 pytestmark = pytest.mark.e2e
 
 LEADER_LINE = "this replica is now the reconciler leader"
-LEADER_LOCK = 0x48_4F_44_45_49_02  # hodei_server.reconciler._LEADER_LOCK
+LEADER_LOCK = 0x48_4F_44_45_49_02  # hodei_server.dispatch.reconciler._LEADER_LOCK
 
 
 def lock_holders(url: str) -> list[int]:

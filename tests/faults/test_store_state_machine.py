@@ -26,10 +26,10 @@ from hypothesis.stateful import (
 )
 
 from hodei_api.v1 import jobs_pb2, workers_pb2
-from hodei_server import db
-from hodei_server.jobstore import Claimed, JobStore
-from hodei_server.states import FINAL_STATES, JobState
-from hodei_server.workerstore import WorkerStore
+from hodei_server.store import db
+from hodei_server.store.jobs import Claimed, JobStore
+from hodei_server.store.states import FINAL_STATES, JobState
+from hodei_server.store.workers import WorkerStore
 from tests.faults.conftest import Recorder
 
 T = TypeVar("T")

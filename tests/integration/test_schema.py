@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from hodei_server import db, sqlfiles
+from hodei_server.store import db, sqlfiles
 
 CATALOG = {
     "columns": """

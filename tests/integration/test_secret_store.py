@@ -13,15 +13,15 @@ import pytest
 
 from hodei_api.v1 import jobs_pb2
 from hodei_plugins.secrets import SecretNotFound
-from hodei_server import db
 from hodei_server.errors import ConfigError, InvalidSpec
-from hodei_server.secretkeys import Keyring, NoSecretKey
-from hodei_server.secretstore import (
+from hodei_server.security.secretkeys import Keyring, NoSecretKey
+from hodei_server.security.secretstore import (
     SecretResolver,
     SecretStore,
     SecretUnavailable,
     build_backends,
 )
+from hodei_server.store import db
 
 T = TypeVar("T")
 VALUE = b"correct horse battery staple"

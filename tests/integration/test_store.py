@@ -11,11 +11,11 @@ import psycopg
 import pytest
 
 from hodei_api.v1 import jobs_pb2, workers_pb2
-from hodei_server import db
 from hodei_server.errors import Conflict, NotFound, Unauthenticated
-from hodei_server.jobstore import Claimed, JobStore
-from hodei_server.states import JobState
-from hodei_server.workerstore import WorkerStore
+from hodei_server.store import db
+from hodei_server.store.jobs import Claimed, JobStore
+from hodei_server.store.states import JobState
+from hodei_server.store.workers import WorkerStore
 
 T = TypeVar("T")
 

@@ -75,9 +75,9 @@ def idle_server_fixture(
 
 def mint_token(database_url: str, labels: dict[str, str] | None = None) -> str:
     """A one-time bootstrap token, as `hodei-server token create` makes it."""
-    from hodei_server import db
-    from hodei_server.jobstore import JobStore
-    from hodei_server.workerstore import WorkerStore
+    from hodei_server.store import db
+    from hodei_server.store.jobs import JobStore
+    from hodei_server.store.workers import WorkerStore
 
     async def create() -> str:
         pool = await db.open_pool(database_url, min_size=1, max_size=1)

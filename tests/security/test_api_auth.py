@@ -37,7 +37,7 @@ from hodei_api.v1 import (
     workers_pb2,
     workers_pb2_grpc,
 )
-from hodei_server import authz
+from hodei_server.security import authz
 from tests.e2e.harness import BIN, ServerProcess, create_api_token, hodeictl_argv
 
 pytestmark = pytest.mark.e2e
@@ -346,8 +346,8 @@ def test_a_revocation_by_another_replica_is_seen_at_once(
     """Servers cache token rows for a few seconds; a revocation made anywhere (here: the
     revoke statement run on the database, as another replica runs it) reaches every server
     through a notification, well before that cache would expire."""
-    from hodei_server.apitokens import CACHE_SECONDS
-    from hodei_server.sqlfiles import query
+    from hodei_server.security.apitokens import CACHE_SECONDS
+    from hodei_server.store.sqlfiles import query
 
     url = server.database_url
     token = create_api_token(url, "revoked-elsewhere", "viewer")

@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, workers_pb2
-from hodei_server.secretkeys import Keyring, Sealed
+from hodei_server.security.secretkeys import Keyring, Sealed
 from tests.e2e.harness import BIN, ServerProcess
 
 pytestmark = pytest.mark.e2e

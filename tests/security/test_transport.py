@@ -25,7 +25,7 @@ from cryptography import x509
 
 from hodei_agent.keys import KeyPair
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, workers_pb2
-from hodei_server import pki
+from hodei_server.security import pki
 from tests.e2e.docker_engine import DockerServer
 from tests.e2e.harness import BIN, ServerProcess
 from tests.faults.harness import free_port

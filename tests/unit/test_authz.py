@@ -9,9 +9,10 @@ import secrets
 import pytest
 
 import hodei_api.v1
-from hodei_server import apitokens, authz, tokencli
-from hodei_server.apitokens import Role
+from hodei_server.cli import token as tokencli
 from hodei_server.errors import InvalidSpec
+from hodei_server.security import apitokens, authz
+from hodei_server.security.apitokens import Role
 
 
 def _all_services() -> dict[str, list[str]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography import x509
 from typer.testing import CliRunner
 
-from hodei_server import certcli
+from hodei_server.cli import certs as certcli
 from hodeictl.app import app
 
 NAMES = ("ca.key", "ca.crt", "server.key", "server.crt")

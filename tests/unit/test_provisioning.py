@@ -7,7 +7,7 @@ from typing import Any
 
 from hodei_plugins.docker.provider import DockerProviderConfig
 from hodei_plugins.local.provider import LocalProviderConfig
-from hodei_server.provisioning import ProviderRuntime
+from hodei_server.dispatch.provisioning import ProviderRuntime
 
 
 def runtime(config: Any) -> ProviderRuntime:

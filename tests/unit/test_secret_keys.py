@@ -13,7 +13,7 @@ import pytest
 
 from hodei_server.embedded import embedded_config
 from hodei_server.errors import ConfigError
-from hodei_server.secretkeys import (
+from hodei_server.security.secretkeys import (
     KEY_ENV,
     Keyring,
     NoSecretKey,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from hodei_api.v1 import jobs_pb2
-from hodei_server.states import (
+from hodei_server.store.states import (
     FINAL_STATES,
     NEVER_RETRIED,
     Decision,

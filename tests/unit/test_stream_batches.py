@@ -11,8 +11,9 @@ import pytest
 from hodei_agent import envelope
 from hodei_agent.envelope import ENVELOPE_BYTES, envelopes
 from hodei_api.v1 import agent_pb2, logs_pb2
+from hodei_server.api.agent.inbox import _StreamCheck
+from hodei_server.api.agent.writer import MAX_SEND_BATCH_BYTES, _more_of
 from hodei_server.errors import InvalidSpec
-from hodei_server.servicers.agent import MAX_SEND_BATCH_BYTES, _more_of, _StreamCheck
 from hodei_server.validation import validate_agent_message
 
 JOB = str(uuid.uuid4())

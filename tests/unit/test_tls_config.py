@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from hodei_server import certcli, tls
+from hodei_server.cli import certs as certcli
 from hodei_server.config import ServerConfig
 from hodei_server.errors import ConfigError
+from hodei_server.security import tls
 
 
 @pytest.fixture

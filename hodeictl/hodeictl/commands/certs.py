@@ -1,6 +1,6 @@
 """`hodeictl certs init`: a CA and a server certificate for a deployment with TLS.
 
-The certificates are made by `hodei_server.certcli` in a child process (it needs the
+The certificates are made by `hodei_server.cli.certs` in a child process (it needs the
 `cryptography` package of the server extra), so hodeictl itself never imports the server.
 """
 
@@ -19,7 +19,7 @@ from hodeictl.errors import HodeiCtlError, UsageError
 
 app = typer.Typer(help="Certificates for running Hodei with TLS.", no_args_is_help=True)
 
-CERTS_MODULE = "hodei_server.certcli"
+CERTS_MODULE = "hodei_server.cli.certs"
 # The CA's own lifetime, which the server certificate cannot outlive.
 MAX_DAYS = 3650.0
 

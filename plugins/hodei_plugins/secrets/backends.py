@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from hodei_plugins.errors import PluginError
+
 MAX_SECRET_BYTES = 1024 * 1024
 # A value shorter than this could not be redacted from job output without mangling it
 # (every "a" in a log), so no backend may hand one to a job.
@@ -16,7 +18,7 @@ MIN_SECRET_BYTES = 4
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}")
 
 
-class SecretError(Exception):
+class SecretError(PluginError):
     """A secret could not be resolved."""
 
 

@@ -1,6 +1,6 @@
 """The built-in `hodei` secret backend: the server's encrypted store in PostgreSQL.
 
-The encryption and the database live on the server (`hodei_server.secretstore`); this class
+The encryption and the database live on the server (`hodei_server.security.secretstore`); this class
 is how the store takes its place among the backends. The server constructs it with
 `store=`, an object whose `async get(name) -> bytes` decrypts one secret.
 """

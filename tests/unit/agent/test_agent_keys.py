@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from hodei_agent.keys import KeyPair
-from hodei_server import pki
+from hodei_server.security import pki
 
 
 def test_csr_verifies_and_matches_the_key() -> None:

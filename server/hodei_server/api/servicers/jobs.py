@@ -1,0 +1,135 @@
+"""JobService: submit, get, list, cancel."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import grpc
+
+from hodei_api.v1 import jobs_pb2, jobs_pb2_grpc
+from hodei_server.api.convert import job_to_proto
+from hodei_server.api.interceptors import refuse
+from hodei_server.api.status import unary
+from hodei_server.dispatch.dispatcher import Dispatcher
+from hodei_server.dispatch.registry import AgentRegistry
+from hodei_server.errors import InvalidSpec
+from hodei_server.security.authz import Authorizer, Refused, principal
+from hodei_server.security.secretstore import SecretResolver
+from hodei_server.store.jobs import JobStore, encode_page_token
+from hodei_server.store.states import JobState
+from hodei_server.validation import (
+    parse_job_id,
+    validate_idempotency_key,
+    validate_list_jobs,
+    validate_reason,
+    validate_spec,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+# A page stops growing past this many bytes, so it fits any client's default 4 MiB limit.
+MAX_PAGE_BYTES = 3 * 1024 * 1024
+
+
+_SERVICE = "/hodei.api.v1.JobService/"
+
+
+class JobServicer(jobs_pb2_grpc.JobServiceServicer):
+    def __init__(
+        self, jobs: JobStore, registry: AgentRegistry, dispatcher: Dispatcher,
+        authorizer: Authorizer, server_id: str = "", secrets: SecretResolver | None = None,
+    ) -> None:
+        self.jobs = jobs
+        self.registry = registry
+        self.dispatcher = dispatcher
+        self.authorizer = authorizer
+        # This replica, named in the signals it publishes (see store.signals.CancelAttempt).
+        self.server_id = server_id
+        self.secrets = secrets
+
+    async def _require_owner(
+        self, method: str, job_id: uuid.UUID, context: grpc.aio.ServicerContext
+    ) -> None:
+        row, _ = await self.jobs.get(job_id)  # NOT_FOUND first
+        try:
+            self.authorizer.check_owner(_SERVICE + method, row["submitted_by"], str(job_id))
+        except Refused as refusal:
+            await refuse(self.authorizer, context, _SERVICE + method, refusal, str(job_id))
+
+    @unary
+    async def SubmitJob(
+        self, request: jobs_pb2.SubmitJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.SubmitJobResponse:
+        validate_spec(request.spec)
+        validate_idempotency_key(request.idempotency_key)
+        who = principal()
+        if request.spec.secrets:
+            if self.secrets is None:
+                raise InvalidSpec("this server has no secret backends")
+            await self.secrets.check_exist([ref.name for ref in request.spec.secrets])
+        row, created = await self.jobs.submit(
+            request.spec, request.idempotency_key, who.actor, submitted_by=who.name
+        )
+        if created:
+            self.dispatcher.wake()
+            log.info("job %s submitted", row["id"])
+        return jobs_pb2.SubmitJobResponse(job=job_to_proto(row), created=created)
+
+    @unary
+    async def GetJob(
+        self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.Job:
+        row, attempts = await self.jobs.get(parse_job_id(request.id))
+        return job_to_proto(row, attempts)
+
+    @unary
+    async def ListJobs(
+        self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.ListJobsResponse:
+        validate_list_jobs(request)
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        states = [JobState.from_proto(s) for s in request.states if s]
+        rows, token = await self.jobs.list_jobs(states, size, request.page_token)
+        reply = jobs_pb2.ListJobsResponse()
+        total = 0
+        for index, row in enumerate(rows):
+            job = job_to_proto(row)
+            total += job.ByteSize()
+            if index and total > MAX_PAGE_BYTES:
+                last = rows[index - 1]
+                token = encode_page_token(last["created_at"], last["id"])
+                break
+            reply.jobs.append(job)
+        reply.next_page_token = token
+        return reply
+
+    @unary
+    async def CancelJob(
+        self, request: jobs_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.CancelJobResponse:
+        job_id = parse_job_id(request.id)
+        validate_reason(request.reason)
+        await self._require_owner("CancelJob", job_id, context)
+        reason = request.reason or "cancelled by user"
+        changed, signal = await self.jobs.cancel(job_id, reason, principal().actor,
+                                                 self.server_id)
+        if signal is not None:
+            self.registry.deliver(signal)  # if its stream is here; other replicas hear it
+        row, attempts = await self.jobs.get(job_id)
+        return jobs_pb2.CancelJobResponse(job=job_to_proto(row, attempts), changed=changed)
+
+
+    @unary
+    async def RetryJob(
+        self, request: jobs_pb2.RetryJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.RetryJobResponse:
+        job_id = parse_job_id(request.id)
+        await self._require_owner("RetryJob", job_id, context)
+        await self.jobs.retry(job_id, principal().actor)
+        self.dispatcher.wake()
+        row, attempts = await self.jobs.get(job_id)
+        return jobs_pb2.RetryJobResponse(job=job_to_proto(row, attempts))
+

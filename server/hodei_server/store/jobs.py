@@ -1,0 +1,406 @@
+"""Jobs, their attempts and their output in PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from hodei_api.v1 import jobs_pb2
+from hodei_server.errors import Conflict, InvalidSpec, NotFound
+from hodei_server.store.db import Pool, atomic
+from hodei_server.store.signals import CancelAttempt, JobChanged, JobsWaiting, publish
+from hodei_server.store.sqlfiles import query
+from hodei_server.store.states import (
+    FINAL_STATES,
+    NEVER_RETRIED,
+    RETRYABLE,
+    Decision,
+    JobState,
+    RetryPolicy,
+    after_attempt,
+    sources_of,
+)
+
+Row = dict[str, Any]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A pending job, locked for this dispatch round."""
+
+    id: uuid.UUID
+    spec_bytes: bytes
+    selector: dict[str, str]
+    cpus: float
+    memory_mb: int
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    job_id: uuid.UUID
+    attempt: int
+    worker_id: uuid.UUID
+    spec_bytes: bytes
+
+
+class Deferred(Generic[T]):
+    """What a statement decided, read later: a batch of statements runs (and commits)
+    first, then its caller reads each outcome and acts on it."""
+
+    __slots__ = ("_convert", "_cursor", "_value")
+
+    def __init__(
+        self, cursor: Any = None, convert: Callable[[Row | None], T] | None = None,
+        value: T | None = None,
+    ) -> None:
+        self._cursor = cursor
+        self._convert = convert
+        self._value = value
+
+    @classmethod
+    def ready(cls, value: T) -> Deferred[T]:
+        return cls(value=value)
+
+    async def result(self) -> T:
+        if self._cursor is None or self._convert is None:
+            return self._value  # type: ignore[return-value]
+        return self._convert(await self._cursor.fetchone())
+
+
+def encode_page_token(created_at: dt.datetime, job_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        created, job_id = raw.split("|", 1)
+        return dt.datetime.fromisoformat(created), uuid.UUID(job_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidSpec("page_token is not one this server issued") from None
+
+
+class JobStore:
+    """Every job-related read and write; transitions are fenced in SQL."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    async def submit(
+        self, spec: jobs_pb2.JobSpec, idempotency_key: str, actor: str, submitted_by: str = ""
+    ) -> tuple[Row, bool]:
+        job_id = uuid.uuid4()
+        params = {
+            "id": job_id,
+            "name": spec.name,
+            "spec": spec.SerializeToString(deterministic=True),
+            "max_attempts": max(1, spec.max_attempts),
+            "idempotency_key": idempotency_key or None,
+            "labels": Jsonb(dict(spec.labels)),
+            "selector": Jsonb(dict(spec.selector)),
+            "cpus": spec.resources.cpus,
+            "memory_mb": spec.resources.memory_mb,
+            "timeout_seconds": spec.timeout_seconds,
+            "retry_on": list(spec.retry.on) or ["lost"],
+            "backoff_seconds": spec.retry.backoff_seconds or 1.0,
+            "max_backoff_seconds": spec.retry.max_backoff_seconds or 60.0,
+            "actor": actor,
+            "submitted_by": submitted_by,
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("insert_job"), params)
+            row = await cur.fetchone()
+            if row is None:
+                cur = await conn.execute(
+                    query("get_job_by_idempotency_key"), {"idempotency_key": idempotency_key}
+                )
+                existing = await cur.fetchone()
+                if existing is None:  # deleted between the two statements
+                    raise NotFound("the job for that idempotency key vanished; submit again")
+                return existing, False
+        return row, True
+
+    async def get(self, job_id: uuid.UUID) -> tuple[Row, list[Row]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("get_job"), {"id": job_id})
+            row = await cur.fetchone()
+            if row is None:
+                raise NotFound(f"job {job_id} not found")
+            cur = await conn.execute(query("get_job_attempts"), {"id": job_id})
+            return row, await cur.fetchall()
+
+    async def state_of(self, job_id: uuid.UUID) -> JobState:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("get_job_state"), {"id": job_id})
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        return JobState(row["state"])
+
+    async def list_jobs(
+        self, states: Sequence[JobState], limit: int, page_token: str
+    ) -> tuple[list[Row], str]:
+        after_created: dt.datetime | None = None
+        after_id: uuid.UUID | None = None
+        if page_token:
+            after_created, after_id = decode_page_token(page_token)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                query("list_jobs"),
+                {
+                    "states": [s.value for s in states],
+                    "after_created_at": after_created,
+                    "after_id": after_id,
+                    "limit": limit + 1,
+                },
+            )
+            rows = await cur.fetchall()
+        next_token = ""
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_token = encode_page_token(last["created_at"], last["id"])
+        return rows, next_token
+
+    async def claim_and_assign(
+        self,
+        candidates: list[dict[str, Any]],
+        limit: int,
+        choose: Callable[[list[Claimed]], list[tuple[uuid.UUID, uuid.UUID]]],
+        actor: str,
+    ) -> list[Assignment]:
+        """Lock pending jobs some candidate fits, let `choose` place them, assign them."""
+        async with self.pool.transaction() as conn:
+            cur = await conn.execute(
+                query("claim_pending_jobs"), {"candidates": Jsonb(candidates), "limit": limit}
+            )
+            claimed = [
+                Claimed(r["id"], r["spec"], r["selector"], r["cpus"], r["memory_mb"])
+                for r in await cur.fetchall()
+            ]
+            if not claimed:
+                return []
+            placements = choose(claimed)
+            if not placements:
+                return []
+            specs = {c.id: c.spec_bytes for c in claimed}
+            assigned: list[Assignment] = []
+            rows = [{"id": job_id, "worker_id": worker_id, "actor": actor}
+                    for job_id, worker_id in placements]
+            if len(rows) == 1:  # the usual round, one slot freed: no pipeline to set up
+                cur = await conn.execute(query("assign_job"), rows[0])
+                results = [await cur.fetchone()]
+            else:
+                results = []
+                async with conn.pipeline(), conn.cursor() as cur:
+                    # One round trip for the whole round instead of one per job.
+                    await cur.executemany(query("assign_job"), rows, returning=True)
+                    for _ in rows:
+                        results.append(await cur.fetchone())
+                        if not cur.nextset():
+                            break
+            for (job_id, worker_id), row in zip(placements, results, strict=False):
+                if row is not None:
+                    assigned.append(Assignment(job_id, row["attempt"], worker_id, specs[job_id]))
+        return assigned
+
+    async def mark_running(
+        self, conn: AsyncConnection[Any], job_id: uuid.UUID, attempt: int,
+        worker_id: uuid.UUID, pid: int,
+    ) -> bool:
+        marked, _ = await (await self.mark_running_deferred(
+            conn, job_id, attempt, worker_id, pid)).result()
+        return marked
+
+    async def mark_running_deferred(
+        self, conn: AsyncConnection[Any], job_id: uuid.UUID, attempt: int,
+        worker_id: uuid.UUID, pid: int,
+    ) -> Deferred[tuple[bool, JobState | None]]:
+        """(marked running, the job's state when it was not: None for no such job)."""
+        cur = await conn.execute(
+            query("mark_running"),
+            {"id": job_id, "attempt": attempt, "worker_id": worker_id, "pid": pid,
+             "actor": f"worker:{worker_id}"},
+        )
+
+        def convert(row: Row | None) -> tuple[bool, JobState | None]:
+            assert row is not None  # the statement always returns its one row
+            if row["marked"] is not None:
+                return True, JobState.RUNNING
+            return False, None if row["state"] is None else JobState(row["state"])
+
+        return Deferred(cur, convert)
+
+    async def state_in(self, conn: AsyncConnection[Any], job_id: uuid.UUID) -> JobState | None:
+        cur = await conn.execute(query("get_job_state"), {"id": job_id})
+        row = await cur.fetchone()
+        return None if row is None else JobState(row["state"])
+
+    async def finish(
+        self,
+        conn: AsyncConnection[Any],
+        job_id: uuid.UUID,
+        attempt: int,
+        worker_id: uuid.UUID,
+        outcome: JobState,
+        exit_code: int | None,
+        reason: str,
+        actor: str,
+        *,
+        unstarted: bool = False,
+    ) -> JobState | None:
+        """`finish_deferred`, its result awaited."""
+        deferred = await self.finish_deferred(conn, job_id, attempt, worker_id, outcome,
+                                              exit_code, reason, actor, unstarted=unstarted)
+        return await deferred.result()
+
+    async def finish_deferred(
+        self,
+        conn: AsyncConnection[Any],
+        job_id: uuid.UUID,
+        attempt: int,
+        worker_id: uuid.UUID,
+        outcome: JobState,
+        exit_code: int | None,
+        reason: str,
+        actor: str,
+        *,
+        unstarted: bool = False,
+    ) -> Deferred[JobState | None]:
+        """Record how an attempt ended; the retry policy decides what the job does next.
+
+        `unstarted`: the attempt may never have run (handed back by a draining agent,
+        unknown to a reconnecting one): if it was indeed never reported running, it is
+        requeued without spending the job's attempt budget.
+        Its result is the job's new state, or None when the report is not about the job's
+        current attempt on that worker (stale or duplicate: refused by the fence).
+        """
+        if outcome in NEVER_RETRIED:
+            # The common case needs no look at the job's policy: one statement, whose
+            # WHERE clause is the whole fence.
+            decision = after_attempt(outcome, attempt, attempt, RetryPolicy())
+            return await self._finish_job(conn, job_id, attempt, worker_id, outcome, exit_code,
+                                          reason, actor, decision, 0)
+        async with atomic(conn):  # the row lock lasts until the update
+            cur = await conn.execute(query("lock_job_for_finish"), {"id": job_id})
+            row = await cur.fetchone()
+            if (
+                row is None
+                or row["attempt"] != attempt
+                or row["worker_id"] != worker_id
+                or row["state"] not in sources_of(outcome)
+            ):
+                return Deferred.ready(None)
+            policy = RetryPolicy(
+                on=frozenset(RETRYABLE[o] for o in row["retry_on"] if o in RETRYABLE),
+                backoff_seconds=row["backoff_seconds"],
+                max_backoff_seconds=row["max_backoff_seconds"],
+            )
+            # Only an attempt the agent never reported running is handed back for free.
+            refund = 0
+            if unstarted and row["state"] == JobState.ASSIGNED.value:
+                refund = 1
+                policy = RetryPolicy(policy.on | {JobState.LOST}, 0.0, 0.0)
+            decision = after_attempt(outcome, attempt, row["max_attempts"] + refund, policy)
+            return await self._finish_job(conn, job_id, attempt, worker_id, outcome, exit_code,
+                                          reason, actor, decision, refund)
+
+    async def _finish_job(
+        self, conn: AsyncConnection[Any], job_id: uuid.UUID, attempt: int,
+        worker_id: uuid.UUID, outcome: JobState, exit_code: int | None, reason: str,
+        actor: str, decision: Decision, refund: int,
+    ) -> Deferred[JobState | None]:
+        cur = await conn.execute(
+            query("finish_job"),
+            {
+                "id": job_id,
+                "attempt": attempt,
+                "worker_id": worker_id,
+                "state": decision.state.value,
+                "attempt_state": outcome.value,
+                "final": decision.state in FINAL_STATES,
+                "exit_code": exit_code,
+                "reason": reason,
+                "delay": decision.delay_seconds,
+                "refund": refund,
+                "from_states": sources_of(outcome),
+                "actor": actor,
+            },
+        )
+        state = decision.state
+        return Deferred(cur, lambda row: None if row is None else state)
+
+    async def retry(self, job_id: uuid.UUID, actor: str) -> None:
+        """Run a finished job again as a new attempt."""
+        async with self.pool.transaction() as conn:
+            cur = await conn.execute(query("retry_finished_job"), {"id": job_id, "actor": actor})
+            if await cur.fetchone() is not None:
+                await publish(conn, JobsWaiting(), JobChanged(str(job_id)))
+                return
+            state = await self.state_in(conn, job_id)
+        if state is None:
+            raise NotFound(f"job {job_id} not found")
+        raise Conflict(f"job {job_id} is {state.value}; only a finished job can be retried")
+
+    async def cancel(
+        self, job_id: uuid.UUID, reason: str, actor: str, origin: str = ""
+    ) -> tuple[bool, CancelAttempt | None]:
+        """Cancel a job: (changed, the signal to its running attempt's agent, if any).
+
+        The signal is published for the other replicas; `origin`, the replica asked to
+        cancel, delivers it to its own agents itself."""
+        async with self.pool.transaction() as conn:
+            params = {"id": job_id, "reason": reason, "actor": actor}
+            cur = await conn.execute(query("cancel_pending_job"), params)
+            if await cur.fetchone() is not None:
+                await publish(conn, JobChanged(str(job_id)))
+                return True, None
+            cur = await conn.execute(query("request_cancel"), params)
+            row = await cur.fetchone()
+            if row is not None:
+                signal = CancelAttempt(row["id"], row["attempt"], row["worker_id"], reason,
+                                       origin)
+                await publish(conn, signal)
+                return True, signal
+            cur = await conn.execute(query("get_job_state"), {"id": job_id})
+            if await cur.fetchone() is None:
+                raise NotFound(f"job {job_id} not found")
+            return False, None
+
+    async def store_chunks(self, conn: AsyncConnection[Any], rows: list[dict[str, Any]]) -> None:
+        """Insert output chunks idempotently (fenced by attempt and worker)."""
+        async with conn.cursor() as cur:
+            await cur.executemany(query("insert_log_chunk"), rows)
+        await publish(conn, *(JobChanged(job_id)
+                              for job_id in sorted({str(r["job_id"]) for r in rows})))
+
+    async def read_chunks(
+        self, job_id: uuid.UUID, after_attempt: int, after_seq: int, limit: int = 512
+    ) -> list[Row]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                query("read_log_chunks"),
+                {"job_id": job_id, "after_attempt": after_attempt, "after_seq": after_seq,
+                 "limit": limit},
+            )
+            return await cur.fetchall()
+
+    async def active_jobs_of(self, worker_ids: list[uuid.UUID]) -> list[Row]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("active_jobs_of_workers"), {"worker_ids": worker_ids})
+            return await cur.fetchall()
+
+    async def pending_demand(self, limit: int = 10_000) -> list[Row]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("pending_demand"), {"limit": limit})
+            return await cur.fetchall()
