@@ -57,8 +57,7 @@ class Agent:
         self._config = config
         self._outbox = Outbox(max_unacked_bytes)
         self._state = StateDir.open(config.state_dir)
-        # Jobs outlive this process only where a restarted agent can find them again.
-        self._keeper = KeeperClient() if self._state.persistent else None
+        self._keeper = KeeperClient()
         self._supervisor = JobSupervisor(
             self._outbox, self._state, slots=config.slots, limits=limits, keeper=self._keeper
         )
@@ -102,18 +101,16 @@ class Agent:
         try:
             return await self._run()
         finally:
-            if self._keeper is not None:
-                self._keeper.close()  # it exits once the jobs it still runs have ended
+            self._keeper.close()  # it exits once the jobs it still runs have ended
             self._state.close()
 
     async def _run(self) -> int:
         become_subreaper()
-        if self._keeper is not None:
-            try:
-                self._keeper.start()  # now rather than on the first job: it takes a moment
-            except OSError as exc:
-                logger.warning("cannot start the job keeper (%s); trying again for the first "
-                               "job", exc)
+        try:
+            self._keeper.start()  # now rather than on the first job: it takes a moment
+        except OSError as exc:
+            logger.warning("cannot start the job keeper (%s); trying again for the first job",
+                           exc)
         registration = await self._identify()
         if registration is None:
             logger.info("stopped before registering")

@@ -5,9 +5,9 @@ Nothing the job needs depends on the agent staying alive:
 
 - its stdout and stderr are files in the agent's state directory, which the agent tails
   (`batcher.tail`), so a job never writes into a pipe that died with the agent;
-- with a persistent state dir it is started by the agent's keeper (`hodei_agent.keeper`), a
-  small process that is its parent, outlives the agent and writes its exit status there
-  when it ends, so the status is known even when no agent was there to see it end;
+- it is started by the agent's keeper (`hodei_agent.keeper`), a small process that is its
+  parent, outlives the agent and writes its exit status there when it ends, so the status
+  is known even when no agent was there to see it end;
 - the agent records its pid with the process's start time (pid reuse) and, once restarted,
   watches it through a pidfd (`os.pidfd_open`), which works for a process that is not its
   child. Timeout and cancel signal the process group, which needs no parenthood either.
@@ -31,15 +31,7 @@ from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.launch import Launch, prepare_launch, remove_if_empty, remove_temp_dir
 from hodei_agent.procgroup import signal_group, wait_group_gone
 from hodei_agent.secretfiles import JobSecrets
-from hodei_agent.spawn import (
-    Spawned,
-    check_executable,
-    exit_code_of,
-    open_pidfd,
-    signal_name,
-    spawn_direct,
-    spawn_kept,
-)
+from hodei_agent.spawn import check_executable, exit_code_of, open_pidfd, signal_name, spawn_kept
 from hodei_agent.statedir import STREAMS, JobFiles, JobMeta, process_start_ticks
 from hodei_api.v1 import agent_pb2, jobs_pb2
 
@@ -97,9 +89,9 @@ class JobRunner:
         secrets: Sequence[agent_pb2.SecretValue] = (),
         keeper: KeeperClient | None = None,
     ) -> None:
-        """`keeper`: have it start the job (its parent, which records its exit status), so
-        that an agent restarted on the same state dir can re-attach to it and tell how it
-        ended; None (a temporary state dir) starts it as the agent's own child."""
+        """`keeper` starts the job (its parent, which records its exit status), so that an
+        agent restarted on the same state dir can re-attach to it and tell how it ended;
+        only `resume` and `abandon` (a job some keeper started already) do without."""
         self.job_id = job_id
         self.attempt = attempt
         self.spec = spec
@@ -238,12 +230,10 @@ class JobRunner:
             return self._failed_to_start(str(exc))
         except OSError as exc:
             return self._failed_to_start(f"cannot create its output files: {exc}")
+        assert self._keeper is not None, "a new job is started by a keeper"
         try:
-            if self._keeper is not None:
-                process: Spawned = await spawn_kept(self._keeper, launch, executable, stdout,
-                                                    stderr, str(self._files.status_path), stdin)
-            else:
-                process = await spawn_direct(launch, stdout, stderr, stdin)
+            process = await spawn_kept(self._keeper, launch, executable, stdout, stderr,
+                                       str(self._files.status_path), stdin)
         except JobStartError as exc:
             return self._failed_to_start(f"{program}: {exc}")
         finally:

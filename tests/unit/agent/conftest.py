@@ -116,7 +116,6 @@ async def run_job(
     | None = None,
     keep_data: bool = True,
     acking: bool = True,
-    outlive_agent: bool = True,
 ) -> tuple[JobRun, OutboxReader]:
     """Run `spec` as job "job-1" attempt 1 and collect what it sends.
 
@@ -130,7 +129,7 @@ async def run_job(
     reader = OutboxReader(outbox, acking=acking)
     reader.keep_data = keep_data
     reader.record = record
-    keeper = KeeperClient() if outlive_agent else None
+    keeper = KeeperClient()
     runner = JobRunner(
         "job-1",
         1,
@@ -163,8 +162,7 @@ async def run_job(
             if helper is not None:
                 await helper
     finally:
-        if keeper is not None:
-            keeper.close()
+        keeper.close()
         files.remove()
         state.close()
     return JobRun(result, reader.messages, started.result() if started.done() else None), reader

@@ -73,19 +73,13 @@ def test_exit_codes_propagate(
     assert_well_formed(run)
 
 
-@pytest.mark.parametrize("outlive_agent", [True, False], ids=["kept", "direct"])
-def test_exit_status_with_and_without_the_keeper(
-    job_runner: Any, outlive_agent: bool
-) -> None:
-    run, _ = asyncio.run(job_runner(command("sh", "-c", "echo hi; exit 3"),
-                                    outlive_agent=outlive_agent))
+def test_exit_status_and_timeout(job_runner: Any) -> None:
+    run, _ = asyncio.run(job_runner(command("sh", "-c", "echo hi; exit 3")))
     assert (run.result.outcome, run.result.exit_code, run.output()) == (FAILED, 3, b"hi\n")
-    run, _ = asyncio.run(job_runner(command("sh", "-c", "kill -KILL $$"),
-                                    outlive_agent=outlive_agent))
+    run, _ = asyncio.run(job_runner(command("sh", "-c", "kill -KILL $$")))
     assert (run.result.exit_code, run.result.reason) == (128 + 9, "killed by SIGKILL")
     started = time.monotonic()
-    run, _ = asyncio.run(job_runner(script("sleep 60 & sleep 60", timeout_seconds=0.3),
-                                    outlive_agent=outlive_agent))
+    run, _ = asyncio.run(job_runner(script("sleep 60 & sleep 60", timeout_seconds=0.3)))
     assert run.result.outcome == jobs_pb2.JOB_STATE_TIMED_OUT
     assert time.monotonic() - started < 5
     assert_group_gone(run.pid)

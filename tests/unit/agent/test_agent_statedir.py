@@ -118,17 +118,21 @@ def wait_group_gone(pgid: int) -> None:
 async def follow_adopted(state: StateDir, while_running: float = 0.0,
                          cancel: bool = False) -> OutboxReader:
     outbox = Outbox()
-    supervisor = JobSupervisor(outbox, state, slots=1, worker_id="worker-1")
-    assert supervisor.adopt() == [("job-1", 1)]
-    reader = OutboxReader(outbox)
-    consumer = asyncio.create_task(reader.run())
-    if cancel:
-        await asyncio.sleep(while_running)
-        supervisor.cancel_job(agent_pb2.CancelJobCommand(job_id="job-1", attempt=1,
-                                                         grace_seconds=1.0))
-    async with asyncio.timeout(20):
-        await consumer
-        await supervisor.wait_idle()
+    keeper = KeeperClient()  # for new jobs: there is none here
+    supervisor = JobSupervisor(outbox, state, slots=1, worker_id="worker-1", keeper=keeper)
+    try:
+        assert supervisor.adopt() == [("job-1", 1)]
+        reader = OutboxReader(outbox)
+        consumer = asyncio.create_task(reader.run())
+        if cancel:
+            await asyncio.sleep(while_running)
+            supervisor.cancel_job(agent_pb2.CancelJobCommand(job_id="job-1", attempt=1,
+                                                             grace_seconds=1.0))
+        async with asyncio.timeout(20):
+            await consumer
+            await supervisor.wait_idle()
+    finally:
+        keeper.close()
     return reader
 
 
