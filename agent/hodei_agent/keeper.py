@@ -6,8 +6,11 @@ parent learns that status, so the jobs' parent must outlive the agent: this smal
 (started by the agent, standard library only, no gRPC) spawns each job when the agent asks
 and writes the job's exit status to the file the agent named when the job ends, then tells
 the agent. When the agent goes away, the keeper keeps reaping and recording until its last
-job has ended, then exits. (The alternative, a shell wrapper around each job that records
-its status, costs an extra exec per job.)
+job, and whatever the jobs left that it adopted, has ended, then exits. (The alternative, a
+shell wrapper around each job that records its status, costs an extra exec per job.)
+
+The keeper is also the subreaper of the jobs' processes: one whose parent exits (a double
+fork, `nohup … &`) is re-parented to it rather than to PID 1, and reaped when it ends.
 
 The agent talks to it over a socketpair: requests are framed JSON with the job's stdin,
 stdout and stderr passed as file descriptors (SCM_RIGHTS); replies and exit reports are
@@ -31,7 +34,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import cast
 
-from hodei_agent.watchdog import start_ticks
+from hodei_agent.procgroup import become_subreaper, start_ticks
 
 # A request: payload length and how many file descriptors came with it, then the payload.
 HEADER = struct.Struct("!II")
@@ -70,13 +73,14 @@ def resolve(program: str, env: dict[str, str], cwd: str) -> str:
 
 @dataclass
 class _Child:
-    pidfd: int
     status_path: str
 
 
 @dataclass
 class Keeper:
     sock: socket.socket
+    # Readable when a child ended (SIGCHLD's wakeup fd).
+    child_ended: int
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     children: dict[int, _Child] = field(default_factory=dict)
     buffer: bytearray = field(default_factory=bytearray)
@@ -84,14 +88,17 @@ class Keeper:
     agent_gone: bool = False
 
     def run(self) -> None:
+        """Serve the agent until it has gone and every process of the jobs that is its child
+        (adopted ones included) has ended."""
         self.sock.setblocking(False)
-        self.selector.register(self.sock, selectors.EVENT_READ, None)
-        while not (self.agent_gone and not self.children):
+        self.selector.register(self.sock, selectors.EVENT_READ, "agent")
+        self.selector.register(self.child_ended, selectors.EVENT_READ, "child")
+        while not (self.agent_gone and not self.children and not _has_children()):
             for key, _ in self.selector.select():
-                if key.data is None:
+                if key.data == "agent":
                     self._read_requests()
                 else:
-                    self._reap(key.data)
+                    self._reap()
 
     def _read_requests(self) -> None:
         try:
@@ -150,22 +157,30 @@ class Keeper:
             reply["error"] = str(exc)
             self._send(reply)
             return
-        pidfd = os.pidfd_open(pid)
-        self.children[pid] = _Child(pidfd, str(request["status_path"]))
-        self.selector.register(pidfd, selectors.EVENT_READ, pid)
+        self.children[pid] = _Child(str(request["status_path"]))
         reply["pid"] = pid
         reply["start_ticks"] = start_ticks(pid)
         self._send(reply)
 
-    def _reap(self, pid: int) -> None:
-        child = self.children.pop(pid)
-        self.selector.unregister(child.pidfd)
-        os.close(child.pidfd)
-        _, wait_status = os.waitpid(pid, 0)
-        returncode = os.waitstatus_to_exitcode(wait_status)
-        with contextlib.suppress(OSError):
-            write_status(child.status_path, exit_code_of(returncode))
-        self._send({"exit": pid, "returncode": returncode})
+    def _reap(self) -> None:
+        """Reap every child that ended: a job (record and report its status) or a process
+        a job left behind, adopted as subreaper (nothing to report)."""
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.child_ended, 4096)  # before reaping: a later SIGCHLD wakes us again
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue
+            returncode = os.waitstatus_to_exitcode(wait_status)
+            with contextlib.suppress(OSError):
+                write_status(child.status_path, exit_code_of(returncode))
+            self._send({"exit": pid, "returncode": returncode})
 
     def _send(self, message: dict[str, object]) -> None:
         if self.agent_gone:
@@ -192,17 +207,32 @@ class Keeper:
         self.fds = []
 
 
+def _has_children() -> bool:
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
 def main() -> None:
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
         sys.stderr.write("usage: python -m hodei_agent.keeper FD (started by the agent)\n")
         sys.exit(2)
     # The agent starts it in a session of its own, so that the signals of a terminal or
     # of the agent's process group don't reach it. Its signal dispositions stay the
-    # defaults, which the jobs inherit.
+    # defaults, which the jobs inherit (SIGCHLD's handler is reset when a job execs).
     fd = int(sys.argv[1])
     os.set_inheritable(fd, False)  # the jobs must not hold the agent's line
     os.chdir("/")
-    Keeper(socket.socket(fileno=fd)).run()
+    child_ended, wakeup = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    not_reaping = become_subreaper()
+    if not_reaping is not None:
+        sys.stderr.write(f"hodei-agent keeper: cannot adopt what jobs leave behind "
+                         f"({not_reaping}): their processes may stay zombies once they end\n")
+    Keeper(socket.socket(fileno=fd), child_ended).run()
 
 
 if __name__ == "__main__":

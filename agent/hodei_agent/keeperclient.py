@@ -52,6 +52,11 @@ class KeeperClient:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The keeper process last started."""
+        return self._process
+
     def start(self) -> None:
         if self._sock is not None:
             return

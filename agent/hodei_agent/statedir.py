@@ -37,13 +37,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hodei_agent.errors import AgentError
-from hodei_agent.watchdog import (
-    FENCED_SUFFIX,
-    JOBS_DIR,
-    LEASE_FILE,
-    META_SUFFIX,
-    start_ticks,
-)
+from hodei_agent.procgroup import start_ticks
+from hodei_agent.watchdog import FENCED_SUFFIX, JOBS_DIR, LEASE_FILE, META_SUFFIX
 from hodei_api.v1 import logs_pb2
 
 logger = logging.getLogger(__name__)
@@ -90,8 +85,7 @@ class JobMeta:
 
 
 # When a process started (clock ticks since boot), None if there is no such process: with
-# the pid, it names the process across pid reuse. One definition, the watchdog's (which
-# imports nothing of the agent's).
+# the pid, it names the process across pid reuse.
 process_start_ticks = start_ticks
 
 

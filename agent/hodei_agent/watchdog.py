@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from hodei_agent.procgroup import start_ticks
+
 LEASE_FILE = "lease"
 JOBS_DIR = "jobs"
 META_SUFFIX = ".meta"
@@ -31,16 +33,6 @@ PID_FILE = "watchdog.pid"
 
 POLL_SECONDS = 0.25
 KILL_GRACE = 1.0
-
-
-def start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (when the process started); None if it does not exist."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[19])
 
 
 def running(state_dir: Path) -> bool:

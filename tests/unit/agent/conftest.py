@@ -17,19 +17,12 @@ import pytest
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.outbox import MAX_UNACKED_BYTES, JobRecord, Outbox
-from hodei_agent.procgroup import become_subreaper
 from hodei_agent.runner import JobResult, JobRunner
 from hodei_agent.statedir import StateDir
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, jobs_pb2, logs_pb2
 
 STDOUT = logs_pb2.LOG_STREAM_STDOUT
 STDERR = logs_pb2.LOG_STREAM_STDERR
-
-
-@pytest.fixture(scope="session", autouse=True)
-def subreaper() -> None:
-    """Adopt orphaned job processes as the agent does, so their zombies can be reaped."""
-    become_subreaper()
 
 
 # ---- running one job through runner + batcher + outbox ---------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,17 @@ async def spawn(keeper: KeeperClient, script: str, status: Path, cwd: str = "/")
                                   (keeper.devnull, out, out), str(status))
     finally:
         os.close(out)
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
 
 
 def test_it_reports_and_records_each_end(tmp_path: Path) -> None:
@@ -97,3 +109,31 @@ def test_a_keeper_that_dies_leaves_the_ends_unknown_and_is_replaced(tmp_path: Pa
             keeper.close()
 
     asyncio.run(scenario())
+
+
+def test_what_a_job_leaves_behind_is_adopted_and_reaped_by_the_keeper(tmp_path: Path) -> None:
+    """A double fork (`setsid -f`) leaves a process whose parent is gone: it is re-parented
+    to the keeper, which reaps it when it ends (no zombie), and stays until then."""
+    orphan_pid = tmp_path / "orphan"
+    go = tmp_path / "go"
+
+    async def start() -> tuple[int, int]:
+        keeper = KeeperClient()
+        job = await spawn(keeper, f"setsid -f sh -c 'echo $$ > {orphan_pid}; "
+                                  f"while [ ! -e {go} ]; do sleep 0.01; done'",
+                          tmp_path / "status")
+        assert await job.returncode == 0
+        assert keeper.pid is not None
+        keeper.close()  # as when the agent dies
+        return keeper.pid, job.pid
+
+    keeper_pid, _ = asyncio.run(start())
+    wait_until(lambda: orphan_pid.exists() and orphan_pid.read_text().strip() != "",
+               "the orphan to start")
+    orphan = int(orphan_pid.read_text())
+    wait_until(lambda: parent_of(orphan) == keeper_pid, "the keeper to adopt the orphan")
+    time.sleep(0.3)
+    assert alive(keeper_pid), "the keeper stays while a process it adopted runs"
+    go.touch()
+    wait_until(lambda: not os.path.exists(f"/proc/{orphan}"), "the orphan to be reaped")
+    wait_until(lambda: not alive(keeper_pid), "the keeper to exit after it")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import shutil
@@ -173,20 +172,28 @@ def test_background_leftovers_die_with_the_job(job_runner: Any) -> None:
     assert_group_gone(run.pid)
 
 
-def test_process_escaping_the_group_does_not_hang_the_job(job_runner: Any) -> None:
+ESCAPING = script("setsid -f sh -c 'echo $$; exec sleep 30'; sleep 0.2; echo done")
+
+
+def wait_vanished(pid: int) -> None:
+    """Wait until `pid` is gone from /proc: dead and reaped (by the keeper: its subreaper)."""
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}"):
+        assert time.monotonic() < deadline, f"{pid} should be gone, not a zombie"
+        time.sleep(0.01)
+
+
+def test_a_process_leaving_the_group_outlives_the_job_and_is_reaped(job_runner: Any) -> None:
     if shutil.which("setsid") is None:
         pytest.skip("needs setsid")
     started = time.monotonic()
-    run, _ = asyncio.run(
-        job_runner(script("setsid -f sh -c 'echo $$; exec sleep 30'; sleep 0.2; echo done"))
-    )
+    run, _ = asyncio.run(job_runner(ESCAPING))
     escaped, done = run.output().split()
+    assert (done, run.result.outcome) == (b"done", SUCCEEDED)
+    assert time.monotonic() - started < 5  # the job does not wait for it
+    os.kill(int(escaped), 0)  # what process groups can't contain
     os.kill(int(escaped), signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):  # adopted by us as subreaper: reap it
-        os.waitpid(int(escaped), 0)
-    assert done == b"done"
-    assert run.result.outcome == SUCCEEDED
-    assert time.monotonic() - started < 5
+    wait_vanished(int(escaped))
 
 
 def test_script_stops_at_first_failing_command(job_runner: Any) -> None:

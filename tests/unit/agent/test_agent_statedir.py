@@ -253,7 +253,7 @@ def test_watchdog_stops_a_dead_agents_jobs_once_the_lease_ran_out(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert 0.5 <= time.monotonic() - started < 5
     assert files.fenced_path.exists()
-    wait_group_gone(pid)  # its keeper reaps the job; what the job left, we do (subreaper)
+    wait_group_gone(pid)  # its keeper reaps the job and what the job left (subreaper)
     assert files.read_status() == 128 + signal.SIGTERM  # recorded by the keeper
     state.close()
 
