@@ -59,7 +59,7 @@ class Agent:
         self._config = config
         self._outbox = Outbox(max_unacked_bytes)
         self._state = StateDir.open(config.state_dir)
-        self._keeper = KeeperClient()
+        self._keeper = KeeperClient(cgroups=config.cgroups)
         self._supervisor = JobSupervisor(
             self._outbox, self._state, slots=config.slots, limits=limits, keeper=self._keeper
         )

@@ -1,11 +1,10 @@
 """Processes by pid and process group: naming one across pid reuse, signalling and reaping.
 
-Standard library only: the keeper and the lease watchdog use it too.
+Standard library only, no asyncio: the keeper and the lease watchdog use it too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import logging
@@ -73,13 +72,6 @@ def group_exists(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-async def wait_group_gone(pgid: int, poll: float = 0.02) -> None:
-    """Return once the group is empty (bound it with `asyncio.timeout`)."""
-    # Nothing signals that a process group emptied, so poll it.
-    while group_exists(pgid):  # noqa: ASYNC110
-        await asyncio.sleep(poll)
 
 
 def reap_adopted(own: Mapping[int, subprocess.Popen[bytes]]) -> int:

@@ -63,6 +63,8 @@ class Spawned:
     def __init__(self, kept: Kept, stdin: tuple[int, bytes] | None) -> None:
         self.pid = kept.pid
         self.start_ticks = kept.start_ticks
+        # Its cgroup, once the keeper has left it ("" when it has none).
+        self.cgroup = kept.cgroup
         self._returncode = kept.returncode
         self._stdin = stdin
         self._feeder: asyncio.Task[None] | None = None

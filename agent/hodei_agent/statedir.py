@@ -10,7 +10,8 @@ STATE_DIR/                 0700
   jobs/<job>.<attempt>.*   one set of files per attempt, removed once the server
                            acknowledged the result (flat: a directory per job would cost
                            two more file-system operations per job):
-    .meta                  job, attempt, pid and its start time, start, timeout, temp dir
+    .meta                  job, attempt, pid and its start time, cgroup, start, timeout,
+                           temp dir
     .stdout, .stderr       what the job wrote (the job writes the files itself)
     .chunks                one record per chunk made: seq, stream, length (ChunkJournal)
     .acked                 the highest seq the server acknowledged
@@ -82,6 +83,8 @@ class JobMeta:
     # redact its output, so it stops it rather than re-attach (and removes their directory).
     has_secrets: bool = False
     secrets_dir: str = ""
+    # The job's cgroup ("" if it has none): every process it started, whatever its session.
+    cgroup: str = ""
 
 
 # When a process started (clock ticks since boot), None if there is no such process: with

@@ -109,10 +109,12 @@ async def run_job(
     | None = None,
     keep_data: bool = True,
     acking: bool = True,
+    cgroups: bool = True,
 ) -> tuple[JobRun, OutboxReader]:
     """Run `spec` as job "job-1" attempt 1 and collect what it sends.
 
-    `while_running(runner, reader, pid)` is awaited once the process started.
+    `while_running(runner, reader, pid)` is awaited once the process started. `cgroups`:
+    False has the keeper contain the job in its process group only.
     """
     outbox = Outbox(max_unacked_bytes)
     record = outbox.open("job-1", 1)
@@ -122,7 +124,7 @@ async def run_job(
     reader = OutboxReader(outbox, acking=acking)
     reader.keep_data = keep_data
     reader.record = record
-    keeper = KeeperClient()
+    keeper = KeeperClient(cgroups=cgroups)
     runner = JobRunner(
         "job-1",
         1,

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from hodei_agent import cgroups
 from hodei_agent.keeperclient import KeeperClient, KeeperError, Kept
+from hodei_agent.procgroup import start_ticks
+from tests.cgroupsupport import skip_without_job_cgroups
 
 
 def alive(pid: int) -> bool:
@@ -29,6 +32,15 @@ async def spawn(keeper: KeeperClient, script: str, status: Path, cwd: str = "/")
                                   (keeper.devnull, out, out), str(status))
     finally:
         os.close(out)
+
+
+def cgroup_of(pid: int) -> str:
+    """The process's cgroup v2 path, as /proc/PID/cgroup says (relative to the mount)."""
+    return Path(f"/proc/{pid}/cgroup").read_text().splitlines()[-1].removeprefix("0::")
+
+
+def cgroup_exists(path: str) -> bool:
+    return os.path.isdir(path)
 
 
 def parent_of(pid: int) -> int:
@@ -111,14 +123,55 @@ def test_a_keeper_that_dies_leaves_the_ends_unknown_and_is_replaced(tmp_path: Pa
     asyncio.run(scenario())
 
 
-def test_what_a_job_leaves_behind_is_adopted_and_reaped_by_the_keeper(tmp_path: Path) -> None:
+def test_each_job_runs_in_a_cgroup_of_its_own_removed_when_it_ends(tmp_path: Path) -> None:
+    skip_without_job_cgroups()
+
+    async def scenario() -> None:
+        keeper = KeeperClient()
+        try:
+            job = await spawn(keeper, "sleep 0.3", tmp_path / "status")
+            cgroup = await job.cgroup  # said once the keeper has left it
+            assert keeper.pid is not None
+            tree = f"/hodei-keeper-{keeper.pid}-{start_ticks(keeper.pid)}"
+            assert cgroup.endswith(f"{tree}/job-1")
+            assert cgroup.endswith(cgroup_of(job.pid))
+            assert cgroup_of(keeper.pid).endswith(f"{tree}/job-2")  # the next job's
+            assert cgroups.populated(cgroup)
+            assert await job.returncode == 0
+            assert not cgroup_exists(cgroup)  # it left nothing: the cgroup went with it
+            again = await spawn(keeper, "true", tmp_path / "s2")
+            assert (await again.cgroup).endswith(f"{tree}/job-2")
+            await again.returncode
+        finally:
+            keeper.close()
+
+    asyncio.run(scenario())
+
+
+def test_turned_off_no_job_gets_a_cgroup(tmp_path: Path) -> None:
+    async def scenario() -> str:
+        keeper = KeeperClient(cgroups=False)
+        try:
+            job = await spawn(keeper, "true", tmp_path / "status")
+            await job.returncode
+            return await job.cgroup
+        finally:
+            keeper.close()
+
+    assert asyncio.run(scenario()) == ""
+
+
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup", "process-group"])
+def test_what_a_job_leaves_behind_is_adopted_and_reaped_by_the_keeper(
+    tmp_path: Path, cgroups: bool,
+) -> None:
     """A double fork (`setsid -f`) leaves a process whose parent is gone: it is re-parented
     to the keeper, which reaps it when it ends (no zombie), and stays until then."""
     orphan_pid = tmp_path / "orphan"
     go = tmp_path / "go"
 
     async def start() -> tuple[int, int]:
-        keeper = KeeperClient()
+        keeper = KeeperClient(cgroups=cgroups)
         job = await spawn(keeper, f"setsid -f sh -c 'echo $$ > {orphan_pid}; "
                                   f"while [ ! -e {go} ]; do sleep 0.01; done'",
                           tmp_path / "status")

@@ -16,6 +16,7 @@ import pytest
 
 from hodei_agent.outbox import MAX_UNACKED_BYTES
 from hodei_api.v1 import jobs_pb2, logs_pb2
+from tests.cgroupsupport import skip_without_job_cgroups
 
 STDOUT = logs_pb2.LOG_STREAM_STDOUT
 STDERR = logs_pb2.LOG_STREAM_STDERR
@@ -72,13 +73,17 @@ def test_exit_codes_propagate(
     assert_well_formed(run)
 
 
-def test_exit_status_and_timeout(job_runner: Any) -> None:
-    run, _ = asyncio.run(job_runner(command("sh", "-c", "echo hi; exit 3")))
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup", "process-group"])
+def test_exit_status_and_timeout_with_and_without_cgroups(
+    job_runner: Any, cgroups: bool
+) -> None:
+    run, _ = asyncio.run(job_runner(command("sh", "-c", "echo hi; exit 3"), cgroups=cgroups))
     assert (run.result.outcome, run.result.exit_code, run.output()) == (FAILED, 3, b"hi\n")
-    run, _ = asyncio.run(job_runner(command("sh", "-c", "kill -KILL $$")))
+    run, _ = asyncio.run(job_runner(command("sh", "-c", "kill -KILL $$"), cgroups=cgroups))
     assert (run.result.exit_code, run.result.reason) == (128 + 9, "killed by SIGKILL")
     started = time.monotonic()
-    run, _ = asyncio.run(job_runner(script("sleep 60 & sleep 60", timeout_seconds=0.3)))
+    run, _ = asyncio.run(job_runner(script("sleep 60 & sleep 60", timeout_seconds=0.3),
+                                    cgroups=cgroups))
     assert run.result.outcome == jobs_pb2.JOB_STATE_TIMED_OUT
     assert time.monotonic() - started < 5
     assert_group_gone(run.pid)
@@ -183,11 +188,26 @@ def wait_vanished(pid: int) -> None:
         time.sleep(0.01)
 
 
-def test_a_process_leaving_the_group_outlives_the_job_and_is_reaped(job_runner: Any) -> None:
+def test_a_process_leaving_the_group_dies_with_the_job(job_runner: Any) -> None:
+    skip_without_job_cgroups()
     if shutil.which("setsid") is None:
         pytest.skip("needs setsid")
     started = time.monotonic()
     run, _ = asyncio.run(job_runner(ESCAPING))
+    escaped, done = run.output().split()
+    assert done == b"done"
+    assert run.result.outcome == SUCCEEDED
+    assert time.monotonic() - started < 5
+    wait_vanished(int(escaped))
+
+
+def test_without_cgroups_a_process_leaving_the_group_outlives_the_job_and_is_reaped(
+    job_runner: Any,
+) -> None:
+    if shutil.which("setsid") is None:
+        pytest.skip("needs setsid")
+    started = time.monotonic()
+    run, _ = asyncio.run(job_runner(ESCAPING, cgroups=False))
     escaped, done = run.output().split()
     assert (done, run.result.outcome) == (b"done", SUCCEEDED)
     assert time.monotonic() - started < 5  # the job does not wait for it
