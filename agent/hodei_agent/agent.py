@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ from hodei_agent.identity import TlsOptions
 from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.metrics import MetricsSampler
 from hodei_agent.outbox import MAX_UNACKED_BYTES, Outbox
-from hodei_agent.procgroup import become_subreaper
+from hodei_agent.procgroup import reap_adopted
 from hodei_agent.runner import DEFAULT_KILL_GRACE
 from hodei_agent.session import Registration, Session
 from hodei_agent.statedir import Identity, StateDir
@@ -57,8 +59,7 @@ class Agent:
         self._config = config
         self._outbox = Outbox(max_unacked_bytes)
         self._state = StateDir.open(config.state_dir)
-        # Jobs outlive this process only where a restarted agent can find them again.
-        self._keeper = KeeperClient() if self._state.persistent else None
+        self._keeper = KeeperClient(cgroups=config.cgroups)
         self._supervisor = JobSupervisor(
             self._outbox, self._state, slots=config.slots, limits=limits, keeper=self._keeper
         )
@@ -99,21 +100,31 @@ class Agent:
 
     async def run(self) -> int:
         """Run until drained (returns 0); raises `AgentError` when the server refuses us."""
+        loop = asyncio.get_running_loop()
+        if os.getpid() == 1:
+            # PID 1 of a container: orphans whose keeper is gone are re-parented to us.
+            loop.add_signal_handler(signal.SIGCHLD, self._reap_adopted)
         try:
             return await self._run()
         finally:
-            if self._keeper is not None:
-                self._keeper.close()  # it exits once the jobs it still runs have ended
+            self._keeper.close()  # it exits once the jobs it still runs have ended
             self._state.close()
+            if os.getpid() == 1:
+                loop.remove_signal_handler(signal.SIGCHLD)
+
+    def _reap_adopted(self) -> None:
+        own = {process.pid: process for process in (self._keeper.process, self._watchdog)
+               if process is not None}
+        adopted = reap_adopted(own)
+        if adopted:
+            logger.debug("reaped %d adopted process(es)", adopted)
 
     async def _run(self) -> int:
-        become_subreaper()
-        if self._keeper is not None:
-            try:
-                self._keeper.start()  # now rather than on the first job: it takes a moment
-            except OSError as exc:
-                logger.warning("cannot start the job keeper (%s); trying again for the first "
-                               "job", exc)
+        try:
+            self._keeper.start()  # now rather than on the first job: it takes a moment
+        except OSError as exc:
+            logger.warning("cannot start the job keeper (%s); trying again for the first job",
+                           exc)
         registration = await self._identify()
         if registration is None:
             logger.info("stopped before registering")

@@ -23,6 +23,8 @@ SLOTS_ENV = "HODEI_SLOTS"
 LABELS_ENV = "HODEI_LABELS"
 CA_CERT_ENV = "HODEI_CA_CERT"
 STATE_DIR_ENV = "HODEI_AGENT_STATE_DIR"
+CGROUPS_ENV = "HODEI_AGENT_CGROUPS"
+CGROUPS_CHOICES = ("auto", "off")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -47,6 +49,9 @@ class AgentConfig:
     # Where the agent keeps its identity, its key and certificate, and its jobs' output;
     # None: a temporary directory, and nothing survives the agent.
     state_dir: Path | None = None
+    # Contain each job in a cgroup of its own where cgroup v2 can be written (else, and when
+    # False, in its process group only).
+    cgroups: bool = True
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,6 +110,14 @@ def _build_parser() -> _Parser:
         help=f"keep the worker identity, its key and certificate and the jobs' output here, so "
         f"that a restarted agent is the same worker and re-attaches to the jobs still running "
         f"(env {STATE_DIR_ENV}; default: a temporary directory, nothing survives the agent)",
+    )
+    parser.add_argument(
+        "--cgroups",
+        type=str.lower,
+        metavar="auto|off",
+        help=f"auto: run each job in a cgroup of its own where cgroup v2 can be written, so "
+        f"that whatever it starts dies with it; off: in its process group only (env "
+        f"{CGROUPS_ENV}; default auto)",
     )
     parser.add_argument(
         "--insecure",
@@ -244,6 +257,9 @@ def parse_config(
     memory_mb = _integer(args.memory_mb, "--memory-mb", 1) if args.memory_mb else (
         detect_memory_mb())
     drain_grace = _float(args.drain_grace, "--drain-grace", allow_zero=True)
+    cgroups = (args.cgroups or env.get(CGROUPS_ENV) or "auto").strip().lower()
+    if cgroups not in CGROUPS_CHOICES:
+        raise ConfigError(f"--cgroups/{CGROUPS_ENV} must be auto or off, got {cgroups!r}")
     ca_path = args.ca_cert or (Path(env[CA_CERT_ENV]) if env.get(CA_CERT_ENV) else None)
     ca_cert = _read_ca(ca_path)
     if ca_cert is None and not args.insecure:
@@ -266,4 +282,5 @@ def parse_config(
         log_level=args.log_level,
         ca_cert=ca_cert,
         state_dir=state_dir,
+        cgroups=cgroups == "auto",
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hodei_agent.errors import AgentError
-from hodei_agent.keeper import FDS_PER_SPAWN, HEADER, SEND_TIMEOUT
+from hodei_agent.keeper import FDS_PER_SPAWN, HEADER, NO_CGROUPS, SEND_TIMEOUT
 
 logger = logging.getLogger(__name__)
 
@@ -27,25 +27,31 @@ class KeeperError(AgentError):
 
 @dataclass(frozen=True)
 class Kept:
-    """A job the keeper started: its pid, its start time (clock ticks, for pid reuse), and
-    its return code once it ended (negative: killed by that signal; None: the keeper went
-    away first, so nobody will say)."""
+    """A job the keeper started: its pid, its start time (clock ticks, for pid reuse), its
+    cgroup once the keeper has left it ("" if it has none: not to be signalled before),
+    and its return code once it ended (negative: killed by that signal; None: the keeper
+    went away first, so nobody will say)."""
 
     pid: int
     start_ticks: int | None
+    cgroup: asyncio.Future[str]
     returncode: asyncio.Future[int | None]
 
 
 class KeeperClient:
     """Started by the agent; the keeper process itself starts on first use (and again if it
-    died, for the jobs that come after)."""
+    died, for the jobs that come after). `cgroups`: contain each job in a cgroup of its own
+    where cgroup v2 can be written (else, and when False, in its process group only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, cgroups: bool = True) -> None:
+        self._cgroups = cgroups
+        self._containment: str | None = None
         self._sock: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._buffer = bytearray()
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._exits: dict[int, asyncio.Future[int | None]] = {}
+        self._placed: dict[int, asyncio.Future[str]] = {}
         self._next_id = 0
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
@@ -53,15 +59,23 @@ class KeeperClient:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The keeper process last started."""
+        return self._process
+
     def start(self) -> None:
         if self._sock is not None:
             return
         if self._process is not None:
             self._process.poll()  # reap a keeper that went away
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = [sys.executable, "-m", "hodei_agent.keeper", str(theirs.fileno())]
+        if not self._cgroups:
+            argv.append(NO_CGROUPS)
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "hodei_agent.keeper", str(theirs.fileno())],
+                argv,
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 start_new_session=True,  # outlives the agent, as the jobs do
@@ -107,7 +121,7 @@ class KeeperClient:
             raise KeeperError(str(answer["error"]))
         ticks = answer.get("start_ticks")
         return Kept(int(answer["pid"]), ticks if isinstance(ticks, int) else None,
-                    answer["returncode"])
+                    answer["cgroup"], answer["returncode"])
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -130,12 +144,43 @@ class KeeperClient:
                 if future is not None and not future.done():
                     future.set_result(int(message["returncode"]))
                 continue
+            if "placed" in message:
+                placed = self._placed.pop(message["placed"], None)
+                if placed is not None and not placed.done():
+                    placed.set_result(str(message["cgroup"]))
+                continue
+            if "containment" in message:
+                self._contained(message)
+                continue
             reply = self._replies.pop(message["id"], None)
-            if "pid" in message:  # ready for its end, which may come in this very read
-                message["returncode"] = self._exits[message["pid"]] = (
-                    asyncio.get_running_loop().create_future())
+            if "pid" in message:  # ready for what follows, which may come in this very read
+                loop = asyncio.get_running_loop()
+                message["returncode"] = self._exits[message["pid"]] = loop.create_future()
+                message["cgroup"] = cgroup = loop.create_future()
+                if message.get("contained"):
+                    self._placed[message["pid"]] = cgroup
+                else:
+                    cgroup.set_result("")
             if reply is not None and not reply.done():
                 reply.set_result(message)
+
+    def _contained(self, message: dict[str, Any]) -> None:
+        """Log how jobs are contained: once, and again only if a new keeper says otherwise."""
+        how = str(message["containment"])
+        if how == self._containment:
+            return
+        self._containment = how
+        if "not_subreaper" in message:
+            logger.warning("the job keeper cannot adopt what jobs leave behind (%s): their "
+                           "processes may stay zombies once they end", message["not_subreaper"])
+        if how == "cgroup":
+            logger.info("each job runs in a cgroup of its own, under %s (killed with %s)",
+                        message.get("where"), message.get("kill"))
+        else:
+            logger.warning(
+                "jobs are contained by their process group only (%s): a process that leaves "
+                "it (setsid) outlives its job's cancel, timeout and end",
+                message.get("why"))
 
     def _lost(self, why: str) -> None:
         """The keeper is gone: jobs being started fail, the ends of started ones are
@@ -148,8 +193,12 @@ class KeeperClient:
         for future in self._exits.values():
             if not future.done():
                 future.set_result(None)
+        for placed in self._placed.values():
+            if not placed.done():
+                placed.set_result("")  # still in it, maybe: the keeper had not said
         self._replies.clear()
         self._exits.clear()
+        self._placed.clear()
         self._buffer.clear()
 
     def _close_socket(self) -> None:

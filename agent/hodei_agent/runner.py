@@ -1,22 +1,25 @@
-"""Running one job attempt as a subprocess in a process group of its own, in a way a
-restarted agent can pick up again.
+"""Running one job attempt as a subprocess in a cgroup and a process group of its own, in a
+way a restarted agent can pick up again.
 
 Nothing the job needs depends on the agent staying alive:
 
 - its stdout and stderr are files in the agent's state directory, which the agent tails
   (`batcher.tail`), so a job never writes into a pipe that died with the agent;
-- with a persistent state dir it is started by the agent's keeper (`hodei_agent.keeper`), a
-  small process that is its parent, outlives the agent and writes its exit status there
-  when it ends, so the status is known even when no agent was there to see it end;
-- the agent records its pid with the process's start time (pid reuse) and, once restarted,
-  watches it through a pidfd (`os.pidfd_open`), which works for a process that is not its
-  child. Timeout and cancel signal the process group, which needs no parenthood either.
+- it is started by the agent's keeper (`hodei_agent.keeper`), a small process that is its
+  parent, outlives the agent and writes its exit status there when it ends, so the status
+  is known even when no agent was there to see it end;
+- the agent records its pid with the process's start time (pid reuse) and its cgroup and,
+  once restarted, watches it through a pidfd (`os.pidfd_open`), which works for a process
+  that is not its child. Timeout and cancel signal the job's cgroup and process group
+  (`containment.JobProcesses`), which need no parenthood either. A job is over once its
+  main process is: whatever it left running is killed then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -26,20 +29,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits, ChunkSink, tail
+from hodei_agent.containment import JobProcesses
 from hodei_agent.errors import JobStartError
 from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.launch import Launch, prepare_launch, remove_if_empty, remove_temp_dir
-from hodei_agent.procgroup import signal_group, wait_group_gone
 from hodei_agent.secretfiles import JobSecrets
-from hodei_agent.spawn import (
-    Spawned,
-    check_executable,
-    exit_code_of,
-    open_pidfd,
-    signal_name,
-    spawn_direct,
-    spawn_kept,
-)
+from hodei_agent.spawn import check_executable, exit_code_of, open_pidfd, signal_name, spawn_kept
 from hodei_agent.statedir import STREAMS, JobFiles, JobMeta, process_start_ticks
 from hodei_api.v1 import agent_pb2, jobs_pb2
 
@@ -54,8 +49,6 @@ DEFAULT_KILL_GRACE = 5.0
 # How long a re-attached job's status may take to appear after the job ended.
 _STATUS_WAIT = 2.0
 _STATUS_POLL = 0.02
-# How long to wait for the killed remains of a group to disappear before moving on.
-_GROUP_GONE_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -97,9 +90,9 @@ class JobRunner:
         secrets: Sequence[agent_pb2.SecretValue] = (),
         keeper: KeeperClient | None = None,
     ) -> None:
-        """`keeper`: have it start the job (its parent, which records its exit status), so
-        that an agent restarted on the same state dir can re-attach to it and tell how it
-        ended; None (a temporary state dir) starts it as the agent's own child."""
+        """`keeper` starts the job (its parent, which records its exit status), so that an
+        agent restarted on the same state dir can re-attach to it and tell how it ended;
+        only `resume` and `abandon` (a job some keeper started already) do without."""
         self.job_id = job_id
         self.attempt = attempt
         self.spec = spec
@@ -116,7 +109,7 @@ class JobRunner:
         self.redact = self._secrets.redactor.redact_text
 
     def cancel(self, reason: str = "", grace_seconds: float = 0.0) -> None:
-        """Ask for the job to end: SIGTERM to its group, SIGKILL after the grace period."""
+        """Ask for the job to end: SIGTERM to its processes, SIGKILL after the grace period."""
         self._request_termination(
             jobs_pb2.JOB_STATE_CANCELLED,
             reason or "cancelled",
@@ -136,7 +129,7 @@ class JobRunner:
         """Run the attempt to its end; `on_started(pid)` is called once the process exists.
 
         Returns only after every byte of output has been handed to the sink. If this task is
-        cancelled, the job's whole process group is killed.
+        cancelled, every process of the job is killed.
         """
         base_env = os.environ if self._base_env is None else self._base_env
         try:
@@ -163,13 +156,13 @@ class JobRunner:
         exited = asyncio.Event()
         pidfd = open_pidfd(meta.pid, meta.start_ticks)
         # A pid is not reused while a process group of that id exists, so when the pid
-        # names another process, nothing of the job is left, and that process's own group
-        # (if it leads one) must not be signalled.
-        pgid: int | None = meta.pid
+        # names another process, nothing of the job's group is left, and that process's own
+        # group (if it leads one) must not be signalled. Its cgroup is the job's alone.
+        processes = JobProcesses(meta.pid, meta.cgroup)
         if pidfd is None:
             exited.set()
             if process_start_ticks(meta.pid) is not None:
-                pgid = None
+                processes.pgid = None
         else:
             loop.add_reader(pidfd, exited.set)  # a pidfd is readable once the process exited
         timeout = None
@@ -178,11 +171,12 @@ class JobRunner:
         logger.info("job=%s attempt=%d: re-attached to pid %d%s", self.job_id, self.attempt,
                     meta.pid, "" if pidfd is not None else " (already ended)")
         try:
-            terminated = await self._follow(pgid, exited, timeout, offsets)
+            terminated = await self._follow(processes, exited, timeout, offsets)
         finally:
             if pidfd is not None:
                 loop.remove_reader(pidfd)
                 os.close(pidfd)
+            processes.remove(tidy=True)
             if meta.temp_dir and not remove_if_empty(meta.temp_dir):
                 await asyncio.to_thread(remove_temp_dir, meta.temp_dir)
         return self._result(await self._recorded_status(), self._fenced_if_so(terminated))
@@ -199,15 +193,14 @@ class JobRunner:
 
     async def abandon(self, meta: JobMeta) -> JobResult:
         """Stop an attempt a previous agent process started and this one won't re-attach
-        to (it was given secrets this process does not know): kill its group, remove its
-        secrets and temp dir; it ends LOST, to be retried."""
+        to (it was given secrets this process does not know): kill its processes, remove
+        its secrets and temp dir; it ends LOST, to be retried."""
         pidfd = open_pidfd(meta.pid, meta.start_ticks)
+        processes = JobProcesses(meta.pid if pidfd is not None else None, meta.cgroup)
         if pidfd is not None:
             os.close(pidfd)
-            signal_group(meta.pid, signal.SIGKILL)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_GROUP_GONE_TIMEOUT):
-                    await wait_group_gone(meta.pid)
+        await processes.kill()
+        processes.remove(tidy=True)
         if meta.secrets_dir:
             await asyncio.to_thread(shutil.rmtree, meta.secrets_dir, True)
         if meta.temp_dir and not remove_if_empty(meta.temp_dir):
@@ -238,24 +231,26 @@ class JobRunner:
             return self._failed_to_start(str(exc))
         except OSError as exc:
             return self._failed_to_start(f"cannot create its output files: {exc}")
+        assert self._keeper is not None, "a new job is started by a keeper"
         try:
-            if self._keeper is not None:
-                process: Spawned = await spawn_kept(self._keeper, launch, executable, stdout,
-                                                    stderr, str(self._files.status_path), stdin)
-            else:
-                process = await spawn_direct(launch, stdout, stderr, stdin)
+            process = await spawn_kept(self._keeper, launch, executable, stdout, stderr,
+                                       str(self._files.status_path), stdin)
         except JobStartError as exc:
             return self._failed_to_start(f"{program}: {exc}")
         finally:
             os.close(stdout)
             os.close(stderr)
+        processes = JobProcesses(process.pid)  # its cgroup comes once the keeper has left it
         try:
-            self._started(process.pid, process.start_ticks, launch, on_started, secrets_dir)
+            meta = self._started(process.pid, process.start_ticks, launch, on_started,
+                                 secrets_dir)
             process.feed()
             timeout = self.spec.timeout_seconds if self.spec.timeout_seconds > 0 else None
-            terminated = await self._follow(process.pid, process.exited, timeout, {})
+            terminated = await self._follow(processes, process.exited, timeout, {},
+                                            placed=(process.cgroup, meta))
         finally:
             process.close()
+            processes.remove()
         returncode = process.returncode()
         if returncode is None:  # its keeper went away: the status file may still say
             returncode = await self._recorded_status()
@@ -264,23 +259,37 @@ class JobRunner:
     def _started(
         self, pid: int, start_ticks: int | None, launch: Launch,
         on_started: Callable[[int], None], secrets_dir: str | None,
-    ) -> None:
+    ) -> JobMeta:
         """Record the started process for a restarted agent, then report it running."""
-        self._files.write_meta(JobMeta(
+        meta = JobMeta(
             job_id=self.job_id, attempt=self.attempt, pid=pid,
             start_ticks=start_ticks or 0, started_at=time.time(),
             timeout_seconds=self.spec.timeout_seconds, temp_dir=launch.temp_dir,
             has_secrets=bool(self._secrets), secrets_dir=secrets_dir or "",
-        ))
+        )
+        self._files.write_meta(meta)
         logger.debug("job=%s attempt=%d started pid=%d", self.job_id, self.attempt, pid)
         on_started(pid)
+        return meta
+
+    async def _placed(self, processes: JobProcesses, cgroup: asyncio.Future[str],
+                      meta: JobMeta) -> float:
+        """Take the job's cgroup once its keeper has left it, and record it for a
+        restarted agent and the lease watchdog; returns how long that took."""
+        started = time.monotonic()
+        processes.cgroup = await cgroup
+        if processes.cgroup:
+            self._files.write_meta(dataclasses.replace(meta, cgroup=processes.cgroup))
+        return time.monotonic() - started
 
     async def _follow(
-        self, pgid: int | None, exited: asyncio.Event, time_left: float | None,
+        self, processes: JobProcesses, exited: asyncio.Event, time_left: float | None,
         offsets: Mapping[int, int],
+        placed: tuple[asyncio.Future[str], JobMeta] | None = None,
     ) -> _Termination | None:
-        """Tail both output files from `offsets` while supervising the process group, which
-        gets `time_left` seconds (None: no timeout); with no group, just read them out."""
+        """Tail both output files from `offsets` while supervising the job's processes,
+        which get `time_left` seconds (None: no timeout); with none left, just read them
+        out. `placed`: the job's cgroup to come, and the meta to record it in."""
         group_gone = asyncio.Event()
         fds = [self._files.open_output(stream) for stream in STREAMS]
         name = f"job-{self.job_id}-{self.attempt}"
@@ -294,14 +303,16 @@ class JobRunner:
         ]
         try:
             terminated = None
-            if pgid is not None:
-                terminated = await self._supervise(pgid, exited, time_left)
+            if placed is not None:
+                waited = await self._placed(processes, *placed)
+                time_left = None if time_left is None else max(0.0, time_left - waited)
+            if processes.known:
+                terminated = await self._supervise(processes, exited, time_left)
             group_gone.set()
             await asyncio.gather(*tails)
         except BaseException:
             # The agent is shutting down (or broke): leave no process of the job behind.
-            if pgid is not None:
-                signal_group(pgid, signal.SIGKILL)
+            processes.signal(signal.SIGKILL)
             for task in tails:
                 task.cancel()
             raise
@@ -311,10 +322,11 @@ class JobRunner:
         return terminated
 
     async def _supervise(
-        self, pgid: int, exited: asyncio.Event, time_left: float | None
+        self, processes: JobProcesses, exited: asyncio.Event, time_left: float | None
     ) -> _Termination | None:
-        """Wait for the process to exit, killing its group on timeout or cancel; then kill
-        whatever the group left behind. Returns why the agent ended it, if it did."""
+        """Wait for the main process to exit, stopping every process of the job on timeout
+        or cancel; then kill whatever it left behind. Returns why the agent ended it, if it
+        did."""
         waits = [
             asyncio.create_task(exited.wait(), name=f"job-{self.job_id}-exit"),
             asyncio.create_task(self._terminate.wait(), name=f"job-{self.job_id}-terminate"),
@@ -335,33 +347,25 @@ class JobRunner:
                 )
             terminated = self._termination
             assert terminated is not None
-            await self._terminate_group(pgid, exited, terminated)
-        # The job is over once its main process is: background processes it left go too.
-        if signal_group(pgid, signal.SIGKILL):
-            logger.debug("job=%s attempt=%d: killed leftover processes", self.job_id, self.attempt)
-        try:
-            async with asyncio.timeout(_GROUP_GONE_TIMEOUT):
-                await wait_group_gone(pgid)
-        except TimeoutError:
-            logger.warning(
-                "job=%s attempt=%d: process group %d still exists (unreaped zombies?)",
-                self.job_id,
-                self.attempt,
-                pgid,
-            )
+            await self._terminate_processes(processes, exited, terminated)
+        # The job is over once its main process is: background processes it left go too,
+        # in whatever session they put themselves.
+        if not await processes.kill():
+            logger.warning("job=%s attempt=%d: processes of the job are still there after "
+                           "SIGKILL (%s)", self.job_id, self.attempt, processes)
         return terminated
 
-    async def _terminate_group(
-        self, pgid: int, exited: asyncio.Event, termination: _Termination
+    async def _terminate_processes(
+        self, processes: JobProcesses, exited: asyncio.Event, termination: _Termination
     ) -> None:
-        logger.info("job=%s attempt=%d: %s; SIGTERM to group %d, SIGKILL in %gs", self.job_id,
-                    self.attempt, termination.reason, pgid, termination.grace)
-        signal_group(pgid, signal.SIGTERM)
+        logger.info("job=%s attempt=%d: %s; SIGTERM to its processes, SIGKILL in %gs",
+                    self.job_id, self.attempt, termination.reason, termination.grace)
+        processes.signal(signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(termination.grace):
                 await exited.wait()
-                await wait_group_gone(pgid)
-        signal_group(pgid, signal.SIGKILL)
+                await processes.wait_gone()
+        processes.signal(signal.SIGKILL)
         await exited.wait()
 
     def _result(self, returncode: int | None, terminated: _Termination | None) -> JobResult:

@@ -6,18 +6,16 @@ import asyncio
 import os
 import shutil
 import signal
-import subprocess
 from collections.abc import Mapping
-from typing import Any, Protocol
 
 from hodei_agent.errors import JobStartError
 from hodei_agent.keeper import exit_code_of
-from hodei_agent.keeperclient import KeeperClient, KeeperError
+from hodei_agent.keeperclient import KeeperClient, KeeperError, Kept
 from hodei_agent.launch import Launch
 from hodei_agent.statedir import process_start_ticks
 
-__all__ = ["ExitProtocol", "Spawned", "check_executable", "exit_code_of", "open_pidfd",
-           "signal_name", "spawn_direct", "spawn_kept"]
+__all__ = ["Spawned", "check_executable", "exit_code_of", "open_pidfd", "signal_name",
+           "spawn_kept"]
 
 
 def signal_name(signum: int) -> str | None:
@@ -59,83 +57,22 @@ def open_pidfd(pid: int, start_ticks: int) -> int | None:
     return pidfd
 
 
-class ExitProtocol(asyncio.SubprocessProtocol):
-    """Sets an event when the job's process (the agent's child) exits."""
+class Spawned:
+    """A job its keeper started: it outlives the agent, and the keeper records its end."""
 
-    def __init__(self) -> None:
-        self.exited = asyncio.Event()
-
-    def process_exited(self) -> None:
-        self.exited.set()
-
-
-class Spawned(Protocol):
-    """A started job process, however it was started."""
-
-    pid: int
-    start_ticks: int | None
-    exited: asyncio.Event  # set once the process ended
+    def __init__(self, kept: Kept, stdin: tuple[int, bytes] | None) -> None:
+        self.pid = kept.pid
+        self.start_ticks = kept.start_ticks
+        # Its cgroup, once the keeper has left it ("" when it has none).
+        self.cgroup = kept.cgroup
+        self._returncode = kept.returncode
+        self._stdin = stdin
+        self._feeder: asyncio.Task[None] | None = None
+        self.exited = asyncio.Event()  # set once the process ended
+        kept.returncode.add_done_callback(lambda _: self.exited.set())
 
     def feed(self) -> None:
         """Hand its stdin data (if any) to the process, closing its stdin after it."""
-
-    def close(self) -> None: ...
-
-    def returncode(self) -> int | None:
-        """Negative: killed by that signal; None: unknown (its keeper went away)."""
-
-
-class _Direct:
-    """A job that is the agent's own child: it does not outlive the agent."""
-
-    def __init__(self, transport: Any, protocol: ExitProtocol, stdin: bytes | None) -> None:
-        self._transport = transport
-        self._stdin = stdin
-        self.pid: int = transport.get_pid()
-        self.start_ticks = process_start_ticks(self.pid)
-        self.exited = protocol.exited
-
-    def feed(self) -> None:
-        pipe = self._transport.get_pipe_transport(0)
-        if self._stdin is not None and pipe is not None:
-            pipe.write(self._stdin)
-            pipe.close()
-
-    def close(self) -> None:
-        self._transport.close()
-
-    def returncode(self) -> int | None:
-        code: int | None = self._transport.get_returncode()
-        return code
-
-
-async def spawn_direct(launch: Launch, stdout: int, stderr: int, stdin: bytes | None) -> Spawned:
-    try:
-        transport, protocol = await asyncio.get_running_loop().subprocess_exec(
-            ExitProtocol, *launch.argv,
-            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-            stdout=stdout, stderr=stderr, cwd=launch.cwd, env=launch.env,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise JobStartError(exc.strerror or str(exc)) from None
-    return _Direct(transport, protocol, stdin)
-
-
-class _Kept:
-    """A job its keeper started: it outlives the agent, and the keeper records its end."""
-
-    def __init__(self, pid: int, start_ticks: int | None,
-                 returncode: asyncio.Future[int | None], stdin: tuple[int, bytes] | None) -> None:
-        self.pid = pid
-        self.start_ticks = start_ticks
-        self._returncode = returncode
-        self._stdin = stdin
-        self._feeder: asyncio.Task[None] | None = None
-        self.exited = asyncio.Event()
-        returncode.add_done_callback(lambda _: self.exited.set())
-
-    def feed(self) -> None:
         if self._stdin is not None:
             self._feeder = asyncio.create_task(_feed(*self._stdin))
             self._stdin = None
@@ -147,6 +84,7 @@ class _Kept:
             os.close(self._stdin[0])
 
     def returncode(self) -> int | None:
+        """Negative: killed by that signal; None: unknown (its keeper went away)."""
         return self._returncode.result() if self._returncode.done() else None
 
 
@@ -165,7 +103,7 @@ async def spawn_kept(keeper: KeeperClient, launch: Launch, executable: str, stdo
         if stdin is not None:
             os.close(stdin_read)
     feed = (stdin_write, stdin) if stdin is not None else None
-    return _Kept(kept.pid, kept.start_ticks, kept.returncode, feed)
+    return Spawned(kept, feed)
 
 
 async def _feed(fd: int, data: bytes) -> None:

@@ -10,8 +10,9 @@ STATE_DIR/                 0700
   jobs/<job>.<attempt>.*   one set of files per attempt, removed once the server
                            acknowledged the result (flat: a directory per job would cost
                            two more file-system operations per job):
-    .meta                  job, attempt, pid and its start time, start, timeout, temp dir;
-                           written before the job is started (pid 0), then with its pid
+    .meta                  job, attempt, pid and its start time, cgroup, start, timeout,
+                           temp dir; written before the job is started (pid 0), then with
+                           its pid
     .stdout, .stderr       what the job wrote (the job writes the files itself)
     .chunks                one record per chunk made: seq, stream, length (ChunkJournal)
     .acked                 the highest seq the server acknowledged
@@ -38,13 +39,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hodei_agent.errors import AgentError
+from hodei_agent.procgroup import start_ticks
 from hodei_agent.watchdog import (
     FENCED_SUFFIX,
     JOBS_DIR,
     LEASE_FILE,
     META_SUFFIX,
     STDOUT_SUFFIX,
-    start_ticks,
 )
 from hodei_api.v1 import logs_pb2
 
@@ -88,11 +89,12 @@ class JobMeta:
     # redact its output, so it stops it rather than re-attach (and removes their directory).
     has_secrets: bool = False
     secrets_dir: str = ""
+    # The job's cgroup ("" if it has none): every process it started, whatever its session.
+    cgroup: str = ""
 
 
 # When a process started (clock ticks since boot), None if there is no such process: with
-# the pid, it names the process across pid reuse. One definition, the watchdog's (which
-# imports nothing of the agent's).
+# the pid, it names the process across pid reuse.
 process_start_ticks = start_ticks
 
 

@@ -63,10 +63,9 @@ class JobSupervisor:
         slots: int,
         worker_id: str = "",
         limits: BatchLimits = DEFAULT_LIMITS,
-        keeper: KeeperClient | None = None,
+        keeper: KeeperClient,
     ) -> None:
-        """`keeper` starts the jobs when they are to outlive this agent process (a
-        persistent state dir); without one they are the agent's own children."""
+        """`keeper` starts the jobs: their parent, which outlives this agent process."""
         self._outbox = outbox
         self._state = state
         self._keeper = keeper

@@ -6,8 +6,9 @@ worker lost, it retries the jobs elsewhere, and the old processes must be gone b
 agent stops its jobs itself when it hears nothing from the server (`Agent._watch_lease`); for a
 dead one, this small process (one per state dir, started by the agent, no gRPC, no protobuf)
 reads the deadline the agent renews with every acknowledged heartbeat and, once it has
-passed, kills the process group of every job in the state dir and marks it fenced. It exits
-when the agent drained (the lease file is gone) or after fencing, with nothing left to guard.
+passed, kills every process of every job in the state dir — its cgroup, where it has one,
+and its process group — and marks it fenced. It exits when the agent drained (the lease file
+is gone) or after fencing, with nothing left to guard.
 
 `python -m hodei_agent.watchdog STATE_DIR [--remove]`
 """
@@ -22,6 +23,10 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
+
+from hodei_agent import cgroups
+from hodei_agent.procgroup import start_ticks
 
 LEASE_FILE = "lease"
 JOBS_DIR = "jobs"
@@ -32,16 +37,8 @@ PID_FILE = "watchdog.pid"
 
 POLL_SECONDS = 0.25
 KILL_GRACE = 1.0
-
-
-def start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (when the process started); None if it does not exist."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[19])
+# How long to wait for the killed processes' cgroups to empty, to remove them.
+_GONE_WAIT = 2.0
 
 
 def running(state_dir: Path) -> bool:
@@ -82,44 +79,75 @@ def _deadline(state_dir: Path) -> float | None:
         return 0.0  # unreadable: the jobs have no lease
 
 
-def live_jobs(state_dir: Path) -> list[tuple[str, int]]:
-    """(file prefix, process group) of every job whose process still runs."""
-    live = []
+class _Job(NamedTuple):
+    prefix: str  # of its files in the state dir
+    pgid: int | None  # None: its main process has ended
+    cgroup: str  # "" if it has none
+
+
+def _jobs(state_dir: Path) -> list[_Job]:
+    """Every job of the state dir with a process left: its main one, or any in its cgroup."""
+    jobs = []
     with contextlib.suppress(FileNotFoundError):
         for meta_path in (state_dir / JOBS_DIR).glob("*" + META_SUFFIX):
             prefix = str(meta_path)[: -len(META_SUFFIX)]
             try:
                 meta = json.loads(meta_path.read_bytes())
                 pid, ticks = int(meta["pid"]), int(meta["start_ticks"])
+                cgroup = str(meta.get("cgroup") or "")
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             if pid == 0:  # recorded before it was started, its pid never
                 found = job_process(prefix)
-                if found is None:
-                    continue
-                pid, ticks = found
-            if start_ticks(pid) == ticks:
-                live.append((prefix, pid))
-    return live
+                if found is not None:
+                    pid, ticks = found
+            pgid = pid if pid and start_ticks(pid) == ticks else None
+            if pgid is not None or (cgroup and cgroups.populated(cgroup)):
+                jobs.append(_Job(prefix, pgid, cgroup))
+    return jobs
 
 
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
+def live_jobs(state_dir: Path) -> list[tuple[str, int]]:
+    """(file prefix, process group) of every job whose main process still runs."""
+    return [(job.prefix, job.pgid) for job in _jobs(state_dir) if job.pgid is not None]
+
+
+def _signal(job: _Job, signum: signal.Signals) -> None:
+    if job.cgroup:
+        if signum == signal.SIGKILL:
+            cgroups.kill(job.cgroup)
+        else:
+            cgroups.signal_all(job.cgroup, signum)
+    if job.pgid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(job.pgid, signum)
 
 
 def fence(state_dir: Path) -> int:
-    """Mark and kill every live job of `state_dir`; returns how many there were."""
-    live = live_jobs(state_dir)
-    for prefix, pgid in live:
+    """Mark and kill every job of `state_dir` whose main process still runs, and kill what
+    ended jobs left in their cgroups; returns how many jobs were still running."""
+    jobs = _jobs(state_dir)
+    running = [job for job in jobs if job.pgid is not None]
+    for job in running:
         with contextlib.suppress(OSError):
-            Path(prefix + FENCED_SUFFIX).touch(mode=0o600)
-        _signal_group(pgid, signal.SIGTERM)
-    if live:
+            Path(job.prefix + FENCED_SUFFIX).touch(mode=0o600)
+    for job in jobs:
+        _signal(job, signal.SIGTERM)
+    if jobs:
         time.sleep(KILL_GRACE)
-        for _, pgid in live:
-            _signal_group(pgid, signal.SIGKILL)
-    return len(live)
+    for job in jobs:
+        _signal(job, signal.SIGKILL)
+    # Their cgroups go once empty: their keeper may be gone, and no agent come back.
+    deadline = time.monotonic() + _GONE_WAIT
+    left = [job.cgroup for job in jobs if job.cgroup]
+    while left and time.monotonic() < deadline:
+        for cgroup in left:
+            cgroups.kill(cgroup)
+        time.sleep(0.02)
+        left = [cgroup for cgroup in left if not cgroups.remove(cgroup)]
+    for home in {os.path.dirname(os.path.dirname(job.cgroup)) for job in jobs if job.cgroup}:
+        cgroups.prune(home)
+    return len(running)
 
 
 def watch(state_dir: Path, *, remove: bool = False) -> int:

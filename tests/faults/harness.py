@@ -98,13 +98,29 @@ def _ppid(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
-def alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
+def _state(pid: int) -> str:
+    """The process's state letter (R, S, Z, ...); "" once it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        return ""
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    return _state(pid) not in ("", "Z")
+
+
+def zombies_of(parents: Iterable[int]) -> list[int]:
+    """Zombies whose parent is one of `parents` (nobody reaped them)."""
+    wanted = set(parents)
+    return [p for p in pids() if _ppid(p) in wanted and _state(p) == "Z"]
+
+
+def keepers_of(agent_pid: int) -> list[int]:
+    """The job keepers an agent started (its children running `hodei_agent.keeper`)."""
+    return [p for p in pids() if _ppid(p) == agent_pid and b"hodei_agent.keeper" in _cmdline(p)]
 
 
 def pids() -> Iterable[int]:
@@ -144,6 +160,19 @@ def processes_with_arg(marker: str) -> list[int]:
     """Live processes with `marker` as one of their arguments."""
     needle = marker.encode()
     return [p for p in pids() if needle in _cmdline(p)[1:] and alive(p)]
+
+
+def processes_by_arg(markers: Iterable[str]) -> dict[str, list[int]]:
+    """For each of `markers`, the live processes having it as one of their arguments (one
+    pass over /proc for all of them)."""
+    wanted = {marker.encode(): marker for marker in markers}
+    found: dict[str, list[int]] = {marker: [] for marker in wanted.values()}
+    for pid in pids():
+        for arg in _cmdline(pid)[1:]:
+            if arg in wanted and alive(pid):
+                found[wanted[arg]].append(pid)
+                break
+    return found
 
 
 def descendants(pid: int) -> list[int]:
@@ -243,8 +272,9 @@ def hodeictl_logs(server: ServerProcess, job_id: str) -> subprocess.CompletedPro
 
 def start_agent(url: str, address: str, workdir: Path, name: str, slots: int = 4,
                 drain_grace: float = 30.0, state_dir: Path | None = None,
-                ) -> subprocess.Popen[bytes]:
-    """An agent this test owns (so it sees the exit code), with a fresh bootstrap token."""
+                args: Iterable[str] = ()) -> subprocess.Popen[bytes]:
+    """An agent this test owns (so it sees the exit code), with a fresh bootstrap token;
+    `args`: more of its options."""
     import hashlib
     import secrets
     import sys
@@ -262,7 +292,7 @@ def start_agent(url: str, address: str, workdir: Path, name: str, slots: int = 4
     state = ["--state-dir", str(state_dir)] if state_dir is not None else []
     return subprocess.Popen(
         [sys.executable, "-m", "hodei_agent", "--server", address, "--name", name,
-         "--slots", str(slots), "--drain-grace", str(drain_grace), *state],
+         "--slots", str(slots), "--drain-grace", str(drain_grace), *state, *args],
         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )

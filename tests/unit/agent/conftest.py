@@ -17,19 +17,12 @@ import pytest
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.outbox import MAX_UNACKED_BYTES, JobRecord, Outbox
-from hodei_agent.procgroup import become_subreaper
 from hodei_agent.runner import JobResult, JobRunner
 from hodei_agent.statedir import StateDir
 from hodei_api.v1 import agent_pb2, agent_pb2_grpc, jobs_pb2, logs_pb2
 
 STDOUT = logs_pb2.LOG_STREAM_STDOUT
 STDERR = logs_pb2.LOG_STREAM_STDERR
-
-
-@pytest.fixture(scope="session", autouse=True)
-def subreaper() -> None:
-    """Adopt orphaned job processes as the agent does, so their zombies can be reaped."""
-    become_subreaper()
 
 
 # ---- running one job through runner + batcher + outbox ---------------------------------
@@ -116,11 +109,12 @@ async def run_job(
     | None = None,
     keep_data: bool = True,
     acking: bool = True,
-    outlive_agent: bool = True,
+    cgroups: bool = True,
 ) -> tuple[JobRun, OutboxReader]:
     """Run `spec` as job "job-1" attempt 1 and collect what it sends.
 
-    `while_running(runner, reader, pid)` is awaited once the process started.
+    `while_running(runner, reader, pid)` is awaited once the process started. `cgroups`:
+    False has the keeper contain the job in its process group only.
     """
     outbox = Outbox(max_unacked_bytes)
     record = outbox.open("job-1", 1)
@@ -130,7 +124,7 @@ async def run_job(
     reader = OutboxReader(outbox, acking=acking)
     reader.keep_data = keep_data
     reader.record = record
-    keeper = KeeperClient() if outlive_agent else None
+    keeper = KeeperClient(cgroups=cgroups)
     runner = JobRunner(
         "job-1",
         1,
@@ -163,8 +157,7 @@ async def run_job(
             if helper is not None:
                 await helper
     finally:
-        if keeper is not None:
-            keeper.close()
+        keeper.close()
         files.remove()
         state.close()
     return JobRun(result, reader.messages, started.result() if started.done() else None), reader

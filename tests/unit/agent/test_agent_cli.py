@@ -46,6 +46,8 @@ def agent_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProce
         (["--server", "a:1", "--token-file", "/nonexistent/token"], {}, "--token-file"),
         (["--server", "a:1", "--log-level", "LOUD"], GOOD_ENV, "--log-level"),
         (["--server", "a:1", "--bogus"], GOOD_ENV, "--bogus"),
+        (["--server", "a:1", "--cgroups", "on"], GOOD_ENV, "--cgroups"),
+        (["--server", "a:1"], {**GOOD_ENV, "HODEI_AGENT_CGROUPS": "no"}, "HODEI_AGENT_CGROUPS"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], env: dict[str, str], hint: str) -> None:
@@ -132,3 +134,12 @@ def test_a_state_dir_with_an_identity_needs_no_token(tmp_path: Path) -> None:
     config = parse_config(["--server", "127.0.0.1:1"], {"HODEI_AGENT_STATE_DIR": str(state)})
     assert config.state_dir == state
     assert config.bootstrap_token == ""
+
+
+def test_cgroups_are_used_unless_turned_off() -> None:
+    assert parse_config(["--server", "127.0.0.1:1"], dict(GOOD_ENV)).cgroups
+    assert not parse_config(["--server", "127.0.0.1:1", "--cgroups", "OFF"], dict(GOOD_ENV)).cgroups
+    environ = {**GOOD_ENV, "HODEI_AGENT_CGROUPS": "off"}
+    assert not parse_config(["--server", "127.0.0.1:1"], environ).cgroups
+    environ = {**GOOD_ENV, "HODEI_AGENT_CGROUPS": "off"}
+    assert parse_config(["--server", "127.0.0.1:1", "--cgroups", "auto"], environ).cgroups

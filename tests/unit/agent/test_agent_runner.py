@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import shutil
@@ -17,6 +16,7 @@ import pytest
 
 from hodei_agent.outbox import MAX_UNACKED_BYTES
 from hodei_api.v1 import jobs_pb2, logs_pb2
+from tests.cgroupsupport import skip_without_job_cgroups
 
 STDOUT = logs_pb2.LOG_STREAM_STDOUT
 STDERR = logs_pb2.LOG_STREAM_STDERR
@@ -73,19 +73,17 @@ def test_exit_codes_propagate(
     assert_well_formed(run)
 
 
-@pytest.mark.parametrize("outlive_agent", [True, False], ids=["kept", "direct"])
-def test_exit_status_with_and_without_the_keeper(
-    job_runner: Any, outlive_agent: bool
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup", "process-group"])
+def test_exit_status_and_timeout_with_and_without_cgroups(
+    job_runner: Any, cgroups: bool
 ) -> None:
-    run, _ = asyncio.run(job_runner(command("sh", "-c", "echo hi; exit 3"),
-                                    outlive_agent=outlive_agent))
+    run, _ = asyncio.run(job_runner(command("sh", "-c", "echo hi; exit 3"), cgroups=cgroups))
     assert (run.result.outcome, run.result.exit_code, run.output()) == (FAILED, 3, b"hi\n")
-    run, _ = asyncio.run(job_runner(command("sh", "-c", "kill -KILL $$"),
-                                    outlive_agent=outlive_agent))
+    run, _ = asyncio.run(job_runner(command("sh", "-c", "kill -KILL $$"), cgroups=cgroups))
     assert (run.result.exit_code, run.result.reason) == (128 + 9, "killed by SIGKILL")
     started = time.monotonic()
     run, _ = asyncio.run(job_runner(script("sleep 60 & sleep 60", timeout_seconds=0.3),
-                                    outlive_agent=outlive_agent))
+                                    cgroups=cgroups))
     assert run.result.outcome == jobs_pb2.JOB_STATE_TIMED_OUT
     assert time.monotonic() - started < 5
     assert_group_gone(run.pid)
@@ -179,20 +177,43 @@ def test_background_leftovers_die_with_the_job(job_runner: Any) -> None:
     assert_group_gone(run.pid)
 
 
-def test_process_escaping_the_group_does_not_hang_the_job(job_runner: Any) -> None:
+ESCAPING = script("setsid -f sh -c 'echo $$; exec sleep 30'; sleep 0.2; echo done")
+
+
+def wait_vanished(pid: int) -> None:
+    """Wait until `pid` is gone from /proc: dead and reaped (by the keeper: its subreaper)."""
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}"):
+        assert time.monotonic() < deadline, f"{pid} should be gone, not a zombie"
+        time.sleep(0.01)
+
+
+def test_a_process_leaving_the_group_dies_with_the_job(job_runner: Any) -> None:
+    skip_without_job_cgroups()
     if shutil.which("setsid") is None:
         pytest.skip("needs setsid")
     started = time.monotonic()
-    run, _ = asyncio.run(
-        job_runner(script("setsid -f sh -c 'echo $$; exec sleep 30'; sleep 0.2; echo done"))
-    )
+    run, _ = asyncio.run(job_runner(ESCAPING))
     escaped, done = run.output().split()
-    os.kill(int(escaped), signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):  # adopted by us as subreaper: reap it
-        os.waitpid(int(escaped), 0)
     assert done == b"done"
     assert run.result.outcome == SUCCEEDED
     assert time.monotonic() - started < 5
+    wait_vanished(int(escaped))
+
+
+def test_without_cgroups_a_process_leaving_the_group_outlives_the_job_and_is_reaped(
+    job_runner: Any,
+) -> None:
+    if shutil.which("setsid") is None:
+        pytest.skip("needs setsid")
+    started = time.monotonic()
+    run, _ = asyncio.run(job_runner(ESCAPING, cgroups=False))
+    escaped, done = run.output().split()
+    assert (done, run.result.outcome) == (b"done", SUCCEEDED)
+    assert time.monotonic() - started < 5  # the job does not wait for it
+    os.kill(int(escaped), 0)  # what process groups can't contain
+    os.kill(int(escaped), signal.SIGKILL)
+    wait_vanished(int(escaped))
 
 
 def test_script_stops_at_first_failing_command(job_runner: Any) -> None:

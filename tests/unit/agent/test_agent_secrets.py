@@ -46,9 +46,9 @@ def _spec(script: str, *refs: jobs_pb2.SecretRef, **fields: Any) -> jobs_pb2.Job
 
 
 async def _run(spec: jobs_pb2.JobSpec, values: dict[str, bytes],
-               limits: BatchLimits | None = None, kept: bool = False) -> tuple[JobResult, Sink]:
+               limits: BatchLimits | None = None) -> tuple[JobResult, Sink]:
     sink = Sink()
-    keeper = KeeperClient() if kept else None
+    keeper = KeeperClient()
     runner = JobRunner(
         "job-1", 1, spec, worker_id="worker-1", sink=sink, files=_files(),
         base_env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
@@ -58,8 +58,7 @@ async def _run(spec: jobs_pb2.JobSpec, values: dict[str, bytes],
     try:
         result = await runner.run(lambda pid: None)
     finally:
-        if keeper is not None:
-            keeper.close()
+        keeper.close()
     return result, sink
 
 
@@ -80,16 +79,14 @@ def test_default_delivery_is_a_private_file_removed_afterwards() -> None:
     assert not os.path.exists(directory)
 
 
-@pytest.mark.parametrize("kept", [False, True], ids=["direct", "kept"])
-def test_stdin_delivery_and_as_env_only_when_asked(kept: bool) -> None:
+def test_stdin_delivery_and_as_env_only_when_asked() -> None:
     script = ('python3 -c "import json,sys; d=json.load(sys.stdin); '
               'print(sorted(d), len(d[\'db\']))"; echo "dir=${HODEI_SECRETS_DIR:-none}"; '
               'echo "tok=${API_TOKEN:-unset} len=${#API_TOKEN}"')
     spec = _spec(script, jobs_pb2.SecretRef(name="DB_PASSWORD", as_file="db"),
                  jobs_pb2.SecretRef(name="env:TOKEN", as_env="API_TOKEN"),
                  secret_delivery="stdin")
-    result, sink = asyncio.run(_run(spec, {"DB_PASSWORD": SECRET, "env:TOKEN": b"tok-123456"},
-                                    kept=kept))
+    result, sink = asyncio.run(_run(spec, {"DB_PASSWORD": SECRET, "env:TOKEN": b"tok-123456"}))
     out = sink.output().decode()
     assert result.outcome == jobs_pb2.JOB_STATE_SUCCEEDED, out + sink.output(STDERR).decode()
     assert f"['TOKEN', 'db'] {len(SECRET)}" in out
@@ -147,13 +144,16 @@ def test_a_held_prefix_does_not_delay_output_forever() -> None:
 
     async def scenario() -> tuple[bytes, Sink]:
         sink = Sink()
+        keeper = KeeperClient()
         runner = JobRunner("job-1", 1, spec, worker_id="w", sink=sink, files=_files(),
                            base_env={"PATH": "/usr/bin:/bin"}, limits=limits,
-                           secrets=[agent_pb2.SecretValue(name="S", value=SECRET)])
+                           secrets=[agent_pb2.SecretValue(name="S", value=SECRET)],
+                           keeper=keeper)
         task = asyncio.create_task(runner.run(lambda pid: None))
         await asyncio.sleep(2.0)
         early = sink.output()
         await task
+        keeper.close()
         return early, sink
 
     early, sink = asyncio.run(scenario())

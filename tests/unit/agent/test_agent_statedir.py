@@ -25,6 +25,7 @@ from hodei_agent.runner import SECRETS_NOT_REATTACHED_REASON, UNKNOWN_END_REASON
 from hodei_agent.statedir import Identity, JobFiles, JobMeta, StateDir, process_start_ticks
 from hodei_agent.supervisor import JobSupervisor
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
+from tests.cgroupsupport import skip_without_job_cgroups
 from tests.unit.agent.conftest import OutboxReader
 
 STDOUT = logs_pb2.LOG_STREAM_STDOUT
@@ -84,14 +85,14 @@ def test_journal_gives_offsets_seqs_and_ignores_a_torn_record(tmp_path: Path) ->
 
 
 def start_like_a_previous_agent(files: JobFiles, script: str, timeout: float = 0.0,
-                                recorded: bool = True) -> int:
+                                job_id: str = "job-1", recorded: bool = True) -> int:
     """Start `script` as the supervisor and the runner do (meta before the start, output
-    files, the keeper, meta with the pid) and let go of the keeper, as a dying agent would:
+    files, a keeper, meta with the pid) and let go of the keeper, as a dying agent would:
     it stays, the job's parent, to record its end. With `recorded` False the agent dies
     before it records the job's pid."""
 
     async def start() -> int:
-        files.write_meta(JobMeta("job-1", 1, 0, 0, time.time(), timeout, ""))
+        files.write_meta(JobMeta(job_id, 1, 0, 0, time.time(), timeout, ""))
         keeper = KeeperClient()
         try:
             stdout, stderr = files.create_outputs()
@@ -99,6 +100,7 @@ def start_like_a_previous_agent(files: JobFiles, script: str, timeout: float = 0
                 kept = await keeper.spawn(["sh", "-c", script], dict(os.environ), os.getcwd(),
                                           (keeper.devnull, stdout, stderr),
                                           str(files.status_path))
+                cgroup = await kept.cgroup
             finally:
                 os.close(stdout)
                 os.close(stderr)
@@ -106,8 +108,8 @@ def start_like_a_previous_agent(files: JobFiles, script: str, timeout: float = 0
             keeper.close()
         assert kept.start_ticks is not None
         if recorded:
-            files.write_meta(JobMeta("job-1", 1, kept.pid, kept.start_ticks, time.time(),
-                                     timeout, ""))
+            files.write_meta(JobMeta(job_id, 1, kept.pid, kept.start_ticks, time.time(),
+                                     timeout, "", cgroup=cgroup))
         return kept.pid
 
     return asyncio.run(start())
@@ -123,17 +125,21 @@ def wait_group_gone(pgid: int) -> None:
 async def follow_adopted(state: StateDir, while_running: float = 0.0,
                          cancel: bool = False) -> OutboxReader:
     outbox = Outbox()
-    supervisor = JobSupervisor(outbox, state, slots=1, worker_id="worker-1")
-    assert supervisor.adopt() == [("job-1", 1)]
-    reader = OutboxReader(outbox)
-    consumer = asyncio.create_task(reader.run())
-    if cancel:
-        await asyncio.sleep(while_running)
-        supervisor.cancel_job(agent_pb2.CancelJobCommand(job_id="job-1", attempt=1,
-                                                         grace_seconds=1.0))
-    async with asyncio.timeout(20):
-        await consumer
-        await supervisor.wait_idle()
+    keeper = KeeperClient()  # for new jobs: there is none here
+    supervisor = JobSupervisor(outbox, state, slots=1, worker_id="worker-1", keeper=keeper)
+    try:
+        assert supervisor.adopt() == [("job-1", 1)]
+        reader = OutboxReader(outbox)
+        consumer = asyncio.create_task(reader.run())
+        if cancel:
+            await asyncio.sleep(while_running)
+            supervisor.cancel_job(agent_pb2.CancelJobCommand(job_id="job-1", attempt=1,
+                                                             grace_seconds=1.0))
+        async with asyncio.timeout(20):
+            await consumer
+            await supervisor.wait_idle()
+    finally:
+        keeper.close()
     return reader
 
 
@@ -237,6 +243,59 @@ def test_cancelling_an_adopted_job_kills_its_whole_group(tmp_path: Path) -> None
     state.close()
 
 
+def daemon_of(path: Path) -> int:
+    """The pid a job's daemon wrote to `path` (once it did)."""
+    deadline = time.monotonic() + 10
+    while not path.exists() or not path.read_text().strip():
+        assert time.monotonic() < deadline, "the job's daemon should start"
+        time.sleep(0.01)
+    return int(path.read_text())
+
+
+def wait_vanished(pid: int) -> None:
+    """Wait until `pid` is dead and reaped (no zombie left)."""
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}"):
+        assert time.monotonic() < deadline, f"{pid} should be dead and reaped"
+        time.sleep(0.01)
+
+
+def daemonising(pid_file: Path, then: str = "sleep 60") -> str:
+    """A job that starts a daemon (in a session of its own) writing its pid to `pid_file`."""
+    return f"setsid -f sh -c 'echo $$ > {pid_file}; exec sleep 60'; {then}"
+
+
+def test_cancelling_an_adopted_job_kills_what_left_its_group(tmp_path: Path) -> None:
+    skip_without_job_cgroups()
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    start_like_a_previous_agent(files, daemonising(tmp_path / "daemon"))
+    daemon = daemon_of(tmp_path / "daemon")
+    meta = files.read_meta()
+    assert meta is not None and meta.cgroup
+    reader = asyncio.run(follow_adopted(state, while_running=0.3, cancel=True))
+    assert finished_of(reader).outcome == jobs_pb2.JOB_STATE_CANCELLED
+    wait_vanished(daemon)
+    assert not os.path.exists(meta.cgroup)
+    state.close()
+
+
+def test_an_adopted_job_that_ended_while_no_agent_was_there_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    skip_without_job_cgroups()
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    start_like_a_previous_agent(files, daemonising(tmp_path / "daemon", then="exit 4"))
+    daemon = daemon_of(tmp_path / "daemon")
+    os.kill(daemon, 0)  # the main process ended; with no agent there, its daemon runs on
+    reader = asyncio.run(follow_adopted(state))
+    done = finished_of(reader)
+    assert (done.outcome, done.exit_code) == (jobs_pb2.JOB_STATE_FAILED, 4)
+    wait_vanished(daemon)
+    state.close()
+
+
 def test_an_adopted_job_that_was_given_secrets_is_stopped_not_reattached(
     tmp_path: Path,
 ) -> None:
@@ -301,7 +360,7 @@ def test_watchdog_stops_a_dead_agents_jobs_once_the_lease_ran_out(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert 0.5 <= time.monotonic() - started < 5
     assert files.fenced_path.exists()
-    wait_group_gone(pid)  # its keeper reaps the job; what the job left, we do (subreaper)
+    wait_group_gone(pid)  # its keeper reaps the job and what the job left (subreaper)
     assert files.read_status() == 128 + signal.SIGTERM  # recorded by the keeper
     state.close()
 
@@ -315,6 +374,27 @@ def test_watchdog_stops_a_job_whose_pid_was_never_recorded(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     assert files.fenced_path.exists()
     wait_group_gone(pid)
+    state.close()
+
+
+def test_watchdog_kills_whole_cgroups_of_running_and_ended_jobs(tmp_path: Path) -> None:
+    skip_without_job_cgroups()
+    state = StateDir.open(tmp_path / "state")
+    running = state.new_job("job-1", 1)
+    start_like_a_previous_agent(running, daemonising(tmp_path / "d1"))
+    ended = state.new_job("job-2", 1)
+    start_like_a_previous_agent(ended, daemonising(tmp_path / "d2", then="true"),
+                                job_id="job-2")
+    daemons = [daemon_of(tmp_path / "d1"), daemon_of(tmp_path / "d2")]
+    cgroups = [meta.cgroup for meta in (running.read_meta(), ended.read_meta()) if meta]
+    state.renew_lease(time.time() + 0.3)
+    result = run_watchdog(state)
+    assert result.returncode == 0, result.stderr
+    assert b"stopped 1 job(s)" in result.stderr
+    for daemon in daemons:
+        wait_vanished(daemon)
+    assert running.fenced_path.exists() and not ended.fenced_path.exists()
+    assert len(cgroups) == 2 and not any(os.path.exists(cgroup) for cgroup in cgroups)
     state.close()
 
 
