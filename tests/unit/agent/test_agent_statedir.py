@@ -225,9 +225,11 @@ def test_a_job_recorded_but_never_started_is_forgotten(tmp_path: Path) -> None:
     state = StateDir.open(tmp_path / "state")
     files = state.new_job("job-1", 1)
     files.write_meta(JobMeta("job-1", 1, 0, 0, time.time(), 0.0, ""))
-    supervisor = JobSupervisor(Outbox(), state, slots=1, worker_id="worker-1")
+    keeper = KeeperClient()  # for new jobs: there is none here
+    supervisor = JobSupervisor(Outbox(), state, slots=1, worker_id="worker-1", keeper=keeper)
     assert supervisor.adopt() == []
     assert list(state.jobs.iterdir()) == []
+    keeper.close()
     state.close()
 
 
