@@ -47,8 +47,8 @@ SECRETS_NOT_REATTACHED_REASON = (
 
 DEFAULT_KILL_GRACE = 5.0
 # How long a re-attached job's status may take to appear after the job ended.
-_STATUS_WAIT = 2.0
-_STATUS_POLL = 0.02
+STATUS_WAIT = 2.0
+STATUS_POLL = 0.02
 
 
 @dataclass(frozen=True)
@@ -184,11 +184,11 @@ class JobRunner:
     async def _recorded_status(self) -> int | None:
         """The exit status its keeper recorded. The keeper writes it just after the process
         ended, so give it a moment; None if there is none (the keeper died too)."""
-        for _ in range(int(_STATUS_WAIT / _STATUS_POLL)):
+        for _ in range(int(STATUS_WAIT / STATUS_POLL)):
             status = self._files.read_status()
             if status is not None:
                 return status
-            await asyncio.sleep(_STATUS_POLL)  # a file written by another process: poll it
+            await asyncio.sleep(STATUS_POLL)  # a file written by another process: poll it
         return self._files.read_status()
 
     async def abandon(self, meta: JobMeta) -> JobResult:

@@ -17,7 +17,7 @@ from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.launch import temp_dir_prefix
 from hodei_agent.outbox import JobKey, JobRecord, Outbox
-from hodei_agent.runner import JobResult, JobRunner
+from hodei_agent.runner import STATUS_POLL, STATUS_WAIT, JobResult, JobRunner
 from hodei_agent.secretfiles import SECRETS_DIR_ENV
 from hodei_agent.statedir import JobFiles, JobMeta, StateDir
 from hodei_agent.watchdog import job_process
@@ -183,14 +183,14 @@ class JobSupervisor:
 
         Re-attached like any other, it is not handed back while it may still run: the server
         would run it again at once."""
-        found = job_process(files.prefix)
+        found, status = JobSupervisor._process_or_status(files)
         if found is not None:
             pid, ticks = found
             environ = _environ(pid)
             meta = dataclasses.replace(
                 meta, pid=pid, start_ticks=ticks, temp_dir=_temp_dir_of(meta),
                 secrets_dir=environ.get(SECRETS_DIR_ENV, ""))
-        elif files.read_status() is not None:
+        elif status is not None:
             # It ended already. A pid that names another process (init's, with a start
             # time no process has) makes the runner read the rest of its output and its
             # recorded status, and signal nothing.
@@ -202,6 +202,20 @@ class JobSupervisor:
         logger.info("job=%s attempt=%d: its agent died while starting it; found pid %d",
                     meta.job_id, meta.attempt, meta.pid)
         return meta
+
+    @staticmethod
+    def _process_or_status(files: JobFiles) -> tuple[tuple[int, int] | None, int | None]:
+        """The attempt's running process, else the exit status its keeper recorded; (None,
+        None) if neither shows within STATUS_WAIT. A job that has just ended is neither for
+        a moment (a zombie has no open files; its keeper records the status once it reaped
+        it): taking that for "never started" would run it twice."""
+        deadline = time.monotonic() + STATUS_WAIT
+        while True:
+            found = job_process(files.prefix)
+            status = files.read_status() if found is None else None
+            if found is not None or status is not None or time.monotonic() > deadline:
+                return found, status
+            time.sleep(STATUS_POLL)  # once per agent start, for an attempt it left unrecorded
 
     def _abandon(self, files: JobFiles, meta: JobMeta, acked_seq: int) -> None:
         """An attempt that was given secrets is not re-attached: this process does not know
