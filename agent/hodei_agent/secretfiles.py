@@ -16,6 +16,7 @@ import base64
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,24 @@ from hodei_api.v1 import agent_pb2, jobs_pb2
 
 SECRETS_DIR_ENV = "HODEI_SECRETS_DIR"
 _SHM = "/dev/shm"
+_PREFIX = "hodei-secrets-"
+
+
+def is_secrets_dir(path: str) -> bool:
+    """Whether `path` is a directory `JobSecrets` makes: named like one, in /dev/shm or the
+    system temp dir, a real directory (no symlink) of this user.
+
+    A path read back from a job (its environment, after the agent restarted) is checked with
+    this before it is removed: the job could have put any path there."""
+    if not path or os.path.dirname(path) not in (_SHM, tempfile.gettempdir()):
+        return False
+    if not os.path.basename(path).startswith(_PREFIX):
+        return False
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
 
 
 def file_name(ref: jobs_pb2.SecretRef) -> str:
@@ -86,7 +105,7 @@ class JobSecrets:
 
     def _write_files(self) -> str:
         base = _SHM if os.access(_SHM, os.W_OK | os.X_OK) else None
-        directory = tempfile.mkdtemp(prefix="hodei-secrets-", dir=base)  # mode 0700
+        directory = tempfile.mkdtemp(prefix=_PREFIX, dir=base)  # mode 0700
         try:
             for ref in self.refs:
                 path = os.path.join(directory, file_name(ref))

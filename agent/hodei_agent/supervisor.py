@@ -18,7 +18,7 @@ from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.launch import temp_dir_prefix
 from hodei_agent.outbox import JobKey, JobRecord, Outbox
 from hodei_agent.runner import STATUS_POLL, STATUS_WAIT, JobResult, JobRunner
-from hodei_agent.secretfiles import SECRETS_DIR_ENV
+from hodei_agent.secretfiles import SECRETS_DIR_ENV, is_secrets_dir
 from hodei_agent.statedir import JobFiles, JobMeta, StateDir
 from hodei_agent.watchdog import job_process
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
@@ -186,10 +186,10 @@ class JobSupervisor:
         found, status = JobSupervisor._process_or_status(files)
         if found is not None:
             pid, ticks = found
-            environ = _environ(pid)
+            secrets_dir = _environ(pid).get(SECRETS_DIR_ENV, "")
             meta = dataclasses.replace(
                 meta, pid=pid, start_ticks=ticks, temp_dir=_temp_dir_of(meta),
-                secrets_dir=environ.get(SECRETS_DIR_ENV, ""))
+                secrets_dir=secrets_dir if is_secrets_dir(secrets_dir) else "")
         elif status is not None:
             # It ended already. A pid that names another process (init's, with a start
             # time no process has) makes the runner read the rest of its output and its

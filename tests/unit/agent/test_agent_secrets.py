@@ -6,8 +6,10 @@ import asyncio
 import base64
 import json
 import os
+import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from hodei_agent.batcher import BatchLimits
 from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.runner import JobResult, JobRunner
+from hodei_agent.secretfiles import JobSecrets, is_secrets_dir
 from hodei_agent.statedir import JobFiles, StateDir
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2
 
@@ -176,3 +179,21 @@ def test_a_missing_value_or_non_text_env_fails_to_start_without_showing_it() -> 
     spec = _spec("true", jobs_pb2.SecretRef(name="S", as_env="S"))
     result, _ = asyncio.run(_run(spec, {"S": b"\xff\xfe\x00binary"}))
     assert "not UTF-8" in result.reason and "\\xff" not in result.reason
+
+
+def test_only_a_secrets_dir_the_agent_makes_is_taken_for_one(tmp_path: Path) -> None:
+    """A path read back from a job's environment is removed only if it is such a dir."""
+    spec = _spec("true", jobs_pb2.SecretRef(name="DB"))
+    delivery = JobSecrets(spec, [agent_pb2.SecretValue(name="DB", value=SECRET)]).prepare({})
+    assert delivery.directory is not None and is_secrets_dir(delivery.directory)
+    decoy = Path(tempfile.gettempdir()) / f"hodei-secrets-decoy-{os.getpid()}"
+    decoy.symlink_to(tmp_path)
+    elsewhere = tmp_path / "hodei-secrets-elsewhere"
+    elsewhere.mkdir()
+    try:
+        for path in ("", "/", "/etc", tempfile.gettempdir(), str(decoy), str(elsewhere),
+                     delivery.directory + "/..", "/dev/shm"):
+            assert not is_secrets_dir(path), path
+    finally:
+        decoy.unlink()
+        delivery.remove()
