@@ -66,5 +66,6 @@ def test_disabled_example_plugin_is_hidden(installed: None) -> None:
     assert example["provides"] == []
 
     hello = _hodeictl("hello-plugin", HODEI_DISABLED_PLUGINS="example")
-    assert hello.returncode != 0
-    assert "No such command 'hello-plugin'" in hello.stderr
+    assert hello.returncode == 2
+    assert hello.stderr.startswith("hodeictl: no such command 'hello-plugin'")
+    assert len(hello.stderr.splitlines()) == 1
