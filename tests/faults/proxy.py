@@ -8,7 +8,8 @@ import threading
 
 
 class CuttableProxy:
-    """Relays 127.0.0.1:<port> to `target`; `cut()` stops delivery both ways until `heal()`."""
+    """Relays 127.0.0.1:<port> to `target`; `cut()` stops delivery both ways until `heal()`;
+    `reset()` drops every connection, and the bytes a cut held back with it."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -18,6 +19,7 @@ class CuttableProxy:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="proxy", daemon=True)
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     def start(self) -> CuttableProxy:
         self._thread.start()
@@ -29,6 +31,19 @@ class CuttableProxy:
 
     def heal(self) -> None:
         self._loop.call_soon_threadsafe(self._flowing.set)
+
+    def reset(self) -> None:
+        """Abort every relayed connection (what they held is lost), then relay again."""
+        done = threading.Event()
+
+        def abort() -> None:
+            for writer in list(self._writers):
+                writer.transport.abort()
+            self._flowing.set()
+            done.set()
+
+        self._loop.call_soon_threadsafe(abort)
+        done.wait(10)
 
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -51,8 +66,12 @@ class CuttableProxy:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(self._relay(reader, up_writer), self._relay(up_reader, writer),
-                             return_exceptions=True)
+        self._writers |= {writer, up_writer}
+        try:
+            await asyncio.gather(self._relay(reader, up_writer), self._relay(up_reader, writer),
+                                 return_exceptions=True)
+        finally:
+            self._writers -= {writer, up_writer}
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -10,6 +10,7 @@ from hodei_api.v1 import agent_pb2, jobs_pb2
 from hodei_plugins.schedulers import Scheduler
 from hodei_server.dispatch.placement import place, place_least_loaded
 from hodei_server.dispatch.registry import AgentRegistry
+from hodei_server.dispatch.session import AgentSession
 from hodei_server.dispatch.supervise import retry_delay
 from hodei_server.security.secretstore import SecretResolver, SecretUnavailable
 from hodei_server.store.jobs import Assignment, Claimed, JobStore
@@ -77,7 +78,6 @@ class Dispatcher:
             self.registry.candidates(), limit, choose, self.actor
         )
         for assignment in assignments:
-            spec = jobs_pb2.JobSpec.FromString(assignment.spec_bytes)
             session = self.registry.get(assignment.worker_id)
             if session is None:
                 # The stream closed during the round: the agent's Hello on reconnect, or
@@ -85,13 +85,18 @@ class Dispatcher:
                 log.warning("worker %s left before job %s was sent", assignment.worker_id,
                             assignment.job_id)
                 continue
-            values = await self._secret_values(assignment, spec)
-            if values is None:
-                continue
-            session.run_job(assignment.job_id, assignment.attempt, spec, values)
-            log.debug("job %s attempt %d -> worker %s", assignment.job_id, assignment.attempt,
-                      assignment.worker_id)
+            await self.send(session, assignment)
         return bool(assignments) and claimed_count == limit
+
+    async def send(self, session: AgentSession, assignment: Assignment) -> None:
+        """Send an assigned attempt to its agent, with its secrets resolved now."""
+        spec = jobs_pb2.JobSpec.FromString(assignment.spec_bytes)
+        values = await self._secret_values(assignment, spec)
+        if values is None:
+            return
+        session.run_job(assignment.job_id, assignment.attempt, spec, values)
+        log.debug("job %s attempt %d -> worker %s", assignment.job_id, assignment.attempt,
+                  assignment.worker_id)
 
     async def _secret_values(
         self, assignment: Assignment, spec: jobs_pb2.JobSpec

@@ -400,6 +400,14 @@ class JobStore:
             cur = await conn.execute(query("active_jobs_of_workers"), {"worker_ids": worker_ids})
             return await cur.fetchall()
 
+    async def assigned_specs(self, worker_id: uuid.UUID,
+                             job_ids: list[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+        """The specs of those jobs still assigned to `worker_id` and not started."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("assigned_specs"),
+                                     {"ids": job_ids, "worker_id": worker_id})
+            return {row["id"]: bytes(row["spec"]) for row in await cur.fetchall()}
+
     async def pending_demand(self, limit: int = 10_000) -> list[Row]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(query("pending_demand"), {"limit": limit})

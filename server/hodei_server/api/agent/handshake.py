@@ -30,7 +30,7 @@ from hodei_server.security import audit, pki
 from hodei_server.security import tls as tls_mod
 from hodei_server.security.authz import CredentialRefused
 from hodei_server.security.tls import Tls
-from hodei_server.store.jobs import JobStore
+from hodei_server.store.jobs import Assignment, JobStore
 from hodei_server.store.states import JobState
 from hodei_server.store.workers import WorkerStore
 from hodei_server.validation import validate_hello, validate_register
@@ -253,17 +253,28 @@ class AgentServicer(agent_pb2_grpc.WorkerAgentServiceServicer):
             log.info("worker %s still runs job %s attempt %d, which is no longer its own; "
                      "stopping it", session.worker_id, job_id, attempt)
             session.cancel(job_id, attempt, NOT_CURRENT)
+        unsent: dict[uuid.UUID, int] = {}
         async with self.jobs.pool.transaction() as conn:
             for job in active:
                 key = (job["id"], job["attempt"])
                 if key in announced:
                     session.adopt(job["id"], job["attempt"], job["cpus"], job["memory_mb"])
                     continue
-                # The agent does not know this attempt: it never started it, or it died
-                # with the agent. An unstarted one goes back to the queue at no cost.
-                never_started = job["state"] == JobState.ASSIGNED.value
+                if job["state"] == JobState.ASSIGNED.value:
+                    # Never started: its RunJob went down with the previous stream (a
+                    # certificate rotation, a network blip). Sent again below, as the same
+                    # attempt: requeued, it would count as a second one.
+                    unsent[job["id"]] = job["attempt"]
+                    continue
+                # Reported running, unknown to the agent now: it died with the agent.
                 await self.jobs.finish(
                     conn, job["id"], job["attempt"], session.worker_id, JobState.LOST, None,
-                    "the agent reconnected without this job",
-                    f"worker:{session.worker_id}", unstarted=never_started,
+                    "the agent reconnected without this job", f"worker:{session.worker_id}",
                 )
+        if unsent:
+            specs = await self.jobs.assigned_specs(session.worker_id, list(unsent))
+            for job_id, spec in specs.items():
+                log.info("worker %s reconnected without job %s attempt %d, which it never "
+                         "started; sending it again", session.worker_id, job_id, unsent[job_id])
+                await self.dispatcher.send(
+                    session, Assignment(job_id, unsent[job_id], session.worker_id, spec))

@@ -303,6 +303,12 @@ SELECT id, attempt, max_attempts, state, worker_id, cpus, memory_mb
 FROM jobs
 WHERE worker_id = ANY (%(worker_ids)s::uuid[]) AND state IN ('ASSIGNED', 'RUNNING');
 
+-- name: assigned_specs
+-- The specs of attempts assigned to a worker and not yet started, to send them again.
+SELECT id, spec
+FROM jobs
+WHERE id = ANY (%(ids)s::uuid[]) AND worker_id = %(worker_id)s AND state = 'ASSIGNED';
+
 -- name: pending_demand
 -- Pending, runnable jobs with their needs, for provisioning decisions.
 SELECT selector, cpus, memory_mb
