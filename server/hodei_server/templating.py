@@ -173,8 +173,8 @@ def resolve_parameters(
     for name in given:
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
-            raise InvalidSpec(f"parameter {shown(name, 40)} is not one of template "
-                              f"{spec.name!r}'s (it takes: {known})")
+            raise InvalidSpec(f"parameter {shown(name, 40)} is not a parameter of template "
+                              f"{spec.name!r} (it takes: {known})")
     values: dict[str, str] = {}
     for name, param in declared.items():
         if name in given:

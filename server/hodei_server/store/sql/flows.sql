@@ -136,16 +136,19 @@ SELECT count(*) FILTER (WHERE state = 'BLOCKED') AS blocked,
 FROM jobs WHERE parent_id = %(id)s;
 
 -- name: start_indexes
--- Up to %(count)s blocked indexes, lowest first, take the slots that freed.
-WITH c AS (
+-- Up to %(count)s blocked indexes, lowest first, take the slots that freed. (Picked in a
+-- materialized CTE: as an IN subquery, its LIMIT could be applied more than once.)
+WITH picked AS MATERIALIZED (
+    SELECT id FROM jobs
+    WHERE parent_id = %(parent_id)s AND state = 'BLOCKED'
+    ORDER BY job_index LIMIT %(count)s
+    FOR UPDATE SKIP LOCKED
+), c AS (
     UPDATE jobs
     SET state = 'PENDING', reason = '', not_before = now(), updated_at = now()
-    WHERE id IN (SELECT id FROM jobs
-                 WHERE parent_id = %(parent_id)s AND state = 'BLOCKED'
-                 ORDER BY job_index LIMIT %(count)s
-                 FOR UPDATE SKIP LOCKED)
-      AND state = 'BLOCKED'
-    RETURNING id
+    FROM picked
+    WHERE jobs.id = picked.id AND jobs.state = 'BLOCKED'
+    RETURNING jobs.id
 ), e AS (
     INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
     SELECT 'job.unblocked', 'job', c.id::text, '{"state": "PENDING"}'::jsonb, %(actor)s
@@ -258,7 +261,7 @@ SELECT id FROM d;
 -- name: prune_expired_jobs
 -- Jobs whose ttl_after_finished has run out lose their row, attempts, output and indexes
 -- (not while a BLOCKED job still waits on them, nor before the run history has them).
-WITH doomed AS (
+WITH doomed AS MATERIALIZED (
     SELECT id FROM jobs j
     WHERE ttl_after_finished_seconds IS NOT NULL AND finished_at IS NOT NULL
       AND state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT')
