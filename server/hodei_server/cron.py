@@ -114,7 +114,9 @@ def plan(schedule: CronSchedule, cursor: dt.datetime, now: dt.datetime,
             del due[0]
     else:
         # An outage of more than MAX_COUNTED ticks: count that many, and the latest.
-        due.append(schedule.after(now).get_prev(dt.datetime).astimezone(dt.UTC))
+        latest = schedule.after(now).get_prev(dt.datetime).astimezone(dt.UTC)
+        following = schedule.next_after(latest)
+        due.append(following if following <= now else latest)  # `now` may be a tick
         count += 1
     if not due:
         return TickPlan(None, False, [], 0, schedule.next_after(cursor))
