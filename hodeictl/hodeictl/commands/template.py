@@ -159,17 +159,20 @@ def get(
     ctx: typer.Context,
     name: NameArg,
     version: Annotated[
-        int, typer.Option("--version", metavar="N", parser=values.integer(1, values.INT32_MAX),
-                          help="This version (default: the latest).")
-    ] = 0,
+        int | None,
+        typer.Option("--version", metavar="N", parser=values.integer(1, values.INT32_MAX),
+                     help="This version (default: the latest).")
+    ] = None,
     runs: Annotated[
-        int, typer.Option("--runs", metavar="N", parser=values.integer(1, 100),
-                          help="Show this many recent runs (default 10).")
-    ] = 10,
+        int | None,
+        typer.Option("--runs", metavar="N", parser=values.integer(1, 100),
+                     help="Show this many recent runs (default 10).")
+    ] = None,
     output_format: FormatOpt = OutputFormat.table,
 ) -> None:
     """Show a template: its version, schedule, parameters, history and recent runs."""
-    template = target.call(ctx.obj, lambda client: client.get_template(name, version, runs))
+    template = target.call(ctx.obj, lambda client: client.get_template(name, version or 0,
+                                                                        runs or 10))
     if output_format is OutputFormat.json:
         output.print_json(output.to_dict(template))
     else:
@@ -206,9 +209,10 @@ def run_template(
         typer.Option("--param", "-p", metavar="K=V", help="A parameter's value (repeatable)."),
     ] = None,
     version: Annotated[
-        int, typer.Option("--version", metavar="N", parser=values.integer(1, values.INT32_MAX),
-                          help="Run this version (default: the latest).")
-    ] = 0,
+        int | None,
+        typer.Option("--version", metavar="N", parser=values.integer(1, values.INT32_MAX),
+                     help="Run this version (default: the latest).")
+    ] = None,
     idempotency_key: Annotated[
         str | None,
         typer.Option("--idempotency-key", help="Running again with the same key returns the "
@@ -221,7 +225,7 @@ def run_template(
     """Run a template and follow its output; exit with its exit code."""
     given = jobfile.parse_pairs(param or [], "--param")
     reply = target.call(ctx.obj, lambda client: client.run_template(
-        name, given, version, idempotency_key or ""))
+        name, given, version or 0, idempotency_key or ""))
     job = reply.job
     if not reply.created:
         note(f"Job {job.id} already existed for this idempotency key.")

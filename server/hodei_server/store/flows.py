@@ -93,6 +93,7 @@ def index_spec(spec: jobs_pb2.JobSpec, index: int) -> jobs_pb2.JobSpec:
     child.CopyFrom(spec)
     for name in ("completions", "parallelism", "after", "ttl_after_finished_seconds"):
         child.ClearField(name)  # type: ignore[arg-type]
+    child.name = f"{spec.name}[{index}]"
     child.env[INDEX_ENV] = str(index)
     child.env[COMPLETIONS_ENV] = str(spec.completions)
     return child
