@@ -29,7 +29,7 @@ def test_an_indexed_job_with_a_failing_index(server: ServerProcess) -> None:
                           "--max-attempts", "2", "--retry-on", "failed", "--backoff", "0.1s",
                           "--name", "fan", "--", "sh", "-c", script)
     assert out.returncode == 1, out.stderr
-    assert b"1 of 4 index failed (2)" in out.stderr
+    assert b"1 of 4 indexes failed (2)" in out.stderr
     listing = json.loads(server.hodeictl("job", "list", "-o", "json").stdout)
     parent = next(j for j in listing if j["spec"]["name"] == "fan")
     indexes = {j["index"]: j for j in listing if j.get("parent_id") == parent["id"]}

@@ -197,7 +197,7 @@ def test_a_failing_index_is_retried_on_its_own_then_fails_the_job(database_url: 
         await f.end(bad, JobState.FAILED, 4)
         await f.advance()
         assert await f.state(parent) is JobState.FAILED
-        assert await f.reason(parent) == "1 of 3 index failed (1)"
+        assert await f.reason(parent) == "1 of 3 indexes failed (1)"
         _, attempts = await f.jobs.get(bad)
         assert len(attempts) == 2
 

@@ -278,9 +278,8 @@ def after_indexes(tally: IndexTally) -> IndexVerdict:
     if tally.succeeded + len(tally.failed) >= tally.completions:
         shown = ", ".join(str(i) for i in sorted(tally.failed)[:10])
         more = ", ..." if len(tally.failed) > 10 else ""
-        plural = "index" if len(tally.failed) == 1 else "indexes"
         return IndexVerdict(JobState.FAILED,
-                            f"{len(tally.failed)} of {tally.completions} {plural} failed "
+                            f"{len(tally.failed)} of {tally.completions} indexes failed "
                             f"({shown}{more})")
     free = max(0, tally.parallelism - tally.queued)
     return IndexVerdict(JobState.RUNNING, start=min(free, tally.blocked))
