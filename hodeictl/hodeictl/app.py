@@ -17,8 +17,10 @@ from hodeictl.commands import (
     job,
     plugin,
     provider,
+    schedule,
     secret,
     stack,
+    template,
     token,
     worker,
 )
@@ -81,6 +83,8 @@ app.add_typer(token.app, name="token")
 app.add_typer(token.audit_app, name="audit")
 app.add_typer(certs.app, name="certs")
 app.add_typer(secret.app, name="secret")
+app.add_typer(template.app, name="template")
+app.add_typer(schedule.app, name="schedule")
 app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hodei_api.v1 import jobs_pb2
-from hodeictl import durations, tomlfile, values
+from hodeictl import durations, jobflow, tomlfile, values
 from hodeictl.errors import InvalidSpec, UsageError
 
 TOP_LEVEL_KEYS = (
@@ -31,6 +31,7 @@ TOP_LEVEL_KEYS = (
     "resources",
     "secrets",
     "secret_delivery",
+    *jobflow.FLOW_KEYS,  # dependencies, fan-out, failure policy, TTL (hodeictl.jobflow)
 )
 SECRET_KEYS = ("name", "as_env", "as_file")
 SECRET_DELIVERIES = ("file", "stdin", "both")
@@ -62,6 +63,7 @@ class JobOptions:
     # Secret references (names only): {"name": ..., "as_env": ..., "as_file": ...}.
     secrets: list[dict[str, str]] = field(default_factory=list)
     secret_delivery: str | None = None
+    flow: jobflow.FlowOptions = field(default_factory=jobflow.FlowOptions)
 
 
 def parse_pairs(items: Iterable[str], option: str) -> dict[str, str]:
@@ -83,6 +85,7 @@ def merge(base: JobOptions, override: JobOptions) -> JobOptions:
         labels={**base.labels, **override.labels},
         selector={**base.selector, **override.selector},
         secrets=_merge_secrets(base.secrets, override.secrets),
+        flow=jobflow.merge(base.flow, override.flow),
     )
     if override.command is not None:
         merged.command, merged.script, merged.interpreter = override.command, None, None
@@ -130,6 +133,12 @@ def to_spec(options: JobOptions) -> jobs_pb2.JobSpec:
 
 
 def _build_spec(options: JobOptions) -> jobs_pb2.JobSpec:
+    spec = _plain_spec(options)
+    jobflow.apply(spec, options.flow)
+    return spec
+
+
+def _plain_spec(options: JobOptions) -> jobs_pb2.JobSpec:
     return jobs_pb2.JobSpec(
         name=options.name or "",
         command=options.command or [],
@@ -157,6 +166,11 @@ def _retry_policy(options: JobOptions) -> jobs_pb2.RetryPolicy | None:
         backoff_seconds=options.backoff_seconds or 0.0,
         max_backoff_seconds=options.max_backoff_seconds or 0.0,
     )
+
+
+def read_table(path: Path, data: dict[str, Any]) -> JobOptions:
+    """The job a table of a file (`path`, for messages) describes, as in a job file."""
+    return _JobFileReader(path).read(data)
 
 
 def load(path: Path) -> JobOptions:
@@ -239,6 +253,7 @@ class _JobFileReader:
                 and options.secret_delivery not in SECRET_DELIVERIES:
             raise self.error(f"'secret_delivery' must be one of {', '.join(SECRET_DELIVERIES)}; "
                              f"got {values.shown(options.secret_delivery)}")
+        options.flow = jobflow.read(self, data)
         resources = data.get("resources", {})
         if not isinstance(resources, dict):
             raise self.type_error("resources", "a table", resources)

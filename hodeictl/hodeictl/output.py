@@ -31,6 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hodei_api.v1 import jobs_pb2, workers_pb2
+from hodeictl import jobflow
 from hodeictl.terminal import sanitize
 
 _PIPE_WIDTH = 1000
@@ -47,6 +48,7 @@ _STATE_STYLES = {
     "LOST": "red",
     "CANCELLED": "yellow",
     "DRAINING": "yellow",
+    "BLOCKED": "yellow",
 }
 
 
@@ -253,6 +255,7 @@ def print_job(job: jobs_pb2.Job) -> None:
         ("Created", local_time(job, "created_at")),
         ("Started", local_time(job, "started_at")),
         ("Finished", local_time(job, "finished_at")),
+        *jobflow.rows(job),  # template, dependencies, indexes (hodeictl.jobflow)
     ]
     for name, value in rows:
         grid.add_row(name, value)

@@ -20,10 +20,12 @@ from hodei_server.api.health import Health
 from hodei_server.api.servicers.jobs import JobServicer
 from hodei_server.api.servicers.logs import LogServicer
 from hodei_server.api.servicers.secrets import SecretServicer
+from hodei_server.api.servicers.templates import ScheduleServicer, TemplateServicer
 from hodei_server.api.servicers.tokens import TokenServicer
 from hodei_server.api.servicers.workers import WorkerServicer
 from hodei_server.config import ServerConfig
 from hodei_server.dispatch.dispatcher import Dispatcher
+from hodei_server.dispatch.flows import FlowRunner
 from hodei_server.dispatch.listener import Listener
 from hodei_server.dispatch.loghub import LogHub
 from hodei_server.dispatch.placement import build_scheduler
@@ -31,6 +33,7 @@ from hodei_server.dispatch.provisioning import ProviderRuntime
 from hodei_server.dispatch.reconciler import Reconciler
 from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.dispatch.supervise import supervised
+from hodei_server.dispatch.ticker import CronTicker
 from hodei_server.errors import ConfigError
 from hodei_server.security import tls as tls_mod
 from hodei_server.security.apitokens import TokenStore
@@ -38,7 +41,10 @@ from hodei_server.security.authz import Authorizer
 from hodei_server.security.secretkeys import Keyring
 from hodei_server.security.secretstore import SecretResolver, SecretStore, build_backends
 from hodei_server.store import db
+from hodei_server.store.flows import FlowStore
 from hodei_server.store.jobs import JobStore
+from hodei_server.store.schedules import ScheduleStore
+from hodei_server.store.templates import TemplateStore
 from hodei_server.store.workers import WorkerStore
 
 log = logging.getLogger(__name__)
@@ -84,6 +90,9 @@ def _assemble(
 ) -> _Replica:
     """Every part of one server replica, each handed the parts it works with."""
     jobs = JobStore(pool)
+    flows = FlowStore(pool, jobs)
+    templates = TemplateStore(pool, flows)
+    schedules = ScheduleStore(pool)
     workers = WorkerStore(pool, jobs)
     tokens = TokenStore(pool)
     authorizer = Authorizer(pool, tokens)
@@ -99,33 +108,41 @@ def _assemble(
                            config.heartbeat_interval, config.heartbeat_ttl, tls)
     health = Health(grpc_server.SERVICE_NAMES)
     server = grpc_server.build(authorizer, grpc_server.Services(
-        jobs=JobServicer(jobs, registry, dispatcher, authorizer, server_id, secret_resolver),
+        jobs=JobServicer(jobs, registry, dispatcher, authorizer, server_id, secret_resolver,
+                         flows),
         logs=LogServicer(jobs, hub),
         workers=WorkerServicer(workers, registry, runtimes, server_id),
         tokens=TokenServicer(tokens),
         secrets=SecretServicer(secret_store),
         agents=agents,
         health=health,
+        templates=TemplateServicer(templates, schedules, dispatcher, secret_resolver),
+        schedules=ScheduleServicer(schedules),
     ))
     address = grpc_server.listen(server, config, tls, agents)
+
+    ticker = CronTicker(schedules, flows, jobs, registry, server_id, clock=schedules)
+    reconciler = Reconciler(
+        config.database_url, jobs, workers, registry, runtimes, address,
+        config.reconcile_interval, config.heartbeat_ttl, config.bootstrap_token_ttl, ticker,
+    )
+    flow_runner = FlowRunner(flows, schedules, registry, server_id, config.reconcile_interval,
+                             lambda: reconciler.is_leader)
 
     def on_reconnect() -> None:
         dispatcher.wake()
         hub.wake_all()
         tokens.forget()  # a revocation may have gone unheard
+        flow_runner.wake()
 
     listener = Listener(config.database_url, registry, server_id, dispatcher.wake, hub.wake,
-                        tokens.forget, on_reconnect)
-    reconciler = Reconciler(
-        config.database_url, jobs, workers, registry, runtimes, address,
-        config.reconcile_interval, config.heartbeat_ttl, config.bootstrap_token_ttl,
-    )
+                        tokens.forget, on_reconnect, flow_runner.wake)
     transport = (f"TLS; agent streams (mutual TLS) on port {agents.agent_port}" if tls
                  else "plaintext")
     banner = (f"hodei server {server_id} listening on {config.listen} (advertised as "
               f"{address}), {transport}")
     return _Replica(pool, server, health, registry, runtimes, dispatcher, listener, reconciler,
-                    address, banner)
+                    flow_runner, address, banner)
 
 
 @dataclass
@@ -140,6 +157,7 @@ class _Replica:
     dispatcher: Dispatcher
     listener: Listener
     reconciler: Reconciler
+    flow_runner: FlowRunner
     address: str
     banner: str
 
@@ -162,6 +180,7 @@ class _Replica:
                 supervised(self.listener.run(stop), "listener", crashed),
                 supervised(self.dispatcher.run(stop), "dispatcher", crashed),
                 supervised(self.reconciler.run(stop), "reconciler", crashed),
+                supervised(self.flow_runner.run(stop), "flows", crashed),
             ]
             try:
                 await asyncio.wait_for(self.listener.ready.wait(), timeout=15)

@@ -50,6 +50,12 @@ MAX_SECRETS = 32
 SECRET_DELIVERIES = ("file", "stdin", "both")
 BUILTIN_SECRET_BACKEND = "hodei"
 MAX_RETRY_ON = 8
+# Fan-out, dependencies, failure policy, clean-up.
+MAX_COMPLETIONS = 10_000
+MAX_DEPENDENCIES = 64
+MAX_FAILURE_RULES = 20
+MAX_EXIT_CODES = 256
+MAX_TTL_SECONDS = 366 * 24 * 3600
 # Other request fields.
 MAX_IDEMPOTENCY_KEY = 256
 MAX_REASON_BYTES = 1024
@@ -81,6 +87,9 @@ _OUTCOMES = frozenset({
 })
 _LOG_STREAMS = frozenset({logs_pb2.LOG_STREAM_STDOUT, logs_pb2.LOG_STREAM_STDERR})
 _JOB_STATES = frozenset(jobs_pb2.JobState.values())
+_CONDITIONS = frozenset(jobs_pb2.DependencyCondition.values())
+_FAILURE_ACTIONS = frozenset(jobs_pb2.FailureAction.values()) - {
+    jobs_pb2.FAILURE_ACTION_UNSPECIFIED}
 
 
 def shown(value: str, limit: int = 80) -> str:
@@ -226,6 +235,7 @@ def validate_spec(spec: jobs_pb2.JobSpec) -> None:
     _integer(spec.max_attempts, "max_attempts", 0, MAX_ATTEMPTS)
     _retry(spec.retry)
     _secrets(spec)
+    _fan_out(spec)
 
 
 def split_secret_ref(ref: str) -> tuple[str, str]:
@@ -320,6 +330,38 @@ def _retry(retry: jobs_pb2.RetryPolicy) -> None:
         _finite(getattr(retry, name), f"retry.{name}", 0, MAX_BACKOFF_SECONDS, " seconds")
     if retry.max_backoff_seconds and retry.max_backoff_seconds < retry.backoff_seconds:
         raise InvalidSpec("retry.max_backoff_seconds must be >= retry.backoff_seconds")
+
+
+def _fan_out(spec: jobs_pb2.JobSpec) -> None:
+    """Indexes, dependencies, failure policy and TTL."""
+    _integer(spec.completions, "completions", 0, MAX_COMPLETIONS)
+    _integer(spec.parallelism, "parallelism", 0, max(spec.completions, 1))
+    if spec.parallelism and not spec.completions:
+        raise InvalidSpec("parallelism needs completions (an indexed job)")
+    if len(spec.after) > MAX_DEPENDENCIES:
+        raise InvalidSpec(f"after: a job may wait for at most {MAX_DEPENDENCIES} jobs")
+    waited: set[uuid.UUID] = set()
+    for dep in spec.after:
+        job_id = _uuid(dep.job_id, "after: job id")
+        if job_id in waited:
+            raise InvalidSpec(f"after: job {job_id} is named twice")
+        waited.add(job_id)
+        if dep.condition not in _CONDITIONS:
+            raise InvalidSpec(f"after: condition {dep.condition} of job {job_id} is not "
+                              "succeeded, finished or failed")
+    if len(spec.failure_policy) > MAX_FAILURE_RULES:
+        raise InvalidSpec(f"failure_policy: at most {MAX_FAILURE_RULES} rules")
+    for index, rule in enumerate(spec.failure_policy):
+        where = f"failure_policy[{index}]"
+        if rule.action not in _FAILURE_ACTIONS:
+            raise InvalidSpec(f"{where}: action must be fail_job, fail_index, ignore or count")
+        if not rule.exit_codes or len(rule.exit_codes) > MAX_EXIT_CODES:
+            raise InvalidSpec(f"{where}: exit_codes must list 1 to {MAX_EXIT_CODES} codes")
+        for code in rule.exit_codes:
+            _integer(code, f"{where}: exit code", 0, 255)
+    if spec.HasField("ttl_after_finished_seconds"):
+        _finite(spec.ttl_after_finished_seconds, "ttl_after_finished", 0, MAX_TTL_SECONDS,
+                " seconds")
 
 
 def validate_idempotency_key(key: str) -> None:

@@ -257,14 +257,14 @@ def test_an_attempt_that_never_started_does_not_spend_the_budget(database_url: s
 def test_cancel_in_each_state(database_url: str) -> None:
     async def body(jobs: JobStore, workers: WorkerStore) -> None:
         pending, _ = await jobs.submit(spec(), "", "t")
-        assert await jobs.cancel(pending["id"], "stop", "t") == (True, None)
+        assert await jobs.cancel(pending["id"], "stop", "t") == (True, [])
         assert await jobs.state_of(pending["id"]) is JobState.CANCELLED
-        assert await jobs.cancel(pending["id"], "stop", "t") == (False, None)
+        assert await jobs.cancel(pending["id"], "stop", "t") == (False, [])
         running, _ = await jobs.submit(spec(), "", "t")
         worker = await new_worker(workers)
         await jobs.claim_and_assign(ANY, 1, first_fit(worker), "t")
-        changed, target = await jobs.cancel(running["id"], "stop", "t")
-        assert changed and target is not None
+        changed, [target] = await jobs.cancel(running["id"], "stop", "t")
+        assert changed
         assert (target.job_id, target.attempt, target.worker_id) == (running["id"], 1, worker)
         with pytest.raises(NotFound):
             await jobs.cancel(uuid.uuid4(), "stop", "t")

@@ -51,6 +51,11 @@ def test_the_role_table() -> None:
         "WhoAmI": "viewer", "CreateToken": "admin", "RevokeToken": "admin",
         "ListTokens": "admin", "ListAudit": "admin",
         "SetSecret": "admin", "DeleteSecret": "admin", "ListSecrets": "operator",
+        "CreateTemplate": "operator", "UpdateTemplate": "operator", "GetTemplate": "viewer",
+        "ListTemplates": "viewer", "DisableTemplate": "operator",
+        "EnableTemplate": "operator", "DeleteTemplate": "operator",
+        "RunTemplate": "submitter", "ListSchedules": "viewer",
+        "SuspendSchedule": "operator", "ResumeSchedule": "operator",
     }
     assert authz.ANY_JOB_ROLE is Role.OPERATOR
     assert Role.VIEWER < Role.SUBMITTER < Role.OPERATOR < Role.ADMIN

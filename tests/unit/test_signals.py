@@ -12,6 +12,7 @@ from hodei_server.store import signals
 from hodei_server.store.signals import (
     CancelAttempt,
     DrainWorker,
+    FlowsDue,
     JobChanged,
     JobsWaiting,
     TokenRevoked,
@@ -29,6 +30,7 @@ WORKER = uuid.uuid4()
     CancelAttempt(JOB, 3, WORKER, "stop: it's wrong — ünïcode, \"quotes\"\nand a line",
                   "0a1b2c3d4e5f"),
     DrainWorker(WORKER, 12.5, "0a1b2c3d4e5f"),
+    FlowsDue(),
 ])
 def test_every_signal_decodes_to_itself(signal: signals.Signal) -> None:
     assert signals.decode(*signals.encode(signal)) == signal
@@ -39,6 +41,7 @@ def test_what_sql_notifies_by_itself_decodes() -> None:
     assert signals.decode("hodei_jobs", "") == JobsWaiting()
     assert signals.decode("hodei_logs", str(JOB)) == JobChanged(str(JOB))
     assert signals.decode("hodei_tokens", "0123456789abcdef") == TokenRevoked("0123456789abcdef")
+    assert signals.decode("hodei_flows", "") == FlowsDue()
 
 
 @pytest.mark.parametrize(("channel", "payload"), [
@@ -57,4 +60,5 @@ def test_the_listener_listens_on_every_channel() -> None:
     assert sorted(listened) == sorted(signals.CHANNELS)
     assert {signals.encode(s)[0] for s in (JobsWaiting(), JobChanged(str(JOB)),
                                            TokenRevoked("t"), CancelAttempt(JOB, 1, WORKER, ""),
-                                           DrainWorker(WORKER, 0))} == set(signals.CHANNELS)
+                                           DrainWorker(WORKER, 0), FlowsDue())} \
+        == set(signals.CHANNELS)

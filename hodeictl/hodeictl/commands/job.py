@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from hodei_api.v1 import jobs_pb2
-from hodeictl import follow, jobfile, output, target, values
+from hodeictl import follow, jobfile, jobflow, output, target, values
 from hodeictl.client import parse_job_id
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError, UsageError
 from hodeictl.output import OutputFormat, note
@@ -28,6 +28,7 @@ class StateFilter(enum.StrEnum):
     cancelled = "cancelled"
     timed_out = "timed_out"
     lost = "lost"
+    blocked = "blocked"
 
 
 # The job options shared by `run` and `submit`; both read them back through `ctx.params`.
@@ -150,6 +151,7 @@ def _spec(params: dict[str, Any]) -> jobs_pb2.JobSpec:
         backoff_seconds=params["backoff"],
         secrets=[{"name": name} for name in params["secret"] or []],
         secret_delivery=params["secret_delivery"].value if params["secret_delivery"] else None,
+        flow=jobflow.from_params(params),
     )
     if command_line.command is not None and command_line.script is not None:
         raise UsageError("give either a command after -- or --script, not both")
@@ -205,6 +207,10 @@ def run(
     idempotency_key: IdempotencyOpt = None,
     secret: SecretOpt = None,
     secret_delivery: SecretDeliveryOpt = None,
+    # Dependencies and fan-out (hodeictl.jobflow).
+    after: jobflow.AfterOpt = None,
+    completions: jobflow.CompletionsOpt = None,
+    parallelism: jobflow.ParallelismOpt = None,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Print the job id and return.")
     ] = False,
@@ -241,6 +247,10 @@ def submit(
     idempotency_key: IdempotencyOpt = None,
     secret: SecretOpt = None,
     secret_delivery: SecretDeliveryOpt = None,
+    # Dependencies and fan-out (hodeictl.jobflow).
+    after: jobflow.AfterOpt = None,
+    completions: jobflow.CompletionsOpt = None,
+    parallelism: jobflow.ParallelismOpt = None,
 ) -> None:
     """Submit a job and print its id (nothing else, for scripts)."""
     typer.echo(_submit(ctx).id)

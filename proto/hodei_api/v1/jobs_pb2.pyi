@@ -21,6 +21,22 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_CANCELLED: _ClassVar[JobState]
     JOB_STATE_TIMED_OUT: _ClassVar[JobState]
     JOB_STATE_LOST: _ClassVar[JobState]
+    JOB_STATE_BLOCKED: _ClassVar[JobState]
+
+class DependencyCondition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEPENDENCY_CONDITION_UNSPECIFIED: _ClassVar[DependencyCondition]
+    DEPENDENCY_CONDITION_SUCCEEDED: _ClassVar[DependencyCondition]
+    DEPENDENCY_CONDITION_FINISHED: _ClassVar[DependencyCondition]
+    DEPENDENCY_CONDITION_FAILED: _ClassVar[DependencyCondition]
+
+class FailureAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FAILURE_ACTION_UNSPECIFIED: _ClassVar[FailureAction]
+    FAILURE_ACTION_FAIL_JOB: _ClassVar[FailureAction]
+    FAILURE_ACTION_FAIL_INDEX: _ClassVar[FailureAction]
+    FAILURE_ACTION_IGNORE: _ClassVar[FailureAction]
+    FAILURE_ACTION_COUNT: _ClassVar[FailureAction]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_PENDING: JobState
 JOB_STATE_ASSIGNED: JobState
@@ -30,6 +46,16 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 JOB_STATE_TIMED_OUT: JobState
 JOB_STATE_LOST: JobState
+JOB_STATE_BLOCKED: JobState
+DEPENDENCY_CONDITION_UNSPECIFIED: DependencyCondition
+DEPENDENCY_CONDITION_SUCCEEDED: DependencyCondition
+DEPENDENCY_CONDITION_FINISHED: DependencyCondition
+DEPENDENCY_CONDITION_FAILED: DependencyCondition
+FAILURE_ACTION_UNSPECIFIED: FailureAction
+FAILURE_ACTION_FAIL_JOB: FailureAction
+FAILURE_ACTION_FAIL_INDEX: FailureAction
+FAILURE_ACTION_IGNORE: FailureAction
+FAILURE_ACTION_COUNT: FailureAction
 
 class Resources(_message.Message):
     __slots__ = ("cpus", "memory_mb")
@@ -59,8 +85,26 @@ class SecretRef(_message.Message):
     as_file: str
     def __init__(self, name: _Optional[str] = ..., as_env: _Optional[str] = ..., as_file: _Optional[str] = ...) -> None: ...
 
+class Dependency(_message.Message):
+    __slots__ = ("job_id", "condition")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    condition: DependencyCondition
+    def __init__(self, job_id: _Optional[str] = ..., condition: _Optional[_Union[DependencyCondition, str]] = ...) -> None: ...
+
+class FailureRule(_message.Message):
+    __slots__ = ("action", "exit_codes", "not_in")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODES_FIELD_NUMBER: _ClassVar[int]
+    NOT_IN_FIELD_NUMBER: _ClassVar[int]
+    action: FailureAction
+    exit_codes: _containers.RepeatedScalarFieldContainer[int]
+    not_in: bool
+    def __init__(self, action: _Optional[_Union[FailureAction, str]] = ..., exit_codes: _Optional[_Iterable[int]] = ..., not_in: _Optional[bool] = ...) -> None: ...
+
 class JobSpec(_message.Message):
-    __slots__ = ("name", "command", "script", "interpreter", "env", "working_dir", "labels", "selector", "resources", "timeout_seconds", "max_attempts", "retry", "secrets", "secret_delivery")
+    __slots__ = ("name", "command", "script", "interpreter", "env", "working_dir", "labels", "selector", "resources", "timeout_seconds", "max_attempts", "retry", "secrets", "secret_delivery", "completions", "parallelism", "after", "failure_policy", "ttl_after_finished_seconds")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +140,11 @@ class JobSpec(_message.Message):
     RETRY_FIELD_NUMBER: _ClassVar[int]
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     SECRET_DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
+    PARALLELISM_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    TTL_AFTER_FINISHED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     command: _containers.RepeatedScalarFieldContainer[str]
     script: str
@@ -110,7 +159,12 @@ class JobSpec(_message.Message):
     retry: RetryPolicy
     secrets: _containers.RepeatedCompositeFieldContainer[SecretRef]
     secret_delivery: str
-    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., script: _Optional[str] = ..., interpreter: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., selector: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., max_attempts: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., secrets: _Optional[_Iterable[_Union[SecretRef, _Mapping]]] = ..., secret_delivery: _Optional[str] = ...) -> None: ...
+    completions: int
+    parallelism: int
+    after: _containers.RepeatedCompositeFieldContainer[Dependency]
+    failure_policy: _containers.RepeatedCompositeFieldContainer[FailureRule]
+    ttl_after_finished_seconds: float
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., script: _Optional[str] = ..., interpreter: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., selector: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., max_attempts: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., secrets: _Optional[_Iterable[_Union[SecretRef, _Mapping]]] = ..., secret_delivery: _Optional[str] = ..., completions: _Optional[int] = ..., parallelism: _Optional[int] = ..., after: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., failure_policy: _Optional[_Iterable[_Union[FailureRule, _Mapping]]] = ..., ttl_after_finished_seconds: _Optional[float] = ...) -> None: ...
 
 class JobAttempt(_message.Message):
     __slots__ = ("attempt", "worker_id", "assigned_at", "started_at", "finished_at", "has_exit_code", "exit_code", "state", "reason")
@@ -134,8 +188,39 @@ class JobAttempt(_message.Message):
     reason: str
     def __init__(self, attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class TemplateRun(_message.Message):
+    __slots__ = ("template", "version", "parameters", "scheduled_at")
+    class ParametersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_AT_FIELD_NUMBER: _ClassVar[int]
+    template: str
+    version: int
+    parameters: _containers.ScalarMap[str, str]
+    scheduled_at: _timestamp_pb2.Timestamp
+    def __init__(self, template: _Optional[str] = ..., version: _Optional[int] = ..., parameters: _Optional[_Mapping[str, str]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class IndexCounts(_message.Message):
+    __slots__ = ("waiting", "active", "succeeded", "failed")
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    waiting: int
+    active: int
+    succeeded: int
+    failed: int
+    def __init__(self, waiting: _Optional[int] = ..., active: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "state", "attempt", "worker_id", "has_exit_code", "exit_code", "reason", "created_at", "started_at", "finished_at", "attempts", "updated_at", "submitted_by")
+    __slots__ = ("id", "spec", "state", "attempt", "worker_id", "has_exit_code", "exit_code", "reason", "created_at", "started_at", "finished_at", "attempts", "updated_at", "submitted_by", "run", "parent_id", "index", "indexes")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +235,10 @@ class Job(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    INDEXES_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: JobSpec
     state: JobState
@@ -164,7 +253,11 @@ class Job(_message.Message):
     attempts: _containers.RepeatedCompositeFieldContainer[JobAttempt]
     updated_at: _timestamp_pb2.Timestamp
     submitted_by: str
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[JobAttempt, _Mapping]]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., submitted_by: _Optional[str] = ...) -> None: ...
+    run: TemplateRun
+    parent_id: str
+    index: int
+    indexes: IndexCounts
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[JobAttempt, _Mapping]]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., submitted_by: _Optional[str] = ..., run: _Optional[_Union[TemplateRun, _Mapping]] = ..., parent_id: _Optional[str] = ..., index: _Optional[int] = ..., indexes: _Optional[_Union[IndexCounts, _Mapping]] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec", "idempotency_key")

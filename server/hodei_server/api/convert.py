@@ -36,6 +36,13 @@ def job_to_proto(row: Row, attempts: list[Row] | None = None) -> jobs_pb2.Job:
         finished_at=_ts(row["finished_at"]),
         submitted_by=row.get("submitted_by") or "",
     )
+    if row.get("template_name"):
+        job.run.CopyFrom(jobs_pb2.TemplateRun(
+            template=row["template_name"], version=row["template_version"] or 0,
+            parameters=row["parameters"] or {}, scheduled_at=_ts(row["scheduled_at"])))
+    if row.get("parent_id"):
+        job.parent_id = str(row["parent_id"])
+        job.index = row["job_index"] or 0
     if row["exit_code"] is not None:
         job.has_exit_code = True
         job.exit_code = row["exit_code"]

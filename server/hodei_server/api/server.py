@@ -20,6 +20,8 @@ from hodei_api.v1 import (
     logs_pb2_grpc,
     secrets_pb2,
     secrets_pb2_grpc,
+    templates_pb2,
+    templates_pb2_grpc,
     workers_pb2,
     workers_pb2_grpc,
 )
@@ -29,6 +31,7 @@ from hodei_server.api.interceptors import AuthInterceptor, MalformedRequests
 from hodei_server.api.servicers.jobs import JobServicer
 from hodei_server.api.servicers.logs import LogServicer
 from hodei_server.api.servicers.secrets import SecretServicer
+from hodei_server.api.servicers.templates import ScheduleServicer, TemplateServicer
 from hodei_server.api.servicers.tokens import TokenServicer
 from hodei_server.api.servicers.workers import WorkerServicer
 from hodei_server.config import ServerConfig
@@ -44,6 +47,8 @@ SERVICE_NAMES = [
     auth_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
     agent_pb2.DESCRIPTOR.services_by_name["WorkerAgentService"].full_name,
     secrets_pb2.DESCRIPTOR.services_by_name["SecretService"].full_name,
+    templates_pb2.DESCRIPTOR.services_by_name["TemplateService"].full_name,
+    templates_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
 ]
 
 
@@ -58,6 +63,8 @@ class Services:
     secrets: SecretServicer
     agents: AgentServicer
     health: Health
+    templates: TemplateServicer
+    schedules: ScheduleServicer
 
 
 def build(authorizer: Authorizer, services: Services) -> grpc.aio.Server:
@@ -78,6 +85,8 @@ def build(authorizer: Authorizer, services: Services) -> grpc.aio.Server:
     workers_pb2_grpc.add_WorkerServiceServicer_to_server(services.workers, server)
     auth_pb2_grpc.add_TokenServiceServicer_to_server(services.tokens, server)
     secrets_pb2_grpc.add_SecretServiceServicer_to_server(services.secrets, server)
+    templates_pb2_grpc.add_TemplateServiceServicer_to_server(services.templates, server)
+    templates_pb2_grpc.add_ScheduleServiceServicer_to_server(services.schedules, server)
     agent_pb2_grpc.add_WorkerAgentServiceServicer_to_server(services.agents, server)
     health_pb2_grpc.add_HealthServicer_to_server(services.health.servicer, server)
     reflection.enable_server_reflection(

@@ -13,6 +13,7 @@ from hodei_server.dispatch.supervise import retry_delay
 from hodei_server.store.signals import (
     CancelAttempt,
     DrainWorker,
+    FlowsDue,
     JobChanged,
     JobsWaiting,
     Signal,
@@ -36,6 +37,7 @@ class Listener:
         on_job_changed: Callable[[str], None],
         on_token_revoked: Callable[[str], None],
         on_reconnect: Callable[[], None],
+        on_flows: Callable[[], None] = lambda: None,
     ) -> None:
         self.url = url
         self.registry = registry
@@ -44,6 +46,7 @@ class Listener:
         self.on_job_changed = on_job_changed
         self.on_token_revoked = on_token_revoked
         self.on_reconnect = on_reconnect
+        self.on_flows = on_flows
         self.ready = asyncio.Event()
 
     def route(self, signal: Signal) -> None:
@@ -55,6 +58,8 @@ class Listener:
                 self.on_job_changed(job_id)
             case TokenRevoked(token_id=token_id):
                 self.on_token_revoked(token_id)
+            case FlowsDue():
+                self.on_flows()
             case CancelAttempt() | DrainWorker():
                 # The replica that took the request told its own agents already.
                 if signal.origin != self.server_id:

@@ -1,6 +1,7 @@
-"""What no single stream sees: silent workers, provisioning, token clean-up.
+"""What no single stream sees: silent workers, cron ticks, provisioning, token clean-up.
 
-Cluster-wide work (silent workers, token clean-up) is done by one leader per database,
+Cluster-wide work (silent workers, cron ticks, token clean-up) is done by one leader per
+database,
 chosen with a PostgreSQL advisory lock held on a dedicated connection: when the leader dies
 its connection closes and another replica takes over. Provisioning is per replica: each
 replica manages the providers of its own configuration, whose agents dial that replica.
@@ -18,6 +19,7 @@ from hodei_plugins.provider import ProviderError
 from hodei_server.dispatch.provisioning import ProviderRuntime
 from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.dispatch.supervise import retry_delay
+from hodei_server.dispatch.ticker import CronTicker
 from hodei_server.store.jobs import JobStore
 from hodei_server.store.sqlfiles import query
 from hodei_server.store.workers import WorkerStore
@@ -40,6 +42,7 @@ class Reconciler:
         interval: float,
         heartbeat_ttl: float,
         token_ttl: float,
+        ticker: CronTicker | None = None,
     ) -> None:
         self.url = url
         self.jobs = jobs
@@ -50,6 +53,7 @@ class Reconciler:
         self.interval = interval
         self.heartbeat_ttl = heartbeat_ttl
         self.token_ttl = token_ttl
+        self.ticker = ticker
         self.is_leader = False
         self.leader_since = 0.0
         self._last_sweep = 0.0
@@ -84,6 +88,8 @@ class Reconciler:
                 else:
                     await conn.execute(query("ping"))  # still holding the lock's connection
                 if self.is_leader:
+                    if self.ticker is not None:
+                        await self.ticker.tick()
                     await self.reconcile_cluster()
                 await self.reconcile_providers()
                 try:

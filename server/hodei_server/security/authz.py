@@ -27,11 +27,16 @@ _LOGS = "/hodei.api.v1.LogService/"
 _WORKERS = "/hodei.api.v1.WorkerService/"
 _TOKENS = "/hodei.api.v1.TokenService/"
 _SECRETS = "/hodei.api.v1.SecretService/"
+_TEMPLATES = "/hodei.api.v1.TemplateService/"
+_SCHEDULES = "/hodei.api.v1.ScheduleService/"
 
 # The minimum role of every API method. Submitters may cancel or retry only the jobs they
 # submitted (checked by the servicer with `require_owner`); operators and admins, any job.
 # Changing a secret is an administrator's act; its names and metadata are an operator's to
-# see. No method returns a secret's value.
+# see. No method returns a secret's value. A template is a job that runs again and again,
+# unattended when it has a schedule: defining, changing, enabling and deleting one, and
+# suspending or resuming its schedule, is an operator's act; running one is a submitter's,
+# like submitting the job it holds.
 METHOD_ROLES: dict[str, Role] = {
     _JOBS + "SubmitJob": Role.SUBMITTER,
     _JOBS + "GetJob": Role.VIEWER,
@@ -50,6 +55,17 @@ METHOD_ROLES: dict[str, Role] = {
     _SECRETS + "SetSecret": Role.ADMIN,
     _SECRETS + "DeleteSecret": Role.ADMIN,
     _SECRETS + "ListSecrets": Role.OPERATOR,
+    _TEMPLATES + "CreateTemplate": Role.OPERATOR,
+    _TEMPLATES + "UpdateTemplate": Role.OPERATOR,
+    _TEMPLATES + "GetTemplate": Role.VIEWER,
+    _TEMPLATES + "ListTemplates": Role.VIEWER,
+    _TEMPLATES + "DisableTemplate": Role.OPERATOR,
+    _TEMPLATES + "EnableTemplate": Role.OPERATOR,
+    _TEMPLATES + "DeleteTemplate": Role.OPERATOR,
+    _TEMPLATES + "RunTemplate": Role.SUBMITTER,
+    _SCHEDULES + "ListSchedules": Role.VIEWER,
+    _SCHEDULES + "SuspendSchedule": Role.OPERATOR,
+    _SCHEDULES + "ResumeSchedule": Role.OPERATOR,
 }
 
 # The role that may act on any job, not only its own.

@@ -16,16 +16,25 @@ from psycopg.types.json import Jsonb
 from hodei_api.v1 import jobs_pb2
 from hodei_server.errors import Conflict, InvalidSpec, NotFound
 from hodei_server.store.db import Pool, atomic
-from hodei_server.store.signals import CancelAttempt, JobChanged, JobsWaiting, publish
+from hodei_server.store.signals import (
+    CancelAttempt,
+    FlowsDue,
+    JobChanged,
+    JobsWaiting,
+    publish,
+)
 from hodei_server.store.sqlfiles import query
 from hodei_server.store.states import (
     FINAL_STATES,
     NEVER_RETRIED,
     RETRYABLE,
     Decision,
+    FailureAction,
+    FailureRule,
     JobState,
     RetryPolicy,
     after_attempt,
+    failure_action,
     sources_of,
 )
 
@@ -88,6 +97,12 @@ def decode_page_token(token: str) -> tuple[dt.datetime, uuid.UUID]:
         return dt.datetime.fromisoformat(created), uuid.UUID(job_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidSpec("page_token is not one this server issued") from None
+
+
+def failure_rules(stored: list[dict[str, Any]]) -> list[FailureRule]:
+    """A job's failure policy as stored (jsonb) as rules for the state machine."""
+    return [FailureRule(FailureAction(rule["action"]), frozenset(rule["exit_codes"]),
+                        bool(rule.get("not_in"))) for rule in stored]
 
 
 class JobStore:
@@ -311,9 +326,14 @@ class JobStore:
             if unstarted and row["state"] == JobState.ASSIGNED.value:
                 refund = 1
                 policy = RetryPolicy(policy.on | {JobState.LOST}, 0.0, 0.0)
-            decision = after_attempt(outcome, attempt, row["max_attempts"] + refund, policy)
+            action = failure_action(failure_rules(row["failure_policy"]), exit_code)
+            decision = after_attempt(outcome, attempt, row["max_attempts"] + refund, policy,
+                                     action=action)
+            if action is not None and decision.state is not JobState.PENDING:
+                verdict = f"exit code {exit_code}: failure policy {action.value}"
+                reason = f"{reason}; {verdict}" if reason else verdict
             return await self._finish_job(conn, job_id, attempt, worker_id, outcome, exit_code,
-                                          reason, actor, decision, refund)
+                                          reason, actor, decision, refund + decision.refund)
 
     async def _finish_job(
         self, conn: AsyncConnection[Any], job_id: uuid.UUID, attempt: int,
@@ -333,6 +353,7 @@ class JobStore:
                 "reason": reason,
                 "delay": decision.delay_seconds,
                 "refund": refund,
+                "fails_parent": decision.fails_parent,
                 "from_states": sources_of(outcome),
                 "actor": actor,
             },
@@ -342,6 +363,10 @@ class JobStore:
 
     async def retry(self, job_id: uuid.UUID, actor: str) -> None:
         """Run a finished job again as a new attempt."""
+        row, _ = await self.get(job_id)
+        if row["completions"] or row["parent_id"] is not None:
+            raise Conflict(f"job {job_id} is an indexed job or one of its indexes: its "
+                           "indexes are retried by its retry policy; submit it again")
         async with self.pool.transaction() as conn:
             cur = await conn.execute(query("retry_finished_job"), {"id": job_id, "actor": actor})
             if await cur.fetchone() is not None:
@@ -354,28 +379,74 @@ class JobStore:
 
     async def cancel(
         self, job_id: uuid.UUID, reason: str, actor: str, origin: str = ""
-    ) -> tuple[bool, CancelAttempt | None]:
-        """Cancel a job: (changed, the signal to its running attempt's agent, if any).
+    ) -> tuple[bool, list[CancelAttempt]]:
+        """Cancel a job: (changed, the signals to the agents of its running attempts).
 
-        The signal is published for the other replicas; `origin`, the replica asked to
-        cancel, delivers it to its own agents itself."""
+        A job has one running attempt at most; an indexed job, one per running index.
+        The signals are published for the other replicas; `origin`, the replica asked to
+        cancel, delivers them to its own agents itself."""
         async with self.pool.transaction() as conn:
-            params = {"id": job_id, "reason": reason, "actor": actor}
-            cur = await conn.execute(query("cancel_pending_job"), params)
-            if await cur.fetchone() is not None:
-                await publish(conn, JobChanged(str(job_id)))
-                return True, None
-            cur = await conn.execute(query("request_cancel"), params)
-            row = await cur.fetchone()
-            if row is not None:
-                signal = CancelAttempt(row["id"], row["attempt"], row["worker_id"], reason,
-                                       origin)
-                await publish(conn, signal)
-                return True, signal
-            cur = await conn.execute(query("get_job_state"), {"id": job_id})
-            if await cur.fetchone() is None:
-                raise NotFound(f"job {job_id} not found")
-            return False, None
+            return await self.cancel_in(conn, job_id, reason, actor, origin)
+
+    async def cancel_in(
+        self, conn: AsyncConnection[Any], job_id: uuid.UUID, reason: str, actor: str,
+        origin: str = "",
+    ) -> tuple[bool, list[CancelAttempt]]:
+        """`cancel` in the transaction of `conn`."""
+        params = {"id": job_id, "reason": reason, "actor": actor}
+        cur = await conn.execute(query("cancel_pending_job"), params)
+        if await cur.fetchone() is not None:
+            # The leader looks at what follows it (dependents, its indexed job).
+            await publish(conn, JobChanged(str(job_id)), FlowsDue())
+            return True, []
+        cur = await conn.execute(query("cancel_waiting_job"), params)
+        waiting = await cur.fetchone()
+        if waiting is not None:
+            signals: list[CancelAttempt] = []
+            if waiting["completions"]:
+                signals = await self.cancel_indexes(conn, job_id, f"{reason} (its indexed "
+                                                    "job was cancelled)", actor, origin)
+            await publish(conn, JobChanged(str(job_id)), FlowsDue())
+            return True, signals
+        signal = await self._request_cancel(conn, job_id, reason, actor, origin)
+        if signal is not None:
+            return True, [signal]
+        cur = await conn.execute(query("get_job_state"), {"id": job_id})
+        if await cur.fetchone() is None:
+            raise NotFound(f"job {job_id} not found")
+        return False, []
+
+    async def _request_cancel(
+        self, conn: AsyncConnection[Any], job_id: uuid.UUID, reason: str, actor: str,
+        origin: str,
+    ) -> CancelAttempt | None:
+        cur = await conn.execute(query("request_cancel"),
+                                 {"id": job_id, "reason": reason, "actor": actor})
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        signal = CancelAttempt(row["id"], row["attempt"], row["worker_id"], reason, origin)
+        await publish(conn, signal)
+        return signal
+
+    async def cancel_indexes(
+        self, conn: AsyncConnection[Any], parent_id: uuid.UUID, reason: str, actor: str,
+        origin: str,
+    ) -> list[CancelAttempt]:
+        """Cancel every index of an indexed job that has not ended: those not started at
+        once, the running ones through their agents (the signals returned)."""
+        params = {"parent_id": parent_id, "reason": reason, "actor": actor}
+        cur = await conn.execute(query("cancel_waiting_indexes"), params)
+        waiting = await cur.fetchall()
+        if waiting:
+            await publish(conn, *(JobChanged(str(r["id"])) for r in waiting))
+        cur = await conn.execute(query("active_indexes_of"), params)
+        signals = []
+        for row in await cur.fetchall():
+            signal = await self._request_cancel(conn, row["id"], reason, actor, origin)
+            if signal is not None:
+                signals.append(signal)
+        return signals
 
     async def store_chunks(self, conn: AsyncConnection[Any], rows: list[dict[str, Any]]) -> None:
         """Insert output chunks idempotently (fenced by attempt and worker)."""

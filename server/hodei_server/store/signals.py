@@ -4,8 +4,8 @@ A store publishes a signal in the transaction that makes it true (`publish`), so
 heard only if that transaction commits; every replica's listener LISTENs on all channels
 (the named query `listen`) and decodes what arrives into the same types. Three statements
 of queries.sql notify by themselves, in the payload format `decode` reads: insert_job and
-finish_job (`hodei_jobs`, empty; `hodei_logs`, the job id) and revoke_api_token
-(`hodei_tokens`, the token id).
+finish_job (`hodei_jobs`, empty; `hodei_logs`, the job id; `hodei_flows`, empty) and
+revoke_api_token (`hodei_tokens`, the token id).
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ CHANNEL_LOGS = "hodei_logs"
 CHANNEL_CANCEL = "hodei_cancel"
 CHANNEL_DRAIN = "hodei_drain"
 CHANNEL_TOKENS = "hodei_tokens"
+CHANNEL_FLOWS = "hodei_flows"
 # Every channel, as the named query `listen` names them.
-CHANNELS = (CHANNEL_JOBS, CHANNEL_LOGS, CHANNEL_CANCEL, CHANNEL_DRAIN, CHANNEL_TOKENS)
+CHANNELS = (CHANNEL_JOBS, CHANNEL_LOGS, CHANNEL_CANCEL, CHANNEL_DRAIN, CHANNEL_TOKENS,
+            CHANNEL_FLOWS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,12 @@ class JobChanged:
     """A job's output or state changed: its log followers read on."""
 
     job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlowsDue:
+    """A job that others follow ended, or one that waits was submitted: the leader looks at
+    waiting jobs, indexed jobs and template runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +86,7 @@ class DrainWorker:
     origin: str = ""
 
 
-Signal = JobsWaiting | JobChanged | TokenRevoked | CancelAttempt | DrainWorker
+Signal = JobsWaiting | JobChanged | TokenRevoked | CancelAttempt | DrainWorker | FlowsDue
 # The signals meant for one agent, delivered by the replica that holds its stream.
 AgentSignal = CancelAttempt | DrainWorker
 
@@ -92,6 +100,8 @@ def encode(signal: Signal) -> tuple[str, str]:
             return CHANNEL_LOGS, job_id
         case TokenRevoked(token_id=token_id):
             return CHANNEL_TOKENS, token_id
+        case FlowsDue():
+            return CHANNEL_FLOWS, ""
         case CancelAttempt():
             return CHANNEL_CANCEL, json.dumps({
                 "job_id": str(signal.job_id), "attempt": signal.attempt,
@@ -115,6 +125,8 @@ def decode(channel: str, payload: str) -> Signal | None:
             return JobChanged(str(uuid.UUID(payload)))
         if channel == CHANNEL_TOKENS:
             return TokenRevoked(payload)
+        if channel == CHANNEL_FLOWS:
+            return FlowsDue()
         fields: dict[str, Any] = json.loads(payload)
         if channel == CHANNEL_CANCEL:
             return CancelAttempt(uuid.UUID(fields["job_id"]), int(fields["attempt"]),

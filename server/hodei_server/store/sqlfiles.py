@@ -1,4 +1,8 @@
-"""Loads the named SQL queries and migrations shipped in hodei_server/store/sql/."""
+"""Loads the named SQL queries and migrations shipped in hodei_server/store/sql/.
+
+Named queries live in queries.sql and in the other `.sql` files beside it (one per store
+module that has its own), schema.sql aside; a name is unique across them all.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +17,25 @@ def _read(path: str) -> str:
     return resources.files("hodei_server.store").joinpath("sql", path).read_text(encoding="utf-8")
 
 
+_NOT_QUERIES = frozenset({"schema.sql"})
+
+
+def _query_files() -> list[str]:
+    folder = resources.files("hodei_server.store").joinpath("sql")
+    return sorted(entry.name for entry in folder.iterdir()
+                  if entry.name.endswith(".sql") and entry.name not in _NOT_QUERIES)
+
+
 @cache
 def queries() -> dict[str, str]:
-    """Every query of queries.sql by name."""
-    text = _read("queries.sql")
-    parts = _NAME.split(text)
+    """Every named query of the query files, by name."""
     named: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        if name in named:
-            raise ValueError(f"query {name!r} is defined twice in queries.sql")
-        named[name] = body.strip()
+    for file_name in _query_files():
+        parts = _NAME.split(_read(file_name))
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in named:
+                raise ValueError(f"query {name!r} is defined twice (again in {file_name})")
+            named[name] = body.strip()
     return named
 
 

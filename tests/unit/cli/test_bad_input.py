@@ -171,7 +171,7 @@ def test_every_number_option_checks_its_range_and_names_itself(
          "5m, 1h30m"),
         (["job", "list", "--state", "sleeping"],
          "hodeictl: --state: 'sleeping' is not one of 'pending', 'assigned', 'running', "
-         "'succeeded', 'failed', 'cancelled', 'timed_out', 'lost'."),
+         "'succeeded', 'failed', 'cancelled', 'timed_out', 'lost', 'blocked'."),
         (["job", "submit", "--nope"],
          "hodeictl: job submit: no such option: --nope (Possible options: --name) "
          "(see: hodeictl job submit --help)"),

@@ -16,6 +16,7 @@ from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.errors import InvalidSpec
 from hodei_server.security.authz import Authorizer, Refused, principal
 from hodei_server.security.secretstore import SecretResolver
+from hodei_server.store.flows import FlowStore, needs_flow
 from hodei_server.store.jobs import JobStore, encode_page_token
 from hodei_server.store.states import JobState
 from hodei_server.validation import (
@@ -41,8 +42,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def __init__(
         self, jobs: JobStore, registry: AgentRegistry, dispatcher: Dispatcher,
         authorizer: Authorizer, server_id: str = "", secrets: SecretResolver | None = None,
+        flows: FlowStore | None = None,
     ) -> None:
         self.jobs = jobs
+        # Jobs that wait, fan out or are cleaned up after a while; plain ones take the
+        # queue's fast path.
+        self.flows = flows or FlowStore(jobs.pool, jobs)
         self.registry = registry
         self.dispatcher = dispatcher
         self.authorizer = authorizer
@@ -70,7 +75,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             if self.secrets is None:
                 raise InvalidSpec("this server has no secret backends")
             await self.secrets.check_exist([ref.name for ref in request.spec.secrets])
-        row, created = await self.jobs.submit(
+        store = self.flows if needs_flow(request.spec) else self.jobs
+        row, created = await store.submit(
             request.spec, request.idempotency_key, who.actor, submitted_by=who.name
         )
         if created:
@@ -83,7 +89,11 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.Job:
         row, attempts = await self.jobs.get(parse_job_id(request.id))
-        return job_to_proto(row, attempts)
+        job = job_to_proto(row, attempts)
+        if row["completions"]:
+            counts = await self.flows.index_counts(row["id"])
+            job.indexes.CopyFrom(jobs_pb2.IndexCounts(**counts))
+        return job
 
     @unary
     async def ListJobs(
@@ -114,9 +124,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         validate_reason(request.reason)
         await self._require_owner("CancelJob", job_id, context)
         reason = request.reason or "cancelled by user"
-        changed, signal = await self.jobs.cancel(job_id, reason, principal().actor,
-                                                 self.server_id)
-        if signal is not None:
+        changed, signals = await self.jobs.cancel(job_id, reason, principal().actor,
+                                                  self.server_id)
+        for signal in signals:
             self.registry.deliver(signal)  # if its stream is here; other replicas hear it
         row, attempts = await self.jobs.get(job_id)
         return jobs_pb2.CancelJobResponse(job=job_to_proto(row, attempts), changed=changed)

@@ -104,7 +104,8 @@ WITH j AS (
 SELECT (SELECT id FROM j) AS marked, (SELECT state FROM jobs WHERE id = %(id)s) AS state;
 
 -- name: lock_job_for_finish
-SELECT state, attempt, worker_id, max_attempts, retry_on, backoff_seconds, max_backoff_seconds
+SELECT state, attempt, worker_id, max_attempts, retry_on, backoff_seconds, max_backoff_seconds,
+       failure_policy
 FROM jobs
 WHERE id = %(id)s
 FOR UPDATE;
@@ -119,11 +120,12 @@ WITH j AS (
         not_before = now() + make_interval(secs => %(delay)s),
         max_attempts = max_attempts + %(refund)s,
         worker_id = CASE WHEN %(final)s THEN worker_id END,
+        fails_parent = %(fails_parent)s,
         updated_at = now()
     WHERE id = %(id)s AND attempt = %(attempt)s
       AND worker_id IS NOT DISTINCT FROM %(worker_id)s
       AND state = ANY (%(from_states)s::text[])
-    RETURNING id, attempt, state, exit_code, reason
+    RETURNING id, attempt, state, exit_code, reason, has_followups
 ), a AS (
     UPDATE job_attempts
     SET state = %(attempt_state)s, exit_code = %(exit_code)s, reason = %(reason)s,
@@ -140,9 +142,12 @@ WITH j AS (
            %(actor)s
     FROM j
 ), n AS (
-    -- Followers of the job (on any replica) and, for a retry, the dispatchers.
+    -- Followers of the job (on any replica), for a retry the dispatchers, and for the end
+    -- of a job others follow (dependents, its indexed job, its template) the leader.
     SELECT j.id, pg_notify('hodei_logs', j.id::text) AS logs,
-           CASE WHEN j.state = 'PENDING' THEN pg_notify('hodei_jobs', '') END AS jobs
+           CASE WHEN j.state = 'PENDING' THEN pg_notify('hodei_jobs', '') END AS jobs,
+           CASE WHEN %(final)s AND j.has_followups THEN pg_notify('hodei_flows', '') END
+               AS flows
     FROM j
 )
 SELECT id FROM n;
@@ -434,3 +439,4 @@ LISTEN hodei_logs;
 LISTEN hodei_cancel;
 LISTEN hodei_drain;
 LISTEN hodei_tokens;
+LISTEN hodei_flows;
