@@ -84,7 +84,7 @@ def test_new_tokens_have_a_prefix_an_id_and_256_random_bits() -> None:
     "hodei_0123456789abcdef_" + "A" * 42 + "=",
     "HODEI_0123456789abcdef_" + "A" * 43,
     "hodei_0123456789abcdef_" + "A" * 43 + "\n",
-    secrets.token_urlsafe(32),  # an agent credential
+    pytest.param(secrets.token_urlsafe(32), id="agent-credential"),
 ])
 def test_malformed_tokens_do_not_parse(text: str) -> None:
     assert apitokens.parse(text) is None

@@ -19,8 +19,8 @@ from hodei_server.store.signals import (
 )
 from hodei_server.store.sqlfiles import query
 
-JOB = uuid.uuid4()
-WORKER = uuid.uuid4()
+JOB = uuid.UUID("b6d80470-19be-43a8-9141-9bd3e4fd7729")
+WORKER = uuid.UUID("17700250-86a1-4dba-804f-b39d4a4c6285")
 
 
 @pytest.mark.parametrize("signal", [

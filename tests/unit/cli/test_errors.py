@@ -11,7 +11,7 @@ from hodeictl_fakes import AbortingJobService, invoke, serve, services
 
 from hodeictl import client, errors
 
-JOB_ID = str(uuid.uuid4())
+JOB_ID = "6c3be1d5-66ae-4ed2-bd59-6543f84072e9"
 
 
 def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
