@@ -57,11 +57,11 @@ done
 versions=$("$python" -c 'import grpc, google.protobuf as p; print(f"grpcio=={grpc.__version__} protobuf=={p.__version__}")')
 "$python" -m pip download -q --dest "$cache/wheels" --only-binary=:all: \
     "${platforms[@]}" --python-version 3.11 --implementation cp $versions
-"$python" -m pip wheel -q --no-deps --no-build-isolation -w "$cache/hodei-wheel" "$root"
-hodei_wheel=$(ls -t "$cache"/hodei-wheel/hodei-*.whl | head -n1)
-
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# This tree's wheel, built where no other build (another checkout) can swap it.
+"$python" -m pip wheel -q --no-deps --no-build-isolation -w "$work/wheel" "$root"
+hodei_wheel=$(ls "$work"/wheel/hodei-*.whl | head -n1)
 rootfs="$work/rootfs"
 mkdir -p "$rootfs"
 for p in "${pkgs[@]}"; do

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -13,7 +15,24 @@ import pytest
 from tests.e2e.harness import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "hodei-agent:latest"
+
+
+def _image_tag() -> str:
+    """A tag named after what goes into the image: a test never runs another tree's agent,
+    and test processes side by side build it once."""
+    digest = hashlib.sha256()
+    sources = [ROOT / "pyproject.toml", ROOT / "scripts" / "build-agent-image.sh"]
+    for folder in ("agent", "proto"):
+        sources += sorted(p for p in (ROOT / folder).rglob("*")
+                          if p.is_file() and "__pycache__" not in p.parts
+                          and ".egg-info" not in str(p))
+    for path in sources:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return f"hodei-agent:test-{digest.hexdigest()[:12]}"
+
+
+IMAGE = _image_tag()
+_BUILD_LOCK = Path("/tmp/hodei-agent-image.lock")
 
 
 @dataclass
@@ -67,12 +86,24 @@ def docker_host() -> Iterator[str]:
             pytest.fail(message)
         pytest.skip(message)
     host = engine.stdout.strip().splitlines()[-1].removeprefix("DOCKER_HOST=")
-    build = subprocess.run([str(ROOT / "scripts" / "build-agent-image.sh")],
-                           capture_output=True, text=True, timeout=900, cwd=ROOT,
-                           env={**os.environ, "DOCKER_HOST": host, "HODEI_AGENT_IMAGE": IMAGE})
-    if build.returncode != 0:
-        pytest.fail(f"cannot build the agent image:\n{build.stderr[-3000:]}")
+    ensure_agent_image(host)
     yield host
+
+
+def ensure_agent_image(host: str) -> None:
+    """Build IMAGE on the engine at `host` unless it is there (one build at a time)."""
+    env = {**os.environ, "DOCKER_HOST": host, "HODEI_AGENT_IMAGE": IMAGE}
+    with _BUILD_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        present = subprocess.run(["docker", "-H", host, "image", "inspect", IMAGE],
+                                 capture_output=True, timeout=60, env=env)
+        if present.returncode == 0:
+            return
+        build = subprocess.run([str(ROOT / "scripts" / "build-agent-image.sh")],
+                               capture_output=True, text=True, timeout=900, cwd=ROOT,
+                               env=env)
+        if build.returncode != 0:
+            pytest.fail(f"cannot build the agent image:\n{build.stderr[-3000:]}")
 
 
 @pytest.fixture

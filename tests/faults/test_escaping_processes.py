@@ -30,7 +30,11 @@ import pytest
 from hodei_agent.cgroups import KEEPER_PREFIX, locate
 from hodei_agent.procgroup import start_ticks
 from tests.cgroupsupport import skip_without_job_cgroups
-from tests.e2e.docker_engine import IMAGE, DockerServer
+from tests.e2e.docker_engine import (  # noqa: F401  (docker_host: a fixture)
+    IMAGE,
+    DockerServer,
+    docker_host,
+)
 from tests.faults.conftest import Recorder
 from tests.faults.harness import (
     FINAL,
@@ -437,41 +441,8 @@ def test_without_cgroups_orphans_are_reaped_and_what_left_the_group_survives(
     assert zombies == []
 
 
-# Built from this tree under a tag of its own, so that no other build of the usual tag can
-# swap the agent under the test.
-DOCKER_IMAGE = "hodei-agent:escaping-processes"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def docker_host() -> str:
-    """An engine with this tree's agent image (skipped where none can be started, outside
-    CI)."""
-    engine = subprocess.run([str(ROOT / "scripts" / "docker-engine.sh")], capture_output=True,
-                            text=True, timeout=600, cwd=ROOT)
-    if engine.returncode != 0:
-        message = f"cannot start a Docker engine:\n{engine.stderr[-2000:]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    host = engine.stdout.strip().splitlines()[-1].removeprefix("DOCKER_HOST=")
-    build = subprocess.run([str(ROOT / "scripts" / "build-agent-image.sh")],
-                           capture_output=True, text=True, timeout=900, cwd=ROOT,
-                           env={**os.environ, "DOCKER_HOST": host,
-                                "HODEI_AGENT_IMAGE": DOCKER_IMAGE})
-    if build.returncode != 0:
-        pytest.fail(f"cannot build the agent image:\n{build.stderr[-3000:]}")
-    return host
-
-
-@dataclass
-class OwnImageDockerServer(DockerServer):
-    def config_text(self) -> str:
-        return super().config_text().replace(f'image = "{IMAGE}"', f'image = "{DOCKER_IMAGE}"')
-
-
 def test_in_a_docker_container_daemons_live_until_the_container_goes_never_as_zombies(
-    tmp_path: Path, database_url: str, docker_host: str, record_figure: Recorder,
+    tmp_path: Path, database_url: str, docker_host: str, record_figure: Recorder,  # noqa: F811
 ) -> None:
     """The Docker provider's agent runs as PID 1 of a container whose cgroup file system it
     can't write: jobs fall back to process groups. What left them lives until the worker's
@@ -480,7 +451,7 @@ def test_in_a_docker_container_daemons_live_until_the_container_goes_never_as_zo
     import docker
 
     name = f"dk-{secrets.token_hex(3)}"
-    server = OwnImageDockerServer(tmp_path, database_url, workers=1, slots=10,
+    server = DockerServer(tmp_path, database_url, workers=1, slots=10,
                                   docker_host=docker_host, provider_name=name, cpus=1.0,
                                   memory_mb=512)
     ways = daemons("python3", f"python3 -c {shlex.quote(SETSID)}")
