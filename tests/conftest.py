@@ -6,18 +6,34 @@ import asyncio
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+_SERIAL = Path(__file__).resolve().parent / "faults"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault tests kill, stop and time things: they run alone (`-m serial`), after
+    the rest has run side by side (scripts/test.sh)."""
+    for item in items:
+        if _SERIAL in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.serial)
+
 
 def _admin_execute(url: str, sql: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.encode())
+
+
+# The session's private PostgreSQL, when the tests started one (no HODEI_TEST_DATABASE_URL).
+_PRIVATE: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="session")
@@ -32,11 +48,51 @@ def pg_admin_url() -> Iterator[str]:
     # Not under pytest's basetemp: a concurrent pytest session prunes old basetemps.
     data = Path(tempfile.mkdtemp(prefix="hodei-test-pg-"))
     handle = pgserver.get_server(data, cleanup_mode="stop")
+    _PRIVATE.update(handle=handle, pid=handle.get_pid())
     try:
         yield handle.get_uri()
     finally:
+        _PRIVATE.clear()
         handle.cleanup()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of process `pid` ("Z" for a zombie), "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return ""
+
+
+def _revive_private_postgres() -> str | None:
+    """If the session's PostgreSQL is gone, start it again and say so (with the end of its
+    log); None while it runs."""
+    handle, pid = _PRIVATE.get("handle"), _PRIVATE.get("pid")
+    if handle is None or pid is None or _process_state(pid) not in ("", "Z", "X"):
+        return None
+    # A postmaster not yet reaped still looks alive to pg_ctl and pgserver.
+    deadline = time.monotonic() + 30
+    while _process_state(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = Path(handle.log)
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    handle._postmaster_info = None
+    handle.ensure_postgres_running()
+    _PRIVATE["pid"] = handle.get_pid()
+    last = lines[-1] if lines else "(no log)"
+    tail = "\n".join(lines[-40:])
+    return (f"the tests' PostgreSQL (pid {pid}) stopped during this test (started again); "
+            f"its log ends: {last}\n{tail}")
+
+
+@pytest.fixture(autouse=True)
+def _private_postgres_survives() -> Iterator[None]:
+    """A test after which the session's PostgreSQL is gone fails, saying so, and it is
+    started again: the tests after it do not all fail for it."""
+    yield
+    if (gone := _revive_private_postgres()) is not None:
+        pytest.fail(gone)
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +124,10 @@ def database_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     try:
         yield make_conninfo(pg_admin_url, dbname=name)
     finally:
+        gone = _revive_private_postgres()
         _admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if gone is not None:
+            pytest.fail(gone)
 
 
 @pytest.fixture
@@ -79,7 +138,10 @@ def empty_database_url(pg_admin_url: str) -> Iterator[str]:
     try:
         yield make_conninfo(pg_admin_url, dbname=name)
     finally:
+        gone = _revive_private_postgres()
         _admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if gone is not None:
+            pytest.fail(gone)
 
 
 @pytest.fixture
