@@ -59,8 +59,11 @@ def test_job_retry_refuses_a_running_job(server: ServerProcess) -> None:
     server.hodeictl("job", "cancel", ident)
 
 
-def test_draining_a_worker_lets_its_jobs_finish(server: ServerProcess) -> None:
-    ids = [server.hodeictl("job", "submit", "--", "sh", "-c", f"sleep 6; echo done-{i}")
+def test_draining_a_worker_lets_its_jobs_finish(server: ServerProcess, tmp_path: Path) -> None:
+    # The jobs run until told to end, however slow the machine is to start them all.
+    release = tmp_path / "release"
+    ids = [server.hodeictl("job", "submit", "--", "sh", "-c",
+                           f"while [ ! -e {release} ]; do sleep 0.1; done; echo done-{i}")
            .stdout.decode().strip() for i in range(6)]
     for ident in ids:
         wait_state(server, ident, {"RUNNING"}, 30)
@@ -69,6 +72,7 @@ def test_draining_a_worker_lets_its_jobs_finish(server: ServerProcess) -> None:
     drained = server.hodeictl("worker", "drain", target["id"])
     assert drained.returncode == 0, drained.stderr
     assert b"draining" in drained.stdout
+    release.touch()
     for i, ident in enumerate(ids):
         wait_state(server, ident, {"SUCCEEDED"}, 30)
         assert server.hodeictl("job", "logs", ident).stdout == f"done-{i}\n".encode()
