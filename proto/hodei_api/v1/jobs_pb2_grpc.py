@@ -108,6 +108,8 @@ class JobServiceServicer:
         arrive with no snapshot, or a RESET and a fresh snapshot if the server can't tell.
         A watcher that falls behind is not buffered without bound: it gets a RESET and a fresh
         snapshot of the latest state. Keep the table keyed by job id; an UPSERT may repeat.
+        After a resume the server does not know which jobs you hold: REMOVED may then name
+        jobs you never had (ignore them).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

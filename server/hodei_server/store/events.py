@@ -86,9 +86,12 @@ class JobFilter:
     labels: dict[str, str] = field(default_factory=dict)
     name: str = ""
     worker_id: uuid.UUID | None = None
+    ids: frozenset[uuid.UUID] = frozenset()
 
     def matches(self, row: Row) -> bool:
         """The same test as the named query watch_jobs_snapshot, on a row already read."""
+        if self.ids and row["id"] not in self.ids:
+            return False
         if self.states and row["state"] not in self.states:
             return False
         labels = row["labels"] or {}
@@ -163,7 +166,8 @@ class EventStore:
         """The newest `limit` jobs that match `wanted`."""
         return await self._all(query("watch_jobs_snapshot"), {
             "states": sorted(wanted.states), "labels": Jsonb(wanted.labels),
-            "name": wanted.name, "worker_id": wanted.worker_id, "limit": limit})
+            "name": wanted.name, "worker_id": wanted.worker_id, "ids": sorted(wanted.ids),
+            "limit": limit})
 
     async def all_workers(self) -> list[Row]:
         return await self._all(query("all_workers"))

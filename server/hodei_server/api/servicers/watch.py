@@ -41,6 +41,7 @@ DEFAULT_EVENTS = 1000
 MAX_EVENTS = 100_000
 HISTORY_PAGE = 1000
 MAX_TYPES = 32
+MAX_IDS = 1000
 MAX_FIELD = 256
 _TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[A-Za-z0-9_]+)*(\.\*)?|[a-z][a-z0-9_.]*/[A-Za-z0-9/]+")
 # Audit events are as secret as the audit log (TokenService.ListAudit).
@@ -78,7 +79,10 @@ def job_filter(request: jobs_pb2.JobFilter) -> JobFilter:
     validate_labels(request.labels, "filter.labels")
     printable(request.name, "filter.name", MAX_NAME)
     worker = parse_worker_id(request.worker_id) if request.worker_id else None
-    return JobFilter(states, dict(request.labels), request.name, worker)
+    if len(request.ids) > MAX_IDS:
+        raise InvalidSpec(f"filter.ids: at most {MAX_IDS}")
+    ids = frozenset(parse_job_id(job_id) for job_id in request.ids)
+    return JobFilter(states, dict(request.labels), request.name, worker, ids)
 
 
 def event_filter(request: events_pb2.EventFilter, audit: bool) -> EventFilter:

@@ -87,6 +87,7 @@ WHERE (cardinality(%(states)s::text[]) = 0 OR state = ANY (%(states)s::text[]))
   AND labels @> %(labels)s::jsonb
   AND (%(name)s = '' OR strpos(lower(name), lower(%(name)s)) > 0)
   AND (%(worker_id)s::uuid IS NULL OR worker_id = %(worker_id)s::uuid)
+  AND (cardinality(%(ids)s::uuid[]) = 0 OR id = ANY (%(ids)s::uuid[]))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 
