@@ -171,3 +171,16 @@ class EventStore:
 
     async def all_workers(self) -> list[Row]:
         return await self._all(query("all_workers"))
+
+    async def fleet_figures(self) -> dict[str, list[Row]]:
+        """What /metrics reports from the database: jobs and workers by state and
+        provider, slots, and each live worker's load."""
+        async with self.pool.connection() as conn:
+            figures = {}
+            for key, sql in (("jobs", query("metrics_jobs")),
+                             ("workers", query("metrics_workers")),
+                             ("slots", query("metrics_slots")),
+                             ("load", query("metrics_load"))):
+                cur = await conn.execute(sql)
+                figures[key] = list(await cur.fetchall())
+            return figures

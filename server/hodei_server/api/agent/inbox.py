@@ -23,6 +23,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from hodei_api.v1 import agent_pb2
+from hodei_server import telemetry
 from hodei_server.dispatch.dispatcher import Dispatcher
 from hodei_server.dispatch.loghub import LogHub
 from hodei_server.dispatch.session import NOT_CURRENT, AgentSession
@@ -215,6 +216,8 @@ class _Chunks:
              "stream": int(c.stream), "data": c.data, "worker_id": worker_id}
             for c in chunks
         ])
+        telemetry.LOG_CHUNKS.inc(len(chunks))
+        telemetry.LOG_BYTES.inc(sum(len(c.data) for c in chunks))
         acked: dict[tuple[str, int], int] = {}
         for chunk in chunks:
             key = (chunk.job_id, chunk.attempt)

@@ -93,3 +93,22 @@ LIMIT %(limit)s;
 
 -- name: all_workers
 SELECT * FROM workers ORDER BY registered_at, id;
+
+-- name: metrics_jobs
+-- Jobs by state and the provider of their worker ("" for none), for /metrics.
+SELECT j.state, coalesce(w.provider, '') AS provider, count(*) AS count
+FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
+GROUP BY 1, 2;
+
+-- name: metrics_workers
+SELECT state, provider, count(*) AS count FROM workers GROUP BY 1, 2;
+
+-- name: metrics_slots
+SELECT provider, sum(slots) AS slots, sum(least(running_jobs, slots)) AS used
+FROM workers WHERE state IN ('READY', 'BUSY', 'DRAINING')
+GROUP BY 1;
+
+-- name: metrics_load
+SELECT name, provider, coalesce((metrics ->> 'cpu_percent')::float8, 0) AS cpu_percent,
+       coalesce((metrics ->> 'memory_available_mb')::float8, 0) AS memory_available_mb
+FROM workers WHERE state IN ('READY', 'BUSY', 'DRAINING');
