@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from hodei_agent import jsonlog
 from hodei_agent.agent import Agent
 from hodei_agent.config import AgentConfig, parse_config
 from hodei_agent.errors import AgentError, ConfigError
@@ -55,11 +56,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"hodei-agent: {exc}\n")
         return EXIT_USAGE
-    logging.basicConfig(
-        level=config.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    jsonlog.setup(config.log_level, config.log_format)
     try:
         return asyncio.run(_serve(config))
     except AgentError as exc:

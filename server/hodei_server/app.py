@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
 
+from hodei_agent import jsonlog
 from hodei_plugins.manager import get_host
 from hodei_plugins.provider import Provider, ProviderConfig
 from hodei_server.api import server as grpc_server
@@ -71,13 +71,10 @@ async def serve(config: ServerConfig, stop: asyncio.Event, on_ready: OnReady | N
         await pool.close()
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr, one line a record, for a process that runs a server."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr, one line a record (text, or JSON objects: hodei_agent.jsonlog), for a
+    process that runs a server."""
+    jsonlog.setup(level, log_format)
 
 
 def _provider(config: ProviderConfig) -> Provider:

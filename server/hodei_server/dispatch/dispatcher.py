@@ -98,8 +98,10 @@ class Dispatcher:
         if values is None:
             return
         session.run_job(assignment.job_id, assignment.attempt, spec, values)
-        log.debug("job %s attempt %d -> worker %s", assignment.job_id, assignment.attempt,
-                  assignment.worker_id)
+        log.info("job %s attempt %d -> worker %s", assignment.job_id, assignment.attempt,
+                 assignment.worker_id,
+                 extra={"job": str(assignment.job_id), "attempt": assignment.attempt,
+                        "worker": str(assignment.worker_id)})
 
     async def _secret_values(
         self, assignment: Assignment, spec: jobs_pb2.JobSpec

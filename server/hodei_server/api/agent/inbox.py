@@ -283,7 +283,8 @@ class _Accepted:
         ok, state = await self.marked.result()
         if not ok and state is not JobState.RUNNING:
             log.info("job %s attempt %d is not this worker's to run (%s); stopping it",
-                     self.job_id, self.attempt, state)
+                     self.job_id, self.attempt, state,
+                     extra={"job": self.job_id, "attempt": self.attempt})
             self.stale = True
 
     def answer(self, inbox: Inbox) -> None:
@@ -319,11 +320,14 @@ class _Finished:
 
     async def settle(self) -> None:
         state = await self.state.result()
+        ids = {"job": self.job_id, "attempt": self.attempt,
+               "worker": str(self.session.worker_id)}
         if state is not None:
-            log.debug("job %s attempt %d ended %s (exit %s)", self.job_id, self.attempt,
-                      state.value, self.exit_code)
+            log.info("job %s attempt %d ended %s (exit %s)", self.job_id, self.attempt,
+                     state.value, self.exit_code, extra=ids)
             return
-        log.info("refused a stale result for job %s attempt %d", self.job_id, self.attempt)
+        log.info("refused a stale result for job %s attempt %d", self.job_id, self.attempt,
+                 extra=ids)
         if self.handed_back:
             # Not a hand-back: an attempt stopped while its agent was away (the lease
             # watchdog of a restarted agent's state dir), reported once it came back.

@@ -88,7 +88,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         )
         if created:
             self.dispatcher.wake()
-            log.info("job %s submitted", row["id"])
+            log.info("job %s submitted", row["id"], extra={
+                "job": str(row["id"]), "correlation_id": row.get("correlation_id") or ""})
         return jobs_pb2.SubmitJobResponse(job=job_to_proto(row), created=created)
 
     @streaming
