@@ -46,6 +46,8 @@ class AgentConfig:
     log_level: str
     # "text" or "json" (hodei_agent.jsonlog).
     log_format: str = "text"
+    # Serve /metrics on HOST:PORT ("" = off; needs prometheus-client).
+    metrics_listen: str = ""
     # PEM of the CA that signed the server's certificate; None: plaintext (loopback only,
     # unless `insecure`).
     ca_cert: bytes | None = None
@@ -140,6 +142,13 @@ def _build_parser() -> _Parser:
         choices=jsonlog.FORMATS,
         help="text lines, or one JSON object a line with job, attempt, worker and "
              "correlation ids (env HODEI_LOG_FORMAT; default text)",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        default=os.environ.get("HODEI_AGENT_METRICS_LISTEN", ""),
+        help="serve Prometheus metrics of this agent's jobs on http://HOST:PORT/metrics "
+             "(needs prometheus-client; env HODEI_AGENT_METRICS_LISTEN; default off)",
     )
     return parser
 
@@ -291,6 +300,7 @@ def parse_config(
         drain_grace=drain_grace,
         log_level=args.log_level,
         log_format=args.log_format,
+        metrics_listen=args.metrics_listen,
         ca_cert=ca_cert,
         state_dir=state_dir,
         cgroups=cgroups == "auto",

@@ -272,6 +272,15 @@ class JobSupervisor:
             if not self._jobs:
                 self._idle.set()
 
+    def job_pids(self) -> set[int]:
+        """The first process of each running attempt that has started."""
+        pids = set()
+        for key in self._jobs:
+            record = self._outbox.get(key)
+            if record is not None and record.accepted is not None and record.accepted.pid > 0:
+                pids.add(int(record.accepted.pid))
+        return pids
+
     def cancel_job(self, command: agent_pb2.CancelJobCommand) -> None:
         """Cancel a running attempt (no-op once it finished)."""
         key = (command.job_id, command.attempt)
