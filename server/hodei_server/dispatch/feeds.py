@@ -2,14 +2,14 @@
 each fanned out to every watcher of this replica.
 
 The event hub wakes on the `hodei_events` notification (every statement that writes events
-sends it) and on a resync timer, reads the settled events after its position once for all
-its watchers, and hands each watcher the batch (with, when job watchers exist, the current
-rows of the jobs it names). The worker hub re-reads the workers table once per interval
-while anyone watches (heartbeats change workers without an event) and hands out what
-changed. A watcher's mailbox is bounded: one that falls behind is marked so and its
-mailbox dropped; the servicer then cuts it off or starts it again from the latest state.
-Joining runs the watcher's own first read under the hub's lock, so nothing read before it
-can arrive after it.
+sends it) and on a resync timer and, while anyone watches, reads the settled events after
+its position once for all its watchers, and hands each watcher the batch (with, when job
+watchers exist, the current rows of the jobs it names). The worker hub re-reads the
+workers table once per interval while anyone watches (heartbeats change workers without an
+event) and hands out what changed. A watcher's mailbox is bounded: one that falls behind is
+marked so and its mailbox dropped; the servicer then cuts it off or starts it again from
+the latest state. Joining runs the watcher's own first read under the hub's lock, so
+nothing read before it can arrive after it.
 """
 
 from __future__ import annotations
@@ -116,6 +116,9 @@ class EventHub:
         wants the rows of the jobs each batch names."""
         await self._wait_ready()
         async with self.lock:
+            if not self._watchers:
+                # Nobody watched, so nothing was read: start from now.
+                self.position = await self.store.horizon()
             assert self.position is not None
             first = await first_read(self.position)
             mailbox: Mailbox[EventBatch] = Mailbox(self.buffer)
@@ -157,12 +160,10 @@ class EventHub:
     async def _advance(self) -> bool:
         """Hand out every settled event after the position; True when committed events
         wait behind a transaction still running."""
-        if not self._watchers or self.position is None:
-            # Nobody to tell: skip to the horizon rather than read what nobody wants.
-            horizon = await self.store.horizon()
-            if self.position is None or horizon > self.position:
-                self.position = horizon
-            return False
+        if self.position is None:
+            self.position = await self.store.horizon()
+        if not self._watchers:
+            return False  # nobody to tell: the first to join starts from its own now
         while True:
             rows = await self.store.after(self.position, READ_LIMIT)
             settled = [row for row in rows if row["settled"]]

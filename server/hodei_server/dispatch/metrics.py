@@ -115,9 +115,8 @@ class TransitionObserver:
                     if mailbox is not None:
                         self.hub.leave(mailbox)
                         mailbox = None
-                    # Soon after it leads: the hub hands out what it read since its last
-                    # look (up to a second ago), so a new leader misses nothing of its own
-                    # start.
+                    # Look again soon: what happens between a leader's start and its
+                    # joining the feed goes unobserved.
                     await _sleep(stop, 0.1)
                     continue
                 if mailbox is None or mailbox.behind:
