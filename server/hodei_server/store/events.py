@@ -169,6 +169,15 @@ class EventStore:
             "name": wanted.name, "worker_id": wanted.worker_id, "ids": sorted(wanted.ids),
             "limit": limit})
 
+    async def job_page(self, wanted: JobFilter, after: tuple[dt.datetime, uuid.UUID] | None,
+                       limit: int) -> list[Row]:
+        """A page of the jobs that match `wanted`, newest first, after (created_at, id)."""
+        return await self._all(query("list_jobs_matching"), {
+            "states": sorted(wanted.states), "labels": Jsonb(wanted.labels),
+            "name": wanted.name, "worker_id": wanted.worker_id, "ids": sorted(wanted.ids),
+            "after_created_at": after[0] if after else None,
+            "after_id": after[1] if after else None, "limit": limit})
+
     async def all_workers(self) -> list[Row]:
         return await self._all(query("all_workers"))
 

@@ -91,6 +91,20 @@ WHERE (cardinality(%(states)s::text[]) = 0 OR state = ANY (%(states)s::text[]))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 
+-- name: list_jobs_matching
+-- A page of the jobs that match a filter (as watch_jobs_snapshot), newest first, after a
+-- (created_at, id) position.
+SELECT * FROM jobs
+WHERE (cardinality(%(states)s::text[]) = 0 OR state = ANY (%(states)s::text[]))
+  AND labels @> %(labels)s::jsonb
+  AND (%(name)s = '' OR strpos(lower(name), lower(%(name)s)) > 0)
+  AND (%(worker_id)s::uuid IS NULL OR worker_id = %(worker_id)s::uuid)
+  AND (cardinality(%(ids)s::uuid[]) = 0 OR id = ANY (%(ids)s::uuid[]))
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
 -- name: all_workers
 SELECT * FROM workers ORDER BY registered_at, id;
 
