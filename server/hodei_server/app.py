@@ -103,7 +103,7 @@ def _assemble(
     hub = LogHub()
     events = EventStore(pool)
     worker_feed = WorkerHub(events, config.watch_buffer, config.heartbeat_interval)
-    event_feed = EventHub(events, config.watch_buffer, worker_feed.wake)
+    event_feed = EventHub(events, config.watch_buffer, worker_feed.wake, server_id)
     dispatcher = Dispatcher(jobs, registry, server_id, config.resync_interval,
                             build_scheduler(config), secret_resolver)
     runtimes = [ProviderRuntime(_provider(p), tls.ca_cert_path if tls else "")

@@ -124,7 +124,9 @@ class TransitionObserver:
                         self.hub.leave(mailbox)
                         log.warning("metrics: fell behind the event feed; some job timings "
                                     "were not observed")
-                    mailbox, _ = await self.hub.join(start, jobs=True)
+                    # At the resync pace: timings need no haste, and writers then owe
+                    # it no notification.
+                    mailbox, _ = await self.hub.join(start, jobs=True, live=False)
                 try:
                     batches = await asyncio.wait_for(mailbox.take(), timeout=1.0)
                 except TimeoutError:

@@ -113,6 +113,17 @@ class EventStore:
             cur = await conn.execute(sql, params or {})
             return list(await cur.fetchall())
 
+    async def register_watchers(self, server_id: str, ttl: float) -> None:
+        """Have writers notify hodei_events for `ttl` seconds: `server_id` has watchers."""
+        await self._execute(query("register_watchers"), {"server_id": server_id, "ttl": ttl})
+
+    async def unregister_watchers(self, server_id: str) -> None:
+        await self._execute(query("unregister_watchers"), {"server_id": server_id})
+
+    async def _execute(self, sql: str, params: dict[str, Any]) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(sql, params)
+
     async def horizon(self) -> Position:
         """The start of the feed as of now: every event before it is settled."""
         rows = await self._all(query("events_horizon"))

@@ -126,3 +126,12 @@ GROUP BY 1;
 SELECT name, provider, coalesce((metrics ->> 'cpu_percent')::float8, 0) AS cpu_percent,
        coalesce((metrics ->> 'memory_available_mb')::float8, 0) AS memory_available_mb
 FROM workers WHERE state IN ('READY', 'BUSY', 'DRAINING');
+
+-- name: register_watchers
+-- This replica has live watchers: writers notify hodei_events for `ttl` seconds.
+INSERT INTO event_watchers (server_id, until)
+VALUES (%(server_id)s, now() + make_interval(secs => %(ttl)s))
+ON CONFLICT (server_id) DO UPDATE SET until = EXCLUDED.until;
+
+-- name: unregister_watchers
+DELETE FROM event_watchers WHERE server_id = %(server_id)s OR until < now() - interval '1 hour';
