@@ -14,6 +14,7 @@ from hodeictl import usage, values
 from hodeictl.commands import (
     certs,
     context,
+    events,
     job,
     plugin,
     provider,
@@ -22,6 +23,7 @@ from hodeictl.commands import (
     stack,
     template,
     token,
+    watch,
     worker,
 )
 from hodeictl.errors import EXIT_USAGE, HodeiCtlError
@@ -89,6 +91,8 @@ app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)
 app.command()(token.whoami)
+app.command()(events.events)
+job.app.command()(watch.wait)
 # Third-party distributions add sub-commands through the `hodei_add_cli_commands` hook.
 get_host().add_cli_commands(app)
 

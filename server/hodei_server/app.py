@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
 
+from hodei_agent import jsonlog
 from hodei_plugins.manager import get_host
 from hodei_plugins.provider import Provider, ProviderConfig
 from hodei_server.api import server as grpc_server
@@ -22,12 +22,15 @@ from hodei_server.api.servicers.logs import LogServicer
 from hodei_server.api.servicers.secrets import SecretServicer
 from hodei_server.api.servicers.templates import ScheduleServicer, TemplateServicer
 from hodei_server.api.servicers.tokens import TokenServicer
+from hodei_server.api.servicers.watch import EventServicer
 from hodei_server.api.servicers.workers import WorkerServicer
 from hodei_server.config import ServerConfig
 from hodei_server.dispatch.dispatcher import Dispatcher
+from hodei_server.dispatch.feeds import EventHub, WorkerHub
 from hodei_server.dispatch.flows import FlowRunner
 from hodei_server.dispatch.listener import Listener
 from hodei_server.dispatch.loghub import LogHub
+from hodei_server.dispatch.metrics import DatabaseCollector, TransitionObserver, serve_metrics
 from hodei_server.dispatch.placement import build_scheduler
 from hodei_server.dispatch.provisioning import ProviderRuntime
 from hodei_server.dispatch.reconciler import Reconciler
@@ -41,6 +44,7 @@ from hodei_server.security.authz import Authorizer
 from hodei_server.security.secretkeys import Keyring
 from hodei_server.security.secretstore import SecretResolver, SecretStore, build_backends
 from hodei_server.store import db
+from hodei_server.store.events import EventStore
 from hodei_server.store.flows import FlowStore
 from hodei_server.store.jobs import JobStore
 from hodei_server.store.schedules import ScheduleStore
@@ -67,13 +71,10 @@ async def serve(config: ServerConfig, stop: asyncio.Event, on_ready: OnReady | N
         await pool.close()
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr, one line a record, for a process that runs a server."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr, one line a record (text, or JSON objects: hodei_agent.jsonlog), for a
+    process that runs a server."""
+    jsonlog.setup(level, log_format)
 
 
 def _provider(config: ProviderConfig) -> Provider:
@@ -100,6 +101,9 @@ def _assemble(
     secret_resolver = SecretResolver(pool, build_backends(secret_store, config.secret_backends))
     registry = AgentRegistry()
     hub = LogHub()
+    events = EventStore(pool)
+    worker_feed = WorkerHub(events, config.watch_buffer, config.heartbeat_interval)
+    event_feed = EventHub(events, config.watch_buffer, worker_feed.wake, server_id)
     dispatcher = Dispatcher(jobs, registry, server_id, config.resync_interval,
                             build_scheduler(config), secret_resolver)
     runtimes = [ProviderRuntime(_provider(p), tls.ca_cert_path if tls else "")
@@ -109,15 +113,16 @@ def _assemble(
     health = Health(grpc_server.SERVICE_NAMES)
     server = grpc_server.build(authorizer, grpc_server.Services(
         jobs=JobServicer(jobs, registry, dispatcher, authorizer, server_id, secret_resolver,
-                         flows),
+                         flows, event_feed),
         logs=LogServicer(jobs, hub),
-        workers=WorkerServicer(workers, registry, runtimes, server_id),
+        workers=WorkerServicer(workers, registry, runtimes, server_id, worker_feed),
         tokens=TokenServicer(tokens),
         secrets=SecretServicer(secret_store),
         agents=agents,
         health=health,
         templates=TemplateServicer(templates, schedules, dispatcher, secret_resolver),
         schedules=ScheduleServicer(schedules),
+        events=EventServicer(events, event_feed),
     ))
     address = grpc_server.listen(server, config, tls, agents)
 
@@ -134,15 +139,21 @@ def _assemble(
         hub.wake_all()
         tokens.forget()  # a revocation may have gone unheard
         flow_runner.wake()
+        event_feed.wake()
 
     listener = Listener(config.database_url, registry, server_id, dispatcher.wake, hub.wake,
-                        tokens.forget, on_reconnect, flow_runner.wake)
+                        tokens.forget, on_reconnect, flow_runner.wake, event_feed.wake)
     transport = (f"TLS; agent streams (mutual TLS) on port {agents.agent_port}" if tls
                  else "plaintext")
     banner = (f"hodei server {server_id} listening on {config.listen} (advertised as "
               f"{address}), {transport}")
+    collector = (DatabaseCollector(pool, events, asyncio.get_running_loop(),
+                                   lambda: reconciler.is_leader)
+                 if config.metrics_listen else None)
     return _Replica(pool, server, health, registry, runtimes, dispatcher, listener, reconciler,
-                    flow_runner, address, banner)
+                    flow_runner, address, banner, event_feed, worker_feed,
+                    TransitionObserver(event_feed, lambda: reconciler.is_leader),
+                    config.metrics_listen, collector)
 
 
 @dataclass
@@ -160,10 +171,25 @@ class _Replica:
     flow_runner: FlowRunner
     address: str
     banner: str
+    event_feed: EventHub
+    worker_feed: WorkerHub
+    observer: TransitionObserver
+    metrics_listen: str
+    collector: DatabaseCollector | None
 
     async def run(self, stop: asyncio.Event, on_ready: OnReady | None) -> None:
         """Serve, with the supervised loops running, until `stop` is set or a loop crashes;
         then stop in order."""
+        # First: a metrics address that is taken must cost nothing else.
+        stop_metrics = (serve_metrics(self.metrics_listen, self.collector)
+                        if self.collector is not None else None)
+        try:
+            await self._run(stop, on_ready)
+        finally:
+            if stop_metrics is not None:
+                stop_metrics()
+
+    async def _run(self, stop: asyncio.Event, on_ready: OnReady | None) -> None:
         crashed = asyncio.Event()
         await self.server.start()
         async with contextlib.AsyncExitStack() as providers:
@@ -181,7 +207,11 @@ class _Replica:
                 supervised(self.dispatcher.run(stop), "dispatcher", crashed),
                 supervised(self.reconciler.run(stop), "reconciler", crashed),
                 supervised(self.flow_runner.run(stop), "flows", crashed),
+                supervised(self.event_feed.run(stop), "event-feed", crashed),
+                supervised(self.worker_feed.run(stop), "worker-feed", crashed),
             ]
+            if self.collector is not None:
+                tasks.append(supervised(self.observer.run(stop), "metrics", crashed))
             try:
                 await asyncio.wait_for(self.listener.ready.wait(), timeout=15)
             except TimeoutError:
