@@ -4,6 +4,7 @@
 #
 #   scripts/ssh-lab.sh up DIR     start the lab in DIR (an empty private directory)
 #   scripts/ssh-lab.sh down DIR   stop it: its processes, namespaces, links and users
+#   scripts/ssh-lab.sh install    only install what it needs (openssh-server)
 #
 # `up` installs openssh-server if it is missing (Debian) and must run as root. The hosts:
 #   h1..h4   ordinary hosts on a bridge the machine is on too (it has BRIDGE_ADDRESS)
@@ -26,7 +27,20 @@ die() { echo "ssh-lab: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (it creates network namespaces and users)"
 cmd="${1:-}"
 dir="${2:-}"
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: ssh-lab.sh up|down DIR"
+
+install_sshd() {
+  [ -x /usr/sbin/sshd ] && return 0
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q openssh-server >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null && apt-get install -y -q openssh-server >/dev/null; } ||
+    die "cannot install openssh-server"
+}
+
+if [ "$cmd" = install ]; then
+  install_sshd
+  exit 0
+fi
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: ssh-lab.sh up|down DIR, or install"
 case "$dir" in /*) ;; *) die "DIR must be an absolute path" ;; esac
 [ "$dir" != / ] || die "DIR must not be /"
 
@@ -61,12 +75,7 @@ if [ "$cmd" = down ]; then
 fi
 [ "$cmd" = up ] || die "unknown command $cmd (up or down)"
 
-if ! [ -x /usr/sbin/sshd ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q openssh-server >/dev/null 2>&1 ||
-    { apt-get update -q >/dev/null && apt-get install -y -q openssh-server >/dev/null; } ||
-    die "cannot install openssh-server"
-fi
+install_sshd
 command -v ip >/dev/null || die "the ip command (iproute2) is missing"
 # sshd's privilege separation directory (the package's own, made at boot by systemd).
 [ -d /run/sshd ] || install -d -m 0755 /run/sshd

@@ -74,7 +74,7 @@ def _known_fingerprints(host: Host) -> list[str]:
                                                             host.port)[0]
     except (OSError, ValueError):
         return []
-    return [fingerprint(key) for key in trusted]
+    return list(dict.fromkeys(fingerprint(key) for key in trusted))
 
 
 def _host_key_refusal(host: Host, seen: asyncssh.SSHKey | None) -> HostKeyError:
