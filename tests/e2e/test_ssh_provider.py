@@ -244,3 +244,85 @@ def test_bastion_only_host(ssh_lab: Lab, ssh_server: SshServer) -> None:
     out = hodeictl_host(ssh_lab, db, "check", "hidden")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("hidden: Linux")
+
+
+def test_hostile_strings_reach_the_host_as_data(ssh_lab: Lab) -> None:
+    """Whatever a name, label, user or path holds arrives as one argument, never as code:
+    through sshd and the user's login shell, with `shell` and with `script`'s $1."""
+    import asyncio
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from hodei_plugins.ssh import remote
+    from hodei_plugins.ssh.quoting import script, shell
+    from hodei_plugins.ssh.registry import Host
+
+    target = ssh_lab.hosts["h1"]
+    host = Host(name="h1", address=target.address, username=target.user,
+                key_path=str(ssh_lab.client_key), host_key_mode="pinned",
+                fingerprint=_fingerprint(target.host_key))
+    canary = target.home / "pwned"
+    hostile = st.one_of(
+        st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                max_size=40),
+        st.sampled_from([f"$(touch {canary})", f"`touch {canary}`", f"; touch {canary}",
+                         f"' ; touch {canary}; '", "\"$HOME\"", "-n", "--", "*", "~",
+                         "a\nb", "\\", "'", "%s%s", "${IFS}", "!!", "&"]),
+    )
+    loop = asyncio.new_event_loop()
+
+    async def lookup(name: str) -> Host:
+        raise AssertionError(name)
+
+    stack = remote.connect(host, lookup)
+    conn = loop.run_until_complete(stack.__aenter__())
+    try:
+        @settings(max_examples=60, deadline=None,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(hostile)
+        def roundtrip(value: str) -> None:
+            for command in (shell("printf", "%s", value), script('printf "%s" "$1"', value)):
+                result = loop.run_until_complete(conn.run(command, encoding=None))
+                assert result.exit_status == 0
+                assert result.stdout == value.encode()
+
+        roundtrip()
+        assert not canary.exists()
+    finally:
+        loop.run_until_complete(stack.__aexit__(None, None, None))
+        loop.close()
+
+
+def test_provider_bootstraps_a_bastion_only_host_through_a_tunnel(
+        ssh_lab: Lab, tmp_path: Path, database_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's `ssh` provider draws a worker from the registry: the host is reached
+    through the bastion and, unable to reach the server, dials it through a remote port
+    forward the provider holds."""
+    add(ssh_lab, database_url, "bastion")
+    add(ssh_lab, database_url, "hidden", None, "--jump", "bastion", "--label", "where=hidden")
+    for key, value in ssh_lab.env(database_url).items():
+        if key.startswith("HODEI_"):
+            monkeypatch.setenv(key, value)
+    server = SshServer(tmp_path, database_url, workers=1, listen=f"{ssh_lab.bridge}:0",
+                       provider_block=('[[providers]]\ntype = "ssh"\nname = "ssh"\n'
+                                       'hosts = ["hidden"]\nconnect = "tunnel"\n'
+                                       "min_workers = 1\nmax_workers = 1\n"))
+    server.start(wait_workers=False)
+    try:
+        server.wait_workers(1, timeout=120)
+        run = server.hodeictl("job", "run", "-s", "where=hidden", "--", "sh", "-c",
+                              "id -un; echo through the tunnel")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.decode() == f"{ssh_lab.hosts['hidden'].user}\nthrough the tunnel\n"
+        agent_json = json.loads((ssh_lab.hosts["hidden"].home / ".hodei" / "agent.json")
+                                .read_text())
+        assert agent_json[agent_json.index("--server") + 1].startswith("127.0.0.1:")
+        listed = {h["name"]: h for h in json.loads(
+            hodeictl_host(ssh_lab, database_url, "list", "-o", "json").stdout)}
+        assert listed["hidden"]["state"] == "ready"
+    finally:
+        server.stop()
+        ssh_lab.reset("hidden")
+        ssh_lab.reset("bastion")
