@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from hodei_plugins.ssh.errors import RegistryError
 
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -81,6 +79,8 @@ class HostRegistry:
         return dict(row) if row is not None else None
 
     async def add(self, host: Host) -> Host:
+        from psycopg.types.json import Jsonb
+
         validate_name(host.name)
         if host.jump:
             validate_name(host.jump, "--jump host")
