@@ -7,7 +7,8 @@
 #   scripts/ssh-lab.sh install    only install what it needs (openssh-server)
 #
 # `up` installs openssh-server if it is missing (Debian) and must run as root. The hosts:
-#   h1..h4   ordinary hosts on a bridge the machine is on too (it has BRIDGE_ADDRESS)
+#   h1..hN   ordinary hosts on a bridge the machine is on too (it has BRIDGE_ADDRESS);
+#            N is $SSH_LAB_HOSTS, 4 by default (at most 32)
 #   nopy     like them, but no Python on its PATH
 #   bastion  an ordinary host that is also the only way to reach `hidden`
 #   hidden   on a link between it and the bastion only
@@ -17,7 +18,12 @@
 # sshd's StrictModes checks a user's home, which lives in DIR/home.
 set -euo pipefail
 
-HOSTS=(h1 h2 h3 h4 nopy bastion)
+count="${SSH_LAB_HOSTS:-4}"
+case "$count" in ''|*[!0-9]*) echo "ssh-lab: SSH_LAB_HOSTS must be a number" >&2; exit 1 ;; esac
+[ "$count" -ge 1 ] && [ "$count" -le 32 ] || { echo "ssh-lab: SSH_LAB_HOSTS: 1 to 32" >&2; exit 1; }
+HOSTS=()
+for i in $(seq 1 "$count"); do HOSTS+=("h$i"); done
+HOSTS+=(nopy bastion)
 # Tools the `nopy` host's PATH offers (no Python among them).
 NOPY_TOOLS=(sh cat mkdir rm mv chmod ls kill sleep id test uname df printf tr sed head
             tail grep command true false env nohup setsid dirname basename readlink ps)
@@ -50,10 +56,8 @@ down() {
   [ -f "$dir/lab.env" ] || return 0
   # shellcheck disable=SC1091
   . "$dir/lab.env"
-  local name ns pid
-  for name in "${HOSTS[@]}" hidden; do
-    ns="$(ns_of "$name")"
-    ip netns list 2>/dev/null | grep -qw "^$ns" || continue
+  local ns pid
+  for ns in $(ip netns list 2>/dev/null | cut -d' ' -f1 | grep "^hl-$LAB_ID-"); do
     # Every process in the namespace is the lab's: its sshd and what was started through it.
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
