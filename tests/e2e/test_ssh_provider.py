@@ -326,3 +326,40 @@ def test_provider_bootstraps_a_bastion_only_host_through_a_tunnel(
         server.stop()
         ssh_lab.reset("hidden")
         ssh_lab.reset("bastion")
+
+
+def test_provider_starts_a_worker_on_demand_and_retires_it_when_idle(
+        ssh_lab: Lab, tmp_path: Path, database_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Demand bootstraps a host of the pool; idle, the worker is drained and the host is
+    left as it was: no process, no file."""
+    add(ssh_lab, database_url, "h3", None, "--label", "rack=r1")
+    for key, value in ssh_lab.env(database_url).items():
+        if key.startswith("HODEI_"):
+            monkeypatch.setenv(key, value)
+    server = SshServer(tmp_path, database_url, workers=0, listen=f"{ssh_lab.bridge}:0",
+                       provider_block=('[[providers]]\ntype = "ssh"\nname = "metal"\n'
+                                       'hosts = ["h3"]\nmin_workers = 0\nmax_workers = 1\n'
+                                       "idle_timeout = 1.0\n"))
+    server.start(wait_workers=False)
+    try:
+        # The demand a provider answers is what its own labels can take (a host's labels
+        # are the worker's too, once it runs).
+        run = server.hodeictl("job", "run", "-s", "provider=metal", "--", "sh", "-c",
+                              "id -un", timeout=180)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.decode() == f"{ssh_lab.hosts['h3'].user}\n"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            listed = {h["name"]: h for h in json.loads(
+                hodeictl_host(ssh_lab, database_url, "list", "-o", "json").stdout)}
+            if listed["h3"]["state"] == "registered" and not ssh_lab.user_pids("h3"):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"the idle worker was not retired: {listed['h3']}")
+        assert listed["h3"]["worker_state"] == "TERMINATED"
+        assert sorted(p.name for p in ssh_lab.hosts["h3"].home.iterdir()) == [".ssh"]
+    finally:
+        server.stop()
+        ssh_lab.reset("h3")

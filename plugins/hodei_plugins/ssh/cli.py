@@ -20,6 +20,7 @@ import typer
 
 from hodei_plugins.errors import PluginError
 from hodei_plugins.ssh.registry import Host, HostRegistry, validate_name
+from hodeictl import values
 
 T = TypeVar("T")
 
@@ -121,7 +122,8 @@ def add(
     user: Annotated[str, typer.Option("--user", help="The SSH user.")],
     key: Annotated[str, typer.Option("--key", help="Private key file (default: "
                                      "ssh-agent and ~/.ssh/id_*).")] = "",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 22,
+    port: Annotated[int, typer.Option("--port", metavar="PORT",
+                                      parser=values.integer(1, 65535))] = 22,
     label: Annotated[list[str] | None, typer.Option(
         "--label", metavar="K=V", help="Label of the host's worker (repeatable).")] = None,
     jump: Annotated[str, typer.Option("--jump", metavar="HOST",
@@ -140,8 +142,10 @@ def add(
     _check_name(name)
     if jump:
         _check_name(jump, "--jump host")
-    if not address.strip() or any(c.isspace() for c in address) or address.startswith("-"):
-        raise _fail(f"--address must be a host name or IP address; got {address!r}", usage=True)
+    try:
+        values.host(address)
+    except ValueError as exc:
+        raise _fail(f"--address: {exc}", usage=True) from None
     if not user or any(c.isspace() or c in ":@" for c in user) or user.startswith("-"):
         raise _fail(f"--user must be a user name; got {user!r}", usage=True)
     if fingerprint and trust_on_first_use:
@@ -149,16 +153,26 @@ def add(
     if fingerprint and not fingerprint.startswith("SHA256:"):
         raise _fail("--fingerprint expects SHA256:... (as `ssh-keygen -lf` prints it)",
                     usage=True)
-    if key and not Path(key).expanduser().is_file():
-        raise _fail(f"--key: no such file {key}", usage=True)
+    key_path = _key_file(key) if key else ""
     mode = "pinned" if fingerprint else "tofu" if trust_on_first_use else "known_hosts"
-    host = Host(name=name, address=address.strip(), username=user, port=port,
-                key_path=str(Path(key).expanduser().resolve()) if key else "",
+    host = Host(name=name, address=address, username=user, port=port,
+                key_path=key_path,
                 labels=_labels(label or []), jump=jump, sudo=sudo, host_key_mode=mode,
                 fingerprint=fingerprint)
     added = _run(database_url, lambda registry: registry.add(host))
     typer.echo(f"host {added.name} registered ({added.username}@{added.address}:{added.port}"
                f", host key: {_key_text(added)})", err=True)
+
+
+def _key_file(key: str) -> str:
+    """The absolute path of a private key file given to --key."""
+    try:
+        path = Path(key).expanduser().resolve()
+        if path.is_file():
+            return str(path)
+    except (OSError, ValueError, RuntimeError):
+        pass
+    raise _fail(f"--key: no such file {key!r}", usage=True)
 
 
 def _key_text(host: Host) -> str:
@@ -229,8 +243,10 @@ def bootstrap_hosts(
     agent_server: Annotated[str, typer.Option(
         "--agent-server", envvar="HODEI_AGENT_SERVER", metavar="HOST:PORT",
         help="The server address the hosts' agents dial.")] = "",
-    parallel: Annotated[int, typer.Option("--parallel", min=1, max=64)] = 8,
-    slots: Annotated[int, typer.Option("--slots", min=1, max=1024)] = 4,
+    parallel: Annotated[int, typer.Option("--parallel", metavar="N",
+                                          parser=values.integer(1, 64))] = 8,
+    slots: Annotated[int, typer.Option("--slots", metavar="N",
+                                       parser=values.integer(1, 1024))] = 4,
     ca_cert: Annotated[Path | None, typer.Option(
         "--ca-cert", help="The CA certificate the agents verify the server with (TLS).")] = None,
     insecure: Annotated[bool, typer.Option(
@@ -246,9 +262,13 @@ def bootstrap_hosts(
         raise _fail("name hosts, or give --all", usage=True)
     for name in names or []:
         _check_name(name)
-    if not agent_server or ":" not in agent_server or any(c.isspace() for c in agent_server):
+    if not agent_server:
         raise _fail("--agent-server HOST:PORT is needed: the address the agents dial",
                     usage=True)
+    try:
+        values.server_address(agent_server)
+    except ValueError as exc:
+        raise _fail(f"--agent-server: {exc}", usage=True) from None
     if not (ca_cert or insecure):
         raise _fail("give --ca-cert (TLS) or --insecure (plaintext)", usage=True)
     if service not in ("auto", "systemd-system", "systemd-user", "process"):

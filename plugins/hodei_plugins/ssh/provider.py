@@ -24,6 +24,8 @@ from hodei_plugins.ssh.registry import Host, HostRegistry
 log = logging.getLogger(__name__)
 
 FREE_STATES = ("registered", "failed", "ready")
+# How often the provider looks for workers whose agents exited (drained: idle, ephemeral).
+WATCH_INTERVAL = 2.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ class SshProvider:
         self._tunnels: dict[str, contextlib.AsyncExitStack] = {}
         self._bound = asyncio.Semaphore(config.parallel)
         self._claim = asyncio.Lock()
+        # Host -> worker name, for the workers this provider bootstrapped or took over.
+        self._workers: dict[str, str] = {}
+        self._exited: list[str] = []
+        self._watch: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> SshProvider:
         from hodei_server.store import db
@@ -80,10 +86,17 @@ class SshProvider:
                                 "HODEI_DATABASE_URL) for the host registry")
         self._pool = await db.open_pool(url, min_size=1, max_size=4)
         self._registry = HostRegistry(self._pool, actor=f"provider:{self.config.name}")
+        self._watch = asyncio.get_running_loop().create_task(
+            self._watch_exits(), name=f"ssh-provider-{self.config.name}-watch")
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
+        # The agents stay: they run on their hosts and dial the server again when it is back.
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         for stack in list(self._tunnels.values()):
             await stack.aclose()
         self._tunnels.clear()
@@ -155,12 +168,30 @@ class SshProvider:
                 conn, host, settings, token=the_token, ca_cert_data=ca_data,
                 progress=lambda h, step: log.info("ssh provider %s: host %s: %s",
                                                   self.config.name, h, step))
-        await self.registry.bootstrapped(host.name, service, marker, name)
+        await self.registry.bootstrapped(host.name, service, marker, name,
+                                         provider=self.config.name)
+        self._workers[host.name] = name
 
     async def _close_tunnel(self, name: str) -> None:
         stack = self._tunnels.pop(name, None)
         if stack is not None:
             await stack.aclose()
+
+    async def adopt_workers(self, *, server_address: str) -> dict[str, str]:
+        """The hosts this provider bootstrapped before the server restarted: their agents
+        run on (restarted there if need be) and dial this server again; they stay its own.
+        A tunnelled one is not taken over: its forward died with the previous process, so
+        its worker is lost and the host bootstrapped again when needed."""
+        if self.config.connect == "tunnel":
+            return {}
+        taken = {}
+        for host in await self.registry.list():
+            if host.provider == self.config.name and host.state == "ready" \
+                    and host.worker_name:
+                self._in_use.add(host.name)
+                self._workers[host.name] = host.worker_name
+                taken[host.worker_name] = host.name
+        return taken
 
     async def destroy_worker(self, infra_id: str) -> None:
         if infra_id not in self._in_use:
@@ -172,9 +203,34 @@ class SshProvider:
             await self.registry.set_state(infra_id, "registered")
         finally:
             self._in_use.discard(infra_id)
+            self._workers.pop(infra_id, None)
             await self._close_tunnel(infra_id)
 
+    async def _watch_exits(self) -> None:
+        """Hosts whose agent exited for good (drained: its worker is TERMINATED) are cleaned
+        and reported by `forget_exited`. A killed agent is restarted on its host (systemd or
+        its supervisor) and is not gone; one gone for good shows as a LOST worker."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                hosts = {h.name: h for h in await self.registry.list()}
+            except Exception as exc:
+                log.warning("ssh provider %s: cannot read the host registry: %s",
+                            self.config.name, exc)
+                continue
+            for name, worker in list(self._workers.items()):
+                host = hosts.get(name)
+                if host is None or host.worker_name != worker \
+                        or host.worker_state != "TERMINATED":
+                    continue
+                log.info("ssh provider %s: worker %s on host %s exited; removing the agent",
+                         self.config.name, worker, name)
+                try:
+                    await self.destroy_worker(name)
+                except Exception as exc:
+                    log.warning("ssh provider %s: host %s: %s", self.config.name, name, exc)
+                self._exited.append(name)
+
     def forget_exited(self) -> list[str]:
-        # A host's agent is restarted on the host (systemd, or its supervisor); one that is
-        # gone for good shows as a lost worker.
-        return []
+        gone, self._exited = self._exited, []
+        return gone

@@ -13,8 +13,9 @@ from hodei_plugins.ssh.errors import RegistryError
 
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 KEY_MODES = ("known_hosts", "pinned", "tofu")
-# The provider name recorded for the workers of bootstrapped hosts.
-PROVIDER = "ssh"
+# The provider name recorded for the workers of hosts bootstrapped by `hodeictl host
+# bootstrap` (those a server's `ssh` provider bootstraps carry that provider's name).
+MANUAL_PROVIDER = "ssh-manual"
 
 
 def query(name: str) -> str:
@@ -39,6 +40,7 @@ class Host:
     fingerprint: str = ""
     state: str = "registered"
     service: str = ""
+    provider: str = ""
     agent_version: str = ""
     worker_name: str = ""
     last_error: str = ""
@@ -52,7 +54,7 @@ class Host:
             port=int(row["port"]), key_path=row["key_path"], labels=dict(row["labels"]),
             jump=row["jump"], sudo=bool(row["sudo"]), host_key_mode=row["host_key_mode"],
             host_key=row["host_key"], fingerprint=row["fingerprint"], state=row["state"],
-            service=row["service"], agent_version=row["agent_version"],
+            service=row["service"], provider=row["provider"], agent_version=row["agent_version"],
             worker_name=row["worker_name"], last_error=row["last_error"],
             last_contact=row["last_contact"], worker_state=row.get("worker_state") or "",
         )
@@ -124,10 +126,10 @@ class HostRegistry:
                                                "last_error": error, "contacted": contacted})
 
     async def bootstrapped(self, name: str, service: str, agent_version: str,
-                           worker_name: str) -> None:
+                           worker_name: str, provider: str = "") -> None:
         await self._one(query("ssh_host_bootstrapped"), {
             "name": name, "service": service, "agent_version": agent_version,
-            "worker_name": worker_name, "actor": self.actor})
+            "worker_name": worker_name, "provider": provider, "actor": self.actor})
 
     async def delete(self, host: Host) -> int:
         """Remove the host and revoke its worker; the number of workers revoked."""
@@ -135,20 +137,22 @@ class HostRegistry:
             revoked = 0
             if host.worker_name:
                 cur = await conn.execute(query("ssh_host_revoke_worker"), {
-                    "worker_name": host.worker_name, "provider": PROVIDER, "actor": self.actor})
+                    "worker_name": host.worker_name,
+                    "provider": host.provider or MANUAL_PROVIDER, "actor": self.actor})
                 row = await cur.fetchone()
                 revoked = int(row["revoked"]) if row else 0
             await conn.execute(query("ssh_host_delete"),
                                {"name": host.name, "actor": self.actor})
         return revoked
 
-    async def create_token(self, labels: dict[str, str], ttl: float = 900.0) -> str:
+    async def create_token(self, labels: dict[str, str], ttl: float = 900.0,
+                           provider: str = MANUAL_PROVIDER) -> str:
         """A one-time bootstrap token for a host's agent."""
         from hodei_server.store.jobs import JobStore
         from hodei_server.store.workers import WorkerStore
 
         return await WorkerStore(self.pool, JobStore(self.pool)).create_bootstrap_token(
-            PROVIDER, labels, ttl)
+            provider, labels, ttl)
 
 
 @contextlib.asynccontextmanager

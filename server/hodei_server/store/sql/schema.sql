@@ -277,6 +277,8 @@ CREATE TABLE ssh_hosts (
     fingerprint   text NOT NULL DEFAULT '',
     state         text NOT NULL DEFAULT 'registered',
     service       text NOT NULL DEFAULT '',
+    -- The provider that bootstrapped it; '' for `hodeictl host bootstrap`.
+    provider      text NOT NULL DEFAULT '',
     agent_version text NOT NULL DEFAULT '',
     worker_name   text NOT NULL DEFAULT '',
     last_error    text NOT NULL DEFAULT '',

@@ -61,14 +61,14 @@ WITH h AS (
     UPDATE ssh_hosts
     SET state = 'ready', last_error = '', service = %(service)s,
         agent_version = %(agent_version)s, worker_name = %(worker_name)s,
-        last_contact = now(), updated_at = now()
+        provider = %(provider)s, last_contact = now(), updated_at = now()
     WHERE name = %(name)s
     RETURNING *
 ), e AS (
     INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
     SELECT 'host.bootstrapped', 'host', h.name,
            jsonb_build_object('agent_version', h.agent_version, 'service', h.service,
-                              'worker', h.worker_name),
+                              'worker', h.worker_name, 'provider', h.provider),
            %(actor)s
     FROM h
 )
