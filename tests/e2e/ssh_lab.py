@@ -88,7 +88,7 @@ class SshServer(ServerProcess):
     def config_text(self) -> str:
         return (
             f'listen = "{self.listen}"\n'
-            "insecure = true\n"
+            f"{'' if self.ca_cert else 'insecure = true'}\n"
             "heartbeat_interval = 1.0\n"
             "resync_interval = 0.5\n"
             f"{self.extra_config}\n"

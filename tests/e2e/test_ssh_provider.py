@@ -363,3 +363,45 @@ def test_provider_starts_a_worker_on_demand_and_retires_it_when_idle(
     finally:
         server.stop()
         ssh_lab.reset("h3")
+
+
+def test_bootstrap_with_tls_the_agent_makes_its_own_key(ssh_lab: Lab, tmp_path: Path,
+                                                        database_url: str) -> None:
+    """With TLS the host gets the CA certificate only: the agent makes its key and has it
+    signed (the CSR flow), and speaks TLS to the server."""
+    import socket
+    import subprocess
+
+    from tests.e2e.harness import BIN
+
+    certs = tmp_path / "certs"
+    made = subprocess.run([str(BIN / "hodeictl"), "certs", "init", "--dir", str(certs),
+                           "--host", ssh_lab.bridge], capture_output=True, text=True,
+                          timeout=60)
+    assert made.returncode == 0, made.stderr
+    with socket.socket() as probe:
+        probe.bind((ssh_lab.bridge, 0))
+        agent_port = probe.getsockname()[1]
+    server = SshServer(tmp_path, database_url, workers=0, listen=f"{ssh_lab.bridge}:0",
+                       ca_cert=certs / "ca.crt", extra_config=(
+                           f'tls_cert = "{certs}/server.crt"\ntls_key = "{certs}/server.key"\n'
+                           f'ca_cert = "{certs}/ca.crt"\nca_key = "{certs}/ca.key"\n'
+                           f'agent_listen = "{ssh_lab.bridge}:{agent_port}"\n'))
+    server.start(wait_workers=False)
+    try:
+        add(ssh_lab, database_url, "h1", None, "--label", "tls=yes")
+        out = hodeictl_host(ssh_lab, database_url, "bootstrap", "h1", "--agent-server",
+                            server.address, "--ca-cert", str(certs / "ca.crt"))
+        assert out.returncode == 0, out.stderr
+        server.wait_workers(1, timeout=60)
+        run = server.hodeictl("job", "run", "-s", "tls=yes", "--", "echo", "over tls")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == b"over tls\n"
+        base = ssh_lab.hosts["h1"].home / ".hodei"
+        assert (base / "ca.crt").read_bytes() == (certs / "ca.crt").read_bytes()
+        assert "--insecure" not in json.loads((base / "agent.json").read_text())
+        keys = [p for p in (base / "state").rglob("*") if "key" in p.name and p.is_file()]
+        assert keys and all(p.stat().st_mode & 0o077 == 0 for p in keys)
+    finally:
+        server.stop()
+        ssh_lab.reset("h1")
