@@ -27,6 +27,19 @@ T = TypeVar("T")
 app = typer.Typer(help="Bare-metal hosts reached over SSH: register, trust, check, "
                        "bootstrap into workers, remove.", no_args_is_help=True)
 
+@app.callback()
+def _require_extra() -> None:
+    """Bare-metal hosts reached over SSH: register, trust, check, bootstrap into workers,
+    remove."""
+    try:
+        import asyncssh  # noqa: F401
+
+        import hodei_server.store.db  # noqa: F401
+    except ImportError as exc:
+        raise _fail(f"hodeictl host needs the ssh extra ({exc.name} is missing): "
+                    "pip install 'hodei[ssh]'") from None
+
+
 DatabaseOpt = Annotated[str | None, typer.Option(
     "--database-url", envvar="HODEI_DATABASE_URL", metavar="URL",
     help="The server's PostgreSQL (default: the local embedded stack's).")]
@@ -278,8 +291,10 @@ def bootstrap_hosts(
     if ca_cert is not None:
         try:
             ca_data = ca_cert.read_bytes()
-        except OSError as exc:
-            raise _fail(f"--ca-cert: cannot read {ca_cert}: {exc.strerror}", usage=True) from None
+        except (OSError, ValueError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
+            raise _fail(f"--ca-cert: cannot read {str(ca_cert)!r}: {why}",
+                        usage=True) from None
 
     def progress(host: str, step: str) -> None:
         typer.echo(f"{host}: {step}", err=True)
