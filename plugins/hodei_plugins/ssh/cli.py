@@ -59,7 +59,8 @@ def _fail(message: str, usage: bool = False) -> Exception:
 
 
 def _database_url(explicit: str | None) -> str:
-    if explicit:
+    if explicit is not None:
+        _check_database_url(explicit)
         return explicit
     from hodeictl import embedded
 
@@ -68,6 +69,19 @@ def _database_url(explicit: str | None) -> str:
         return info.database_url
     raise _fail("no database: give --database-url or HODEI_DATABASE_URL (the Hodei server's "
                 "PostgreSQL), or start the local stack with `hodeictl up`", usage=True)
+
+
+def _check_database_url(url: str) -> None:
+    """Refuse a URL that names nothing: libpq would take it for "every default", some
+    database of this user's that is not the server's."""
+    import psycopg
+
+    try:
+        named = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return  # connecting says what is wrong with it
+    if not named:
+        raise _fail("--database-url (or HODEI_DATABASE_URL) names no database", usage=True)
 
 
 def _run(database_url: str | None, work: Callable[[HostRegistry], Awaitable[T]]) -> T:
