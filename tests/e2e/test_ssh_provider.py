@@ -405,3 +405,53 @@ def test_bootstrap_with_tls_the_agent_makes_its_own_key(ssh_lab: Lab, tmp_path: 
     finally:
         server.stop()
         ssh_lab.reset("h1")
+
+
+def test_a_restarted_server_takes_over_its_providers_hosts(
+        ssh_lab: Lab, tmp_path: Path, database_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server is killed; its agents run on and the next server process takes their
+    hosts over: same agent, no second bootstrap, jobs run there, and when it retires the
+    worker the host is cleaned as one it bootstrapped itself."""
+    add(ssh_lab, database_url, "h4")
+    for key, value in ssh_lab.env(database_url).items():
+        if key.startswith("HODEI_"):
+            monkeypatch.setenv(key, value)
+    provider = ('[[providers]]\ntype = "ssh"\nname = "metal"\nhosts = ["h4"]\n'
+                "min_workers = 1\nmax_workers = 1\n")
+    first = SshServer(tmp_path / "first", database_url, workers=0,
+                      listen=f"{ssh_lab.bridge}:0", provider_block=provider)
+    first.workdir.mkdir()
+    first.start(wait_workers=False)
+    try:
+        first.wait_workers(1, timeout=120)
+        agent = remote_pid(ssh_lab, "h4", "agent.pid")
+        port = first.address.rsplit(":", 1)[1]
+    finally:
+        assert first.proc is not None
+        first.proc.kill()
+        first.proc.wait()
+    # The next process listens where the agents dial.
+    second = SshServer(tmp_path / "second", database_url, workers=0,
+                       listen=f"{ssh_lab.bridge}:{port}",
+                       provider_block=provider.replace("min_workers = 1", "min_workers = 0")
+                       + "idle_timeout = 2.0\n")
+    second.workdir.mkdir()
+    second.token = first.token
+    second.start(wait_workers=False)
+    try:
+        second.wait_workers(1, timeout=90)
+        run = second.hodeictl("job", "run", "-s", "provider=metal", "--", "echo", "still here")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == b"still here\n"
+        assert remote_pid(ssh_lab, "h4", "agent.pid") == agent
+        deadline = time.monotonic() + 60
+        while ssh_lab.user_pids("h4") or (ssh_lab.hosts["h4"].home / ".hodei").exists():
+            assert time.monotonic() < deadline, "the adopted worker's host was not cleaned"
+            time.sleep(0.2)
+        listed = {h["name"]: h for h in json.loads(
+            hodeictl_host(ssh_lab, database_url, "list", "-o", "json").stdout)}
+        assert listed["h4"]["state"] == "registered"
+    finally:
+        second.stop()
+        ssh_lab.reset("h4")
