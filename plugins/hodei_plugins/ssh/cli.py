@@ -187,8 +187,16 @@ def add(
                 labels=_labels(label or []), jump=jump, sudo=sudo, host_key_mode=mode,
                 fingerprint=fingerprint)
     added = _run(database_url, lambda registry: registry.add(host))
-    typer.echo(f"host {added.name} registered ({added.username}@{added.address}:{added.port}"
+    _say(f"host {added.name} registered ({added.username}@{added.address}:{added.port}"
                f", host key: {_key_text(added)})", err=True)
+
+
+def _say(text: str, err: bool = False) -> None:
+    """One line for the terminal: what a host sent (its errors, its facts) may hold
+    control characters, which are shown, not obeyed."""
+    from hodeictl.usage import one_line
+
+    typer.echo(one_line(text), err=err)
 
 
 def _key_file(key: str) -> str:
@@ -228,9 +236,9 @@ def trust(
         host = await registry.get(name)
         key = await remote.presented_key(host, registry.get)
         seen = remote.fingerprint(key)
-        typer.echo(f"host {name} ({host.address}:{host.port}) presents {seen}", err=True)
+        _say(f"host {name} ({host.address}:{host.port}) presents {seen}", err=True)
         if host.fingerprint and host.fingerprint != seen:
-            typer.echo(f"WARNING: the pinned key was {host.fingerprint}", err=True)
+            _say(f"WARNING: the pinned key was {host.fingerprint}", err=True)
         if fingerprint and fingerprint != seen:
             raise _fail(f"host {name} presents {seen}, not {fingerprint}; nothing pinned")
         if not (yes or fingerprint):
@@ -240,7 +248,7 @@ def trust(
             if not typer.confirm("Pin this key?", default=False, err=True):
                 raise _fail("nothing pinned")
         await registry.pin(name, remote.openssh_line(key), seen)
-        typer.echo(f"host {name}: pinned {seen}", err=True)
+        _say(f"host {name}: pinned {seen}", err=True)
 
     _run(database_url, work)
 
@@ -257,7 +265,7 @@ def check(name: NameArg, database_url: DatabaseOpt = None) -> None:
         async with _connection(registry, host) as conn:
             facts = await bootstrap.preflight(conn, host)
         await registry.set_state(name, host.state, host.last_error, contacted=True)
-        typer.echo(f"{name}: {facts.summary()}")
+        _say(f"{name}: {facts.summary()}")
         bootstrap.require_usable(host, facts)
 
     _run(database_url, work)
@@ -311,7 +319,7 @@ def bootstrap_hosts(
                         usage=True) from None
 
     def progress(host: str, step: str) -> None:
-        typer.echo(f"{host}: {step}", err=True)
+        _say(f"{host}: {step}", err=True)
 
     async def one(registry: HostRegistry, host: Host) -> str | None:
         settings = bootstrap.AgentSettings(
@@ -328,7 +336,7 @@ def bootstrap_hosts(
             await registry.set_state(host.name, "failed", str(exc))
             return str(exc)
         await registry.bootstrapped(host.name, kind, marker, settings.worker_name)
-        typer.echo(f"{host.name}: {'ready' if changed else 'unchanged'} (agent {marker}, "
+        _say(f"{host.name}: {'ready' if changed else 'unchanged'} (agent {marker}, "
                    f"{kind})")
         return None
 
@@ -347,7 +355,7 @@ def bootstrap_hosts(
     failures = _run(database_url, work)
     if failures:
         for failure in failures:
-            typer.echo(f"hodeictl: {failure}", err=True)
+            _say(f"hodeictl: {failure}", err=True)
         raise typer.Exit(1)
 
 
@@ -411,9 +419,9 @@ def remove(
         except PluginError as exc:
             if not force:
                 raise
-            typer.echo(f"hodeictl: {exc} (forgetting it anyway: --force)", err=True)
+            _say(f"hodeictl: {exc} (forgetting it anyway: --force)", err=True)
         revoked = await registry.delete(host)
-        typer.echo(f"host {name} removed" + (f"; worker {host.worker_name} revoked"
+        _say(f"host {name} removed" + (f"; worker {host.worker_name} revoked"
                                               if revoked else ""), err=True)
 
     _run(database_url, work)
