@@ -65,3 +65,21 @@ def test_the_token_is_never_in_the_agents_argv() -> None:
     assert "--token-file" in argv and argv[argv.index("--token-file") + 1] == \
         "/home/u/.hodei/token"
     assert argv[-2:] == ["--label", "a=b"]
+
+
+def test_service_kind_and_unit_text() -> None:
+    from hodei_plugins.ssh.bootstrap import UNIT, Facts, _service, _systemd_quote
+    from hodei_plugins.ssh.registry import Host
+
+    host = Host(name="h", address="192.0.2.1", username="u", sudo=True)
+    auto = AgentSettings(server="h:1", worker_name="w", labels={})
+    assert _service(auto, Facts({"systemd": "no", "sudo": "yes"}), host) == "process"
+    assert _service(auto, Facts({"systemd": "yes", "sudo": "yes"}), host) == "systemd-system"
+    assert _service(auto, Facts({"systemd": "yes", "sudo": "no"}), host) == "systemd-user"
+    # systemd's own quoting: spaces, quotes, backslashes and % specifiers stay literal.
+    assert _systemd_quote('/home/a b/"x"\\%h') == '"/home/a b/\\"x\\"\\\\%%h"'
+    unit = UNIT.format(python=_systemd_quote("/h/.hodei/venv/bin/python"),
+                       launcher=_systemd_quote("/h/.hodei/launch.py"), user="",
+                       wanted_by="default.target")
+    assert 'ExecStart="/h/.hodei/venv/bin/python" "/h/.hodei/launch.py"' in unit
+    assert "Restart=on-failure" in unit
