@@ -88,12 +88,16 @@ mkdir -p "$dir"
 [ -z "$(ls -A "$dir")" ] || die "$dir is not empty"
 # The users must traverse DIR to their homes; nothing in DIR is writable by them but their home.
 chmod 0711 "$dir"
-LAB_ID="$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
-# 10.R.S.0/24 for the bridge and 10.R.S+1.0/30 for the bastion's link, R in 200..249.
-octet_r=$((200 + 0x${LAB_ID:0:2} % 50))
-octet_s=$(((0x${LAB_ID:2:2} % 127) * 2))
-net="10.$octet_r.$octet_s"
-hidden_net="10.$octet_r.$((octet_s + 1))"
+# 10.R.S.0/24 for the bridge and 10.R.S+1.0/30 for the bastion's link, R in 200..249: a
+# pair no route of this machine (another lab's, say) touches yet.
+for _ in $(seq 1 50); do
+  LAB_ID="$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+  octet_r=$((200 + 0x${LAB_ID:0:2} % 50))
+  octet_s=$(((0x${LAB_ID:2:2} % 127) * 2))
+  net="10.$octet_r.$octet_s"
+  hidden_net="10.$octet_r.$((octet_s + 1))"
+  ip -4 route show table all | grep -qE "(^| )10\.$octet_r\.($octet_s|$((octet_s + 1)))\." || break
+done
 bridge="hlb$LAB_ID"
 printf 'LAB_ID=%s\nBRIDGE_ADDRESS=%s\n' "$LAB_ID" "$net.1" > "$dir/lab.env"
 trap 'down' ERR

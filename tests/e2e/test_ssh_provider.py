@@ -59,7 +59,7 @@ def test_bootstrap_four_hosts_run_jobs_rerun_and_remove(ssh_lab: Lab,
         assert f"{name}: ready (agent " in out
         for step in ("preflight", "upload", "install", "token", "start (process)"):
             assert f"{name}: {step}" in progress
-    ssh_server.wait_workers(4, timeout=60)
+    ssh_server.wait_workers(4, timeout=120)
 
     # A job runs on the host its selector names, as that host's user; its output returns.
     run = ssh_server.hodeictl("job", "run", "-s", "host=h3", "--", "sh", "-c",
@@ -106,11 +106,11 @@ def test_agent_killed_is_restarted_and_its_job_reattached(ssh_lab: Lab,
     db = ssh_server.database_url
     add(ssh_lab, db, "h2", None, "--label", "host=h2")
     bootstrap(ssh_lab, ssh_server, "h2")
-    ssh_server.wait_workers(1, timeout=60)
+    ssh_server.wait_workers(1, timeout=120)
     job_id = ssh_server.hodeictl(
         "job", "submit", "-s", "host=h2", "--", "sh", "-c",
         "echo before; sleep 6; echo after").stdout.decode().strip()
-    wait_state(ssh_server, job_id, {"RUNNING"}, 60)
+    wait_state(ssh_server, job_id, {"RUNNING"}, 120)
     time.sleep(1)
     agent = remote_pid(ssh_lab, "h2", "agent.pid")
     os.kill(agent, signal.SIGKILL)
@@ -393,7 +393,7 @@ def test_bootstrap_with_tls_the_agent_makes_its_own_key(ssh_lab: Lab, tmp_path: 
         out = hodeictl_host(ssh_lab, database_url, "bootstrap", "h1", "--agent-server",
                             server.address, "--ca-cert", str(certs / "ca.crt"))
         assert out.returncode == 0, out.stderr
-        server.wait_workers(1, timeout=60)
+        server.wait_workers(1, timeout=120)
         run = server.hodeictl("job", "run", "-s", "tls=yes", "--", "echo", "over tls")
         assert run.returncode == 0, run.stderr
         assert run.stdout == b"over tls\n"
