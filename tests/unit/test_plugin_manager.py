@@ -161,3 +161,15 @@ def test_unknown_strategy_is_a_config_error(tmp_path: Path) -> None:
         _load(tmp_path, '[[providers]]\ntype = "local"\nstrategy = "round-robn"\n')
     with pytest.raises(ConfigError, match=r"registered: affinity, first-available"):
         _load(tmp_path, 'strategy = "fastest"\n')
+
+
+def test_the_ssh_provider_is_configured_like_the_others(tmp_path: Path) -> None:
+    config = _load(tmp_path, '[[providers]]\ntype = "ssh"\nname = "metal"\n'
+                             'hosts = ["rack1-07"]\nconnect = "tunnel"\nmax_workers = 3\n')
+    assert type(config.providers[0]).__name__ == "SshProviderConfig"
+    provider = get_host().provider_for_config(config.providers[0])
+    assert provider is not None and provider.__name__ == "SshProvider"
+    with pytest.raises(ConfigError, match=r"providers\[0\]: connect must be"):
+        _load(tmp_path, '[[providers]]\ntype = "ssh"\nconnect = "magic"\n')
+    with pytest.raises(ConfigError, match=r"providers\[0\]: service must be"):
+        _load(tmp_path, '[[providers]]\ntype = "ssh"\nservice = "init.d"\n')

@@ -38,6 +38,8 @@ SAMPLES = {
     "name": "prod",
     "server": NOWHERE,
     "role": "viewer",
+    "address": "192.0.2.7",
+    "user": "hodei",
 }
 SKIPPED = {"--help", "--install-completion", "--show-completion", "--version"}
 # What a job command gets to run instead of `-- true` while one of these is under test.

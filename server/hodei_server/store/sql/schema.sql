@@ -324,3 +324,29 @@ CREATE TABLE template_runs (
 
 CREATE INDEX template_runs_template_idx ON template_runs (template_id, created_at DESC);
 CREATE INDEX template_runs_open_idx ON template_runs (template_id) WHERE finished_at IS NULL;
+
+-- The `ssh` provider's hosts (`hodeictl host ...`); host_key/fingerprint: the pinned key.
+CREATE TABLE ssh_hosts (
+    name          text PRIMARY KEY,
+    address       text NOT NULL,
+    port          integer NOT NULL DEFAULT 22 CHECK (port BETWEEN 1 AND 65535),
+    username      text NOT NULL,
+    key_path      text NOT NULL DEFAULT '',
+    labels        jsonb NOT NULL DEFAULT '{}'::jsonb,
+    jump          text NOT NULL DEFAULT '',
+    sudo          boolean NOT NULL DEFAULT false,
+    host_key_mode text NOT NULL DEFAULT 'known_hosts'
+                  CHECK (host_key_mode IN ('known_hosts', 'pinned', 'tofu')),
+    host_key      text NOT NULL DEFAULT '',
+    fingerprint   text NOT NULL DEFAULT '',
+    state         text NOT NULL DEFAULT 'registered',
+    service       text NOT NULL DEFAULT '',
+    -- The provider that bootstrapped it; '' for `hodeictl host bootstrap`.
+    provider      text NOT NULL DEFAULT '',
+    agent_version text NOT NULL DEFAULT '',
+    worker_name   text NOT NULL DEFAULT '',
+    last_error    text NOT NULL DEFAULT '',
+    last_contact  timestamptz,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
