@@ -332,3 +332,50 @@ def test_silent_workers_become_lost_and_their_jobs_requeue(database_url: str) ->
         assert await jobs.state_of(row["id"]) is JobState.PENDING
 
     run(database_url, body)
+
+
+def test_submit_many_is_one_statement_in_order_and_idempotent(database_url: str) -> None:
+    async def body(jobs: JobStore, _: WorkerStore) -> tuple[list[Any], list[Any]]:
+        entries = [(spec("echo", str(i), retry=jobs_pb2.RetryPolicy(on=["lost", "failed"])),
+                    f"k{i}" if i % 2 else "") for i in range(5)]
+        entries.append((spec("echo", "dup"), "k1"))  # a key seen earlier in the same call
+        async with jobs.pool.transaction() as conn:
+            first = await jobs.submit_many_in(conn, entries, "test", "alice")
+        async with jobs.pool.transaction() as conn:
+            again = await jobs.submit_many_in(conn, entries[:3], "test", "alice")
+        return first, again
+
+    first, again = run(database_url, body)
+    assert [created for _, created in first] == [True] * 5 + [False]
+    assert first[5][0] == first[1][0]
+    assert len({job_id for job_id, _ in first[:5]}) == 5
+    assert again[0][1] and not again[1][1] and again[2][1]  # only k1 has a key
+    assert again[1][0] == first[1][0]
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT id, spec, state, retry_on, submitted_by FROM jobs "
+                            "WHERE id = ANY(%s)", ([j for j, _ in first[:5]],)).fetchall()
+        created = conn.execute("SELECT count(*) FROM events WHERE type = 'job.created'"
+                               ).fetchone()
+    by_id = {r[0]: r for r in rows}
+    for i, (job_id, _) in enumerate(first[:5]):
+        stored = jobs_pb2.JobSpec.FromString(by_id[job_id][1])
+        assert list(stored.command) == ["echo", str(i)]
+        assert by_id[job_id][2:] == ("PENDING", ["lost", "failed"], "alice")
+    assert created is not None and created[0] == 7  # one event per job created, none for a key seen
+
+
+def test_submit_many_wakes_dispatchers_once(database_url: str) -> None:
+    async def body(jobs: JobStore, _: WorkerStore) -> list[str]:
+        listener = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+        try:
+            await listener.execute("LISTEN hodei_jobs")
+            async with jobs.pool.transaction() as conn:
+                await jobs.submit_many_in(conn, [(spec(), "")] * 50, "test")
+            heard = []
+            async for note in listener.notifies(timeout=0.5):
+                heard.append(note.channel)
+            return heard
+        finally:
+            await listener.close()
+
+    assert run(database_url, body) == ["hodei_jobs"]

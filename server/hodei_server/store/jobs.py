@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,53 @@ class JobStore:
                     raise NotFound("the job for that idempotency key vanished; submit again")
                 return existing, False
         return row, True
+
+    async def submit_many_in(
+        self, conn: AsyncConnection[Any], entries: Sequence[tuple[jobs_pb2.JobSpec, str]],
+        actor: str, submitted_by: str = "",
+    ) -> list[tuple[uuid.UUID, bool]]:
+        """Plain jobs (spec, idempotency key), in one statement and one wake-up, in the
+        transaction of `conn`: (id, created) for each, in order. A key seen before (in the
+        table or earlier in `entries`) gives that job's id, not created."""
+        if not entries:
+            return []
+        ids = [uuid.uuid4() for _ in entries]
+        specs = [spec for spec, _ in entries]
+        keys = [key or None for _, key in entries]
+        cur = await conn.execute(query("insert_jobs"), {
+            "ids": ids,
+            "names": [spec.name for spec in specs],
+            "specs": [spec.SerializeToString(deterministic=True) for spec in specs],
+            "max_attempts": [max(1, spec.max_attempts) for spec in specs],
+            "idempotency_keys": keys,
+            "labels": [json.dumps(dict(spec.labels)) for spec in specs],
+            "selectors": [json.dumps(dict(spec.selector)) for spec in specs],
+            "cpus": [spec.resources.cpus for spec in specs],
+            "memory_mb": [spec.resources.memory_mb for spec in specs],
+            "timeout_seconds": [spec.timeout_seconds for spec in specs],
+            "retry_on": [",".join(spec.retry.on) or "lost" for spec in specs],
+            "backoff_seconds": [spec.retry.backoff_seconds or 1.0 for spec in specs],
+            "max_backoff_seconds": [spec.retry.max_backoff_seconds or 60.0 for spec in specs],
+            "actor": actor,
+            "submitted_by": submitted_by,
+        })
+        inserted = {row["id"] for row in await cur.fetchall()}
+        if len(inserted) == len(ids):
+            return [(job_id, True) for job_id in ids]
+        existing: dict[str, uuid.UUID] = {}
+        missing = [key for job_id, key in zip(ids, keys, strict=True)
+                   if job_id not in inserted and key is not None]
+        cur = await conn.execute(query("get_jobs_by_idempotency_keys"), {"keys": missing})
+        existing = {row["idempotency_key"]: row["id"] for row in await cur.fetchall()}
+        result = []
+        for job_id, key in zip(ids, keys, strict=True):
+            if job_id in inserted:
+                result.append((job_id, True))
+            elif key in existing:
+                result.append((existing[key], False))
+            else:  # deleted between the two statements
+                raise NotFound(f"the job for idempotency key {key!r} vanished; submit again")
+        return result
 
     async def get(self, job_id: uuid.UUID) -> tuple[Row, list[Row]]:
         async with self.pool.connection() as conn:

@@ -21,6 +21,42 @@ WITH j AS (
 )
 SELECT j.*, (SELECT pg_notify('hodei_jobs', '') FROM e) AS notified FROM j;
 
+-- name: insert_jobs
+-- Many plain jobs (a job array), their job.created events and one wake-up, in one
+-- statement; one array element per job, in order (%(retry_on)s: each job's list joined
+-- by ','). A job whose idempotency key exists already is not inserted (nor its event).
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(names)s::text[], %(specs)s::bytea[],
+                         %(max_attempts)s::int[], %(idempotency_keys)s::text[],
+                         %(labels)s::jsonb[], %(selectors)s::jsonb[], %(cpus)s::float8[],
+                         %(memory_mb)s::bigint[], %(timeout_seconds)s::float8[],
+                         %(retry_on)s::text[], %(backoff_seconds)s::float8[],
+                         %(max_backoff_seconds)s::float8[])
+        WITH ORDINALITY AS t(id, name, spec, max_attempts, idempotency_key, labels, selector,
+                             cpus, memory_mb, timeout_seconds, retry_on, backoff_seconds,
+                             max_backoff_seconds, n)
+), j AS (
+    INSERT INTO jobs (id, name, spec, state, max_attempts, idempotency_key, labels, selector,
+                      cpus, memory_mb, timeout_seconds, retry_on, backoff_seconds,
+                      max_backoff_seconds, submitted_by)
+    SELECT id, name, spec, 'PENDING', max_attempts, idempotency_key, labels, selector, cpus,
+           memory_mb, timeout_seconds, string_to_array(retry_on, ','), backoff_seconds,
+           max_backoff_seconds, %(submitted_by)s
+    FROM input ORDER BY n
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, name, idempotency_key
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
+    SELECT 'job.created', 'job', j.id::text, jsonb_build_object('name', j.name), %(actor)s,
+           coalesce(j.idempotency_key, '')
+    FROM j
+    RETURNING id
+)
+SELECT j.id, (SELECT pg_notify('hodei_jobs', '') FROM e LIMIT 1) AS notified FROM j;
+
+-- name: get_jobs_by_idempotency_keys
+SELECT id, idempotency_key FROM jobs WHERE idempotency_key = ANY (%(keys)s::text[]);
+
 -- name: get_job_by_idempotency_key
 SELECT * FROM jobs WHERE idempotency_key = %(idempotency_key)s;
 
