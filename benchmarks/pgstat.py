@@ -3,7 +3,9 @@ statements: the embedded stack's own PostgreSQL (pgserver) does not ship the ext
 these start the system's (`pg_config --bindir`, or /usr/lib/postgresql/*/bin) in a temporary
 directory, and point the stack at it with HODEI_DATABASE_URL.
 
-Statements are named by matching their text against the server's named queries.
+Statements are named by matching their text against the server's named queries. Only the
+statements a client sent are counted (track = top), not those run inside them (a foreign
+key's check, a trigger's).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def private_postgres() -> Iterator[str]:
         [*as_user, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
          "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={root}",
          "-c", "shared_preload_libraries=pg_stat_statements",
-         "-c", "pg_stat_statements.track=all", "-c", "max_connections=200"],
+         "-c", "pg_stat_statements.track=top", "-c", "max_connections=200"],
         stdout=subprocess.DEVNULL, stderr=log.open("ab"))
     admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     try:
@@ -120,9 +122,8 @@ def statement_counts(url: str) -> tuple[Counter[str], Counter[str]]:
         if "pg_stat_statements" in text:
             continue
         shape = _shape(text)
-        name = names.get(shape) or next(
-            (n for s, n in names.items() if s.startswith(shape) or shape.startswith(s)),
-            " ".join(shape.split()[:6]))
+        near = [n for s, n in names.items() if s.startswith(shape) or shape.startswith(s)]
+        name = names.get(shape) or (near[0] if len(near) == 1 else " ".join(shape.split()[:6]))
         calls[name] += count
         times[name] += total
     return calls, times

@@ -94,8 +94,12 @@ def wait_finished(stub: jobs_pb2_grpc.JobServiceStub, ids: list[str], timeout: f
 def embedded_stack() -> Iterator[Stack]:
     home = Path(tempfile.mkdtemp(prefix="hodei-bench-"))
     log = (home / "stack.log").open("ab")
+    # HODEI_BENCH_PROFILE=FILE: the stack's server process runs under cProfile (its agents
+    # do not), written to FILE when it stops.
+    profile = os.environ.get("HODEI_BENCH_PROFILE")
+    profiler = ["-m", "cProfile", "-o", profile] if profile else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hodei_server.embedded", "--home", str(home),
+        [sys.executable, *profiler, "-m", "hodei_server.embedded", "--home", str(home),
          "--log-level", "WARNING"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
     )

@@ -13,7 +13,7 @@ import pytest
 from hodei_api.v1 import jobs_pb2, workers_pb2
 from hodei_server.errors import Conflict, NotFound, Unauthenticated
 from hodei_server.store import db
-from hodei_server.store.jobs import Claimed, JobStore
+from hodei_server.store.jobs import Claimed, Ending, JobStore
 from hodei_server.store.states import JobState
 from hodei_server.store.workers import WorkerStore
 
@@ -379,3 +379,45 @@ def test_submit_many_wakes_dispatchers_once(database_url: str) -> None:
             await listener.close()
 
     assert run(database_url, body) == ["hodei_jobs"]
+
+
+def test_an_attempt_started_and_ended_in_one_batch_is_written_once(database_url: str) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> list[uuid.UUID]:
+        rows = [(await jobs.submit(spec(), "", "t"))[0] for _ in range(4)]
+        ids = [r["id"] for r in rows]
+        owner, intruder = await new_worker(workers), await new_worker(workers)
+        assigned = await jobs.claim_and_assign(ANY, 4, first_fit(owner), "t")
+        assert sorted(a.job_id for a in assigned) == sorted(ids)
+        async with jobs.pool.connection() as conn:
+            # ids[0] was reported started in an earlier batch; ids[1] and ids[2] start and
+            # end in this one; ids[3] ends in this one as someone else's (refused).
+            assert await jobs.mark_running(conn, ids[0], 1, owner, 10)
+            endings = [Ending(ids[0], 1, JobState.SUCCEEDED, 0, ""),
+                       Ending(ids[1], 1, JobState.SUCCEEDED, 0, "", True, 11),
+                       Ending(ids[2], 1, JobState.CANCELLED, None, "stopped", True, 12)]
+            assert await jobs.finish_many(conn, owner, endings) == {(i, 1) for i in ids[:3]}
+            assert await jobs.finish_many(conn, intruder, [
+                Ending(ids[3], 1, JobState.SUCCEEDED, 0, "", True, 13)]) == set()
+            # a duplicate report changes nothing
+            assert await jobs.finish_many(conn, owner, endings[1:2]) == set()
+        for job_id, state in zip(ids, ["SUCCEEDED", "SUCCEEDED", "CANCELLED", "ASSIGNED"],
+                                 strict=True):
+            job, attempts = await jobs.get(job_id)
+            assert job["state"] == state
+            assert (job["started_at"] is not None) == (state != "ASSIGNED")
+            assert [a["state"] for a in attempts] == [state]
+            assert (attempts[0]["started_at"] is not None) == (state != "ASSIGNED")
+        return ids
+
+    ids = run(database_url, body)
+    for job_id, expected in zip(ids, [
+            ["job.created", "job.assigned", "job.running", "job.succeeded"],
+            ["job.created", "job.assigned", "job.running", "job.succeeded"],
+            ["job.created", "job.assigned", "job.running", "job.cancelled"],
+            ["job.created", "job.assigned"]], strict=True):
+        assert events_of(database_url, job_id) == expected
+    with psycopg.connect(database_url) as conn:
+        [(versions,)] = conn.execute(  # its start recorded once, with the pid it reported
+            "SELECT count(*) FROM events WHERE aggregate_id = %s AND payload ? 'pid'",
+            (str(ids[1]),)).fetchall()
+    assert versions == 1

@@ -62,6 +62,20 @@ class Assignment:
     spec_bytes: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How an attempt ended, as its agent reported it (`JobStore.finish_many`)."""
+
+    job_id: uuid.UUID
+    attempt: int
+    outcome: JobState
+    exit_code: int | None
+    reason: str
+    # The agent reported the attempt started in the same batch: record that in this write.
+    started: bool = False
+    pid: int = 0
+
+
 class Deferred(Generic[T]):
     """What a statement decided, read later: a batch of statements runs (and commits)
     first, then its caller reads each outcome and acts on it."""
@@ -242,8 +256,11 @@ class JobStore:
         choose: Callable[[list[Claimed]], list[tuple[uuid.UUID, uuid.UUID]]],
         actor: str,
     ) -> list[Assignment]:
-        """Lock pending jobs some candidate fits, let `choose` place them, assign them."""
-        async with self.pool.transaction() as conn:
+        """Pending jobs some candidate fits, placed by `choose`, assigned: two statements,
+        no transaction. The claim keeps no lock (SKIP LOCKED only keeps concurrent rounds
+        apart); the assignment is fenced on the job being PENDING still, so a job another
+        replica assigned, or cancelled, meanwhile is left out, and each job is assigned once."""
+        async with self.pool.connection() as conn:
             cur = await conn.execute(
                 query("claim_pending_jobs"), {"candidates": Jsonb(candidates), "limit": limit}
             )
@@ -256,53 +273,68 @@ class JobStore:
             placements = choose(claimed)
             if not placements:
                 return []
-            specs = {c.id: c.spec_bytes for c in claimed}
-            assigned: list[Assignment] = []
-            rows = [{"id": job_id, "worker_id": worker_id, "actor": actor}
-                    for job_id, worker_id in placements]
-            if len(rows) == 1:  # the usual round, one slot freed: no pipeline to set up
-                cur = await conn.execute(query("assign_job"), rows[0])
-                results = [await cur.fetchone()]
-            else:
-                results = []
-                async with conn.pipeline(), conn.cursor() as cur:
-                    # One round trip for the whole round instead of one per job.
-                    await cur.executemany(query("assign_job"), rows, returning=True)
-                    for _ in rows:
-                        results.append(await cur.fetchone())
-                        if not cur.nextset():
-                            break
-            for (job_id, worker_id), row in zip(placements, results, strict=False):
-                if row is not None:
-                    assigned.append(Assignment(job_id, row["attempt"], worker_id, specs[job_id]))
-        return assigned
+            cur = await conn.execute(query("assign_jobs"), {
+                "ids": [job_id for job_id, _ in placements],
+                "worker_ids": [worker_id for _, worker_id in placements],
+                "actor": actor,
+            })
+            rows = await cur.fetchall()
+        specs = {c.id: c.spec_bytes for c in claimed}
+        return [Assignment(row["id"], row["attempt"], row["worker_id"], specs[row["id"]])
+                for row in rows]
+
+    async def mark_running_many(
+        self, conn: AsyncConnection[Any], worker_id: uuid.UUID,
+        attempts: Sequence[tuple[uuid.UUID, int, int]],
+    ) -> dict[tuple[uuid.UUID, int], tuple[bool, JobState | None]]:
+        """`mark_running` for many (job id, attempt, pid) of one worker, one statement:
+        (job id, attempt) -> (marked, the job's state when it was not: None for no job)."""
+        cur = await conn.execute(query("mark_running_many"), {
+            "ids": [a[0] for a in attempts], "attempts": [a[1] for a in attempts],
+            "pids": [a[2] for a in attempts], "worker_id": worker_id,
+            "actor": f"worker:{worker_id}",
+        })
+        result: dict[tuple[uuid.UUID, int], tuple[bool, JobState | None]] = {}
+        for row in await cur.fetchall():
+            key = (row["id"], row["attempt"])
+            if row["marked"]:
+                result[key] = (True, JobState.RUNNING)
+            elif key not in result:
+                result[key] = (False, None if row["state"] is None else JobState(row["state"]))
+        return result
+
+    async def finish_many(
+        self, conn: AsyncConnection[Any], worker_id: uuid.UUID, endings: Sequence[Ending],
+        actor: str = "",
+    ) -> set[tuple[uuid.UUID, int]]:
+        """Record many attempts of one worker that ended in a way no policy looks at
+        (NEVER_RETRIED), one statement: the (job id, attempt) recorded; the others were
+        refused by the fence (stale or duplicate reports)."""
+        decisions = [after_attempt(e.outcome, e.attempt, e.attempt, RetryPolicy())
+                     for e in endings]
+        cur = await conn.execute(query("finish_many"), {
+            "ids": [e.job_id for e in endings],
+            "attempts": [e.attempt for e in endings],
+            "states": [d.state.value for d in decisions],
+            "exit_codes": [e.exit_code for e in endings],
+            "reasons": [e.reason for e in endings],
+            "finals": [d.state in FINAL_STATES for d in decisions],
+            "fails_parent": [d.fails_parent for d in decisions],
+            "from_states": [",".join(sources_of(e.outcome)) for e in endings],
+            "started": [e.started for e in endings],
+            "pids": [e.pid for e in endings],
+            "worker_id": worker_id,
+            "actor": actor or f"worker:{worker_id}",
+        })
+        return {(row["id"], row["attempt"]) for row in await cur.fetchall()}
 
     async def mark_running(
         self, conn: AsyncConnection[Any], job_id: uuid.UUID, attempt: int,
         worker_id: uuid.UUID, pid: int,
     ) -> bool:
-        marked, _ = await (await self.mark_running_deferred(
-            conn, job_id, attempt, worker_id, pid)).result()
-        return marked
-
-    async def mark_running_deferred(
-        self, conn: AsyncConnection[Any], job_id: uuid.UUID, attempt: int,
-        worker_id: uuid.UUID, pid: int,
-    ) -> Deferred[tuple[bool, JobState | None]]:
-        """(marked running, the job's state when it was not: None for no such job)."""
-        cur = await conn.execute(
-            query("mark_running"),
-            {"id": job_id, "attempt": attempt, "worker_id": worker_id, "pid": pid,
-             "actor": f"worker:{worker_id}"},
-        )
-
-        def convert(row: Row | None) -> tuple[bool, JobState | None]:
-            assert row is not None  # the statement always returns its one row
-            if row["marked"] is not None:
-                return True, JobState.RUNNING
-            return False, None if row["state"] is None else JobState(row["state"])
-
-        return Deferred(cur, convert)
+        """The agent started the attempt: RUNNING, if it is still its own and ASSIGNED."""
+        marked = await self.mark_running_many(conn, worker_id, [(job_id, attempt, pid)])
+        return marked[(job_id, attempt)][0]
 
     async def state_in(self, conn: AsyncConnection[Any], job_id: uuid.UUID) -> JobState | None:
         cur = await conn.execute(query("get_job_state"), {"id": job_id})
@@ -323,6 +355,10 @@ class JobStore:
         unstarted: bool = False,
     ) -> JobState | None:
         """`finish_deferred`, its result awaited."""
+        if outcome in NEVER_RETRIED:
+            recorded = await self.finish_many(conn, worker_id, [
+                Ending(job_id, attempt, outcome, exit_code, reason)], actor)
+            return outcome if (job_id, attempt) in recorded else None
         deferred = await self.finish_deferred(conn, job_id, attempt, worker_id, outcome,
                                               exit_code, reason, actor, unstarted=unstarted)
         return await deferred.result()
