@@ -36,7 +36,8 @@ PARTS = (
 
 def part_of(pid: int) -> str:
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = raw.replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "gone"
     if pid == os.getpid():
@@ -95,10 +96,12 @@ def main() -> None:
         if ticks > 0:
             print(f"  {part:24s} {ticks / TICKS / count * 1000:5.2f} ms/job")
     job = used["jobs' processes"] / TICKS / count * 1000
-    platform = busy / count * 1000 - job
+    stack = sum(t for part, t in used.items() if part != "rest of the machine") / TICKS
+    platform = stack / count * 1000 - job
     if job > 0:
-        print(f"  the platform's own cost: {platform:.2f} ms/job, {platform / job:.1f} x the "
-              f"job itself ({job:.2f} ms)")
+        print(f"  the stack (all but the rest of the machine): {stack / count * 1000:.2f} ms/job;"
+              f" the platform's own part {platform:.2f} ms/job, {platform / job:.1f} x the job "
+              f"itself ({job:.2f} ms)")
     print(f"  {measure().describe()}")
 
 

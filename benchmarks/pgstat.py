@@ -92,14 +92,16 @@ def private_postgres() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-_PLACEHOLDER = re.compile(r"%\(\w+\)s|\$\d+|'[^']*'|\b\d+(\.\d+)?\b")
+# Parameters, and the constants pg_stat_statements turns into parameters.
+_PLACEHOLDER = re.compile(r"%\(\w+\)s|\$\d+|'[^']*'|\b\d+(\.\d+)?\b|\b(null|true|false)\b",
+                          re.IGNORECASE)
 _COMMENT = re.compile(r"--[^\n]*")
 
 
 def _shape(sql: str) -> str:
     sql = _COMMENT.sub(" ", sql)
     sql = _PLACEHOLDER.sub("?", sql)
-    return " ".join(sql.split()).lower()
+    return " ".join(sql.split()).lower().rstrip(";").rstrip()
 
 
 def reset(url: str) -> None:

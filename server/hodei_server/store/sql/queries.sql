@@ -84,21 +84,11 @@ SELECT pg_notify(%(channel)s, %(payload)s);
 SELECT pg_notify(%(channel)s, payload) FROM unnest(%(payloads)s::text[]) AS payload;
 
 -- name: claim_pending_jobs
--- Pending jobs that at least one of the candidate agents could take, oldest first.
+-- Pending jobs that at least one of the candidate agents could take, oldest first: see
+-- hodei_claim_pending (migration 0010) for why it is a function.
 -- %(candidates)s is a JSON array of {"labels": {...}, "cpus": free, "memory_mb": free}.
-SELECT j.id, j.spec, j.selector, j.cpus, j.memory_mb
-FROM jobs j
-WHERE j.state = 'PENDING'
-  AND j.not_before <= now()
-  AND EXISTS (
-      SELECT 1
-      FROM jsonb_array_elements(%(candidates)s::jsonb) AS c(v)
-      WHERE j.selector <@ (c.v -> 'labels')
-        AND j.cpus <= (c.v ->> 'cpus')::double precision
-        AND j.memory_mb <= (c.v ->> 'memory_mb')::bigint)
-ORDER BY j.not_before, j.created_at
-LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED;
+SELECT id, spec, selector, cpus, memory_mb
+FROM hodei_claim_pending(%(candidates)s::jsonb, %(limit)s);
 
 -- name: assign_jobs
 -- A claim round's placements, one array element per job: each job that is still PENDING
