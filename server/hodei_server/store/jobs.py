@@ -278,10 +278,11 @@ class JobStore:
                 "worker_ids": [worker_id for _, worker_id in placements],
                 "actor": actor,
             })
-            rows = await cur.fetchall()
+            attempts = {row["id"]: row["attempt"] for row in await cur.fetchall()}
         specs = {c.id: c.spec_bytes for c in claimed}
-        return [Assignment(row["id"], row["attempt"], row["worker_id"], specs[row["id"]])
-                for row in rows]
+        # In the order `choose` placed them (the queue's), whatever order the update took.
+        return [Assignment(job_id, attempts[job_id], worker_id, specs[job_id])
+                for job_id, worker_id in placements if job_id in attempts]
 
     async def mark_running_many(
         self, conn: AsyncConnection[Any], worker_id: uuid.UUID,
