@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,6 +119,11 @@ def embedded_stack() -> Iterator[Stack]:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
+            stopped = True
         except subprocess.TimeoutExpired:
             proc.kill()
+            stopped = False
         log.close()
+        if stopped:  # its PostgreSQL is stopped too: nothing of the stack is left running
+            shutil.rmtree(home, ignore_errors=True)
+            shutil.rmtree(home.with_name(f"{home.name}-postgres"), ignore_errors=True)
