@@ -5,7 +5,10 @@ The throughput goal is a CPU budget: on 2 cores, 300 jobs/s leaves 6.7 ms of CPU
 for everything (server, PostgreSQL, agents, the jobs' processes and the client submitting
 them). This prints how that budget is spent, read from /proc (Linux only).
 
-Usage: python benchmarks/bench_cpu_per_job.py [JOBS]
+The jobs' own processes (`true`, reaped by the agents' keepers) are the same-run reference:
+the cost of the job itself.
+
+Usage: python benchmarks/bench_cpu_per_job.py [JOBS] [--batch]
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import cast
 
 from bench_throughput import run_true_jobs
+from reference import measure
 from stack import embedded_stack
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -32,7 +36,8 @@ PARTS = (
 
 def part_of(pid: int) -> str:
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = raw.replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "gone"
     if pid == os.getpid():
@@ -65,14 +70,16 @@ def machine_busy() -> int:
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    count = int(args[0]) if args else 1000
     start: dict[str, object] = {}
 
     def snapshot() -> None:
         start.update(times=cpu_times(), busy=machine_busy())
 
     with embedded_stack() as stack:
-        elapsed = run_true_jobs(stack, count, on_start=snapshot).elapsed
+        elapsed = run_true_jobs(stack, count, on_start=snapshot,
+                                batch="--batch" in sys.argv).elapsed
         after, busy_after = cpu_times(), machine_busy()
     before = cast(dict[int, tuple[str, int, int]], start["times"])
     busy_before = cast(int, start["busy"])
@@ -88,6 +95,14 @@ def main() -> None:
     for part, ticks in used.most_common():
         if ticks > 0:
             print(f"  {part:24s} {ticks / TICKS / count * 1000:5.2f} ms/job")
+    job = used["jobs' processes"] / TICKS / count * 1000
+    stack = sum(t for part, t in used.items() if part != "rest of the machine") / TICKS
+    platform = stack / count * 1000 - job
+    if job > 0:
+        print(f"  the stack (all but the rest of the machine): {stack / count * 1000:.2f} ms/job;"
+              f" the platform's own part {platform:.2f} ms/job, {platform / job:.1f} x the job "
+              f"itself ({job:.2f} ms)")
+    print(f"  {measure().describe()}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Submit -> start latency with a warm agent, on the embedded stack.
 
 "Start" is when the agent reported the job's process running (the job's started_at);
-"submit" is the job's created_at. Both come from PostgreSQL's clock.
+"submit" is the job's created_at. Both come from PostgreSQL's clock. The same-run
+reference: one `true` process started and awaited, one at a time.
 Usage: python benchmarks/bench_latency.py [SAMPLES]
 """
 
@@ -11,6 +12,7 @@ import statistics
 import sys
 import time
 
+from reference import measure
 from stack import embedded_stack, wait_finished
 
 from hodei_api.v1 import jobs_pb2, jobs_pb2_grpc
@@ -32,11 +34,14 @@ def main() -> None:
             started = done.started_at.ToNanoseconds()
             latencies.append((started - created) / 1e6)
             time.sleep(0.01)
+    reference = measure()
     latencies.sort()
     p50 = statistics.median(latencies)
     p95 = latencies[int(len(latencies) * 0.95) - 1]
     print(f"submit->start latency over {len(latencies)} jobs: "
-          f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {latencies[-1]:.1f} ms")
+          f"p50 {p50:.1f} ms = {p50 / reference.spawn_ms:.1f} x one sequential spawn, "
+          f"p95 {p95:.1f} ms, max {latencies[-1]:.1f} ms")
+    print(f"  {reference.describe()}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,8 +95,12 @@ def wait_finished(stub: jobs_pb2_grpc.JobServiceStub, ids: list[str], timeout: f
 def embedded_stack() -> Iterator[Stack]:
     home = Path(tempfile.mkdtemp(prefix="hodei-bench-"))
     log = (home / "stack.log").open("ab")
+    # HODEI_BENCH_PROFILE=FILE: the stack's server process runs under cProfile (its agents
+    # do not), written to FILE when it stops.
+    profile = os.environ.get("HODEI_BENCH_PROFILE")
+    profiler = ["-m", "cProfile", "-o", profile] if profile else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hodei_server.embedded", "--home", str(home),
+        [sys.executable, *profiler, "-m", "hodei_server.embedded", "--home", str(home),
          "--log-level", "WARNING"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -114,6 +119,11 @@ def embedded_stack() -> Iterator[Stack]:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
+            stopped = True
         except subprocess.TimeoutExpired:
             proc.kill()
+            stopped = False
         log.close()
+        if stopped:  # its PostgreSQL is stopped too: nothing of the stack is left running
+            shutil.rmtree(home, ignore_errors=True)
+            shutil.rmtree(home.with_name(f"{home.name}-postgres"), ignore_errors=True)

@@ -26,7 +26,8 @@ _STRICT_PRELUDE = "set -eu; (set -o pipefail) 2>/dev/null && set -o pipefail\n"
 
 @dataclass(frozen=True)
 class Launch:
-    """How to start one job attempt; `temp_dir` is private to it and removed at the end."""
+    """How to start one job attempt; `temp_dir` is private to it and removed at the end
+    ("" when the attempt needs none: a command with its own working directory)."""
 
     argv: list[str]
     env: dict[str, str]
@@ -112,12 +113,19 @@ def prepare_launch(
 ) -> Launch:
     """Create the job's private temp dir and decide argv, env and cwd.
 
+    The temp dir holds a script's file and, for a job without a working directory, its
+    working directory: a command's is the temp dir itself, a script's a `work` directory
+    beside its file. A command with a working directory needs none (each directory made
+    and removed is a file-system operation per job).
     Raises `JobStartError` (and leaves nothing behind) when the spec cannot run.
     """
     if bool(spec.command) == bool(spec.script):
         raise JobStartError("the spec must have exactly one of command or script")
     if spec.working_dir and not os.path.isdir(spec.working_dir):
         raise JobStartError(f"working directory {spec.working_dir!r} does not exist")
+    env = job_environment(base_env, spec.env, job_id, attempt, worker_id)
+    if spec.command and spec.working_dir:
+        return Launch(argv=list(spec.command), env=env, cwd=spec.working_dir, temp_dir="")
     temp_dir = tempfile.mkdtemp(prefix=temp_dir_prefix(job_id, attempt))  # mode 0700
     try:
         if spec.command:
@@ -125,11 +133,12 @@ def prepare_launch(
         else:
             argv = _script_argv(spec, temp_dir)
         cwd = spec.working_dir
-        if not cwd:
+        if not cwd and spec.command:
+            cwd = temp_dir
+        elif not cwd:
             cwd = os.path.join(temp_dir, "work")
             os.mkdir(cwd, 0o700)
     except BaseException:
         remove_temp_dir(temp_dir)
         raise
-    env = job_environment(base_env, spec.env, job_id, attempt, worker_id)
     return Launch(argv=argv, env=env, cwd=cwd, temp_dir=temp_dir)

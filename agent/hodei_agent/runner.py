@@ -146,7 +146,7 @@ class JobRunner:
         finally:
             if delivery is not None:
                 delivery.remove()
-            if not remove_if_empty(launch.temp_dir):
+            if launch.temp_dir and not remove_if_empty(launch.temp_dir):
                 await asyncio.to_thread(remove_temp_dir, launch.temp_dir)
 
     async def resume(self, meta: JobMeta, offsets: Mapping[int, int]) -> JobResult:

@@ -32,6 +32,8 @@ from hodeictl.errors import InvalidJobId, Unavailable, from_rpc_error
 CALL_TIMEOUT = 10.0
 PROBE_TIMEOUT = 2.0
 MAX_PAGE_SIZE = 100
+# Jobs per SubmitJobs call (the server's limit).
+SUBMIT_BATCH = 10_000
 # A broken log stream is resumed this many times in a row, with capped, jittered backoff.
 RECONNECT_ATTEMPTS = 6
 RECONNECT_BACKOFF = 0.5
@@ -140,6 +142,22 @@ class HodeiClient:
         request = jobs_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key,
                                             correlation_id=correlation_id)
         return await self._call(self._jobs.SubmitJob, request, submitting=True)
+
+    async def submit_jobs(
+        self, entries: list[tuple[jobs_pb2.JobSpec, str]], correlation_id: str = ""
+    ) -> list[jobs_pb2.SubmittedJob]:
+        """Submit many jobs (spec, idempotency key), SUBMIT_BATCH to a call: their ids and
+        whether each was created, in order. Each call is one transaction on the server; every
+        event the jobs cause carries `correlation_id`."""
+        submitted: list[jobs_pb2.SubmittedJob] = []
+        for start in range(0, len(entries), SUBMIT_BATCH):
+            request = jobs_pb2.SubmitJobsRequest(jobs=[
+                jobs_pb2.SubmitJobRequest(spec=spec, idempotency_key=key,
+                                          correlation_id=correlation_id)
+                for spec, key in entries[start:start + SUBMIT_BATCH]])
+            reply = await self._call(self._jobs.SubmitJobs, request, submitting=True)
+            submitted.extend(reply.jobs)
+        return submitted
 
     async def get_job(self, job_id: str) -> jobs_pb2.Job:
         """One job with its attempts."""

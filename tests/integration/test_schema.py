@@ -24,6 +24,10 @@ CATALOG = {
         FROM pg_constraint WHERE connamespace = 'public'::regnamespace
           AND conrelid::regclass::text <> 'hodei_migrations'
         ORDER BY 1, 2""",
+    "functions": """
+        SELECT proname, pg_get_function_arguments(oid), pg_get_function_result(oid), prosrc,
+               proconfig
+        FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1, 2""",
 }
 
 

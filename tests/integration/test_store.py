@@ -13,7 +13,7 @@ import pytest
 from hodei_api.v1 import jobs_pb2, workers_pb2
 from hodei_server.errors import Conflict, NotFound, Unauthenticated
 from hodei_server.store import db
-from hodei_server.store.jobs import Claimed, JobStore
+from hodei_server.store.jobs import Claimed, Ending, JobStore
 from hodei_server.store.states import JobState
 from hodei_server.store.workers import WorkerStore
 
@@ -332,3 +332,96 @@ def test_silent_workers_become_lost_and_their_jobs_requeue(database_url: str) ->
         assert await jobs.state_of(row["id"]) is JobState.PENDING
 
     run(database_url, body)
+
+
+def test_submit_many_is_one_statement_in_order_and_idempotent(database_url: str) -> None:
+    async def body(jobs: JobStore, _: WorkerStore) -> tuple[list[Any], list[Any]]:
+        entries = [(spec("echo", str(i), retry=jobs_pb2.RetryPolicy(on=["lost", "failed"])),
+                    f"k{i}" if i % 2 else "", "trace-7" if i == 4 else "") for i in range(5)]
+        # A key seen earlier in the same call.
+        entries.append((spec("echo", "dup"), "k1", ""))
+        async with jobs.pool.transaction() as conn:
+            first = await jobs.submit_many_in(conn, entries, "test", "alice")
+        async with jobs.pool.transaction() as conn:
+            again = await jobs.submit_many_in(conn, entries[:3], "test", "alice")
+        return first, again
+
+    first, again = run(database_url, body)
+    assert [created for _, created in first] == [True] * 5 + [False]
+    assert first[5][0] == first[1][0]
+    assert len({job_id for job_id, _ in first[:5]}) == 5
+    assert again[0][1] and not again[1][1] and again[2][1]  # only k1 has a key
+    assert again[1][0] == first[1][0]
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT id, spec, state, retry_on, submitted_by, correlation_id "
+                            "FROM jobs WHERE id = ANY(%s)", ([j for j, _ in first[:5]],)
+                            ).fetchall()
+        created = conn.execute("SELECT count(*) FROM events WHERE type = 'job.created'"
+                               ).fetchone()
+    by_id = {r[0]: r for r in rows}
+    for i, (job_id, _) in enumerate(first[:5]):
+        stored = jobs_pb2.JobSpec.FromString(by_id[job_id][1])
+        assert list(stored.command) == ["echo", str(i)]
+        # The correlation id given, else the idempotency key (as for one job).
+        correlation = "trace-7" if i == 4 else (f"k{i}" if i % 2 else "")
+        assert by_id[job_id][2:] == ("PENDING", ["lost", "failed"], "alice", correlation)
+    assert created is not None and created[0] == 7  # one event per job created, none for a key seen
+
+
+def test_submit_many_wakes_dispatchers_once(database_url: str) -> None:
+    async def body(jobs: JobStore, _: WorkerStore) -> list[str]:
+        listener = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+        try:
+            await listener.execute("LISTEN hodei_jobs")
+            async with jobs.pool.transaction() as conn:
+                await jobs.submit_many_in(conn, [(spec(), "", "")] * 50, "test")
+            heard = []
+            async for note in listener.notifies(timeout=0.5):
+                heard.append(note.channel)
+            return heard
+        finally:
+            await listener.close()
+
+    assert run(database_url, body) == ["hodei_jobs"]
+
+
+def test_an_attempt_started_and_ended_in_one_batch_is_written_once(database_url: str) -> None:
+    async def body(jobs: JobStore, workers: WorkerStore) -> list[uuid.UUID]:
+        rows = [(await jobs.submit(spec(), "", "t"))[0] for _ in range(4)]
+        ids = [r["id"] for r in rows]
+        owner, intruder = await new_worker(workers), await new_worker(workers)
+        assigned = await jobs.claim_and_assign(ANY, 4, first_fit(owner), "t")
+        assert sorted(a.job_id for a in assigned) == sorted(ids)
+        async with jobs.pool.connection() as conn:
+            # ids[0] was reported started in an earlier batch; ids[1] and ids[2] start and
+            # end in this one; ids[3] ends in this one as someone else's (refused).
+            assert await jobs.mark_running(conn, ids[0], 1, owner, 10)
+            endings = [Ending(ids[0], 1, JobState.SUCCEEDED, 0, ""),
+                       Ending(ids[1], 1, JobState.SUCCEEDED, 0, "", True, 11),
+                       Ending(ids[2], 1, JobState.CANCELLED, None, "stopped", True, 12)]
+            assert await jobs.finish_many(conn, owner, endings) == {(i, 1) for i in ids[:3]}
+            assert await jobs.finish_many(conn, intruder, [
+                Ending(ids[3], 1, JobState.SUCCEEDED, 0, "", True, 13)]) == set()
+            # a duplicate report changes nothing
+            assert await jobs.finish_many(conn, owner, endings[1:2]) == set()
+        for job_id, state in zip(ids, ["SUCCEEDED", "SUCCEEDED", "CANCELLED", "ASSIGNED"],
+                                 strict=True):
+            job, attempts = await jobs.get(job_id)
+            assert job["state"] == state
+            assert (job["started_at"] is not None) == (state != "ASSIGNED")
+            assert [a["state"] for a in attempts] == [state]
+            assert (attempts[0]["started_at"] is not None) == (state != "ASSIGNED")
+        return ids
+
+    ids = run(database_url, body)
+    for job_id, expected in zip(ids, [
+            ["job.created", "job.assigned", "job.running", "job.succeeded"],
+            ["job.created", "job.assigned", "job.running", "job.succeeded"],
+            ["job.created", "job.assigned", "job.running", "job.cancelled"],
+            ["job.created", "job.assigned"]], strict=True):
+        assert events_of(database_url, job_id) == expected
+    with psycopg.connect(database_url) as conn:
+        [(versions,)] = conn.execute(  # its start recorded once, with the pid it reported
+            "SELECT count(*) FROM events WHERE aggregate_id = %s AND payload ? 'pid'",
+            (str(ids[1]),)).fetchall()
+    assert versions == 1

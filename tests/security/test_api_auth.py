@@ -156,6 +156,9 @@ def api_calls(
     return {
         JOBS + "SubmitJob": lambda: jobs.SubmitJob(
             jobs_pb2.SubmitJobRequest(spec=spec), metadata=metadata, timeout=10),
+        JOBS + "SubmitJobs": lambda: jobs.SubmitJobs(
+            jobs_pb2.SubmitJobsRequest(jobs=[jobs_pb2.SubmitJobRequest(spec=spec)]),
+            metadata=metadata, timeout=10),
         JOBS + "GetJob": lambda: jobs.GetJob(
             jobs_pb2.GetJobRequest(id=some_id), metadata=metadata, timeout=10),
         JOBS + "ListJobs": lambda: jobs.ListJobs(

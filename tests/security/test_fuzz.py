@@ -185,12 +185,18 @@ def _nowhere(request: jobs_pb2.SubmitJobRequest) -> None:
     request.spec.selector.update(NOWHERE)
 
 
+def _all_nowhere(request: jobs_pb2.SubmitJobsRequest) -> None:
+    for entry in request.jobs:
+        entry.spec.selector.update(NOWHERE)
+
+
 def _no_follow(request: logs_pb2.StreamLogsRequest) -> None:
     request.follow = False
 
 
 RPCS: list[tuple[str, type[pb_message.Message], Callable[[Any], None]]] = [
     ("JobService/SubmitJob", jobs_pb2.SubmitJobRequest, _nowhere),
+    ("JobService/SubmitJobs", jobs_pb2.SubmitJobsRequest, _all_nowhere),
     ("JobService/GetJob", jobs_pb2.GetJobRequest, lambda m: None),
     ("JobService/ListJobs", jobs_pb2.ListJobsRequest, lambda m: None),
     ("JobService/CancelJob", jobs_pb2.CancelJobRequest, lambda m: None),

@@ -108,6 +108,14 @@ IdempotencyOpt = Annotated[
     str | None,
     typer.Option("--idempotency-key", help="Submitting again with the same key returns the job."),
 ]
+MAX_COUNT = 1_000_000
+CountOpt = Annotated[
+    int | None,
+    typer.Option("--count", metavar="N", parser=values.integer(1, MAX_COUNT),
+                 help="Submit N independent copies of the job at once (a job array), in "
+                      "batches of 10,000 a call; with --idempotency-key K, copy i has the key "
+                      "K/i. (--completions makes one indexed job instead.)"),
+]
 SecretOpt = Annotated[
     list[str] | None,
     typer.Option("--secret", metavar="NAME",
@@ -255,9 +263,22 @@ def submit(
     completions: jobflow.CompletionsOpt = None,
     parallelism: jobflow.ParallelismOpt = None,
     correlation_id: watch.CorrelationOpt = None,
+    count: CountOpt = None,
 ) -> None:
-    """Submit a job and print its id (nothing else, for scripts)."""
-    typer.echo(_submit(ctx).id)
+    """Submit a job and print its id (nothing else, for scripts); with --count N, N
+    copies of it (a job array), one id a line."""
+    if count is None:
+        typer.echo(_submit(ctx).id)
+        return
+    spec = _spec(ctx.params)
+    key = ctx.params["idempotency_key"] or ""
+    entries = [(spec, f"{key}/{i}" if key else "") for i in range(count)]
+    correlation = ctx.params.get("correlation_id") or ""
+    submitted = target.call(ctx.obj, lambda client: client.submit_jobs(entries, correlation))
+    typer.echo("\n".join(job.id for job in submitted))
+    existed = sum(1 for job in submitted if not job.created)
+    if existed:
+        note(f"{existed} of the {count} jobs already existed for their idempotency keys.")
 
 
 @app.command()

@@ -64,6 +64,11 @@ class JobServiceStub:
                 request_serializer=hodei__api_dot_v1_dot_jobs__pb2.WatchJobsRequest.SerializeToString,
                 response_deserializer=hodei__api_dot_v1_dot_jobs__pb2.WatchJobsResponse.FromString,
                 _registered_method=True)
+        self.SubmitJobs = channel.unary_unary(
+                '/hodei.api.v1.JobService/SubmitJobs',
+                request_serializer=hodei__api_dot_v1_dot_jobs__pb2.SubmitJobsRequest.SerializeToString,
+                response_deserializer=hodei__api_dot_v1_dot_jobs__pb2.SubmitJobsResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -115,6 +120,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitJobs(self, request, context):
+        """Many jobs in one call (a job array): each validated as SubmitJob validates it, all
+        stored in one transaction, or none when one is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +160,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.WatchJobs,
                     request_deserializer=hodei__api_dot_v1_dot_jobs__pb2.WatchJobsRequest.FromString,
                     response_serializer=hodei__api_dot_v1_dot_jobs__pb2.WatchJobsResponse.SerializeToString,
+            ),
+            'SubmitJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJobs,
+                    request_deserializer=hodei__api_dot_v1_dot_jobs__pb2.SubmitJobsRequest.FromString,
+                    response_serializer=hodei__api_dot_v1_dot_jobs__pb2.SubmitJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +329,33 @@ class JobService:
             '/hodei.api.v1.JobService/WatchJobs',
             hodei__api_dot_v1_dot_jobs__pb2.WatchJobsRequest.SerializeToString,
             hodei__api_dot_v1_dot_jobs__pb2.WatchJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hodei.api.v1.JobService/SubmitJobs',
+            hodei__api_dot_v1_dot_jobs__pb2.SubmitJobsRequest.SerializeToString,
+            hodei__api_dot_v1_dot_jobs__pb2.SubmitJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,7 @@ _EVENTS = "/hodei.api.v1.EventService/"
 # like submitting the job it holds.
 METHOD_ROLES: dict[str, Role] = {
     _JOBS + "SubmitJob": Role.SUBMITTER,
+    _JOBS + "SubmitJobs": Role.SUBMITTER,
     _JOBS + "GetJob": Role.VIEWER,
     _JOBS + "ListJobs": Role.VIEWER,
     _JOBS + "CancelJob": Role.SUBMITTER,

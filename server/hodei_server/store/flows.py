@@ -120,6 +120,30 @@ class FlowStore:
             return await self.submit_in(conn, spec, idempotency_key, actor, submitted_by, run,
                                         correlation_id)
 
+    async def submit_many(
+        self, entries: Sequence[tuple[jobs_pb2.JobSpec, str, str]], actor: str,
+        submitted_by: str,
+    ) -> list[tuple[uuid.UUID, bool]]:
+        """Many jobs (spec, idempotency key, correlation id) in one transaction: (id,
+        created) for each, in
+        order. The plain ones are one statement; those that need more take `submit_in`."""
+        plain = [i for i, (spec, _, _) in enumerate(entries) if not needs_flow(spec)]
+        results: list[tuple[uuid.UUID, bool] | None] = [None] * len(entries)
+        async with self.pool.transaction() as conn:
+            stored = await self.jobs.submit_many_in(
+                conn, [entries[i] for i in plain], actor, submitted_by)
+            for i, result in zip(plain, stored, strict=True):
+                results[i] = result
+            for i, (spec, key, correlation) in enumerate(entries):
+                if results[i] is None:
+                    try:
+                        row, created = await self.submit_in(
+                            conn, spec, key, actor, submitted_by, correlation_id=correlation)
+                    except (InvalidSpec, Conflict) as exc:
+                        raise type(exc)(f"jobs[{i}]: {exc.message}") from None
+                    results[i] = (row["id"], created)
+        return [r for r in results if r is not None]
+
     async def submit_in(
         self, conn: AsyncConnection[Any], spec: jobs_pb2.JobSpec, idempotency_key: str,
         actor: str, submitted_by: str, run: RunOrigin | None = None, correlation_id: str = "",

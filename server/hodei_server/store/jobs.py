@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,20 @@ class Assignment:
     attempt: int
     worker_id: uuid.UUID
     spec_bytes: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How an attempt ended, as its agent reported it (`JobStore.finish_many`)."""
+
+    job_id: uuid.UUID
+    attempt: int
+    outcome: JobState
+    exit_code: int | None
+    reason: str
+    # The agent reported the attempt started in the same batch: record that in this write.
+    started: bool = False
+    pid: int = 0
 
 
 class Deferred(Generic[T]):
@@ -149,6 +164,55 @@ class JobStore:
                 return existing, False
         return row, True
 
+    async def submit_many_in(
+        self, conn: AsyncConnection[Any], entries: Sequence[tuple[jobs_pb2.JobSpec, str, str]],
+        actor: str, submitted_by: str = "",
+    ) -> list[tuple[uuid.UUID, bool]]:
+        """Plain jobs (spec, idempotency key, correlation id — the key when empty), in one
+        statement and one wake-up, in the
+        transaction of `conn`: (id, created) for each, in order. A key seen before (in the
+        table or earlier in `entries`) gives that job's id, not created."""
+        if not entries:
+            return []
+        ids = [uuid.uuid4() for _ in entries]
+        specs = [spec for spec, _, _ in entries]
+        keys = [key or None for _, key, _ in entries]
+        cur = await conn.execute(query("insert_jobs"), {
+            "ids": ids,
+            "names": [spec.name for spec in specs],
+            "specs": [spec.SerializeToString(deterministic=True) for spec in specs],
+            "max_attempts": [max(1, spec.max_attempts) for spec in specs],
+            "idempotency_keys": keys,
+            "labels": [json.dumps(dict(spec.labels)) for spec in specs],
+            "selectors": [json.dumps(dict(spec.selector)) for spec in specs],
+            "cpus": [spec.resources.cpus for spec in specs],
+            "memory_mb": [spec.resources.memory_mb for spec in specs],
+            "timeout_seconds": [spec.timeout_seconds for spec in specs],
+            "retry_on": [",".join(spec.retry.on) or "lost" for spec in specs],
+            "backoff_seconds": [spec.retry.backoff_seconds or 1.0 for spec in specs],
+            "max_backoff_seconds": [spec.retry.max_backoff_seconds or 60.0 for spec in specs],
+            "correlation_ids": [correlation or key for _, key, correlation in entries],
+            "actor": actor,
+            "submitted_by": submitted_by,
+        })
+        inserted = {row["id"] for row in await cur.fetchall()}
+        if len(inserted) == len(ids):
+            return [(job_id, True) for job_id in ids]
+        existing: dict[str, uuid.UUID] = {}
+        missing = [key for job_id, key in zip(ids, keys, strict=True)
+                   if job_id not in inserted and key is not None]
+        cur = await conn.execute(query("get_jobs_by_idempotency_keys"), {"keys": missing})
+        existing = {row["idempotency_key"]: row["id"] for row in await cur.fetchall()}
+        result = []
+        for job_id, key in zip(ids, keys, strict=True):
+            if job_id in inserted:
+                result.append((job_id, True))
+            elif key in existing:
+                result.append((existing[key], False))
+            else:  # deleted between the two statements
+                raise NotFound(f"the job for idempotency key {key!r} vanished; submit again")
+        return result
+
     async def get(self, job_id: uuid.UUID) -> tuple[Row, list[Row]]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(query("get_job"), {"id": job_id})
@@ -198,8 +262,11 @@ class JobStore:
         choose: Callable[[list[Claimed]], list[tuple[uuid.UUID, uuid.UUID]]],
         actor: str,
     ) -> list[Assignment]:
-        """Lock pending jobs some candidate fits, let `choose` place them, assign them."""
-        async with self.pool.transaction() as conn:
+        """Pending jobs some candidate fits, placed by `choose`, assigned: two statements,
+        no transaction. The claim keeps no lock (SKIP LOCKED only keeps concurrent rounds
+        apart); the assignment is fenced on the job being PENDING still, so a job another
+        replica assigned, or cancelled, meanwhile is left out, and each job is assigned once."""
+        async with self.pool.connection() as conn:
             cur = await conn.execute(
                 query("claim_pending_jobs"), {"candidates": Jsonb(candidates), "limit": limit}
             )
@@ -212,53 +279,69 @@ class JobStore:
             placements = choose(claimed)
             if not placements:
                 return []
-            specs = {c.id: c.spec_bytes for c in claimed}
-            assigned: list[Assignment] = []
-            rows = [{"id": job_id, "worker_id": worker_id, "actor": actor}
-                    for job_id, worker_id in placements]
-            if len(rows) == 1:  # the usual round, one slot freed: no pipeline to set up
-                cur = await conn.execute(query("assign_job"), rows[0])
-                results = [await cur.fetchone()]
-            else:
-                results = []
-                async with conn.pipeline(), conn.cursor() as cur:
-                    # One round trip for the whole round instead of one per job.
-                    await cur.executemany(query("assign_job"), rows, returning=True)
-                    for _ in rows:
-                        results.append(await cur.fetchone())
-                        if not cur.nextset():
-                            break
-            for (job_id, worker_id), row in zip(placements, results, strict=False):
-                if row is not None:
-                    assigned.append(Assignment(job_id, row["attempt"], worker_id, specs[job_id]))
-        return assigned
+            cur = await conn.execute(query("assign_jobs"), {
+                "ids": [job_id for job_id, _ in placements],
+                "worker_ids": [worker_id for _, worker_id in placements],
+                "actor": actor,
+            })
+            attempts = {row["id"]: row["attempt"] for row in await cur.fetchall()}
+        specs = {c.id: c.spec_bytes for c in claimed}
+        # In the order `choose` placed them (the queue's), whatever order the update took.
+        return [Assignment(job_id, attempts[job_id], worker_id, specs[job_id])
+                for job_id, worker_id in placements if job_id in attempts]
+
+    async def mark_running_many(
+        self, conn: AsyncConnection[Any], worker_id: uuid.UUID,
+        attempts: Sequence[tuple[uuid.UUID, int, int]],
+    ) -> dict[tuple[uuid.UUID, int], tuple[bool, JobState | None]]:
+        """`mark_running` for many (job id, attempt, pid) of one worker, one statement:
+        (job id, attempt) -> (marked, the job's state when it was not: None for no job)."""
+        cur = await conn.execute(query("mark_running_many"), {
+            "ids": [a[0] for a in attempts], "attempts": [a[1] for a in attempts],
+            "pids": [a[2] for a in attempts], "worker_id": worker_id,
+            "actor": f"worker:{worker_id}",
+        })
+        result: dict[tuple[uuid.UUID, int], tuple[bool, JobState | None]] = {}
+        for row in await cur.fetchall():
+            key = (row["id"], row["attempt"])
+            if row["marked"]:
+                result[key] = (True, JobState.RUNNING)
+            elif key not in result:
+                result[key] = (False, None if row["state"] is None else JobState(row["state"]))
+        return result
+
+    async def finish_many(
+        self, conn: AsyncConnection[Any], worker_id: uuid.UUID, endings: Sequence[Ending],
+        actor: str = "",
+    ) -> set[tuple[uuid.UUID, int]]:
+        """Record many attempts of one worker that ended in a way no policy looks at
+        (NEVER_RETRIED), one statement: the (job id, attempt) recorded; the others were
+        refused by the fence (stale or duplicate reports)."""
+        decisions = [after_attempt(e.outcome, e.attempt, e.attempt, RetryPolicy())
+                     for e in endings]
+        cur = await conn.execute(query("finish_many"), {
+            "ids": [e.job_id for e in endings],
+            "attempts": [e.attempt for e in endings],
+            "states": [d.state.value for d in decisions],
+            "exit_codes": [e.exit_code for e in endings],
+            "reasons": [e.reason for e in endings],
+            "finals": [d.state in FINAL_STATES for d in decisions],
+            "fails_parent": [d.fails_parent for d in decisions],
+            "from_states": [",".join(sources_of(e.outcome)) for e in endings],
+            "started": [e.started for e in endings],
+            "pids": [e.pid for e in endings],
+            "worker_id": worker_id,
+            "actor": actor or f"worker:{worker_id}",
+        })
+        return {(row["id"], row["attempt"]) for row in await cur.fetchall()}
 
     async def mark_running(
         self, conn: AsyncConnection[Any], job_id: uuid.UUID, attempt: int,
         worker_id: uuid.UUID, pid: int,
     ) -> bool:
-        marked, _ = await (await self.mark_running_deferred(
-            conn, job_id, attempt, worker_id, pid)).result()
-        return marked
-
-    async def mark_running_deferred(
-        self, conn: AsyncConnection[Any], job_id: uuid.UUID, attempt: int,
-        worker_id: uuid.UUID, pid: int,
-    ) -> Deferred[tuple[bool, JobState | None]]:
-        """(marked running, the job's state when it was not: None for no such job)."""
-        cur = await conn.execute(
-            query("mark_running"),
-            {"id": job_id, "attempt": attempt, "worker_id": worker_id, "pid": pid,
-             "actor": f"worker:{worker_id}"},
-        )
-
-        def convert(row: Row | None) -> tuple[bool, JobState | None]:
-            assert row is not None  # the statement always returns its one row
-            if row["marked"] is not None:
-                return True, JobState.RUNNING
-            return False, None if row["state"] is None else JobState(row["state"])
-
-        return Deferred(cur, convert)
+        """The agent started the attempt: RUNNING, if it is still its own and ASSIGNED."""
+        marked = await self.mark_running_many(conn, worker_id, [(job_id, attempt, pid)])
+        return marked[(job_id, attempt)][0]
 
     async def state_in(self, conn: AsyncConnection[Any], job_id: uuid.UUID) -> JobState | None:
         cur = await conn.execute(query("get_job_state"), {"id": job_id})
@@ -279,6 +362,10 @@ class JobStore:
         unstarted: bool = False,
     ) -> JobState | None:
         """`finish_deferred`, its result awaited."""
+        if outcome in NEVER_RETRIED:
+            recorded = await self.finish_many(conn, worker_id, [
+                Ending(job_id, attempt, outcome, exit_code, reason)], actor)
+            return outcome if (job_id, attempt) in recorded else None
         deferred = await self.finish_deferred(conn, job_id, attempt, worker_id, outcome,
                                               exit_code, reason, actor, unstarted=unstarted)
         return await deferred.result()

@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -367,3 +368,25 @@ def test_unacknowledged_output_in_memory_is_bounded(job_runner: Any) -> None:
     assert reader.bytes_received == total
     assert reader.digest.hexdigest() == expected.hexdigest()
     assert [c.seq for c in run.chunks] == list(range(1, len(run.chunks) + 1))
+
+
+def test_a_command_needs_one_directory_made_per_job_and_none_with_a_workdir(
+    tmp_path: Path,
+) -> None:
+    from hodei_agent.launch import prepare_launch, remove_temp_dir
+
+    job_id = f"launch-{uuid.uuid4()}"
+    plain = prepare_launch(command("true"), job_id, 1, "w", {})
+    try:
+        assert plain.cwd == plain.temp_dir and os.listdir(plain.temp_dir) == []
+        assert os.stat(plain.temp_dir).st_mode & 0o777 == 0o700
+    finally:
+        remove_temp_dir(plain.temp_dir)
+    placed = prepare_launch(command("true", working_dir=str(tmp_path)), job_id, 2, "w", {})
+    assert (placed.cwd, placed.temp_dir) == (str(tmp_path), "")
+    scripted = prepare_launch(script("true"), job_id, 3, "w", {})
+    try:  # a script's file stays out of its working directory
+        assert scripted.cwd == os.path.join(scripted.temp_dir, "work")
+        assert os.listdir(scripted.cwd) == []
+    finally:
+        remove_temp_dir(scripted.temp_dir)

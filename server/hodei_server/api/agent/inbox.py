@@ -29,8 +29,8 @@ from hodei_server.dispatch.loghub import LogHub
 from hodei_server.dispatch.session import NOT_CURRENT, AgentSession
 from hodei_server.errors import InvalidSpec
 from hodei_server.store.db import Conn
-from hodei_server.store.jobs import Deferred, JobStore
-from hodei_server.store.states import JobState
+from hodei_server.store.jobs import Deferred, Ending, JobStore
+from hodei_server.store.states import NEVER_RETRIED, JobState
 from hodei_server.store.workers import WorkerStore
 from hodei_server.validation import validate_agent_message
 
@@ -172,25 +172,31 @@ class _Batch:
         self.stored: list[_Stored] = []
 
     async def store(self, conn: Conn) -> None:
+        """Output first, then heartbeats, then the attempts started, then those ended: an
+        attempt's output is sent before its end, and its start before its end, so this
+        order keeps each attempt's; different attempts' messages are independent."""
         chunks: list[Any] = []
+        accepted: list[agent_pb2.JobAccepted] = []
+        finished: list[agent_pb2.JobFinished] = []
+        beats: list[agent_pb2.Heartbeat] = []
         for message in self.messages:
             kind = message.WhichOneof("msg")
             if kind == "log_chunk":
                 chunks.append(message.log_chunk)
-                continue
-            if chunks:
-                self.stored.append(await _Chunks.store(conn, self.inbox, chunks))
-                chunks = []
-            if kind == "heartbeat":
-                self.stored.append(await _Heartbeat.store(conn, self.inbox, message.heartbeat))
+            elif kind == "heartbeat":
+                beats.append(message.heartbeat)
             elif kind == "job_accepted":
-                self.stored.append(await _Accepted.store(conn, self.inbox, message.job_accepted))
+                accepted.append(message.job_accepted)
             elif kind == "job_finished":
-                self.stored.append(await _Finished.store(conn, self.inbox, message.job_finished))
+                finished.append(message.job_finished)
             elif kind == "hello":
                 log.warning("worker %s sent a second Hello; ignored", self.inbox.session.worker_id)
         if chunks:
             self.stored.append(await _Chunks.store(conn, self.inbox, chunks))
+        for beat in beats:
+            self.stored.append(await _Heartbeat.store(conn, self.inbox, beat))
+        if accepted or finished:
+            self.stored.extend(await _store_results(conn, self.inbox, accepted, finished))
 
     async def settle(self) -> None:
         for stored in self.stored:
@@ -263,6 +269,66 @@ class _Heartbeat:
         inbox.session.close()
 
 
+async def _store_results(
+    conn: Conn, inbox: Inbox, accepted: list[agent_pb2.JobAccepted],
+    finished: list[agent_pb2.JobFinished],
+) -> list[_Stored]:
+    """A batch's started and ended attempts, in one statement each where it can be: the
+    started ones marked RUNNING together; the ended ones no policy looks at (succeeded,
+    cancelled) recorded together, an attempt started in the same batch taken through
+    RUNNING in the same write; the others (failed, timed out, lost: the retry policy
+    decides) one at a time, after the started ones are marked."""
+    session = inbox.session
+    worker_id = session.worker_id
+    actor = f"worker:{worker_id}"
+    started = {(a.job_id, a.attempt): a for a in accepted}
+    simple: list[tuple[agent_pb2.JobFinished, Ending]] = []
+    others: list[tuple[agent_pb2.JobFinished, JobState, int | None, bool]] = []
+    merged: set[tuple[str, int]] = set()
+    for done in finished:
+        outcome = JobState.from_proto(done.outcome)  # a final outcome: validated on arrival
+        if outcome is JobState.SUCCEEDED and done.has_exit_code and done.exit_code != 0:
+            outcome = JobState.FAILED
+        exit_code = done.exit_code if done.has_exit_code else None
+        handed_back = outcome is JobState.LOST and session.handed_back()
+        key = (done.job_id, done.attempt)
+        if outcome in NEVER_RETRIED:
+            start = started.get(key)
+            if start is not None:
+                merged.add(key)
+            simple.append((done, Ending(uuid.UUID(done.job_id), done.attempt, outcome, exit_code,
+                                        done.reason, start is not None,
+                                        start.pid if start is not None else 0)))
+        else:
+            others.append((done, outcome, exit_code, handed_back))
+    stored: list[_Stored] = []
+    to_mark = [a for a in accepted if (a.job_id, a.attempt) not in merged]
+    if to_mark:
+        marked = await inbox.jobs.mark_running_many(
+            conn, worker_id, [(uuid.UUID(a.job_id), a.attempt, a.pid) for a in to_mark])
+        for a in to_mark:
+            result = marked.get((uuid.UUID(a.job_id), a.attempt), (False, None))
+            stored.append(_Accepted(a.job_id, a.attempt, Deferred.ready(result)))
+    if simple:
+        recorded = await inbox.jobs.finish_many(conn, worker_id, [e for _, e in simple], actor)
+        for done, ending in simple:
+            ok = (ending.job_id, ending.attempt) in recorded
+            if ending.started:
+                # Its start, recorded with its end; refused with it when stale.
+                mark = (True, JobState.RUNNING) if ok else (False, None)
+                stored.append(_Accepted(done.job_id, done.attempt, Deferred.ready(mark)))
+            stored.append(_Finished(done.job_id, done.attempt, ending.exit_code, False,
+                                    Deferred.ready(ending.outcome if ok else None), session))
+    for done, outcome, exit_code, handed_back in others:
+        state = await inbox.jobs.finish_deferred(
+            conn, uuid.UUID(done.job_id), done.attempt, worker_id, outcome, exit_code,
+            done.reason, actor, unstarted=outcome is JobState.LOST,
+        )
+        stored.append(_Finished(done.job_id, done.attempt, exit_code, handed_back, state,
+                                session))
+    return stored
+
+
 @dataclass(slots=True)
 class _Accepted:
     """The agent started an attempt: RUNNING, unless the attempt is no longer its own."""
@@ -271,13 +337,6 @@ class _Accepted:
     attempt: int
     marked: Deferred[tuple[bool, JobState | None]]
     stale: bool = False
-
-    @classmethod
-    async def store(cls, conn: Conn, inbox: Inbox, accepted: agent_pb2.JobAccepted) -> _Accepted:
-        marked = await inbox.jobs.mark_running_deferred(
-            conn, uuid.UUID(accepted.job_id), accepted.attempt, inbox.session.worker_id,
-            accepted.pid)
-        return cls(accepted.job_id, accepted.attempt, marked)
 
     async def settle(self) -> None:
         ok, state = await self.marked.result()
@@ -303,20 +362,6 @@ class _Finished:
     handed_back: bool
     state: Deferred[JobState | None]
     session: AgentSession
-
-    @classmethod
-    async def store(cls, conn: Conn, inbox: Inbox, done: agent_pb2.JobFinished) -> _Finished:
-        session = inbox.session
-        outcome = JobState.from_proto(done.outcome)  # a final outcome: validated on arrival
-        if outcome is JobState.SUCCEEDED and done.has_exit_code and done.exit_code != 0:
-            outcome = JobState.FAILED
-        exit_code = done.exit_code if done.has_exit_code else None
-        handed_back = outcome is JobState.LOST and session.handed_back()
-        state = await inbox.jobs.finish_deferred(
-            conn, uuid.UUID(done.job_id), done.attempt, session.worker_id, outcome, exit_code,
-            done.reason, f"worker:{session.worker_id}", unstarted=outcome is JobState.LOST,
-        )
-        return cls(done.job_id, done.attempt, exit_code, handed_back, state, session)
 
     async def settle(self) -> None:
         state = await self.state.result()

@@ -36,6 +36,8 @@ from hodei_server.validation import (
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
+# Jobs one SubmitJobs call may carry.
+MAX_BATCH_JOBS = 10_000
 DEFAULT_PAGE_SIZE = 100
 # A page stops growing past this many bytes, so it fits any client's default 4 MiB limit.
 MAX_PAGE_BYTES = 3 * 1024 * 1024
@@ -102,6 +104,47 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             raise Conflict("this server does not watch jobs")
         async for message in watch_jobs(self.feed, self.events, request):
             yield message
+
+    @unary
+    async def SubmitJobs(
+        self, request: jobs_pb2.SubmitJobsRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.SubmitJobsResponse:
+        if not request.jobs:
+            raise InvalidSpec("no jobs to submit: give at least one")
+        if len(request.jobs) > MAX_BATCH_JOBS:
+            raise InvalidSpec(f"{len(request.jobs)} jobs in one call; at most {MAX_BATCH_JOBS} "
+                              "are accepted (split them over several calls)")
+        secret_names: dict[str, int] = {}
+        correlations: list[str] = []
+        for index, entry in enumerate(request.jobs):
+            try:
+                validate_spec(entry.spec)
+                validate_idempotency_key(entry.idempotency_key)
+                correlations.append(correlation_id(entry.correlation_id, context))
+            except InvalidSpec as exc:
+                raise InvalidSpec(f"jobs[{index}]: {exc.message}") from None
+            for ref in entry.spec.secrets:
+                secret_names.setdefault(ref.name, index)
+        if secret_names:
+            if self.secrets is None:
+                raise InvalidSpec("this server has no secret backends")
+            for name, index in secret_names.items():
+                try:
+                    await self.secrets.check_exist([name])
+                except InvalidSpec as exc:
+                    raise InvalidSpec(f"jobs[{index}]: {exc.message}") from None
+        who = principal()
+        results = await self.flows.submit_many(
+            [(entry.spec, entry.idempotency_key, correlation)
+             for entry, correlation in zip(request.jobs, correlations, strict=True)],
+            who.actor, submitted_by=who.name,
+        )
+        created = sum(1 for _, new in results if new)
+        if created:
+            self.dispatcher.wake()
+            log.info("%d jobs submitted in one call", created)
+        return jobs_pb2.SubmitJobsResponse(jobs=[
+            jobs_pb2.SubmittedJob(id=str(job_id), created=new) for job_id, new in results])
 
     @unary
     async def GetJob(

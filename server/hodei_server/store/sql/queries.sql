@@ -22,6 +22,43 @@ WITH j AS (
 )
 SELECT j.*, (SELECT pg_notify('hodei_jobs', '') FROM e) AS notified FROM j;
 
+-- name: insert_jobs
+-- Many plain jobs (a job array), their job.created events and one wake-up, in one
+-- statement; one array element per job, in order (%(retry_on)s: each job's list joined
+-- by ','). A job whose idempotency key exists already is not inserted (nor its event).
+-- Each job's events carry its correlation id.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(names)s::text[], %(specs)s::bytea[],
+                         %(max_attempts)s::int[], %(idempotency_keys)s::text[],
+                         %(labels)s::jsonb[], %(selectors)s::jsonb[], %(cpus)s::float8[],
+                         %(memory_mb)s::bigint[], %(timeout_seconds)s::float8[],
+                         %(retry_on)s::text[], %(backoff_seconds)s::float8[],
+                         %(max_backoff_seconds)s::float8[], %(correlation_ids)s::text[])
+        WITH ORDINALITY AS t(id, name, spec, max_attempts, idempotency_key, labels, selector,
+                             cpus, memory_mb, timeout_seconds, retry_on, backoff_seconds,
+                             max_backoff_seconds, correlation_id, n)
+), j AS (
+    INSERT INTO jobs (id, name, spec, state, max_attempts, idempotency_key, labels, selector,
+                      cpus, memory_mb, timeout_seconds, retry_on, backoff_seconds,
+                      max_backoff_seconds, submitted_by, correlation_id)
+    SELECT id, name, spec, 'PENDING', max_attempts, idempotency_key, labels, selector, cpus,
+           memory_mb, timeout_seconds, string_to_array(retry_on, ','), backoff_seconds,
+           max_backoff_seconds, %(submitted_by)s, correlation_id
+    FROM input ORDER BY n
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, name, idempotency_key, correlation_id
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
+    SELECT 'job.created', 'job', j.id::text, jsonb_build_object('name', j.name), %(actor)s,
+           j.correlation_id
+    FROM j
+    RETURNING id
+)
+SELECT j.id, (SELECT pg_notify('hodei_jobs', '') FROM e LIMIT 1) AS notified FROM j;
+
+-- name: get_jobs_by_idempotency_keys
+SELECT id, idempotency_key FROM jobs WHERE idempotency_key = ANY (%(keys)s::text[]);
+
 -- name: get_job_by_idempotency_key
 SELECT * FROM jobs WHERE idempotency_key = %(idempotency_key)s;
 
@@ -49,60 +86,120 @@ SELECT pg_notify(%(channel)s, %(payload)s);
 SELECT pg_notify(%(channel)s, payload) FROM unnest(%(payloads)s::text[]) AS payload;
 
 -- name: claim_pending_jobs
--- Pending jobs that at least one of the candidate agents could take, oldest first.
+-- Pending jobs that at least one of the candidate agents could take, oldest first: see
+-- hodei_claim_pending (migration 0010) for why it is a function.
 -- %(candidates)s is a JSON array of {"labels": {...}, "cpus": free, "memory_mb": free}.
-SELECT j.id, j.spec, j.selector, j.cpus, j.memory_mb
-FROM jobs j
-WHERE j.state = 'PENDING'
-  AND j.not_before <= now()
-  AND EXISTS (
-      SELECT 1
-      FROM jsonb_array_elements(%(candidates)s::jsonb) AS c(v)
-      WHERE j.selector <@ (c.v -> 'labels')
-        AND j.cpus <= (c.v ->> 'cpus')::double precision
-        AND j.memory_mb <= (c.v ->> 'memory_mb')::bigint)
-ORDER BY j.not_before, j.created_at
-LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED;
+SELECT id, spec, selector, cpus, memory_mb
+FROM hodei_claim_pending(%(candidates)s::jsonb, %(limit)s);
 
--- name: assign_job
-WITH j AS (
+-- name: assign_jobs
+-- A claim round's placements, one array element per job: each job that is still PENDING
+-- (the fence: a claim holds no lock once its statement ends) gets its next attempt on its
+-- worker, its attempt row and its job.assigned event.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(worker_ids)s::uuid[]) AS t(id, worker_id)
+), j AS (
     UPDATE jobs
-    SET state = 'ASSIGNED', attempt = attempt + 1, worker_id = %(worker_id)s,
+    SET state = 'ASSIGNED', attempt = jobs.attempt + 1, worker_id = i.worker_id,
         exit_code = NULL, reason = '', updated_at = now()
-    WHERE id = %(id)s AND state = 'PENDING'
-    RETURNING id, attempt
+    FROM input i
+    WHERE jobs.id = i.id AND jobs.state = 'PENDING'
+    RETURNING jobs.id, jobs.attempt, jobs.worker_id
 ), a AS (
     INSERT INTO job_attempts (job_id, attempt, worker_id, state)
-    SELECT j.id, j.attempt, %(worker_id)s, 'ASSIGNED' FROM j
+    SELECT j.id, j.attempt, j.worker_id, 'ASSIGNED' FROM j
 ), e AS (
     INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
     SELECT 'job.assigned', 'job', j.id::text,
-           jsonb_build_object('attempt', j.attempt, 'worker_id', %(worker_id)s::text),
+           jsonb_build_object('attempt', j.attempt, 'worker_id', j.worker_id::text),
            %(actor)s
     FROM j
 )
-SELECT id, attempt FROM j;
+SELECT id, attempt, worker_id FROM j;
 
--- name: mark_running
-WITH j AS (
+-- name: mark_running_many
+-- mark_running for many attempts of one worker, one array element each. One row per
+-- element: whether it was marked, and the job's state the update saw.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(pids)s::int[])
+        AS t(id, attempt, pid)
+), j AS (
     UPDATE jobs
     SET state = 'RUNNING', started_at = now(), updated_at = now()
-    WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
-      AND state = 'ASSIGNED'
-    RETURNING id, attempt
+    FROM input i
+    WHERE jobs.id = i.id AND jobs.attempt = i.attempt AND jobs.worker_id = %(worker_id)s
+      AND jobs.state = 'ASSIGNED'
+    RETURNING jobs.id, jobs.attempt, i.pid
 ), a AS (
     UPDATE job_attempts SET state = 'RUNNING', started_at = now()
     FROM j WHERE job_attempts.job_id = j.id AND job_attempts.attempt = j.attempt
 ), e AS (
     INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
     SELECT 'job.running', 'job', j.id::text,
-           jsonb_build_object('attempt', j.attempt, 'pid', %(pid)s::int), %(actor)s
+           jsonb_build_object('attempt', j.attempt, 'pid', j.pid), %(actor)s
     FROM j
 )
--- One row either way; when the job was not marked, its state says why (read in the
--- statement's snapshot: the state the update saw).
-SELECT (SELECT id FROM j) AS marked, (SELECT state FROM jobs WHERE id = %(id)s) AS state;
+SELECT i.id, i.attempt, j.id IS NOT NULL AS marked,
+       (SELECT state FROM jobs WHERE jobs.id = i.id) AS state
+FROM input i LEFT JOIN j ON j.id = i.id AND j.attempt = i.attempt;
+
+-- name: finish_many
+-- finish_job for many attempts of one worker whose ending needs no look at the job's
+-- policy (succeeded, cancelled), one array element each. `started`: the agent reported
+-- the attempt started in the same batch: an attempt still ASSIGNED is taken through
+-- RUNNING in this one write (its started_at and job.running event), not two.
+-- In autocommit each statement is its own transaction, so `started_at = now()` in
+-- RETURNING means "started by this statement".
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(states)s::text[],
+                         %(exit_codes)s::int[], %(reasons)s::text[], %(finals)s::bool[],
+                         %(fails_parent)s::bool[], %(from_states)s::text[],
+                         %(started)s::bool[], %(pids)s::int[])
+        AS t(id, attempt, state, exit_code, reason, final, fails_parent, from_states,
+             started, pid)
+), j AS (
+    UPDATE jobs
+    SET state = i.state, exit_code = i.exit_code, reason = i.reason,
+        finished_at = CASE WHEN i.final THEN now() END,
+        started_at = CASE WHEN i.started AND jobs.state = 'ASSIGNED' THEN now()
+                          ELSE jobs.started_at END,
+        not_before = now(),
+        worker_id = CASE WHEN i.final THEN jobs.worker_id END,
+        fails_parent = i.fails_parent,
+        updated_at = now()
+    FROM input i
+    WHERE jobs.id = i.id AND jobs.attempt = i.attempt
+      AND jobs.worker_id IS NOT DISTINCT FROM %(worker_id)s
+      AND jobs.state = ANY (string_to_array(i.from_states, ','))
+    RETURNING jobs.id, jobs.attempt, jobs.state, jobs.exit_code, jobs.reason,
+              jobs.has_followups, i.final, i.pid,
+              i.started AND jobs.started_at = now() AS started_now
+), a AS (
+    UPDATE job_attempts
+    SET state = j.state, exit_code = j.exit_code, reason = j.reason, finished_at = now(),
+        started_at = CASE WHEN j.started_now THEN now() ELSE job_attempts.started_at END
+    FROM j WHERE job_attempts.job_id = j.id AND job_attempts.attempt = j.attempt
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT ev.type, 'job', j.id::text, ev.payload, %(actor)s
+    FROM j CROSS JOIN LATERAL (
+        SELECT 1 AS n, 'job.running' AS type,
+               jsonb_build_object('attempt', j.attempt, 'pid', j.pid) AS payload
+        WHERE j.started_now
+        UNION ALL
+        SELECT 2, 'job.' || lower(j.state),
+               jsonb_build_object('attempt', j.attempt, 'exit_code', j.exit_code,
+                                  'reason', j.reason, 'attempt_state', j.state,
+                                  'retry_in_seconds', 0::double precision)
+    ) AS ev
+    ORDER BY j.id, ev.n
+), n AS (
+    SELECT j.id, j.attempt, pg_notify('hodei_logs', j.id::text) AS logs,
+           CASE WHEN j.final AND j.has_followups THEN pg_notify('hodei_flows', '') END
+               AS flows
+    FROM j
+)
+SELECT id, attempt FROM n;
 
 -- name: lock_job_for_finish
 SELECT state, attempt, worker_id, max_attempts, retry_on, backoff_seconds, max_backoff_seconds,
