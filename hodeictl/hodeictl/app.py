@@ -1,32 +1,50 @@
-"""The hodeictl typer application and its entry point."""
+"""The hodeictl typer application and its entry point.
+
+Importing this module must stay cheap (`hodeictl --help` and every Tab of completion pay
+for it): the command modules import typer and hodeictl's light modules only, and grpc,
+protobuf, rich and the plugins (with the SDKs they bring) are imported by the commands that
+use them. Plugins' sub-commands are looked up only when the command line names a command
+that is not built in, or when the list of commands is shown. A test holds this.
+"""
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib
+import os
+import re
+import sys
 import traceback
 from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
-from hodei_plugins.manager import get_host
-from hodeictl import usage, values
-from hodeictl.commands import (
-    certs,
-    context,
-    job,
-    plugin,
-    provider,
-    schedule,
-    secret,
-    stack,
-    template,
-    token,
-    worker,
-)
+from hodeictl import completion, usage, values
+from hodeictl.commands import stack, token
 from hodeictl.errors import EXIT_USAGE, HodeiCtlError
 from hodeictl.target import Settings
 
+# The built-in command groups: module, Typer attribute, the help shown in `hodeictl --help`.
+# A group's module is imported only when the command line names it (a test checks that
+# each help here is the group's own).
+SUBGROUPS: dict[str, tuple[str, str, str]] = {
+    "job": ("hodeictl.commands.job", "app", "Run, inspect and cancel jobs."),
+    "worker": ("hodeictl.commands.worker", "app", "Inspect and drain workers."),
+    "context": ("hodeictl.commands.context", "app",
+                "Manage contexts: named Hodei servers ('local' is the embedded stack)."),
+    "plugin": ("hodeictl.commands.plugin", "app", "Inspect plugins."),
+    "provider": ("hodeictl.commands.provider", "app", "Inspect providers."),
+    "token": ("hodeictl.commands.token", "app", "Manage API tokens (needs the admin role)."),
+    "audit": ("hodeictl.commands.token", "audit_app",
+              "Read the security audit log (needs the admin role)."),
+    "certs": ("hodeictl.commands.certs", "app", "Certificates for running Hodei with TLS."),
+    "secret": ("hodeictl.commands.secret", "app", "Set, list and delete secrets jobs can use."),
+    "template": ("hodeictl.commands.template", "app",
+                 "Define jobs once, run them many times, on a schedule or by hand."),
+    "schedule": ("hodeictl.commands.schedule", "app",
+                 "List, suspend and resume the schedules of templates."),
+}
+_PLUGIN_GROUP = re.compile(r"^\[\s*hodei\s*\]\s*$", re.MULTILINE)
 # Where the root context keeps the command line, to name the option a bad value was given to.
 _ARGS = "hodeictl.args"
 
@@ -45,6 +63,70 @@ class _ReportingGroup(TyperGroup):
             ctx = super().make_context(info_name, args, *rest, **kwargs)
         ctx.meta[_ARGS] = list(args)
         return ctx
+
+    _plugins_added = False
+
+    def _load_group(self, name: str) -> Any:
+        """The click group of the built-in command group `name`, its module imported now."""
+        if name not in self.commands and name in SUBGROUPS:
+            module_name, attribute, _ = SUBGROUPS[name]
+            module = importlib.import_module(module_name)
+            group = typer.main.get_group(getattr(module, attribute))
+            group.name = name
+            self.commands[name] = group
+        return self.commands.get(name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The list of commands, with the help of groups not yet imported (and not imported
+        for this) from SUBGROUPS."""
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in SUBGROUPS and name not in self.commands:
+                rows.append((name, SUBGROUPS[name][2]))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                limit = formatter.width - 6 - max(len(n) for n in self.list_commands(ctx))
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def _add_plugin_commands(self) -> None:
+        """Let plugins add their sub-commands (once, and only when they are asked for).
+
+        The built-in plugins (distribution `hodei`) add none, so the plugin manager, and
+        with it every plugin's imports, is loaded only when another distribution declares
+        plugins (entry-point group `hodei`).
+        """
+        if _ReportingGroup._plugins_added:
+            return
+        _ReportingGroup._plugins_added = True
+        if not third_party_plugins():
+            return
+        from hodei_plugins.manager import get_host
+
+        extra = typer.Typer()
+        get_host().add_cli_commands(extra)
+        if not extra.registered_commands and not extra.registered_groups:
+            return
+        group = typer.main.get_group(extra)
+        for name, command in getattr(group, "commands", {}).items():
+            self.commands.setdefault(name, command)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in SUBGROUPS:
+            return self._load_group(cmd_name)
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._add_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        self._add_plugin_commands()
+        names = list(super().list_commands(ctx))
+        return names + [name for name in SUBGROUPS if name not in names]
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
@@ -67,34 +149,86 @@ class _ReportingGroup(TyperGroup):
         raise typer.Exit(code) from None
 
 
+def skip_coercion_of_defaults() -> None:
+    """Let parameters that were not given keep their default without typer's coercion.
+
+    typer checks every parameter's value through a pydantic adapter, given or not (even
+    --help's False); building the adapters imports pydantic, which costs a Tab of
+    completion and every command more than the rest of hodeictl's start. A value that was
+    not given (None, or the declared default itself) comes out of that check unchanged (None
+    as () for a repeatable one), so it is passed on as it is. Given values are checked as
+    before. A test compares the two for every parameter of every command. Where typer has
+    no such class (older versions coerce without pydantic), nothing changes.
+    """
+    cls = getattr(typer.core, "_TyperParameter", None)
+    original = getattr(cls, "process_value", None)
+    if cls is None or original is None or getattr(original, "_hodeictl_fast", False):
+        return
+
+    def process_value(self: Any, ctx: Any, value: Any) -> Any:
+        if value is None:
+            value = () if (self.multiple or self.nargs == -1) else None
+        elif value is not self.default or isinstance(value, list | dict):
+            return original(self, ctx, value)
+        if self.required and self.value_is_missing(value):
+            return original(self, ctx, value)  # raises: missing
+        return self.callback(ctx, self, value) if self.callback is not None else value
+
+    process_value._hodeictl_fast = True  # type: ignore[attr-defined]
+    process_value.original = original  # type: ignore[attr-defined]
+    cls.process_value = process_value
+
+
+skip_coercion_of_defaults()
+
+
+def third_party_plugins() -> list[str]:
+    """Installed distributions other than hodei itself with entry points in group `hodei`.
+
+    Read from the `entry_points.txt` of each `*.dist-info` on sys.path, as
+    importlib.metadata would, without its import cost (`hodeictl --help` pays this).
+    """
+    found = []
+    for entry in sys.path:
+        try:
+            listing = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for item in listing:
+            if not item.endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                with open(os.path.join(entry or ".", item, "entry_points.txt"),
+                          encoding="utf-8") as file:
+                    text = file.read()
+            except (OSError, UnicodeDecodeError):
+                continue
+            name = item.rsplit(".", 1)[0].split("-", 1)[0].lower().replace(".", "_")
+            if _PLUGIN_GROUP.search(text) and name != "hodei":
+                found.append(name)
+    return found
+
+
 app = typer.Typer(
     cls=_ReportingGroup,
     name="hodeictl",
     help="Hodei: run commands on your fleet and follow them live.",
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-app.add_typer(job.app, name="job")
-app.add_typer(worker.app, name="worker")
-app.add_typer(context.app, name="context")
-app.add_typer(plugin.app, name="plugin")
-app.add_typer(provider.app, name="provider")
-app.add_typer(token.app, name="token")
-app.add_typer(token.audit_app, name="audit")
-app.add_typer(certs.app, name="certs")
-app.add_typer(secret.app, name="secret")
-app.add_typer(template.app, name="template")
-app.add_typer(schedule.app, name="schedule")
 app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)
 app.command()(token.whoami)
-# Third-party distributions add sub-commands through the `hodei_add_cli_commands` hook.
-get_host().add_cli_commands(app)
+# Third-party distributions add sub-commands through the `hodei_add_cli_commands` hook,
+# run by `_ReportingGroup` when a command that is not built in is asked for.
 
 
 def _show_version(value: bool) -> None:
     if value:
+        import importlib.metadata
+
         typer.echo(f"hodeictl {importlib.metadata.version('hodei')}")
         raise typer.Exit()
 
@@ -112,7 +246,8 @@ def _global_options(
     context_name: Annotated[
         str | None,
         typer.Option(
-            "--context", envvar="HODEI_CONTEXT", metavar="NAME", help="A context from the config."
+            "--context", envvar="HODEI_CONTEXT", metavar="NAME", help="A context from the config.",
+            autocompletion=completion.contexts,
         ),
     ] = None,
     token_file: Annotated[

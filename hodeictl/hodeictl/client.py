@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -25,7 +24,8 @@ from hodei_api.v1 import (
     workers_pb2,
     workers_pb2_grpc,
 )
-from hodeictl.errors import InvalidJobId, Unavailable, from_rpc_error
+from hodeictl.errors import Unavailable, from_rpc_error
+from hodeictl.ids import parse_job_id  # noqa: F401 - where callers have long found it
 
 CALL_TIMEOUT = 10.0
 PROBE_TIMEOUT = 2.0
@@ -39,14 +39,6 @@ RECONNECT_BACKOFF_CAP = 5.0
 _CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 300_000), ("grpc.keepalive_timeout_ms", 20_000)]
 
 T = TypeVar("T")
-
-
-def parse_job_id(value: str) -> str:
-    """The canonical form of a job id (a UUID); raises InvalidJobId."""
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidJobId(f"{value!r} is not a job id (expected a UUID)") from None
 
 
 async def _check(channel: grpc.aio.Channel) -> bool:

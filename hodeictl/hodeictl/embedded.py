@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hodeictl.client import server_answers
 from hodeictl.config import Config
 from hodeictl.errors import StackError, UsageError
 from hodeictl.output import display_path, note, progress
@@ -93,6 +92,8 @@ def read_stack(home: Path) -> StackInfo | None:
 
 def stack_answers(info: StackInfo) -> bool:
     """Whether the stack's server answers."""
+    from hodeictl.client import server_answers
+
     return asyncio.run(server_answers(info.address))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import socket
+import uuid
 from collections.abc import Callable
 
 from hodeictl import durations
@@ -144,3 +145,20 @@ def _is_ip(family: int, text: str) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+CONDITION_NAMES = ("succeeded", "finished", "failed")
+
+
+def after(value: str) -> str:
+    """`ID[:succeeded|:finished|:failed]` checked and made canonical; raises ValueError."""
+    job_id, sep, condition = value.partition(":")
+    try:
+        canonical = str(uuid.UUID(job_id))
+    except ValueError:
+        raise ValueError(f"{shown(value)} is not JOB_ID[:succeeded|:finished|:failed] "
+                         "(a job id is a UUID)") from None
+    if sep and condition not in CONDITION_NAMES:
+        raise ValueError(f"{shown(value)}: the condition must be succeeded, finished "
+                         "or failed")
+    return f"{canonical}:{condition or 'succeeded'}"

@@ -9,18 +9,20 @@ from typing import Annotated
 
 import typer
 
-from hodeictl import output, values
+from hodeictl import completion, output, values
 from hodeictl.config import LOCAL_CONTEXT, Config
-from hodeictl.embedded import home_dir
 from hodeictl.errors import UsageError
+from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help=f"Manage contexts: named Hodei servers ('{LOCAL_CONTEXT}' is the embedded stack).",
     no_args_is_help=True,
 )
 
-NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The context name.")]
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The context name.",
+                                        autocompletion=completion.contexts)]
 NewNameArg = Annotated[
     str, typer.Argument(metavar="NAME", parser=values.context_name,
                         help="The context name: letters, digits, '.', '_', '-', '@'.")
@@ -29,20 +31,18 @@ NewNameArg = Annotated[
 
 @app.command("list")
 def list_contexts(
-    output_format: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output format.")
-    ] = OutputFormat.table,
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """List contexts; the current one is marked with *."""
+    from hodeictl.embedded import home_dir
+
     config = Config.load()
     current = config.current_context or LOCAL_CONTEXT
     local = f"embedded stack in {output.display_path(home_dir())}"
     rows = [(LOCAL_CONTEXT, local), *sorted(config.contexts.items())]
-    if output_format is OutputFormat.json:
-        output.print_json(
-            [{"name": name, "server": server, "current": name == current} for name, server in rows]
-        )
-    else:
+    data = [{"name": name, "server": server, "current": name == current}
+            for name, server in rows]
+    if not output.print_data(output_format, data):
         output.print_pairs_table(
             ("CURRENT", "NAME", "SERVER"),
             [("*" if name == current else "", name, server) for name, server in rows],

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import enum
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hodei_api.v1 import jobs_pb2
-from hodeictl import follow, jobfile, jobflow, output, target, values
-from hodeictl.client import parse_job_id
+from hodeictl import output, target, values
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError, UsageError
+from hodeictl.ids import parse_job_id
+from hodeictl.options import (
+    JobIdArg,
+    NoHeadersOpt,
+    OutputOpt,
+    QuietOpt,
+    job_spec_options,
+)
 from hodeictl.output import OutputFormat, note
 
-app = typer.Typer(help="Run, inspect and cancel jobs.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from hodei_api.v1 import jobs_pb2
+
+app = typer.Typer(rich_markup_mode=None,
+                  help="Run, inspect and cancel jobs.", no_args_is_help=True)
+
+# Words that, right after --detach, were meant as its value rather than as the command.
+_BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0"})
 
 
 class StateFilter(enum.StrEnum):
@@ -31,109 +43,10 @@ class StateFilter(enum.StrEnum):
     blocked = "blocked"
 
 
-# The job options shared by `run` and `submit`; both read them back through `ctx.params`.
-CommandArg = Annotated[
-    list[str] | None,
-    typer.Argument(metavar="-- CMD ARGS...", help="The command to run.", show_default=False),
-]
-FileOpt = Annotated[
-    Path | None,
-    typer.Option("--file", "-f", help="TOML job file; options given here override it."),
-]
-NameOpt = Annotated[str | None, typer.Option("--name", help="A name for the job.")]
-EnvOpt = Annotated[
-    list[str] | None,
-    typer.Option("--env", "-e", metavar="K=V", help="Environment variable (repeatable)."),
-]
-WorkdirOpt = Annotated[
-    str | None, typer.Option("--workdir", "-w", help="Working directory on the worker.")
-]
-LabelOpt = Annotated[
-    list[str] | None, typer.Option("--label", "-l", metavar="K=V", help="Label (repeatable).")
-]
-SelectorOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--selector", "-s", metavar="K=V", help="Run only on workers with this label (repeatable)."
-    ),
-]
-CpusOpt = Annotated[
-    float | None,
-    typer.Option("--cpus", metavar="N", parser=values.number(0, values.MAX_CPUS),
-                 help=f"CPUs the job needs (0-{values.MAX_CPUS:g})."),
-]
-MemoryOpt = Annotated[
-    int | None,
-    typer.Option("--memory-mb", metavar="MIB", parser=values.integer(0, values.MAX_MEMORY_MB),
-                 help=f"Memory the job needs, in MiB (0-{values.MAX_MEMORY_MB})."),
-]
-TimeoutOpt = Annotated[
-    float | None,
-    typer.Option("--timeout", metavar="DURATION",
-                 parser=values.duration(values.MAX_TIMEOUT_SECONDS),
-                 help="Time limit: 90, 90s, 5m, 1h30m (at most 366 days)."),
-]
-MaxAttemptsOpt = Annotated[
-    int | None,
-    typer.Option("--max-attempts", metavar="N", parser=values.integer(1, values.MAX_ATTEMPTS),
-                 help=f"Attempts in total (retries + 1; 1-{values.MAX_ATTEMPTS})."),
-]
-class RetryOn(enum.StrEnum):
-    """Attempt endings `--retry-on` accepts."""
-
-    lost = "lost"
-    failed = "failed"
-    timed_out = "timed_out"
-
-
-RetryOnOpt = Annotated[
-    list[RetryOn] | None,
-    typer.Option(
-        "--retry-on", case_sensitive=False,
-        help="Retry after this ending while attempts remain (repeatable; default: lost).",
-    ),
-]
-BackoffOpt = Annotated[
-    float | None,
-    typer.Option("--backoff", metavar="DURATION",
-                 parser=values.duration(values.MAX_BACKOFF_SECONDS, "2s or 1m"),
-                 help="Delay before the second attempt, doubling after (default 1s, max 60s)."),
-]
-ScriptOpt = Annotated[str | None, typer.Option("--script", help="Script to run, not a command.")]
-InterpreterOpt = Annotated[
-    str | None, typer.Option("--interpreter", help="Interpreter for --script (default: sh).")
-]
-IdempotencyOpt = Annotated[
-    str | None,
-    typer.Option("--idempotency-key", help="Submitting again with the same key returns the job."),
-]
-SecretOpt = Annotated[
-    list[str] | None,
-    typer.Option("--secret", metavar="NAME",
-                 help="A secret the job gets, as a file in $HODEI_SECRETS_DIR (repeatable; "
-                      "BACKEND:NAME for another backend)."),
-]
-
-
-class SecretDelivery(enum.StrEnum):
-    """How `--secret-delivery` hands secrets to the process."""
-
-    file = "file"
-    stdin = "stdin"
-    both = "both"
-
-
-SecretDeliveryOpt = Annotated[
-    SecretDelivery | None,
-    typer.Option("--secret-delivery",
-                 help="file: $HODEI_SECRETS_DIR/NAME (default); stdin: one JSON object; both."),
-]
-FormatOpt = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output format.")]
-JobIdArg = Annotated[str, typer.Argument(metavar="ID", help="The job id.", show_default=False)]
-
-
 def _spec(params: dict[str, Any]) -> jobs_pb2.JobSpec:
     """The JobSpec from the job file (if any) overridden by the command line."""
+    from hodeictl import jobfile, jobflow
+
     command_line = jobfile.JobOptions(
         name=params["name"],
         command=params["command"] or None,
@@ -170,6 +83,8 @@ def _submit(ctx: typer.Context) -> jobs_pb2.Job:
 
 def _follow(settings: target.Settings, job_id: str) -> None:
     """Follow the job's output to its end and exit with its exit code."""
+    from hodeictl import follow
+
     try:
         job = target.call(settings, lambda client: follow.write_logs(client, job_id, follow=True))
     except KeyboardInterrupt:
@@ -187,30 +102,9 @@ def _follow(settings: target.Settings, job_id: str) -> None:
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
+@job_spec_options
 def run(
     ctx: typer.Context,
-    command: CommandArg = None,
-    file: FileOpt = None,
-    name: NameOpt = None,
-    env: EnvOpt = None,
-    workdir: WorkdirOpt = None,
-    label: LabelOpt = None,
-    selector: SelectorOpt = None,
-    cpus: CpusOpt = None,
-    memory_mb: MemoryOpt = None,
-    timeout: TimeoutOpt = None,
-    max_attempts: MaxAttemptsOpt = None,
-    retry_on: RetryOnOpt = None,
-    backoff: BackoffOpt = None,
-    script: ScriptOpt = None,
-    interpreter: InterpreterOpt = None,
-    idempotency_key: IdempotencyOpt = None,
-    secret: SecretOpt = None,
-    secret_delivery: SecretDeliveryOpt = None,
-    # Dependencies and fan-out (hodeictl.jobflow).
-    after: jobflow.AfterOpt = None,
-    completions: jobflow.CompletionsOpt = None,
-    parallelism: jobflow.ParallelismOpt = None,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Print the job id and return.")
     ] = False,
@@ -219,6 +113,7 @@ def run(
 
     The job is a command after --, a --script, or a -f job.toml file.
     """
+    _refuse_detach_value(ctx)
     job = _submit(ctx)
     if detach:
         typer.echo(job.id)
@@ -226,46 +121,33 @@ def run(
     _follow(ctx.obj, job.id)
 
 
+def _refuse_detach_value(ctx: typer.Context) -> None:
+    """`--detach true` would run `true`: a flag takes no value, the command comes after --."""
+    command = ctx.params.get("command") or []
+    if not ctx.params.get("detach") or not command or command[0].lower() not in _BOOLEAN_WORDS:
+        return
+    args = ctx.find_root().meta.get("hodeictl.args", [])
+    if "--" in args:
+        return  # `--detach -- true`: the command really is `true`
+    raise UsageError(f"--detach takes no value; to run {command[0]!r} as the command, put it "
+                     f"after --: hodeictl job run --detach -- {' '.join(command)}")
+
+
 @app.command(context_settings={"allow_interspersed_args": False})
-def submit(
-    ctx: typer.Context,
-    command: CommandArg = None,
-    file: FileOpt = None,
-    name: NameOpt = None,
-    env: EnvOpt = None,
-    workdir: WorkdirOpt = None,
-    label: LabelOpt = None,
-    selector: SelectorOpt = None,
-    cpus: CpusOpt = None,
-    memory_mb: MemoryOpt = None,
-    timeout: TimeoutOpt = None,
-    max_attempts: MaxAttemptsOpt = None,
-    retry_on: RetryOnOpt = None,
-    backoff: BackoffOpt = None,
-    script: ScriptOpt = None,
-    interpreter: InterpreterOpt = None,
-    idempotency_key: IdempotencyOpt = None,
-    secret: SecretOpt = None,
-    secret_delivery: SecretDeliveryOpt = None,
-    # Dependencies and fan-out (hodeictl.jobflow).
-    after: jobflow.AfterOpt = None,
-    completions: jobflow.CompletionsOpt = None,
-    parallelism: jobflow.ParallelismOpt = None,
-) -> None:
+@job_spec_options
+def submit(ctx: typer.Context) -> None:
     """Submit a job and print its id (nothing else, for scripts)."""
     typer.echo(_submit(ctx).id)
 
 
 @app.command()
 def get(
-    ctx: typer.Context, job_id: JobIdArg, output_format: FormatOpt = OutputFormat.table
+    ctx: typer.Context, job_id: JobIdArg, output_format: OutputOpt = OutputFormat.table
 ) -> None:
     """Show a job: state, exit code, reason, worker, times and attempts."""
     job_id = parse_job_id(job_id)
     job = target.call(ctx.obj, lambda client: client.get_job(job_id))
-    if output_format is OutputFormat.json:
-        output.print_json(output.job_to_dict(job))
-    else:
+    if not output.print_data(output_format, output.job_to_dict(job)):
         output.print_job(job)
 
 
@@ -280,15 +162,16 @@ def list_jobs(
         int, typer.Option("--limit", metavar="N", parser=values.integer(1, values.INT32_MAX),
                           help="At most this many jobs.")
     ] = 50,
-    output_format: FormatOpt = OutputFormat.table,
+    output_format: OutputOpt = OutputFormat.table,
+    no_headers: NoHeadersOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """List jobs, newest first."""
+    from hodei_api.v1 import jobs_pb2
+
     states = [jobs_pb2.JobState.Value(f"JOB_STATE_{s.value.upper()}") for s in state or []]
     jobs = target.call(ctx.obj, lambda client: client.list_jobs(states, limit))
-    if output_format is OutputFormat.json:
-        output.print_json([output.job_to_dict(job) for job in jobs])
-    else:
-        output.print_jobs(jobs)
+    output.print_jobs(jobs, output_format, no_headers=no_headers, quiet=quiet)
 
 
 @app.command()
@@ -305,6 +188,8 @@ def logs(
     if follow_output:
         _follow(ctx.obj, job_id)
     else:
+        from hodeictl import follow
+
         target.call(ctx.obj, lambda client: follow.write_logs(client, job_id, follow=False))
 
 

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hodei_api.v1 import templates_pb2
-from hodeictl import follow, jobfile, output, target, templatefile, values
+from hodeictl import output, target, values
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError
+from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat, note
 from hodeictl.terminal import sanitize
 
-app = typer.Typer(help="Define jobs once, run them many times, on a schedule or by hand.",
+if TYPE_CHECKING:
+    from hodei_api.v1 import templates_pb2
+
+app = typer.Typer(rich_markup_mode=None,
+                  help="Define jobs once, run them many times, on a schedule or by hand.",
                   no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The template's name.",
                                         show_default=False)]
 FileOpt = Annotated[Path, typer.Option("--file", "-f", help="The template file (TOML).")]
-FormatOpt = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output format.")]
-_TYPES = {v: k for k, v in templatefile.TYPES.items()}
-_CONCURRENCY = {v: k for k, v in templatefile.CONCURRENCY.items()}
 
 
 def _when(stamp: object, field: str) -> str:
@@ -69,6 +70,10 @@ def _print_list(templates: list[templates_pb2.Template]) -> None:
 
 
 def _print_template(t: templates_pb2.Template) -> None:
+    from hodeictl import templatefile
+
+    types = {v: k for k, v in templatefile.TYPES.items()}
+    concurrency = {v: k for k, v in templatefile.CONCURRENCY.items()}
     spec, stats = t.spec, t.stats
     lines = [
         ("Name", t.name),
@@ -87,7 +92,7 @@ def _print_template(t: templates_pb2.Template) -> None:
         s = t.schedule
         deadline = (f"{s.starting_deadline_seconds:g}s"
                     if s.HasField("starting_deadline_seconds") else "none")
-        policy = _CONCURRENCY.get(s.concurrency, "allow")
+        policy = concurrency.get(s.concurrency, "allow")
         lines += [
             ("Schedule", f"{_schedule(s)}; concurrency {policy}; starting deadline "
                          f"{deadline}"),
@@ -102,7 +107,7 @@ def _print_template(t: templates_pb2.Template) -> None:
                 if spec.history.HasField(k) for n in [getattr(spec.history, k)]]
         lines.append(("Keeps", ", ".join(keep) + " finished runs' jobs"))
     for param in spec.parameters:
-        detail = _TYPES.get(param.type, "string")
+        detail = types.get(param.type, "string")
         if param.required:
             detail += ", required"
         if param.HasField("default"):
@@ -131,6 +136,8 @@ def _print_template(t: templates_pb2.Template) -> None:
 @app.command()
 def create(ctx: typer.Context, file: FileOpt) -> None:
     """Create a template from a TOML file (version 1)."""
+    from hodeictl import templatefile
+
     spec = templatefile.load(file)
     template = target.call(ctx.obj, lambda client: client.create_template(spec))
     typer.echo(sanitize(f"Template {template.name} created (version {template.version})."))
@@ -139,18 +146,18 @@ def create(ctx: typer.Context, file: FileOpt) -> None:
 @app.command()
 def update(ctx: typer.Context, file: FileOpt) -> None:
     """Replace a template with a new version (older versions stay readable)."""
+    from hodeictl import templatefile
+
     spec = templatefile.load(file)
     template = target.call(ctx.obj, lambda client: client.update_template(spec))
     typer.echo(sanitize(f"Template {template.name} updated (version {template.version})."))
 
 
 @app.command("list")
-def list_templates(ctx: typer.Context, output_format: FormatOpt = OutputFormat.table) -> None:
+def list_templates(ctx: typer.Context, output_format: OutputOpt = OutputFormat.table) -> None:
     """List templates: version, schedule, next run, runs, success rate, p50/p95, last result."""
     templates = target.call(ctx.obj, lambda client: client.list_templates())
-    if output_format is OutputFormat.json:
-        output.print_json([output.to_dict(t) for t in templates])
-    else:
+    if not output.print_data(output_format, [output.to_dict(t) for t in templates]):
         _print_list(templates)
 
 
@@ -168,14 +175,12 @@ def get(
         typer.Option("--runs", metavar="N", parser=values.integer(1, 100),
                      help="Show this many recent runs (default 10).")
     ] = None,
-    output_format: FormatOpt = OutputFormat.table,
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """Show a template: its version, schedule, parameters, history and recent runs."""
     template = target.call(ctx.obj, lambda client: client.get_template(name, version or 0,
                                                                         runs or 10))
-    if output_format is OutputFormat.json:
-        output.print_json(output.to_dict(template))
-    else:
+    if not output.print_data(output_format, output.to_dict(template)):
         _print_template(template)
 
 
@@ -223,6 +228,8 @@ def run_template(
     ] = False,
 ) -> None:
     """Run a template and follow its output; exit with its exit code."""
+    from hodeictl import follow, jobfile
+
     given = jobfile.parse_pairs(param or [], "--param")
     reply = target.call(ctx.obj, lambda client: client.run_template(
         name, given, version or 0, idempotency_key or ""))

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hodei_api.v1 import auth_pb2
 from hodeictl import durations, output, target, values
 from hodeictl.errors import UsageError
+from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
 
-app = typer.Typer(help="Manage API tokens (needs the admin role).", no_args_is_help=True)
+if TYPE_CHECKING:
+    from hodei_api.v1 import auth_pb2
+
+app = typer.Typer(rich_markup_mode=None,
+                  help="Manage API tokens (needs the admin role).", no_args_is_help=True)
 
 ROLES = ("viewer", "submitter", "operator", "admin")
 # The server answers at most this many audit rows per call.
@@ -27,6 +31,8 @@ NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The token's unique
 
 def parse_role(text: str) -> auth_pb2.Role.ValueType:
     """`submitter` → ROLE_SUBMITTER; raises UsageError."""
+    from hodei_api.v1 import auth_pb2
+
     if text.lower() not in ROLES:
         raise UsageError(f"--role must be one of {', '.join(ROLES)}; got {values.shown(text)}")
     return auth_pb2.Role.Value(f"ROLE_{text.upper()}")
@@ -51,6 +57,8 @@ def parse_expiry(text: str) -> float:
 
 
 def role_name(role: int) -> str:
+    from hodei_api.v1 import auth_pb2
+
     return auth_pb2.Role.Name(role).removeprefix("ROLE_").lower()  # type: ignore[arg-type]
 
 
@@ -93,14 +101,11 @@ def list_tokens(
     include_revoked: Annotated[
         bool, typer.Option("--all", "-a", help="Include revoked tokens.")
     ] = False,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output format.")
-    ] = OutputFormat.table,
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """List API tokens: name, role, creator, expiry, last use (never a secret)."""
     tokens = target.call(ctx.obj, lambda client: client.list_tokens(include_revoked))
-    if output_format is OutputFormat.json:
-        output.print_json([token_to_dict(t) for t in tokens])
+    if output.print_data(output_format, [token_to_dict(t) for t in tokens]):
         return
     output.print_pairs_table(
         ("NAME", "ROLE", "CREATED BY", "EXPIRES", "LAST USED", "REVOKED"),
@@ -116,7 +121,8 @@ def whoami(ctx: typer.Context) -> None:
     typer.echo(f"{reply.name} ({role_name(reply.role)})")
 
 
-audit_app = typer.Typer(help="Read the security audit log (needs the admin role).",
+audit_app = typer.Typer(rich_markup_mode=None,
+                  help="Read the security audit log (needs the admin role).",
                         no_args_is_help=True)
 
 
@@ -135,16 +141,13 @@ def list_audit(
         int, typer.Option("--limit", metavar="N", parser=values.integer(1, MAX_AUDIT_ROWS),
                           help=f"At most this many rows (1-{MAX_AUDIT_ROWS}).")
     ] = 100,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output format.")
-    ] = OutputFormat.table,
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """Refusals and token changes: who, which call, allowed or not, why."""
     entries = target.call(ctx.obj, lambda client: client.list_audit(action, after, limit))
     if refused:
         entries = [e for e in entries if not e.allowed]
-    if output_format is OutputFormat.json:
-        output.print_json([output.to_dict(e) for e in entries])
+    if output.print_data(output_format, [output.to_dict(e) for e in entries]):
         return
     output.print_pairs_table(
         ("#", "AT", "ACTOR", "ACTION", "TARGET", "ALLOWED", "REASON"),
