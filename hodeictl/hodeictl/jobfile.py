@@ -337,18 +337,13 @@ class _JobFileReader:
         return list(value)
 
     def duration(self, value: object, key: str, maximum: float) -> float:
-        expected = 'a number of seconds or a duration such as "5m"'
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise self.type_error(key, expected, value)
+            raise self.error(f"'{key}': {values.shown(value)} is not a duration from 0 to "
+                             f"{durations.describe(maximum)}, such as {durations.EXAMPLES}")
         try:
-            seconds = durations.parse(value)
-        except ValueError:
-            raise self.error(f"'{key}' must be {expected}, got {values.shown(value)}") \
-                from None
-        if seconds > maximum:
-            raise self.error(f"'{key}' must be at most {durations.describe(maximum)}, "
-                             f"got {values.shown(value)}")
-        return seconds
+            return durations.check(value, maximum)
+        except ValueError as error:
+            raise self.error(f"'{key}': {error}") from None
 
     def number(self, value: object, key: str, maximum: float) -> float:
         if not isinstance(value, int | float) or isinstance(value, bool):

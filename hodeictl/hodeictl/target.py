@@ -12,7 +12,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hodeictl.config import LOCAL_CONTEXT, Config
 from hodeictl.errors import InvalidConfig
@@ -37,6 +37,8 @@ class Settings:
     stack_token: str = ""
     # (address, token from the context or the embedded stack, CA certificate path)
     _resolved: tuple[str, str, str | None] | None = field(default=None, init=False, repr=False)
+    # (home, StackInfo) when the embedded stack is the server
+    _stack: tuple[Path, Any] | None = field(default=None, init=False, repr=False)
 
     def address(self) -> str:
         """The server's address, resolved once per invocation."""
@@ -86,7 +88,9 @@ class Settings:
         # The embedded stack speaks plaintext on 127.0.0.1.
         from hodeictl import embedded
 
-        info = embedded.ensure_running(embedded.home_dir(), embedded.database_url())
+        home = embedded.home_dir()
+        info = embedded.ensure_running(home, embedded.database_url(), probe=False)
+        self._stack = (home, info)
         return info.address, info.token, None
 
 
@@ -107,4 +111,17 @@ def call(settings: Settings, action: Callable[[HodeiClient], Awaitable[T]],
 
     import asyncio
 
-    return asyncio.run(connected())
+    from hodeictl.errors import Unavailable
+
+    try:
+        return asyncio.run(connected())
+    except Unavailable:
+        if settings._stack is None:
+            raise
+        # The stack was not probed before the call: say what to do about it now.
+        from hodeictl import embedded
+
+        home, info = settings._stack
+        if embedded.stack_answers(info):
+            raise
+        raise embedded.not_answering(home, info) from None

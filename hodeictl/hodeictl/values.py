@@ -78,18 +78,12 @@ def integer(low: int, high: int) -> Callable[[str | int], int]:
     return parse
 
 
-def duration(high: float, examples: str = "90, 90s, 5m, 1h30m") -> Callable[[str | float], float]:
-    """A parser for seconds or a duration (`90`, `90s`, `5m`, `1h30m`) up to `high` seconds."""
-    expected = f"a duration from 0 to {durations.describe(high)}, such as {examples}"
+def duration(high: float) -> Callable[[str | float], float]:
+    """A parser for a duration (`90s`, `5m`, `1h30m`, `2d`; hodeictl.durations) up to `high`
+    seconds."""
 
     def parse(value: str | float) -> float:
-        try:
-            seconds = durations.parse(value)
-        except ValueError:
-            raise ValueError(f"{shown(value)} is not {expected}") from None
-        if seconds > high:
-            raise ValueError(f"{shown(_as_text(value))} is not {expected}")
-        return seconds
+        return durations.check(value, high)
 
     return parse
 

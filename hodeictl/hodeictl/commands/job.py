@@ -202,11 +202,20 @@ def cancel(
     """Cancel a job."""
     job_id = parse_job_id(job_id)
     reply = target.call(ctx.obj, lambda client: client.cancel_job(job_id, reason))
-    state = output.job_state(reply.job.state)
-    if reply.changed:
-        typer.echo(f"Job {job_id}: {state}")
-    else:
-        typer.echo(f"Job {job_id} already finished ({state}); nothing to cancel.")
+    typer.echo(cancel_message(job_id, reply.changed, output.job_state(reply.job.state)))
+
+
+# States a job does not leave; a cancel that found the job in another one is still under way.
+FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "LOST"})
+
+
+def cancel_message(job_id: str, changed: bool, state: str) -> str:
+    """What `job cancel` says: the state the job is in now, never the one before."""
+    if not changed:
+        return f"Job {job_id} already finished ({state}); nothing to cancel."
+    if state in FINAL_STATES:
+        return f"Job {job_id}: {state}"
+    return f"Job {job_id}: cancelling (it was {state}; its process is being stopped)"
 
 
 @app.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import TYPE_CHECKING, Annotated
 
@@ -39,21 +38,13 @@ def parse_role(text: str) -> auth_pb2.Role.ValueType:
 
 
 def parse_expiry(text: str) -> float:
-    """Seconds from `30d`, `12h`, `90m`…; 0 for `never`."""
-    cleaned = text.strip().lower()
-    if cleaned in ("never", "0", ""):
+    """Seconds from a duration (`30d`, `1d12h`, `90m`; hodeictl.durations); 0 for `never`."""
+    if text.strip().lower() in ("never", "0", ""):
         return 0.0
     try:
-        if days := _DAYS.fullmatch(cleaned):
-            seconds = float(days.group(1)) * 86400
-        else:
-            seconds = durations.parse(cleaned)
-    except ValueError:
-        seconds = math.inf
-    if not seconds <= MAX_EXPIRY_DAYS * 86400:
-        raise UsageError(f"--expires expects a duration such as 30d, 12h or never, at most "
-                         f"{MAX_EXPIRY_DAYS} days; got {values.shown(text)}")
-    return seconds
+        return durations.check(text, MAX_EXPIRY_DAYS * 86400)
+    except ValueError as error:
+        raise UsageError(f"--expires: {error} (or never)") from None
 
 
 def role_name(role: int) -> str:
@@ -130,7 +121,9 @@ audit_app = typer.Typer(rich_markup_mode=None,
 def list_audit(
     ctx: typer.Context,
     action: Annotated[
-        str, typer.Option("--action", metavar="METHOD", help="Only this action.")
+        str, typer.Option("--action", metavar="ACTION",
+                         help="Only this action: a method (DrainWorker or its full path) or an "
+                              "event such as secret.set.")
     ] = "",
     refused: Annotated[bool, typer.Option("--refused", help="Only refusals.")] = False,
     after: Annotated[

@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 
 from hodeictl import output, target, values
-from hodeictl.options import AllOpt, NoHeadersOpt, OutputOpt, QuietOpt, WorkerIdArg
+from hodeictl.options import (
+    AllOpt,
+    NoHeadersOpt,
+    OutputOpt,
+    QuietOpt,
+    WorkerIdArg,
+    duration_option,
+)
 from hodeictl.output import OutputFormat
 from hodeictl.terminal import sanitize
 
@@ -34,10 +41,9 @@ def drain(
     worker_id: WorkerIdArg,
     grace: Annotated[
         float,
-        typer.Option("--grace", metavar="DURATION",
-                     parser=values.duration(values.MAX_GRACE_SECONDS, "30s or 5m"),
-                     help="How long running jobs may go on before they are cancelled "
-                          "(default: the agent's own, 30s; at most 1 day)."),
+        duration_option("--grace", high=values.MAX_GRACE_SECONDS,
+                        help_text="How long running jobs may go on before they are cancelled "
+                                  "(default: the agent's own, 30s; at most 1d)."),
     ] = 0.0,
 ) -> None:
     """Drain a worker: no new jobs; running ones finish, then the agent exits."""

@@ -169,8 +169,8 @@ def test_every_number_option_checks_its_range_and_names_itself(
         (["job", "submit", "--max-attempts", "0", "--", "x"],
          "hodeictl: --max-attempts: '0' is not a whole number from 1 to 100"),
         (["job", "submit", "--timeout", "nan", "--", "x"],
-         "hodeictl: --timeout: 'nan' is not a duration from 0 to 366 days, such as 90, 90s, "
-         "5m, 1h30m"),
+         "hodeictl: --timeout: 'nan' is not a duration from 0 to 366 days, such as 90s, 5m, "
+         "1h30m or 2d"),
         (["job", "list", "--state", "sleeping"],
          "hodeictl: --state: 'sleeping' is not one of 'pending', 'assigned', 'running', "
          "'succeeded', 'failed', 'cancelled', 'timed_out', 'lost', 'blocked'."),

@@ -338,8 +338,12 @@ INSERT INTO audit_log (actor, action, target, allowed, detail)
 VALUES (%(actor)s, %(action)s, %(target)s, %(allowed)s, %(detail)s);
 
 -- name: list_audit
+-- An action is matched whole ("secret.set", "/hodei.api.v1.WorkerService/DrainWorker") or,
+-- for a call, by its method's name alone ("DrainWorker").
 SELECT id, at, actor, action, target, allowed, detail FROM audit_log
-WHERE (%(action)s = '' OR action = %(action)s) AND id > %(after)s
+WHERE (%(action)s = '' OR action = %(action)s
+       OR right(action, length(%(action)s) + 1) = '/' || %(action)s)
+  AND id > %(after)s
 ORDER BY id LIMIT %(limit)s;
 
 -- name: insert_api_token
