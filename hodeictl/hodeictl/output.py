@@ -272,9 +272,18 @@ def print_workers(*args: Any, **kwargs: Any) -> None:
     views.print_workers(*args, **kwargs)
 
 
-def print_pairs_table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    """A plain table of strings (contexts, tokens...): the first column never drops, the
-    last ones drop first, and the widest of the rest is cut before anything drops."""
+def print_pairs_table(columns: Sequence[str | Column], rows: Sequence[Sequence[str]],
+                      output_format: OutputFormat = OutputFormat.table, *,
+                      kind: str = "", no_headers: bool = False) -> None:
+    """A plain table of strings (contexts, tokens...). A column given by its header alone:
+    the first never drops, the last ones drop first, and the widest of the rest is cut
+    before anything drops. `-o name` prints KIND/first cell a line."""
+    if output_format is OutputFormat.name:
+        for row in rows:
+            typer.echo(sanitize(f"{kind}/{row[0]}" if kind else row[0], single_line=True))
+        return
     table.print_table(
-        [Column(name, priority=index, shrink=index > 0, min_width=12)
-         for index, name in enumerate(columns)], rows)
+        [name if isinstance(name, Column) else
+         Column(name, priority=index, shrink=2 if index == 0 else 1, min_width=12)
+         for index, name in enumerate(columns)], rows, headers=not no_headers,
+        wide=output_format is OutputFormat.wide)

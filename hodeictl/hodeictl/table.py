@@ -2,7 +2,8 @@
 
 Every column has a priority: 0 never drops (id, name, state); the others drop, highest
 number first, when the terminal is too narrow. Before anything drops, the `shrink` columns
-(a command, labels) are cut with `…` down to their minimum. Into a pipe or a file there is
+are cut with `…` down to their minimum, lowest `shrink` first: a command and labels (1)
+before a name (2). Into a pipe or a file there is
 no width limit: every column, nothing cut, no colour, no trailing blanks, so
 `hodeictl job list | awk '{print $3}'` reads the state.
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from hodeictl.terminal import sanitize
 
-GAP = "   "
+GAP = "  "
 ELLIPSIS = "…"
 _SGR = {"green": "32", "red": "31", "yellow": "33", "cyan": "36", "bold": "1"}
 STATE_COLOURS = {
@@ -38,7 +39,7 @@ class Column:
 
     header: str
     priority: int = 0  # 0: never dropped; otherwise the highest drops first
-    shrink: bool = False  # cut with an ellipsis (down to min_width) before anything drops
+    shrink: int = 0  # cut with an ellipsis (to min_width) before anything drops; 1 goes first
     min_width: int = 12
     wide: bool = False  # only with `-o wide`
     coloured: bool = False  # a state: coloured on a terminal
@@ -91,21 +92,23 @@ def fit(columns: Sequence[Column], rows: Sequence[Sequence[str]],
 
     while total() > width:
         over = total() - width
-        # First cut the shrinkable columns, the widest first, down to their minimum.
+        # First cut the shrinkable columns, lowest `shrink` first, the widest of those first.
         cuttable = [i for i in shown if columns[i].shrink and widths[i] > columns[i].min_width]
         if cuttable:
-            widest = max(cuttable, key=lambda i: widths[i])
+            order = min(columns[i].shrink for i in cuttable)
+            widest = max((i for i in cuttable if columns[i].shrink == order),
+                         key=lambda i: widths[i])
             widths[widest] = max(columns[widest].min_width, widths[widest] - over)
             continue
-        # Then drop the least important column.
+        # Then drop the least important column, and fit the rest again from their natural
+        # widths (what it leaves goes back to the columns that were cut).
         droppable = [i for i in shown if columns[i].priority > 0]
         if droppable:
             shown.remove(max(droppable, key=lambda i: (columns[i].priority, i)))
-            widths = [natural[i] if i in shown else 0 for i in range(len(columns))]
+            widths = list(natural)
             continue
-        # What is left never drops: cut its text columns (a long name), never an id or state.
-        names = [i for i in shown if not columns[i].coloured and columns[i].header not in
-                 ("ID", "#") and widths[i] > 8]
+        # What is left never drops: cut its shrinkable columns further, never an id or state.
+        names = [i for i in shown if columns[i].shrink and widths[i] > 8]
         if not names:
             break
         widest = max(names, key=lambda i: widths[i])

@@ -60,15 +60,15 @@ def attempt_text(job: jobs_pb2.Job) -> str:
 
 JOB_COLUMNS = (
     Column("ID"),
-    Column("NAME", min_width=8),
+    Column("NAME", shrink=2, min_width=16),
     Column("STATE", coloured=True),
     Column("EXIT", priority=2, right=True),
     Column("ATTEMPT", priority=3),
     Column("AGE", priority=1),
-    Column("COMMAND", priority=4, shrink=True, min_width=16),
-    Column("LABELS", priority=5, shrink=True, min_width=12, wide=True),
+    Column("COMMAND", priority=4, shrink=1, min_width=16),
+    Column("LABELS", priority=5, shrink=1, min_width=12, wide=True),
     Column("WORKER", priority=6, wide=True),
-    Column("REASON", priority=7, shrink=True, min_width=16, wide=True),
+    Column("REASON", priority=7, shrink=1, min_width=16, wide=True),
 )
 
 
@@ -135,7 +135,7 @@ def print_job(job: jobs_pb2.Job) -> None:
         table.print_table(
             (Column("ATTEMPT"), Column("STATE", coloured=True), Column("WORKER", priority=3),
              Column("EXIT", priority=1, right=True), Column("STARTED", priority=4),
-             Column("FINISHED", priority=5), Column("REASON", priority=2, shrink=True)),
+             Column("FINISHED", priority=5), Column("REASON", priority=2, shrink=1, min_width=16)),
             [(str(a.attempt), job_state(a.state), a.worker_id or "-",
               exit_code_text(a.has_exit_code, a.exit_code), local_time(a, "started_at"),
               local_time(a, "finished_at"), a.reason or "-") for a in job.attempts])
@@ -143,10 +143,10 @@ def print_job(job: jobs_pb2.Job) -> None:
 
 WORKER_COLUMNS = (
     Column("ID", wide=True),
-    Column("NAME", min_width=8),
+    Column("NAME", shrink=2, min_width=16),
     Column("STATE", coloured=True),
     Column("SLOTS", priority=1),
-    Column("LABELS", priority=5, shrink=True, min_width=12),
+    Column("LABELS", priority=5, shrink=1, min_width=12),
     Column("CPUS", priority=3, right=True),
     Column("MEM MB", priority=4, right=True),
     Column("HEARTBEAT", priority=2),

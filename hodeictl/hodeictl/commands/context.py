@@ -14,6 +14,7 @@ from hodeictl.config import LOCAL_CONTEXT, Config
 from hodeictl.errors import UsageError
 from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
+from hodeictl.table import Column
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -44,8 +45,9 @@ def list_contexts(
             for name, server in rows]
     if not output.print_data(output_format, data):
         output.print_pairs_table(
-            ("CURRENT", "NAME", "SERVER"),
-            [("*" if name == current else "", name, server) for name, server in rows],
+            (Column("NAME"), Column("CURRENT"), Column("SERVER", shrink=1, min_width=16)),
+            [(name, "*" if name == current else "", server) for name, server in rows],
+            output_format, kind="context",
         )
 
 

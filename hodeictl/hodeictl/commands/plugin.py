@@ -7,6 +7,7 @@ import typer
 from hodeictl import output
 from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
+from hodeictl.table import Column
 
 app = typer.Typer(rich_markup_mode=None,
                   help="Inspect plugins.", no_args_is_help=True)
@@ -30,7 +31,9 @@ def list_plugins(
     plugins = host.plugins
     if not output.print_data(output_format, [p.to_dict() for p in plugins]):
         output.print_pairs_table(
-            ("NAME", "DISTRIBUTION", "VERSION", "PROVIDES", "STATUS"),
-            [(p.name, p.distribution, p.version, p.provides_text or "-", p.status_text)
-             for p in plugins],
+            (Column("NAME"), Column("STATUS", shrink=1, min_width=8),
+             Column("PROVIDES", priority=1, shrink=1, min_width=16),
+             Column("DISTRIBUTION", priority=3), Column("VERSION", priority=2)),
+            [(p.name, p.status_text, p.provides_text or "-", p.distribution, p.version)
+             for p in plugins], output_format, kind="plugin",
         )

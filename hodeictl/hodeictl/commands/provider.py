@@ -7,6 +7,7 @@ import typer
 from hodeictl import output, target
 from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
+from hodeictl.table import Column
 
 app = typer.Typer(rich_markup_mode=None,
                   help="Inspect providers.", no_args_is_help=True)
@@ -22,7 +23,9 @@ def list_providers(
     if output.print_data(output_format, [output.to_dict(p) for p in providers]):
         return
     output.print_pairs_table(
-        ("NAME", "TYPE", "WORKERS", "MIN-MAX", "SLOTS", "STRATEGY", "HEALTH"),
+        (Column("NAME"), Column("TYPE", priority=3), Column("WORKERS", priority=2),
+         Column("MIN-MAX", priority=4), Column("SLOTS", priority=1),
+         Column("STRATEGY", priority=5), Column("HEALTH", shrink=1, min_width=8)),
         [
             (
                 p.name,
@@ -35,4 +38,5 @@ def list_providers(
             )
             for p in providers
         ],
+        output_format, kind="provider",
     )

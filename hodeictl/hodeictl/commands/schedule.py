@@ -9,6 +9,7 @@ import typer
 from hodeictl import output, target
 from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
+from hodeictl.table import Column
 from hodeictl.terminal import sanitize
 
 if TYPE_CHECKING:
@@ -46,8 +47,12 @@ def list_schedules(
     if output.print_data(output_format, [output.to_dict(s) for s in schedules]):
         return
     output.print_pairs_table(
-        ("TEMPLATE", "SCHEDULE", "CONCURRENCY", "STATE", "NEXT RUN", "LAST RUN", "LAST STATE",
-         "STARTED", "MISSED", "SKIPPED", "LAST MISSED"),
+        (Column("TEMPLATE", shrink=2, min_width=16), Column("SCHEDULE", shrink=1),
+         Column("CONCURRENCY", priority=8), Column("STATE"), Column("NEXT RUN", priority=1),
+         Column("LAST RUN", priority=3), Column("LAST STATE", priority=2),
+         Column("STARTED", priority=4, right=True), Column("MISSED", priority=5, right=True),
+         Column("SKIPPED", priority=6, right=True),
+         Column("LAST MISSED", priority=7, shrink=1, wide=True)),
         [(s.template, f"{s.cron} {s.timezone or 'UTC'}",
           _concurrency(s.concurrency), _state(s),
           "-" if s.suspended or s.template_disabled else output.local_time(s, "next_run_at"),

@@ -68,7 +68,7 @@ def list_secrets(
     output.print_pairs_table(
         ("NAME", "BACKEND", "BYTES", "UPDATED", "BY"),
         [(s.name, s.backend, str(s.size_bytes), output.local_time(s, "updated_at"),
-          s.updated_by or "-") for s in secrets],
+          s.updated_by or "-") for s in secrets], output_format, kind="secret",
     )
 
 

@@ -12,6 +12,7 @@ from hodeictl import output, target, values
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError
 from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat, note
+from hodeictl.table import Column
 from hodeictl.terminal import sanitize
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ def _state(template: templates_pb2.Template) -> str:
     return "ENABLED"
 
 
-def _print_list(templates: list[templates_pb2.Template]) -> None:
+def _print_list(templates: list[templates_pb2.Template],
+                output_format: OutputFormat = OutputFormat.table) -> None:
     rows = []
     for t in templates:
         stats = t.stats
@@ -65,8 +67,13 @@ def _print_list(templates: list[templates_pb2.Template]) -> None:
             _seconds(stats.p95_seconds, stats),
             output.job_state(stats.last_state) if stats.last_state else "-",
         ))
-    output.print_pairs_table(("NAME", "VERSION", "STATE", "SCHEDULE", "NEXT RUN", "RUNS",
-                              "SUCCESS", "P50", "P95", "LAST"), rows)
+    output.print_pairs_table(
+        (Column("NAME", shrink=2, min_width=16), Column("VERSION", priority=5, right=True),
+         Column("STATE"), Column("SCHEDULE", priority=3, shrink=1),
+         Column("NEXT RUN", priority=4), Column("RUNS", priority=6, right=True),
+         Column("SUCCESS", priority=2, right=True), Column("P50", priority=7, right=True),
+         Column("P95", priority=8, right=True), Column("LAST", priority=1)),
+        rows, output_format, kind="template")
 
 
 def _print_template(t: templates_pb2.Template) -> None:
@@ -158,7 +165,7 @@ def list_templates(ctx: typer.Context, output_format: OutputOpt = OutputFormat.t
     """List templates: version, schedule, next run, runs, success rate, p50/p95, last result."""
     templates = target.call(ctx.obj, lambda client: client.list_templates())
     if not output.print_data(output_format, [output.to_dict(t) for t in templates]):
-        _print_list(templates)
+        _print_list(templates, output_format)
 
 
 @app.command()

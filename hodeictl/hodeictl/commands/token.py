@@ -102,7 +102,7 @@ def list_tokens(
         ("NAME", "ROLE", "CREATED BY", "EXPIRES", "LAST USED", "REVOKED"),
         [(t.name, role_name(t.role), t.created_by, output.local_time(t, "expires_at"),
           output.local_time(t, "last_used_at"), output.local_time(t, "revoked_at"))
-         for t in tokens],
+         for t in tokens], output_format, kind="token",
     )
 
 
@@ -145,5 +145,5 @@ def list_audit(
     output.print_pairs_table(
         ("#", "AT", "ACTOR", "ACTION", "TARGET", "ALLOWED", "REASON"),
         [(str(e.id), output.local_time(e, "at"), e.actor, e.action, e.target or "-",
-          "yes" if e.allowed else "no", e.reason or "-") for e in entries],
+          "yes" if e.allowed else "no", e.reason or "-") for e in entries], output_format,
     )
