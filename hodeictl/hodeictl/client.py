@@ -131,8 +131,12 @@ class HodeiClient:
         """One job with its attempts."""
         return await self._call(self._jobs.GetJob, jobs_pb2.GetJobRequest(id=job_id))
 
-    async def list_jobs(self, states: Iterable[int], limit: int) -> list[jobs_pb2.Job]:
-        """Up to `limit` jobs in the server's order (newest first), following page tokens."""
+    async def list_jobs(
+        self, states: Iterable[int], limit: int, *, id_prefix: str = "", name: str = "",
+        labels: dict[str, str] | None = None, created_after: float | None = None,
+    ) -> list[jobs_pb2.Job]:
+        """Up to `limit` jobs in the server's order (newest first), following page tokens,
+        that match every filter given (`created_after`: a Unix time)."""
         states = list(states)
         jobs: list[jobs_pb2.Job] = []
         token = ""
@@ -141,7 +145,12 @@ class HodeiClient:
                 states=states,
                 page_size=min(limit - len(jobs), MAX_PAGE_SIZE),
                 page_token=token,
+                id_prefix=id_prefix,
+                name=name,
+                labels=labels or {},
             )
+            if created_after is not None:
+                request.created_after.FromNanoseconds(int(created_after * 1e9))
             page = await self._call(self._jobs.ListJobs, request)
             jobs.extend(page.jobs)
             token = page.next_page_token

@@ -60,11 +60,14 @@ def jobs(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     from hodeictl import output
 
     offers = []
+    seen: set[str] = set()
     for job in found:
         name = job.spec.name
         if job.id.startswith(incomplete) or (name and name.startswith(incomplete)):
             value = name if name and name.startswith(incomplete) and incomplete else job.id
-            offers.append((value, f"{name or '-'} {output.job_state(job.state)}"))
+            if value not in seen:  # a name once, for its newest job
+                seen.add(value)
+                offers.append((value, f"{name or '-'} {output.job_state(job.state)}"))
     return offers
 
 

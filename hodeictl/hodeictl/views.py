@@ -59,7 +59,7 @@ def attempt_text(job: jobs_pb2.Job) -> str:
 
 
 JOB_COLUMNS = (
-    Column("ID"),
+    Column("ID"),  # as short as keeps the jobs shown apart (hodeictl.resolve takes it)
     Column("NAME", shrink=2, min_width=16),
     Column("STATE", coloured=True),
     Column("EXIT", priority=2, right=True),
@@ -72,10 +72,10 @@ JOB_COLUMNS = (
 )
 
 
-def job_row(job: jobs_pb2.Job, now: float | None = None) -> list[str]:
-    """A job's cells, in the order of JOB_COLUMNS."""
+def job_row(job: jobs_pb2.Job, now: float | None = None, id_length: int = 36) -> list[str]:
+    """A job's cells, in the order of JOB_COLUMNS; its id cut to `id_length`."""
     return [
-        job.id,
+        job.id[:id_length],
         job.spec.name or "-",
         job_state(job.state),
         exit_code_text(job.has_exit_code, job.exit_code),
@@ -91,8 +91,13 @@ def job_row(job: jobs_pb2.Job, now: float | None = None) -> list[str]:
 def print_jobs(jobs: Sequence[jobs_pb2.Job], output_format: OutputFormat = OutputFormat.table,
                *, no_headers: bool = False, quiet: bool = False) -> None:
     """The job list, in `output_format`."""
+    from hodeictl.resolve import short_length
+
     now = time.time()
-    print_listing(output_format, jobs, columns=JOB_COLUMNS, row=lambda j: job_row(j, now),
+    # `-o wide` shows whole ids; a table the shortest that keep these jobs apart.
+    length = 36 if output_format is OutputFormat.wide else short_length([j.id for j in jobs])
+    print_listing(output_format, jobs, columns=JOB_COLUMNS,
+                  row=lambda j: job_row(j, now, length),
                   data=job_to_dict, ident=lambda j: j.id, kind="job",
                   no_headers=no_headers, quiet=quiet)
 

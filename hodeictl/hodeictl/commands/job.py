@@ -9,7 +9,6 @@ import typer
 
 from hodeictl import output, target, values
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError, UsageError
-from hodeictl.ids import parse_job_id
 from hodeictl.options import (
     JobIdArg,
     NoHeadersOpt,
@@ -81,6 +80,22 @@ def _submit(ctx: typer.Context) -> jobs_pb2.Job:
     return reply.job
 
 
+def resolve_job(settings: target.Settings, ref: str) -> str:
+    """The id of the job `ref` names: an id, a unique id prefix, or a name."""
+    from hodeictl import resolve
+
+    if (full := resolve.full_id(ref)) is not None:
+        return full  # no round trip for what is already an id
+
+    return target.call(settings, lambda client: resolve.job_id(client, ref))
+
+
+async def _get(client: Any, ref: str) -> jobs_pb2.Job:
+    from hodeictl import resolve
+
+    return await client.get_job(await resolve.job_id(client, ref))  # type: ignore[no-any-return]
+
+
 def _follow(settings: target.Settings, job_id: str) -> None:
     """Follow the job's output to its end and exit with its exit code."""
     from hodeictl import follow
@@ -142,11 +157,10 @@ def submit(ctx: typer.Context) -> None:
 
 @app.command()
 def get(
-    ctx: typer.Context, job_id: JobIdArg, output_format: OutputOpt = OutputFormat.table
+    ctx: typer.Context, job_ref: JobIdArg, output_format: OutputOpt = OutputFormat.table
 ) -> None:
     """Show a job: state, exit code, reason, worker, times and attempts."""
-    job_id = parse_job_id(job_id)
-    job = target.call(ctx.obj, lambda client: client.get_job(job_id))
+    job = target.call(ctx.obj, lambda client: _get(client, job_ref))
     if not output.print_data(output_format, output.job_to_dict(job)):
         output.print_job(job)
 
@@ -177,14 +191,14 @@ def list_jobs(
 @app.command()
 def logs(
     ctx: typer.Context,
-    job_id: JobIdArg,
+    job_ref: JobIdArg,
     follow_output: Annotated[
         bool,
         typer.Option("--follow", "-f", help="Follow until the job ends; exit with its code."),
     ] = False,
 ) -> None:
     """Print a job's output (stdout to stdout, stderr to stderr)."""
-    job_id = parse_job_id(job_id)
+    job_id = resolve_job(ctx.obj, job_ref)
     if follow_output:
         _follow(ctx.obj, job_id)
     else:
@@ -196,11 +210,11 @@ def logs(
 @app.command()
 def cancel(
     ctx: typer.Context,
-    job_id: JobIdArg,
+    job_ref: JobIdArg,
     reason: Annotated[str, typer.Option("--reason", help="Why; recorded with the job.")] = "",
 ) -> None:
     """Cancel a job."""
-    job_id = parse_job_id(job_id)
+    job_id = resolve_job(ctx.obj, job_ref)
     reply = target.call(ctx.obj, lambda client: client.cancel_job(job_id, reason))
     typer.echo(cancel_message(job_id, reply.changed, output.job_state(reply.job.state)))
 
@@ -219,8 +233,8 @@ def cancel_message(job_id: str, changed: bool, state: str) -> str:
 
 
 @app.command()
-def retry(ctx: typer.Context, job_id: JobIdArg) -> None:
+def retry(ctx: typer.Context, job_ref: JobIdArg) -> None:
     """Run a finished job again, as a new attempt."""
-    job_id = parse_job_id(job_id)
+    job_id = resolve_job(ctx.obj, job_ref)
     job = target.call(ctx.obj, lambda client: client.retry_job(job_id))
     typer.echo(f"Job {job_id}: {output.job_state(job.state)} (attempt {job.attempt + 1} queued)")

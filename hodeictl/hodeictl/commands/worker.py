@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,7 +38,7 @@ def list_workers(
 @app.command()
 def drain(
     ctx: typer.Context,
-    worker_id: WorkerIdArg,
+    worker_ref: WorkerIdArg,
     grace: Annotated[
         float,
         duration_option("--grace", high=values.MAX_GRACE_SECONDS,
@@ -47,5 +47,11 @@ def drain(
     ] = 0.0,
 ) -> None:
     """Drain a worker: no new jobs; running ones finish, then the agent exits."""
-    worker = target.call(ctx.obj, lambda client: client.drain_worker(worker_id, grace))
+    async def drain(client: Any) -> Any:
+        from hodeictl import resolve
+
+        found = await resolve.worker(client, worker_ref)
+        return await client.drain_worker(found.id, grace)
+
+    worker = target.call(ctx.obj, drain)
     typer.echo(sanitize(f"Worker {worker.id} ({worker.name}): draining"))

@@ -35,6 +35,8 @@ NUMBERS_REFUSED = ["-1", "nan", "inf", "-inf", "1e400", "2^70", "999999999999999
 SAMPLES = {
     "job_id": str(uuid.uuid4()),
     "worker_id": "worker-1",
+    "job_ref": str(uuid.uuid4()),
+    "worker_ref": "worker-1",
     "name": "prod",
     "server": NOWHERE,
     "role": "viewer",

@@ -57,11 +57,18 @@ def test_at_80_columns_id_name_and_state_stay_whole(columns: object) -> None:
     header = lines[0].split()
     assert header[:3] == ["ID", "NAME", "STATE"]
     for job, line in zip(JOBS, lines[1:], strict=True):
-        assert line.startswith(job.id + "  ")
+        assert line.startswith(job.id[:8] + "  ")  # the short id hodeictl takes back
         assert output.job_state(job.state) in line.split()  # TIMED_OUT, never TIMED_…
-    # The command gave way first; the name is cut, not dropped.
-    assert "COMMAND" not in header
-    assert "nightly-build" in lines[1] and "…" in lines[1]
+    # Everything fits once the command and the name give way; neither is dropped.
+    assert header == ["ID", "NAME", "STATE", "EXIT", "ATTEMPT", "AGE", "COMMAND"]
+    assert "nightly-build" in lines[1] and lines[1].endswith("…")
+    # Narrower still, the least important columns drop; id, name and state stay.
+    columns.value = 50  # type: ignore[attr-defined]
+    with serve(services(jobs=FakeJobService(JOBS, page_size=10))) as address:
+        narrow = _lines(invoke("--server", address, "job", "list").stdout)
+    assert all(cell_width(line) <= 50 for line in narrow), narrow
+    assert narrow[0].split()[:3] == ["ID", "NAME", "STATE"] and "COMMAND" not in narrow[0]
+    assert "TIMED_OUT" in narrow[1].split()
 
 
 def test_at_200_columns_every_column_shows_in_full(columns: object) -> None:

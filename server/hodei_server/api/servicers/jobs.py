@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 
@@ -102,7 +103,11 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         validate_list_jobs(request)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         states = [JobState.from_proto(s) for s in request.states if s]
-        rows, token = await self.jobs.list_jobs(states, size, request.page_token)
+        created_after = (request.created_after.ToDatetime(tzinfo=dt.UTC)
+                         if request.HasField("created_after") else None)
+        rows, token = await self.jobs.list_jobs(
+            states, size, request.page_token, id_prefix=request.id_prefix, name=request.name,
+            labels=dict(request.labels), created_after=created_after)
         reply = jobs_pb2.ListJobsResponse()
         total = 0
         for index, row in enumerate(rows):
