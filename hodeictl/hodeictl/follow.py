@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
+from collections.abc import Callable
 from typing import BinaryIO
 
 from hodei_api.v1 import jobs_pb2, logs_pb2
@@ -12,6 +14,8 @@ from hodeictl.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TIMED_OUT
 from hodeictl.output import note
 from hodeictl.terminal import StreamSanitizer
 
+# How often `job run` asks why its job waits, until its output starts.
+WAITING_POLL_SECONDS = 2.0
 _ENDINGS = {
     jobs_pb2.JOB_STATE_TIMED_OUT: ("timed out", EXIT_TIMED_OUT),
     jobs_pb2.JOB_STATE_CANCELLED: ("was cancelled", EXIT_INTERRUPTED),
@@ -40,7 +44,8 @@ class _Output:
             self.stream.flush()
 
 
-async def write_logs(client: HodeiClient, job_id: str, *, follow: bool) -> jobs_pb2.Job | None:
+async def write_logs(client: HodeiClient, job_id: str, *, follow: bool,
+                     on_output: Callable[[], None] | None = None) -> jobs_pb2.Job | None:
     """Write the job's stdout and stderr chunks to ours; the finished job if the stream says.
 
     Into a pipe or file the bytes are never decoded; to a terminal they are made safe
@@ -58,6 +63,8 @@ async def write_logs(client: HodeiClient, job_id: str, *, follow: bool) -> jobs_
                     final = event.end.job
                     continue
                 chunk = event.chunk
+                if on_output is not None:
+                    on_output()
                 if chunk.attempt != attempt:
                     if attempt and sys.stderr.isatty():
                         note(f"--- job {job_id}: attempt {chunk.attempt} ---")
@@ -68,6 +75,41 @@ async def write_logs(client: HodeiClient, job_id: str, *, follow: bool) -> jobs_
         out.close()
         err.close()
     return final
+
+
+async def follow_run(client: HodeiClient, job_id: str, *,
+                     poll_interval: float = WAITING_POLL_SECONDS) -> jobs_pb2.Job | None:
+    """`write_logs(follow=True)`, and while the job waits to be placed, why (once for each
+    reason the server gives, on stderr)."""
+    started = asyncio.Event()
+    watcher = asyncio.create_task(_say_why_waiting(client, job_id, started, poll_interval))
+    try:
+        return await write_logs(client, job_id, follow=True, on_output=started.set)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
+
+
+async def _say_why_waiting(client: HodeiClient, job_id: str, started: asyncio.Event,
+                           poll_interval: float) -> None:
+    from hodei_api.v1 import jobs_pb2
+
+    said: set[str] = set()
+    while not started.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(started.wait(), poll_interval)
+            return
+        try:
+            job = await client.get_job(job_id)
+        except Exception:
+            continue
+        if job.state != jobs_pb2.JOB_STATE_PENDING:
+            return
+        reason = job.waiting_reason.strip()
+        if reason and reason not in said:
+            said.add(reason)
+            note(f"Job {job_id} is waiting: {reason}")
 
 
 def exit_status(job: jobs_pb2.Job) -> tuple[int, str | None]:

@@ -84,7 +84,7 @@ def job_row(job: jobs_pb2.Job, now: float | None = None, id_length: int = 36) ->
         what(job.spec),
         pairs(job.spec.labels),
         job.worker_id or "-",
-        job.reason or "-",
+        job.reason or (f"waiting: {job.waiting_reason}" if job.waiting_reason else "-"),
     ]
 
 
@@ -113,6 +113,7 @@ def print_job(job: jobs_pb2.Job) -> None:
         ("State", job_state(job.state)),
         ("Exit code", exit_code_text(job.has_exit_code, job.exit_code)),
         ("Reason", job.reason or "-"),
+        *([("Waiting", job.waiting_reason)] if job.waiting_reason else []),
         ("Worker", job.worker_id or "-"),
         ("Submitted by", job.submitted_by or "-"),
         ("Attempt", f"{job.attempt} of {max(spec.max_attempts, 1, job.attempt)}"),

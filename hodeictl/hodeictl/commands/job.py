@@ -101,7 +101,7 @@ def _follow(settings: target.Settings, job_id: str) -> None:
     from hodeictl import follow
 
     try:
-        job = target.call(settings, lambda client: follow.write_logs(client, job_id, follow=True))
+        job = target.call(settings, lambda client: follow.follow_run(client, job_id))
     except KeyboardInterrupt:
         note(
             f"Stopped following job {job_id}; it keeps running. "

@@ -247,8 +247,7 @@ def run_template(
         typer.echo(job.id)
         return
     try:
-        final = target.call(ctx.obj, lambda client: follow.write_logs(client, job.id,
-                                                                      follow=True))
+        final = target.call(ctx.obj, lambda client: follow.follow_run(client, job.id))
     except KeyboardInterrupt:
         note(f"Stopped following job {job.id}; it keeps running. "
              f"Cancel it with: hodeictl job cancel {job.id}")

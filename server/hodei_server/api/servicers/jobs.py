@@ -13,6 +13,7 @@ from hodei_server.api.convert import job_to_proto
 from hodei_server.api.interceptors import refuse
 from hodei_server.api.status import unary
 from hodei_server.dispatch.dispatcher import Dispatcher
+from hodei_server.dispatch.placement import check_strategy_label
 from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.errors import InvalidSpec
 from hodei_server.security.authz import Authorizer, Refused, principal
@@ -71,6 +72,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     ) -> jobs_pb2.SubmitJobResponse:
         validate_spec(request.spec)
         validate_idempotency_key(request.idempotency_key)
+        check_strategy_label(request.spec.labels)
         who = principal()
         if request.spec.secrets:
             if self.secrets is None:

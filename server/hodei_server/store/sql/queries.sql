@@ -450,3 +450,37 @@ LISTEN hodei_cancel;
 LISTEN hodei_drain;
 LISTEN hodei_tokens;
 LISTEN hodei_flows;
+
+-- name: waiting_jobs
+-- Pending jobs that have waited a moment: what the reconciler explains.
+SELECT id, selector, cpus, memory_mb, not_before, waiting_reason
+FROM jobs
+WHERE state = 'PENDING' AND created_at < now() - make_interval(secs => %(grace)s)
+ORDER BY created_at
+LIMIT %(limit)s;
+
+-- name: placement_workers
+-- Workers as placement sees them: their labels, size and load (the jobs assigned to them
+-- now, which the heartbeat's count only catches up with).
+SELECT w.id, w.name, w.provider, w.labels, w.slots, w.cpus, w.memory_mb, w.state,
+       greatest(w.running_jobs, (SELECT count(*) FROM jobs j
+                                 WHERE j.worker_id = w.id
+                                   AND j.state IN ('ASSIGNED', 'RUNNING')))::int
+           AS running_jobs
+FROM workers w
+WHERE w.state IN ('READY', 'BUSY', 'DRAINING');
+
+-- name: set_waiting_reasons
+-- Each changed reason of a still-pending job, with a job.waiting event when one is given.
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(reasons)s::text[]) AS r(id, reason)
+), j AS (
+    UPDATE jobs SET waiting_reason = r.reason
+    FROM r
+    WHERE jobs.id = r.id AND jobs.state = 'PENDING' AND jobs.waiting_reason <> r.reason
+    RETURNING jobs.id, jobs.waiting_reason
+)
+INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+SELECT 'job.waiting', 'job', j.id::text, jsonb_build_object('reason', j.waiting_reason),
+       %(actor)s
+FROM j WHERE j.waiting_reason <> '';

@@ -260,3 +260,7 @@ CREATE TABLE template_runs (
 
 CREATE INDEX template_runs_template_idx ON template_runs (template_id, created_at DESC);
 CREATE INDEX template_runs_open_idx ON template_runs (template_id) WHERE finished_at IS NULL;
+
+-- Why a pending job is not placed yet ("no worker matches os=linux"), set by the leader's
+-- reconciler and shown while the job is PENDING.
+ALTER TABLE jobs ADD COLUMN waiting_reason text NOT NULL DEFAULT '';
