@@ -14,6 +14,7 @@ from hodeictl.options import (
     NoHeadersOpt,
     OutputOpt,
     QuietOpt,
+    duration_option,
     job_spec_options,
 )
 from hodeictl.output import OutputFormat, note
@@ -172,19 +173,44 @@ def list_jobs(
         list[StateFilter] | None,
         typer.Option("--state", case_sensitive=False, help="Only jobs in this state (repeatable)."),
     ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", metavar="K=V",
+                     help="Only jobs with this label (repeatable: all must match)."),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", metavar="GLOB",
+                     help="Only jobs whose name matches: build-* (* any text, ? one character)."),
+    ] = None,
+    since: Annotated[
+        float | None,
+        duration_option("--since", high=values.MAX_SINCE_SECONDS,
+                        help_text="Only jobs created in the last DURATION: 90s, 1h, 2d."),
+    ] = None,
     limit: Annotated[
         int, typer.Option("--limit", metavar="N", parser=values.integer(1, values.INT32_MAX),
-                          help="At most this many jobs.")
+                          help="At most this many jobs (default 50).")
     ] = 50,
+    every: Annotated[
+        bool, typer.Option("--all", "-a", help="Every matching job, page after page (no --limit).")
+    ] = False,
     output_format: OutputOpt = OutputFormat.table,
     no_headers: NoHeadersOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """List jobs, newest first."""
+    import time
+
     from hodei_api.v1 import jobs_pb2
+    from hodeictl import jobfile
 
     states = [jobs_pb2.JobState.Value(f"JOB_STATE_{s.value.upper()}") for s in state or []]
-    jobs = target.call(ctx.obj, lambda client: client.list_jobs(states, limit))
+    labels = jobfile.parse_pairs(label or [], "--label")
+    created_after = time.time() - since if since is not None else None
+    wanted = values.INT32_MAX if every else limit
+    jobs = target.call(ctx.obj, lambda client: client.list_jobs(
+        states, wanted, name=name or "", labels=labels, created_after=created_after))
     output.print_jobs(jobs, output_format, no_headers=no_headers, quiet=quiet)
 
 
