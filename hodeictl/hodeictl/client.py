@@ -168,6 +168,11 @@ class HodeiClient:
         reply = await self._call(self._jobs.RetryJob, jobs_pb2.RetryJobRequest(id=job_id))
         return reply.job
 
+    async def delete_job(self, job_id: str) -> jobs_pb2.Job:
+        """Delete a finished job with its attempts and output; the job as it was."""
+        reply = await self._call(self._jobs.DeleteJob, jobs_pb2.DeleteJobRequest(id=job_id))
+        return reply.job
+
     async def drain_worker(self, worker_id: str, grace_seconds: float) -> workers_pb2.Worker:
         """Stop giving a worker jobs; it finishes what it runs and exits."""
         request = workers_pb2.DrainWorkerRequest(id=worker_id, grace_seconds=grace_seconds)

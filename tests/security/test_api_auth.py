@@ -164,6 +164,8 @@ def api_calls(
             jobs_pb2.CancelJobRequest(id=some_id), metadata=metadata, timeout=10),
         JOBS + "RetryJob": lambda: jobs.RetryJob(
             jobs_pb2.RetryJobRequest(id=some_id), metadata=metadata, timeout=10),
+        JOBS + "DeleteJob": lambda: jobs.DeleteJob(
+            jobs_pb2.DeleteJobRequest(id=some_id), metadata=metadata, timeout=10),
         "/hodei.api.v1.LogService/StreamLogs": lambda: list(logs.StreamLogs(
             logs_pb2.StreamLogsRequest(job_id=some_id), metadata=metadata, timeout=10)),
         "/hodei.api.v1.WorkerService/ListWorkers": lambda: workers.ListWorkers(

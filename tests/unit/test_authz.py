@@ -46,7 +46,8 @@ def test_the_role_table() -> None:
     roles = {method.rsplit("/", 1)[1]: str(role) for method, role in authz.METHOD_ROLES.items()}
     assert roles == {
         "SubmitJob": "submitter", "GetJob": "viewer", "ListJobs": "viewer",
-        "CancelJob": "submitter", "RetryJob": "submitter", "StreamLogs": "viewer",
+        "CancelJob": "submitter", "RetryJob": "submitter", "DeleteJob": "submitter",
+        "StreamLogs": "viewer",
         "ListWorkers": "viewer", "ListProviders": "viewer", "DrainWorker": "operator",
         "WhoAmI": "viewer", "CreateToken": "admin", "RevokeToken": "admin",
         "ListTokens": "admin", "ListAudit": "admin",

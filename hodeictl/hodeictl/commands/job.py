@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -264,3 +265,31 @@ def retry(ctx: typer.Context, job_ref: JobIdArg) -> None:
     job_id = resolve_job(ctx.obj, job_ref)
     job = target.call(ctx.obj, lambda client: client.retry_job(job_id))
     typer.echo(f"Job {job_id}: {output.job_state(job.state)} (attempt {job.attempt + 1} queued)")
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    job_refs: Annotated[
+        list[str],
+        typer.Argument(metavar="JOB...", show_default=False,
+                       help="Jobs: ids, unique id prefixes or names."),
+    ],
+) -> None:
+    """Delete finished jobs with their attempts and output (cancel a running one first)."""
+    failed = 0
+    for ref in job_refs:
+        job_id = resolve_job(ctx.obj, ref)
+        try:
+            job = target.call(ctx.obj, functools.partial(_delete, job_id=job_id))
+        except ServerError as error:  # not finished: say so and go on with the others
+            note(f"hodeictl: {error}")
+            failed += 1
+            continue
+        typer.echo(f"Job {job.id} deleted ({output.job_state(job.state)}).")
+    if failed:
+        raise typer.Exit(1)
+
+
+async def _delete(client: Any, job_id: str) -> jobs_pb2.Job:
+    return await client.delete_job(job_id)  # type: ignore[no-any-return]

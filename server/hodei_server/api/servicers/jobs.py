@@ -15,7 +15,7 @@ from hodei_server.api.status import unary
 from hodei_server.dispatch.dispatcher import Dispatcher
 from hodei_server.dispatch.placement import check_strategy_label
 from hodei_server.dispatch.registry import AgentRegistry
-from hodei_server.errors import InvalidSpec
+from hodei_server.errors import Conflict, InvalidSpec
 from hodei_server.security.authz import Authorizer, Refused, principal
 from hodei_server.security.secretstore import SecretResolver
 from hodei_server.store.flows import FlowStore, needs_flow
@@ -138,6 +138,20 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         row, attempts = await self.jobs.get(job_id)
         return jobs_pb2.CancelJobResponse(job=job_to_proto(row, attempts), changed=changed)
 
+
+    @unary
+    async def DeleteJob(
+        self, request: jobs_pb2.DeleteJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.DeleteJobResponse:
+        job_id = parse_job_id(request.id)
+        await self._require_owner("DeleteJob", job_id, context)
+        row, attempts = await self.jobs.get(job_id)
+        if not await self.flows.delete_finished(job_id, principal().actor):
+            state = JobState(row["state"]).value
+            raise Conflict(f"job {job_id} is {state}: only a finished job can be deleted "
+                           "(cancel it first), and not while a job waiting on it needs it")
+        log.info("job %s deleted", job_id)
+        return jobs_pb2.DeleteJobResponse(job=job_to_proto(row, attempts))
 
     @unary
     async def RetryJob(
