@@ -289,7 +289,7 @@ class HodeiClient:
         return await self._call(method, templates_pb2.ScheduleRequest(template=name))
 
     async def stream_logs(
-        self, job_id: str, *, follow: bool
+        self, job_id: str, *, follow: bool, after: tuple[int, int] = (0, 0),
     ) -> AsyncGenerator[logs_pb2.LogEvent, None]:
         """The job's log events, ending with its LogEnd once it finished.
 
@@ -297,7 +297,7 @@ class HodeiClient:
         following), it is reopened after the last (attempt, seq) delivered, so no chunk is
         lost or repeated.
         """
-        position = (0, 0)
+        position = after
         failures = 0
         connected = ended = False
         while True:

@@ -50,6 +50,22 @@ WorkerIdArg = Annotated[
                    help="The worker: its id, a unique prefix of it, or its name."),
 ]
 
+class ColourChoice(enum.StrEnum):
+    """`--color` (hodeictl.logview.Colour, named here so that help needs no import)."""
+
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+ColorOpt = Annotated[
+    ColourChoice | None,
+    typer.Option("--color", case_sensitive=False, envvar="HODEI_COLOR",
+                 help="Let the job's colours reach a terminal: auto (unless NO_COLOR), "
+                      "always, or never (default: shown escaped). Other escape sequences "
+                      "are always shown, never obeyed."),
+]
+
 # ---- durations -----------------------------------------------------------------------------
 
 

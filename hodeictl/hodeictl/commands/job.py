@@ -11,6 +11,7 @@ import typer
 from hodeictl import output, target, values
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError, UsageError
 from hodeictl.options import (
+    ColorOpt,
     JobIdArg,
     NoHeadersOpt,
     OutputOpt,
@@ -98,12 +99,13 @@ async def _get(client: Any, ref: str) -> jobs_pb2.Job:
     return await client.get_job(await resolve.job_id(client, ref))  # type: ignore[no-any-return]
 
 
-def _follow(settings: target.Settings, job_id: str) -> None:
+def _follow(settings: target.Settings, job_id: str, view: Any = None) -> None:
     """Follow the job's output to its end and exit with its exit code."""
     from hodeictl import follow
 
     try:
-        job = target.call(settings, lambda client: follow.follow_run(client, job_id))
+        job = target.call(settings, lambda client: follow.follow_run(client, job_id,
+                                                                     view=view))
     except KeyboardInterrupt:
         note(
             f"Stopped following job {job_id}; it keeps running. "
@@ -125,6 +127,7 @@ def run(
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Print the job id and return.")
     ] = False,
+    color: ColorOpt = None,
 ) -> None:
     """Run a job and follow its output; exit with its exit code.
 
@@ -135,7 +138,9 @@ def run(
     if detach:
         typer.echo(job.id)
         return
-    _follow(ctx.obj, job.id)
+    from hodeictl.logview import LogView
+
+    _follow(ctx.obj, job.id, LogView(colour=color))
 
 
 def _refuse_detach_value(ctx: typer.Context) -> None:
@@ -223,15 +228,34 @@ def logs(
         bool,
         typer.Option("--follow", "-f", help="Follow until the job ends; exit with its code."),
     ] = False,
+    tail: Annotated[
+        int | None,
+        typer.Option("--tail", metavar="N", parser=values.integer(0, values.INT32_MAX),
+                     help="Only the last N lines so far (then, with -f, what follows)."),
+    ] = None,
+    since: Annotated[
+        float | None,
+        duration_option("--since", high=values.MAX_SINCE_SECONDS,
+                        help_text="Only output of the last DURATION: 90s, 10m, 2h."),
+    ] = None,
+    timestamps: Annotated[
+        bool, typer.Option("--timestamps", "-t",
+                           help="Start each line with when it was stored (UTC).")
+    ] = False,
+    color: ColorOpt = None,
 ) -> None:
     """Print a job's output (stdout to stdout, stderr to stderr)."""
+    from hodeictl.logview import LogView
+
     job_id = resolve_job(ctx.obj, job_ref)
+    view = LogView(since=since, timestamps=timestamps, tail=tail, colour=color)
     if follow_output:
-        _follow(ctx.obj, job_id)
+        _follow(ctx.obj, job_id, view)
     else:
         from hodeictl import follow
 
-        target.call(ctx.obj, lambda client: follow.write_logs(client, job_id, follow=False))
+        target.call(ctx.obj, lambda client: follow.write_logs(client, job_id, follow=False,
+                                                              view=view))
 
 
 @app.command()

@@ -98,7 +98,7 @@ def test_run_and_submit_take_the_same_job_options() -> None:
 
     shared = options("submit")
     assert {"--file", "--cpus", "--timeout", "--after", "--secret-delivery"} <= shared
-    assert options("run") == shared | {"--detach", "-d"}
+    assert options("run") == shared | {"--detach", "-d", "--color"}
 
 
 def test_plugin_commands_are_looked_for_only_beyond_the_builtin_distribution() -> None:

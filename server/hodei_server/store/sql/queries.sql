@@ -215,7 +215,7 @@ WHERE EXISTS (
 ON CONFLICT (job_id, attempt, seq) DO NOTHING;
 
 -- name: read_log_chunks
-SELECT attempt, seq, stream, data
+SELECT attempt, seq, stream, data, created_at
 FROM job_logs
 WHERE job_id = %(job_id)s AND (attempt, seq) > (%(after_attempt)s, %(after_seq)s)
 ORDER BY attempt, seq
