@@ -221,6 +221,7 @@ app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)
 app.command()(token.whoami)
+app.command()(stack.version)
 # Third-party distributions add sub-commands through the `hodei_add_cli_commands` hook,
 # run by `_ReportingGroup` when a command that is not built in is asked for.
 

@@ -184,6 +184,10 @@ class HodeiClient:
         reply = await self._call(self._workers.ListProviders, workers_pb2.ListProvidersRequest())
         return list(reply.providers)
 
+    async def server_info(self) -> workers_pb2.ServerInfo:
+        """The version and the plugins of the server that answers."""
+        return await self._call(self._workers.GetServerInfo, workers_pb2.GetServerInfoRequest())
+
     async def list_workers(self, include_gone: bool = False) -> list[workers_pb2.Worker]:
         """Workers; `include_gone` adds TERMINATED and LOST ones."""
         request = workers_pb2.ListWorkersRequest(all=include_gone)

@@ -32,11 +32,19 @@ def _settings(ctx: typer.Context) -> Settings | None:
     name = settings.context or Config.load().current_context
     if name and name != LOCAL_CONTEXT:
         return settings
+    return local_stack_settings(settings)
+
+
+def local_stack_settings(settings: Settings | None = None) -> Settings | None:
+    """Settings that reach the local stack if it is running (None if not): never starts
+    it."""
     from hodeictl import embedded
+    from hodeictl.target import Settings
 
     info = embedded.read_stack(embedded.home_dir())
     if info is None:
         return None
+    settings = settings or Settings()
     settings.server = info.address
     settings.stack_token = info.token
     return settings

@@ -172,6 +172,8 @@ def api_calls(
             workers_pb2.ListWorkersRequest(), metadata=metadata, timeout=10),
         "/hodei.api.v1.WorkerService/ListProviders": lambda: workers.ListProviders(
             workers_pb2.ListProvidersRequest(), metadata=metadata, timeout=10),
+        "/hodei.api.v1.WorkerService/GetServerInfo": lambda: workers.GetServerInfo(
+            workers_pb2.GetServerInfoRequest(), metadata=metadata, timeout=10),
         "/hodei.api.v1.WorkerService/DrainWorker": lambda: workers.DrainWorker(
             workers_pb2.DrainWorkerRequest(id=some_id), metadata=metadata, timeout=10),
         TOKENS + "CreateToken": lambda: tokens.CreateToken(

@@ -121,3 +121,39 @@ def _read_token() -> str:
     if not token:
         raise UsageError("--token-stdin: no token on stdin (nor in HODEI_TOKEN)")
     return token
+
+
+@app.command("view")
+def view_context(
+    name: Annotated[
+        str | None,
+        typer.Argument(metavar="[NAME]", autocompletion=completion.contexts,
+                       help="The context (default: the current one)."),
+    ] = None,
+    output_format: OutputOpt = OutputFormat.table,
+) -> None:
+    """Show a context: its server, where its token comes from (never the token), its CA."""
+    config = Config.load()
+    name = name or config.current_context or LOCAL_CONTEXT
+    if name == LOCAL_CONTEXT:
+        from hodeictl.embedded import home_dir
+
+        data = {"name": LOCAL_CONTEXT,
+                "server": f"embedded stack in {output.display_path(home_dir())}",
+                "token": "the stack's own", "ca_cert": "none (plaintext on 127.0.0.1)",
+                "current": "yes" if not config.current_context else "no"}
+    else:
+        data = config.view(name)
+    if not output.print_data(output_format, data):
+        output.print_fields([(key.replace("_", " ").capitalize(), value)
+                             for key, value in data.items()])
+
+
+@app.command("delete")
+def delete_context(name: NameArg) -> None:
+    """Delete context NAME (if it was the current one, 'local' is now)."""
+    config = Config.load()
+    was_current = config.delete_context(name)
+    config.save()
+    output.note(f"Context '{name}' deleted." + (" Using context 'local'." if was_current
+                                                else ""))

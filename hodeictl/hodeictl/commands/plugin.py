@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Annotated
+
 import typer
 
 from hodeictl import output
@@ -15,20 +19,33 @@ app = typer.Typer(rich_markup_mode=None,
 
 @app.command("list")
 def list_plugins(
+    ctx: typer.Context,
+    on_server: Annotated[
+        bool, typer.Option("--server", help="What the server has loaded, not this install.")
+    ] = False,
     output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """List plugins: name, distribution and version, what each adds, status.
 
     Status is loaded, disabled (named in HODEI_DISABLED_PLUGINS=name[,name...]) or
-    failed: reason.
+    failed: reason. Without --server, the plugins of this installation (hodeictl's venv);
+    with it, those of the server hodeictl talks to.
     """
-    from hodei_plugins.manager import get_host
+    if on_server:
+        from hodeictl import target
 
-    host = get_host()
-    host.providers()  # run the registration hooks, so a plugin raising in one shows failed
-    host.strategies()
-    host.secret_backends()
-    plugins = host.plugins
+        info = target.call(ctx.obj, lambda client: client.server_info())
+        plugins = [_Plugin(p.name, p.module, p.distribution, p.version, p.status, p.reason,
+                           list(p.provides)) for p in info.plugins]
+    else:
+        from hodei_plugins.manager import get_host
+
+        host = get_host()
+        host.providers()  # run the registration hooks, so one raising in them shows failed
+        host.strategies()
+        host.secret_backends()
+        plugins = [_Plugin(p.name, p.module, p.distribution, p.version, p.status, p.reason,
+                           list(p.provides)) for p in host.plugins]
     if not output.print_data(output_format, [p.to_dict() for p in plugins]):
         output.print_pairs_table(
             (Column("NAME"), Column("STATUS", shrink=1, min_width=8),
@@ -37,3 +54,32 @@ def list_plugins(
             [(p.name, p.status_text, p.provides_text or "-", p.distribution, p.version)
              for p in plugins], output_format, kind="plugin",
         )
+
+
+@dataclass
+class _Plugin:
+    """A plugin as listed, from this installation or from the server (the same fields as
+    hodei_plugins.manager.PluginInfo, without importing it for --server)."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    status: str
+    reason: str
+    provides: list[str]
+
+    @property
+    def provides_text(self) -> str:
+        kinds: dict[str, list[str]] = {}
+        for item in self.provides:
+            kind, _, value = item.partition(":")
+            kinds.setdefault(kind, []).append(value)
+        return "; ".join(f"{kind}: {', '.join(values)}" for kind, values in kinds.items())
+
+    @property
+    def status_text(self) -> str:
+        return f"{self.status}: {self.reason}" if self.reason else self.status
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)

@@ -89,3 +89,38 @@ def status() -> None:
     typer.echo(f"Server:    {server or 'not answering'}")
     if server is None:
         raise typer.Exit(EXIT_UNAVAILABLE)
+
+
+def version(
+    ctx: typer.Context,
+    client_only: Annotated[
+        bool, typer.Option("--client", help="Only hodeictl's own version.")
+    ] = False,
+) -> None:
+    """Show hodeictl's version and the version of the server it talks to.
+
+    The local stack is asked only when it is running: this never starts it.
+    """
+    import importlib.metadata
+
+    from hodeictl import completion, target
+
+    typer.echo(f"hodeictl {importlib.metadata.version('hodei')}")
+    if client_only:
+        return
+    settings = ctx.obj
+    if not (settings.server or settings.context or _configured_context()):
+        probe = completion.local_stack_settings()
+        if probe is None:
+            typer.echo("server   - (the local stack is not running; hodeictl up)")
+            return
+        settings = probe
+    info = target.call(settings, lambda client: client.server_info())
+    typer.echo(f"server   {info.version} ({settings.address()})")
+
+
+def _configured_context() -> bool:
+    from hodeictl.config import LOCAL_CONTEXT, Config
+
+    current = Config.load().current_context
+    return bool(current and current != LOCAL_CONTEXT)

@@ -47,6 +47,7 @@ METHOD_ROLES: dict[str, Role] = {
     _LOGS + "StreamLogs": Role.VIEWER,
     _WORKERS + "ListWorkers": Role.VIEWER,
     _WORKERS + "ListProviders": Role.VIEWER,
+    _WORKERS + "GetServerInfo": Role.VIEWER,
     _WORKERS + "DrainWorker": Role.OPERATOR,
     _TOKENS + "WhoAmI": Role.VIEWER,
     _TOKENS + "CreateToken": Role.ADMIN,
