@@ -181,7 +181,17 @@ def load(path: Path) -> JobOptions:
         raise InvalidSpec(f"{path}: job file not found") from None
     except tomlfile.TomlFileError as error:
         raise InvalidSpec(str(error)) from None
-    return _JobFileReader(path).read(data)
+    from hodeictl import jobschema
+
+    # The schema validates; an unknown key is said here, anything else in the reader's
+    # words (it raises first), and a refusal only the schema makes in the schema's.
+    verdict = jobschema.check(data)
+    if verdict:
+        raise InvalidSpec(f"{path}: {verdict}")
+    options = _JobFileReader(path).read(data)
+    if verdict == "":
+        raise InvalidSpec(f"{path}: {jobschema.describe(data)}")
+    return options
 
 
 def _quoted(key: str) -> str:

@@ -317,3 +317,13 @@ def delete(
 
 async def _delete(client: Any, job_id: str) -> jobs_pb2.Job:
     return await client.delete_job(job_id)  # type: ignore[no-any-return]
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of job files (for editors: taplo, Even Better TOML)."""
+    import json
+
+    from hodeictl import jobschema
+
+    typer.echo(json.dumps(jobschema.json_schema(), indent=2))
