@@ -117,6 +117,8 @@ def worker_to_dict(worker: workers_pb2.Worker) -> dict[str, Any]:
     """The JSON form of a worker."""
     data = to_dict(worker)
     data["state"] = worker_state(worker.state).lower()
+    if data["state"] in ("terminated", "lost"):
+        data["running_jobs"] = 0  # a worker that is gone holds no slot (its last count stays)
     return data
 
 

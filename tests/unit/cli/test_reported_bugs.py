@@ -84,8 +84,10 @@ def test_a_terminated_worker_holds_no_slots() -> None:
     gone.last_heartbeat_at.FromSeconds(int(time.time()) - 60)
     with serve(services(workers=FakeWorkerService([gone]))) as address:
         listed = invoke("--server", address, "worker", "list", "--all")
+        as_json = invoke("--server", address, "worker", "list", "--all", "-o", "json")
     row = next(line for line in listed.stdout.splitlines() if "gone-1" in line)
     assert "0/4" in row.split() and "2/4" not in row
+    assert json.loads(as_json.stdout)[0]["running_jobs"] == 0
 
 
 def test_detach_takes_no_value(tmp_path: Path) -> None:
