@@ -75,6 +75,14 @@ async def job_id(client: HodeiClient, ref: str) -> str:
     return named[0].id
 
 
+async def worker_id(client: HodeiClient, ref: str) -> str:
+    """The id of the worker `ref` names: a whole id as it is (the server says what it knows
+    of it), else the live worker with that name or unique id prefix."""
+    if (full := full_id(ref)) is not None:
+        return full
+    return (await worker(client, ref)).id
+
+
 async def worker(client: HodeiClient, ref: str) -> workers_pb2.Worker:
     """The live worker `ref` names (id, unique id prefix, or name)."""
     workers = await client.list_workers(include_gone=False)

@@ -50,8 +50,7 @@ def drain(
     async def drain(client: Any) -> Any:
         from hodeictl import resolve
 
-        found = await resolve.worker(client, worker_ref)
-        return await client.drain_worker(found.id, grace)
+        return await client.drain_worker(await resolve.worker_id(client, worker_ref), grace)
 
     worker = target.call(ctx.obj, drain)
     typer.echo(sanitize(f"Worker {worker.id} ({worker.name}): draining"))
