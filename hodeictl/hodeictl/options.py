@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from hodeictl import completion, values
+from hodeictl import completion, jobflow, values
 from hodeictl.output import OutputFormat
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -94,7 +94,7 @@ class SecretDelivery(enum.StrEnum):
     both = "both"
 
 
-MAX_COMPLETIONS = 10_000
+MAX_COMPLETIONS = jobflow.MAX_COMPLETIONS
 
 
 def _job_spec_params(
