@@ -27,7 +27,9 @@ def server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
 def _waiting(server: ServerProcess, job_id: str, timeout: float = 30.0) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while True:
-        job = json.loads(server.hodeictl("job", "get", job_id, "-o", "json").stdout)
+        got = server.hodeictl("job", "get", job_id, "-o", "json")
+        # A name may not be there yet: `job run` in another process is still submitting.
+        job = json.loads(got.stdout) if got.returncode == 0 else {}
         if job.get("waiting_reason") or time.monotonic() > deadline:
             return dict(job)
         time.sleep(0.2)
