@@ -71,7 +71,7 @@ class _ReportingGroup(TyperGroup):
         if name not in self.commands and name in SUBGROUPS:
             module_name, attribute, _ = SUBGROUPS[name]
             module = importlib.import_module(module_name)
-            group = typer.main.get_group(getattr(module, attribute))
+            group = _lazy_group(getattr(module, attribute))
             group.name = name
             self.commands[name] = group
         return self.commands.get(name)
@@ -147,6 +147,58 @@ class _ReportingGroup(TyperGroup):
             traceback.print_exception(error)
         typer.echo(usage.one_line(f"hodeictl: {message}"), err=True)
         raise typer.Exit(code) from None
+
+
+class _LazyCommands(dict[str, Any]):
+    """A group's commands by name, each turned from its typer definition into a click
+    command when first asked for: `job list` does not pay for `job run`'s 22 options."""
+
+    def __init__(self, builders: dict[str, Any]) -> None:
+        super().__init__((name, None) for name in builders)
+        self._builders = builders
+
+    def _built(self, name: str) -> Any:
+        command = dict.get(self, name)
+        if command is None:
+            command = self._builders[name]()
+            dict.__setitem__(self, name, command)
+        return command
+
+    def __getitem__(self, name: str) -> Any:
+        if not dict.__contains__(self, name):
+            raise KeyError(name)
+        return self._built(name)
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._built(name) if dict.__contains__(self, name) else default
+
+    def values(self) -> Any:  # type: ignore[override]
+        return [self._built(name) for name in self]
+
+    def items(self) -> Any:  # type: ignore[override]
+        return [(name, self._built(name)) for name in self]
+
+
+def _lazy_group(sub: typer.Typer) -> Any:
+    """The click group of `sub`, its commands built on demand (see _LazyCommands)."""
+    import copy
+    import functools
+
+    if sub.registered_groups:
+        return typer.main.get_group(sub)
+    shell = copy.copy(sub)
+    shell.registered_commands = []
+    group = typer.main.get_group(shell)
+    builders = {}
+    for info in sub.registered_commands:
+        assert info.callback is not None
+        name = info.name or typer.main.get_command_name(info.callback.__name__)
+        builders[name] = functools.partial(
+            typer.main.get_command_from_info, command_info=info,
+            pretty_exceptions_short=sub.pretty_exceptions_short,
+            rich_markup_mode=sub.rich_markup_mode)
+    group.commands = _LazyCommands(builders)
+    return group
 
 
 def skip_coercion_of_defaults() -> None:
