@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stack import BIN, embedded_stack
+from stack import BIN, embedded_stack, wait_finished
 
 from hodei_api.v1 import jobs_pb2, jobs_pb2_grpc
 
@@ -52,9 +52,10 @@ def main() -> None:
     with embedded_stack() as stack:
         with stack.channel() as channel:
             stub = jobs_pb2_grpc.JobServiceStub(channel)
-            for index in range(20):
-                stub.SubmitJob(jobs_pb2.SubmitJobRequest(spec=jobs_pb2.JobSpec(
-                    name=f"bench-{index}", command=["true"])), timeout=10)
+            ids = [stub.SubmitJob(jobs_pb2.SubmitJobRequest(spec=jobs_pb2.JobSpec(
+                name=f"bench-{index}", command=["true"])), timeout=10).job.id
+                for index in range(20)]
+            wait_finished(stub, ids)  # warm and idle: nothing else competes for the CPU
         env = {key: value for key, value in os.environ.items()
                if (not key.startswith("HODEI_") or key == "HODEI_DATABASE_URL")
                and key != "PYTHONDONTWRITEBYTECODE"}
