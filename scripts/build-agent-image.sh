@@ -3,7 +3,7 @@
 # Debian bookworm's python3.11 runtime .debs unpacked into a root filesystem, the hodei,
 # grpcio and protobuf wheels added with the host's pip (resolved for the image's platform),
 # byte-compiled in a chroot, then `docker import`ed. Where a registry is reachable, the
-# ordinary `docker build -f docker/agent.Dockerfile .` does the same job.
+# ordinary `docker build -f plugins/hodei_plugins/docker/Dockerfile .` does the same job.
 #
 #   HODEI_AGENT_IMAGE   tag to build            (default hodei-agent:latest)
 #   HODEI_IMAGE_CACHE   .debs and wheels cache  (default ~/.cache/hodei/agent-image)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv (Python >= 3.11) and installs Hodei into it.
-#   scripts/setup.sh           -> hodei[all]  (CLI, server, embedded PostgreSQL, TUI)
+#   scripts/setup.sh           -> hodei[all]  (CLI, server, embedded PostgreSQL, Docker SDK)
 #   scripts/setup.sh test      -> hodei[test] (all of the above + test tools)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"

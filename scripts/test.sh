@@ -9,6 +9,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/setup.sh" test
+"$root/scripts/tools.sh"
 cd "$root"
 .venv/bin/ruff check .
 .venv/bin/mypy

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -27,7 +26,8 @@ from hodei_api.v1 import (
     workers_pb2,
     workers_pb2_grpc,
 )
-from hodeictl.errors import InvalidJobId, Unavailable, from_rpc_error
+from hodeictl.errors import Unavailable, from_rpc_error
+from hodeictl.ids import parse_job_id  # noqa: F401 - where callers have long found it
 
 CALL_TIMEOUT = 10.0
 PROBE_TIMEOUT = 2.0
@@ -43,14 +43,6 @@ RECONNECT_BACKOFF_CAP = 5.0
 _CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 300_000), ("grpc.keepalive_timeout_ms", 20_000)]
 
 T = TypeVar("T")
-
-
-def parse_job_id(value: str) -> str:
-    """The canonical form of a job id (a UUID); raises InvalidJobId."""
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidJobId(f"{value!r} is not a job id (expected a UUID)") from None
 
 
 async def _check(channel: grpc.aio.Channel) -> bool:
@@ -163,8 +155,12 @@ class HodeiClient:
         """One job with its attempts."""
         return await self._call(self._jobs.GetJob, jobs_pb2.GetJobRequest(id=job_id))
 
-    async def list_jobs(self, states: Iterable[int], limit: int) -> list[jobs_pb2.Job]:
-        """Up to `limit` jobs in the server's order (newest first), following page tokens."""
+    async def list_jobs(
+        self, states: Iterable[int], limit: int, *, id_prefix: str = "", name: str = "",
+        labels: dict[str, str] | None = None, created_after: float | None = None,
+    ) -> list[jobs_pb2.Job]:
+        """Up to `limit` jobs in the server's order (newest first), following page tokens,
+        that match every filter given (`created_after`: a Unix time)."""
         states = list(states)
         jobs: list[jobs_pb2.Job] = []
         token = ""
@@ -173,7 +169,12 @@ class HodeiClient:
                 states=states,
                 page_size=min(limit - len(jobs), MAX_PAGE_SIZE),
                 page_token=token,
+                id_prefix=id_prefix,
+                name=name,
+                labels=labels or {},
             )
+            if created_after is not None:
+                request.created_after.FromNanoseconds(int(created_after * 1e9))
             page = await self._call(self._jobs.ListJobs, request)
             jobs.extend(page.jobs)
             token = page.next_page_token
@@ -191,6 +192,11 @@ class HodeiClient:
         reply = await self._call(self._jobs.RetryJob, jobs_pb2.RetryJobRequest(id=job_id))
         return reply.job
 
+    async def delete_job(self, job_id: str) -> jobs_pb2.Job:
+        """Delete a finished job with its attempts and output; the job as it was."""
+        reply = await self._call(self._jobs.DeleteJob, jobs_pb2.DeleteJobRequest(id=job_id))
+        return reply.job
+
     async def drain_worker(self, worker_id: str, grace_seconds: float) -> workers_pb2.Worker:
         """Stop giving a worker jobs; it finishes what it runs and exits."""
         request = workers_pb2.DrainWorkerRequest(id=worker_id, grace_seconds=grace_seconds)
@@ -201,6 +207,10 @@ class HodeiClient:
         """The providers of the server that answers, with their workers and health."""
         reply = await self._call(self._workers.ListProviders, workers_pb2.ListProvidersRequest())
         return list(reply.providers)
+
+    async def server_info(self) -> workers_pb2.ServerInfo:
+        """The version and the plugins of the server that answers."""
+        return await self._call(self._workers.GetServerInfo, workers_pb2.GetServerInfoRequest())
 
     async def list_workers(self, include_gone: bool = False) -> list[workers_pb2.Worker]:
         """Workers; `include_gone` adds TERMINATED and LOST ones."""
@@ -307,7 +317,7 @@ class HodeiClient:
         return await self._call(method, templates_pb2.ScheduleRequest(template=name))
 
     async def stream_logs(
-        self, job_id: str, *, follow: bool
+        self, job_id: str, *, follow: bool, after: tuple[int, int] = (0, 0),
     ) -> AsyncGenerator[logs_pb2.LogEvent, None]:
         """The job's log events, ending with its LogEnd once it finished.
 
@@ -315,7 +325,7 @@ class HodeiClient:
         following), it is reopened after the last (attempt, seq) delivered, so no chunk is
         lost or repeated.
         """
-        position = (0, 0)
+        position = after
         failures = 0
         connected = ended = False
         while True:

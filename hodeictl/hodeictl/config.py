@@ -170,6 +170,28 @@ class Config:
         elif ca_cert == "":
             entry.pop("ca_cert", None)
 
+    def delete_context(self, name: str) -> bool:
+        """Remove context `name`; whether it was the current one (then `local` is)."""
+        if name == LOCAL_CONTEXT:
+            raise UsageError(f"'{LOCAL_CONTEXT}' is the embedded local stack; it cannot be "
+                             "deleted")
+        self.server_for(name)  # NotFound, listing the known ones
+        del self.data["contexts"][name]
+        if self.current_context == name:
+            self.data.pop("current_context", None)
+            return True
+        return False
+
+    def view(self, name: str) -> dict[str, str]:
+        """What context `name` holds, the token itself never shown."""
+        self.server_for(name)
+        entry = self.data["contexts"][name]
+        token = ("in the config file" if entry.get("token") else
+                 f"from {entry['token_file']}" if entry.get("token_file") else "none")
+        return {"name": name, "server": entry["server"], "token": token,
+                "ca_cert": entry.get("ca_cert") or "none (plaintext)",
+                "current": "yes" if self.current_context == name else "no"}
+
     def use_context(self, name: str) -> None:
         """Make `name` the current context (`local`: the embedded stack)."""
         if name == LOCAL_CONTEXT:

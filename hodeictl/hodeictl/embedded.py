@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hodeictl.client import server_answers
 from hodeictl.config import Config
 from hodeictl.errors import StackError, UsageError
 from hodeictl.output import display_path, note, progress
@@ -93,6 +92,8 @@ def read_stack(home: Path) -> StackInfo | None:
 
 def stack_answers(info: StackInfo) -> bool:
     """Whether the stack's server answers."""
+    from hodeictl.client import server_answers
+
     return asyncio.run(server_answers(info.address))
 
 
@@ -126,19 +127,30 @@ def stack_lock(home: Path) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def ensure_running(home: Path, database_url: str | None) -> StackInfo:
-    """The running local stack, started (detached) if there is none."""
-    with stack_lock(home):
-        info = read_stack(home)
-        if info is None:
-            return start_detached(home, database_url)
-    if not stack_answers(info):
-        raise StackError(
-            f"the local Hodei stack (pid {info.pid}) at {info.address} does not answer; "
-            f"see {display_path(home / 'stack.log')} or restart it: "
-            "hodeictl down && hodeictl up --detach"
-        )
+def ensure_running(home: Path, database_url: str | None, *, probe: bool = True) -> StackInfo:
+    """The running local stack, started (detached) if there is none.
+
+    With `probe`, a stack that is running but does not answer raises StackError; without,
+    the caller calls `not_answering` when its own call finds it unreachable (one round trip
+    fewer for every command).
+    """
+    if (info := read_stack(home)) is None:
+        with stack_lock(home):
+            info = read_stack(home)
+            if info is None:
+                return start_detached(home, database_url)
+    if probe and not stack_answers(info):
+        raise not_answering(home, info)
     return info
+
+
+def not_answering(home: Path, info: StackInfo) -> StackError:
+    """The error for a running stack whose server does not answer."""
+    return StackError(
+        f"the local Hodei stack (pid {info.pid}) at {info.address} does not answer; "
+        f"see {display_path(home / 'stack.log')} or restart it: "
+        "hodeictl down && hodeictl up --detach"
+    )
 
 
 def _command(home: Path) -> list[str]:

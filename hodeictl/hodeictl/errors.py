@@ -6,7 +6,10 @@ Every error a user can cause or meet is a `HodeiCtlError`: the root command grou
 
 from __future__ import annotations
 
-import grpc
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # grpc is imported by the commands that talk to a server, not before
+    import grpc
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -91,6 +94,8 @@ def from_rpc_error(
 
     `submitting` tells that the call carried a job spec, so INVALID_ARGUMENT is about the job.
     """
+    import grpc
+
     code = error.code()
     detail = _one_line(error.details() or "")
     if code == grpc.StatusCode.UNAVAILABLE:

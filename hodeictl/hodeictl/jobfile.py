@@ -181,7 +181,17 @@ def load(path: Path) -> JobOptions:
         raise InvalidSpec(f"{path}: job file not found") from None
     except tomlfile.TomlFileError as error:
         raise InvalidSpec(str(error)) from None
-    return _JobFileReader(path).read(data)
+    from hodeictl import jobschema
+
+    # The schema validates; an unknown key is said here, anything else in the reader's
+    # words (it raises first), and a refusal only the schema makes in the schema's.
+    verdict = jobschema.check(data)
+    if verdict:
+        raise InvalidSpec(f"{path}: {verdict}")
+    options = _JobFileReader(path).read(data)
+    if verdict == "":
+        raise InvalidSpec(f"{path}: {jobschema.describe(data)}")
+    return options
 
 
 def _quoted(key: str) -> str:
@@ -337,18 +347,13 @@ class _JobFileReader:
         return list(value)
 
     def duration(self, value: object, key: str, maximum: float) -> float:
-        expected = 'a number of seconds or a duration such as "5m"'
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise self.type_error(key, expected, value)
+            raise self.error(f"'{key}': {values.shown(value)} is not a duration from 0 to "
+                             f"{durations.describe(maximum)}, such as {durations.EXAMPLES}")
         try:
-            seconds = durations.parse(value)
-        except ValueError:
-            raise self.error(f"'{key}' must be {expected}, got {values.shown(value)}") \
-                from None
-        if seconds > maximum:
-            raise self.error(f"'{key}' must be at most {durations.describe(maximum)}, "
-                             f"got {values.shown(value)}")
-        return seconds
+            return durations.check(value, maximum)
+        except ValueError as error:
+            raise self.error(f"'{key}': {error}") from None
 
     def number(self, value: object, key: str, maximum: float) -> float:
         if not isinstance(value, int | float) or isinstance(value, bool):

@@ -18,65 +18,41 @@ two change independently.
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import typer
-
-from hodei_api.v1 import jobs_pb2
 from hodeictl import values
 from hodeictl.errors import UsageError
+
+if TYPE_CHECKING:
+    from hodei_api.v1 import jobs_pb2
 
 FLOW_KEYS = ("after", "completions", "parallelism", "ttl_after_finished", "failure_policy")
 RULE_KEYS = ("action", "exit_codes", "not_in")
 MAX_COMPLETIONS = 10_000
 MAX_TTL_SECONDS = 366 * 86400.0
-CONDITIONS = {
-    "succeeded": jobs_pb2.DEPENDENCY_CONDITION_SUCCEEDED,
-    "finished": jobs_pb2.DEPENDENCY_CONDITION_FINISHED,
-    "failed": jobs_pb2.DEPENDENCY_CONDITION_FAILED,
-}
-ACTIONS = {
-    "fail_job": jobs_pb2.FAILURE_ACTION_FAIL_JOB,
-    "fail_index": jobs_pb2.FAILURE_ACTION_FAIL_INDEX,
-    "ignore": jobs_pb2.FAILURE_ACTION_IGNORE,
-    "count": jobs_pb2.FAILURE_ACTION_COUNT,
-}
+CONDITION_NAMES = values.CONDITION_NAMES
+ACTION_NAMES = ("fail_job", "fail_index", "ignore", "count")
 
 
-def after_value(value: str) -> str:
-    """`ID[:succeeded|:finished|:failed]` checked and made canonical; raises ValueError."""
-    job_id, sep, condition = value.partition(":")
-    try:
-        canonical = str(uuid.UUID(job_id))
-    except ValueError:
-        raise ValueError(f"{values.shown(value)} is not JOB_ID[:succeeded|:finished|:failed] "
-                         "(a job id is a UUID)") from None
-    if sep and condition not in CONDITIONS:
-        raise ValueError(f"{values.shown(value)}: the condition must be succeeded, finished "
-                         "or failed")
-    return f"{canonical}:{condition or 'succeeded'}"
+def conditions() -> dict[str, int]:
+    """Condition names and their proto values."""
+    from hodei_api.v1 import jobs_pb2
+
+    return {name: jobs_pb2.DependencyCondition.Value(f"DEPENDENCY_CONDITION_{name.upper()}")
+            for name in CONDITION_NAMES}
 
 
-# The options of `job run` and `job submit` (read back by `from_params`).
-AfterOpt = Annotated[
-    list[str] | None,
-    typer.Option("--after", metavar="JOB[:COND]", parser=after_value,
-                 help="Wait BLOCKED until job JOB succeeded (or :finished, :failed); "
-                      "repeatable: all must hold."),
-]
-CompletionsOpt = Annotated[
-    int | None,
-    typer.Option("--completions", metavar="N", parser=values.integer(1, MAX_COMPLETIONS),
-                 help="Run it N times, indexed 0..N-1 ($HODEI_JOB_INDEX); it succeeds when "
-                      "every index did."),
-]
-ParallelismOpt = Annotated[
-    int | None,
-    typer.Option("--parallelism", metavar="P", parser=values.integer(1, MAX_COMPLETIONS),
-                 help="At most P indexes at once (default: all)."),
-]
+def actions() -> dict[str, int]:
+    """Failure-policy action names and their proto values."""
+    from hodei_api.v1 import jobs_pb2
+
+    return {name: jobs_pb2.FailureAction.Value(f"FAILURE_ACTION_{name.upper()}")
+            for name in ACTION_NAMES}
+
+
+# `ID[:condition]` checked and made canonical (kept here under its old name).
+after_value = values.after
 
 
 @dataclass
@@ -115,7 +91,8 @@ def apply(spec: jobs_pb2.JobSpec, flow: FlowOptions) -> None:
         raise UsageError("--parallelism needs --completions (an indexed job)")
     for item in flow.after or []:
         job_id, _, condition = item.partition(":")
-        spec.after.add(job_id=job_id, condition=CONDITIONS[condition])
+        spec.after.add(job_id=job_id,
+                       condition=conditions()[condition])  # type: ignore[arg-type]
     spec.completions = flow.completions or 0
     spec.parallelism = flow.parallelism or 0
     if flow.ttl_after_finished is not None:
@@ -170,9 +147,9 @@ def _rules(reader: Reader, value: object) -> list[jobs_pb2.FailureRule]:
     for rule in value:
         reader.check_keys(rule, RULE_KEYS, "failure_policy.")
         action = rule.get("action")
-        if action not in ACTIONS:
+        if action not in ACTION_NAMES:
             raise reader.error("'failure_policy.action' must be one of "
-                               f"{', '.join(ACTIONS)}; got {values.shown(action)}")
+                               f"{', '.join(ACTION_NAMES)}; got {values.shown(action)}")
         codes = rule.get("exit_codes")
         if not isinstance(codes, list) or not codes or not all(
                 isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes):
@@ -181,19 +158,22 @@ def _rules(reader: Reader, value: object) -> list[jobs_pb2.FailureRule]:
         not_in = rule.get("not_in", False)
         if not isinstance(not_in, bool):
             raise reader.type_error("failure_policy.not_in", "a boolean", not_in)
-        rules.append(jobs_pb2.FailureRule(action=ACTIONS[action], exit_codes=codes,
+        from hodei_api.v1 import jobs_pb2
+
+        rules.append(jobs_pb2.FailureRule(action=actions()[action],  # type: ignore[arg-type]
+                                          exit_codes=codes,
                                           not_in=not_in))
     return rules
 
 
 # ---- display -----------------------------------------------------------------------------
 
-_CONDITION_NAMES = {v: k for k, v in CONDITIONS.items()}
-_ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
 
 
 def rows(job: jobs_pb2.Job) -> list[tuple[str, str]]:
     """`job get`'s lines about where the job comes from, what it waits for, its indexes."""
+    condition_names = {v: k for k, v in conditions().items()}
+    action_names = {v: k for k, v in actions().items()}
     spec = job.spec
     lines: list[tuple[str, str]] = []
     if job.HasField("run"):
@@ -207,7 +187,7 @@ def rows(job: jobs_pb2.Job) -> list[tuple[str, str]]:
         lines.append(("Index", f"{job.index} of job {job.parent_id}"))
     if spec.after:
         lines.append(("After", ", ".join(
-            f"{dep.job_id}:{_CONDITION_NAMES.get(dep.condition, 'succeeded')}"
+            f"{dep.job_id}:{condition_names.get(dep.condition, 'succeeded')}"
             for dep in spec.after)))
     if spec.completions:
         counts = job.indexes
@@ -218,7 +198,7 @@ def rows(job: jobs_pb2.Job) -> list[tuple[str, str]]:
     if spec.failure_policy:
         lines.append(("Failure policy", "; ".join(
             f"{'not ' if rule.not_in else ''}{','.join(map(str, rule.exit_codes))} -> "
-            f"{_ACTION_NAMES.get(rule.action, '?')}" for rule in spec.failure_policy)))
+            f"{action_names.get(rule.action, '?')}" for rule in spec.failure_policy)))
     if spec.HasField("ttl_after_finished_seconds"):
         lines.append(("Deleted", f"{spec.ttl_after_finished_seconds:g}s after it finished"))
     return lines

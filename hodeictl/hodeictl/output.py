@@ -1,12 +1,15 @@
-"""Rendering: rich tables for people, JSON for scripts, one-line notes on stderr.
+"""Rendering: tables for people, JSON and YAML for scripts, one-line notes on stderr.
 
 States are named once here: upper-case short names in tables (`RUNNING`), lower-case short
 names in JSON (`"state": "running"`).
 
 Strings from the server are untrusted: in tables and notes they pass through
-`terminal.sanitize` (no escape sequence reaches the terminal) and are never read as rich
-markup (`[bold]` in a job name prints as is); JSON escapes every control, C1 and bidi
-character as `\\uXXXX`, so the data is unchanged and the text is inert.
+`terminal.sanitize` (no escape sequence reaches the terminal); JSON and YAML escape every
+control, C1 and bidi character as `\\uXXXX`, so the data is unchanged and the text is inert.
+
+Nothing heavy is imported here at module level: protobuf (for `to_dict`), the generated
+messages (for state names) and rich (for a spinner) are imported by the functions that use
+them, once a command has data to show — `hodeictl --help` never pays for them.
 """
 
 from __future__ import annotations
@@ -19,44 +22,33 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from google.protobuf import json_format, message
-from rich import box
-from rich.console import Console, RenderableType
-from rich.table import Table
-from rich.text import Text
 
-from hodei_api.v1 import jobs_pb2, workers_pb2
-from hodeictl import jobflow
+from hodeictl import table
+from hodeictl.table import Column
 from hodeictl.terminal import sanitize
 
-_PIPE_WIDTH = 1000
+if TYPE_CHECKING:
+    from google.protobuf import message
+
+    from hodei_api.v1 import jobs_pb2, workers_pb2
+
 # What json.dumps(ensure_ascii=False) leaves raw but a terminal may act on.
 _JSON_INERT = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_STATE_STYLES = {
-    "SUCCEEDED": "green",
-    "RUNNING": "cyan",
-    "ASSIGNED": "cyan",
-    "READY": "green",
-    "BUSY": "cyan",
-    "FAILED": "red",
-    "TIMED_OUT": "red",
-    "LOST": "red",
-    "CANCELLED": "yellow",
-    "DRAINING": "yellow",
-    "BLOCKED": "yellow",
-}
 
 
 class OutputFormat(enum.StrEnum):
     """How listings are printed."""
 
     table = "table"
+    wide = "wide"
     json = "json"
+    yaml = "yaml"
+    name = "name"
 
 
 def note(message_text: str) -> None:
@@ -68,6 +60,8 @@ def progress(message_text: str) -> contextlib.AbstractContextManager[Any]:
     """A spinner on stderr while something slow happens, when stderr is a terminal."""
     if not sys.stderr.isatty():
         return contextlib.nullcontext()
+    from rich.console import Console
+
     return Console(stderr=True).status(message_text)
 
 
@@ -81,16 +75,23 @@ def display_path(path: Path) -> str:
 
 def job_state(state: int) -> str:
     """`JOB_STATE_TIMED_OUT` → `TIMED_OUT`."""
-    return jobs_pb2.JobState.Name(state).removeprefix("JOB_STATE_")
+    from hodei_api.v1 import jobs_pb2
+
+    return jobs_pb2.JobState.Name(state).removeprefix("JOB_STATE_")  # type: ignore[arg-type]
 
 
 def worker_state(state: int) -> str:
     """`WORKER_STATE_READY` → `READY`."""
-    return workers_pb2.WorkerState.Name(state).removeprefix("WORKER_STATE_")
+    from hodei_api.v1 import workers_pb2
+
+    return workers_pb2.WorkerState.Name(state).removeprefix(  # type: ignore[arg-type]
+        "WORKER_STATE_")
 
 
 def to_dict(msg: message.Message) -> dict[str, Any]:
     """A message as JSON-ready data, every field shown, names as in the .proto."""
+    from google.protobuf import json_format
+
     return json_format.MessageToDict(
         msg,
         preserving_proto_field_name=True,
@@ -100,11 +101,15 @@ def to_dict(msg: message.Message) -> dict[str, Any]:
 
 
 def job_to_dict(job: jobs_pb2.Job) -> dict[str, Any]:
-    """The JSON form of a job."""
+    """The JSON form of a job: `exit_code` is null until the job has one."""
     data = to_dict(job)
     data["state"] = job_state(job.state).lower()
+    if not job.has_exit_code:
+        data["exit_code"] = None
     for attempt, proto in zip(data.get("attempts", []), job.attempts, strict=True):
         attempt["state"] = job_state(proto.state).lower()
+        if not proto.has_exit_code:
+            attempt["exit_code"] = None
     return data
 
 
@@ -112,43 +117,91 @@ def worker_to_dict(worker: workers_pb2.Worker) -> dict[str, Any]:
     """The JSON form of a worker."""
     data = to_dict(worker)
     data["state"] = worker_state(worker.state).lower()
+    if data["state"] in ("terminated", "lost"):
+        data["running_jobs"] = 0  # a worker that is gone holds no slot (its last count stays)
     return data
+
+
+def _inert(text: str) -> str:
+    return _JSON_INERT.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def print_json(data: object) -> None:
     """Pretty JSON on stdout (C0 controls are escaped by json, the rest by us)."""
-    text = json.dumps(data, indent=2, ensure_ascii=False)
-    typer.echo(_JSON_INERT.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+    typer.echo(_inert(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
-def _console() -> Console:
-    # User data (commands, labels, reasons) must never be read as rich markup or emoji.
-    # Into a pipe, tables keep their natural width rather than a guessed 80 columns.
-    width = None if sys.stdout.isatty() else _PIPE_WIDTH
-    return Console(markup=False, emoji=False, highlight=False, width=width)
+def to_yaml(data: object, indent: int = 0) -> str:
+    """YAML for JSON-like data. Every string is a double-quoted scalar (JSON's escapes are
+    YAML's), so no value is ever read as another type or as YAML syntax."""
+    pad = "  " * indent
+    if isinstance(data, dict):
+        if not data:
+            return "{}"
+        lines = []
+        for key, value in data.items():
+            name = json.dumps(str(key), ensure_ascii=False)
+            if isinstance(value, dict | list) and value:
+                lines.append(f"{pad}{name}:\n{to_yaml(value, indent + 1)}")
+            else:
+                lines.append(f"{pad}{name}: {to_yaml(value, indent + 1)}")
+        return "\n".join(lines)
+    if isinstance(data, list):
+        if not data:
+            return "[]"
+        lines = []
+        for item in data:
+            text = to_yaml(item, indent + 1)
+            if isinstance(item, dict | list) and item:
+                lines.append(f"{pad}- {text.lstrip()}")
+            else:
+                lines.append(f"{pad}- {text}")
+        return "\n".join(lines)
+    return json.dumps(data, ensure_ascii=False)
 
 
-def _state_text(name: str) -> Text:
-    return Text(name, style=_STATE_STYLES.get(name, ""))
+def print_yaml(data: object) -> None:
+    """YAML on stdout, as inert as `print_json`'s JSON."""
+    typer.echo(_inert(to_yaml(data)))
 
 
-class _SafeTable(Table):
-    """A rich table whose string cells are made safe for a terminal."""
+def print_data(output_format: OutputFormat, data: object) -> bool:
+    """Print `data` as JSON or YAML if that is the format; whether it did."""
+    if output_format is OutputFormat.json:
+        print_json(data)
+        return True
+    if output_format is OutputFormat.yaml:
+        print_yaml(data)
+        return True
+    return False
 
-    def add_row(self, *renderables: RenderableType | None, **kwargs: Any) -> None:
-        super().add_row(
-            *(sanitize(r) if isinstance(r, str) else r for r in renderables), **kwargs
-        )
 
-
-def _table(*columns: str) -> Table:
-    table = _SafeTable(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
-    for column in columns:
-        # Ids are never cut; on a narrow terminal the other columns are, with an ellipsis.
-        table.add_column(
-            column, no_wrap=True, overflow="ellipsis", min_width=36 if column == "ID" else None
-        )
-    return table
+def print_listing(
+    output_format: OutputFormat,
+    items: Sequence[Any],
+    *,
+    columns: Sequence[Column],
+    row: Callable[[Any], Sequence[str]],
+    data: Callable[[Any], object],
+    ident: Callable[[Any], str],
+    kind: str,
+    no_headers: bool = False,
+    quiet: bool = False,
+) -> None:
+    """One listing in the format asked for: a table (`wide`: every column), JSON, YAML,
+    `kind/ident` per line (`name`), or with `quiet` the idents alone."""
+    if quiet:
+        for item in items:
+            typer.echo(sanitize(ident(item), single_line=True))
+        return
+    if print_data(output_format, [data(item) for item in items]):
+        return
+    if output_format is OutputFormat.name:
+        for item in items:
+            typer.echo(sanitize(f"{kind}/{ident(item)}", single_line=True))
+        return
+    table.print_table(columns, [row(item) for item in items], headers=not no_headers,
+                      wide=output_format is OutputFormat.wide)
 
 
 def local_time(parent: message.Message, field: str) -> str:
@@ -159,146 +212,80 @@ def local_time(parent: message.Message, field: str) -> str:
     return str(stamp.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
 
 
-def _age(parent: message.Message, field: str, now: float) -> str:
+def age(parent: message.Message, field: str, now: float | None = None) -> str:
+    """How long ago a timestamp field was: `5m`, `2h`, `3d`; "-" when unset."""
     if not parent.HasField(field):
         return "-"
+    now = time.time() if now is None else now
     seconds = max(0, int(now - getattr(parent, field).ToDatetime(tzinfo=datetime.UTC).timestamp()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
-def _exit_code(has_exit_code: bool, exit_code: int) -> str:
+def exit_code_text(has_exit_code: bool, exit_code: int) -> str:
     return str(exit_code) if has_exit_code else "-"
 
 
-def _pairs(pairs: Any) -> str:
-    return ",".join(f"{key}={value}" for key, value in sorted(pairs.items())) or "-"
+def pairs(items: Any) -> str:
+    """`{"a": "1"}` → `a=1`; "-" when empty."""
+    return ",".join(f"{key}={value}" for key, value in sorted(items.items())) or "-"
 
 
-def _what(spec: jobs_pb2.JobSpec) -> str:
+def what(spec: jobs_pb2.JobSpec) -> str:
+    """The command of a job, or the first line of its script."""
     if spec.command:
         return shlex.join(spec.command)
     first_line = spec.script.strip().partition("\n")[0]
     return f"{spec.interpreter or 'sh'} script: {first_line}"
 
 
-def _secrets(spec: jobs_pb2.JobSpec) -> str:
-    """Names and how each reaches the process; a value is never in a spec."""
-    if not spec.secrets:
-        return "-"
-    parts = []
-    for ref in spec.secrets:
-        extra = [f"env {ref.as_env}"] if ref.as_env else []
-        if ref.as_file:
-            extra.append(f"file {ref.as_file}")
-        parts.append(ref.name + (f" ({', '.join(extra)})" if extra else ""))
-    return ", ".join(parts) + f"; delivery: {spec.secret_delivery or 'file'}"
+def print_fields(rows: Iterable[tuple[str, str]]) -> None:
+    """`Name:   value` lines, aligned; a value of several lines is indented under itself."""
+    rows = list(rows)
+    size = max((len(name) for name, _ in rows), default=0) + 2
+    for name, value in rows:
+        lines = sanitize(value).split("\n")
+        label = f"{name}:".ljust(size)
+        typer.echo(f"{label}{sanitize(lines[0], single_line=True)}".rstrip())
+        for more in lines[1:]:
+            typer.echo(f"{' ' * size}{sanitize(more, single_line=True)}".rstrip())
 
 
-def _resources(resources: jobs_pb2.Resources) -> str:
-    wanted = []
-    if resources.cpus:
-        wanted.append(f"cpus={resources.cpus:g}")
-    if resources.memory_mb:
-        wanted.append(f"memory_mb={resources.memory_mb}")
-    return " ".join(wanted) or "-"
+def print_jobs(*args: Any, **kwargs: Any) -> None:
+    """The job list (see `hodeictl.views.print_jobs`)."""
+    from hodeictl import views
 
-
-def print_jobs(jobs: Sequence[jobs_pb2.Job]) -> None:
-    """The job list as a table."""
-    now = time.time()
-    table = _table("ID", "NAME", "STATE", "EXIT", "ATTEMPT", "CREATED", "COMMAND")
-    for job in jobs:
-        table.add_row(
-            job.id,
-            job.spec.name or "-",
-            _state_text(job_state(job.state)),
-            _exit_code(job.has_exit_code, job.exit_code),
-            str(job.attempt),
-            _age(job, "created_at", now),
-            _what(job.spec),
-        )
-    _console().print(table)
+    views.print_jobs(*args, **kwargs)
 
 
 def print_job(job: jobs_pb2.Job) -> None:
-    """One job: its fields, then its attempts."""
-    spec = job.spec
-    grid = _SafeTable.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    max_attempts = max(spec.max_attempts, 1)
-    rows: list[tuple[str, str | Text]] = [
-        ("ID", job.id),
-        ("Name", spec.name or "-"),
-        ("State", _state_text(job_state(job.state))),
-        ("Exit code", _exit_code(job.has_exit_code, job.exit_code)),
-        ("Reason", job.reason or "-"),
-        ("Worker", job.worker_id or "-"),
-        ("Submitted by", job.submitted_by or "-"),
-        ("Attempt", f"{job.attempt} of {max_attempts}"),
-    ]
-    if spec.command:
-        rows.append(("Command", shlex.join(spec.command)))
-    else:
-        rows.append((f"Script ({spec.interpreter or 'sh'})", spec.script.rstrip("\n")))
-    rows += [
-        ("Working dir", spec.working_dir or "-"),
-        ("Env", _pairs(spec.env)),
-        ("Secrets", _secrets(spec)),
-        ("Labels", _pairs(spec.labels)),
-        ("Selector", _pairs(spec.selector)),
-        ("Resources", _resources(spec.resources)),
-        ("Timeout", f"{spec.timeout_seconds:g}s" if spec.timeout_seconds else "none"),
-        ("Created", local_time(job, "created_at")),
-        ("Started", local_time(job, "started_at")),
-        ("Finished", local_time(job, "finished_at")),
-        *jobflow.rows(job),  # template, dependencies, indexes (hodeictl.jobflow)
-    ]
-    for name, value in rows:
-        grid.add_row(name, value)
-    console = _console()
-    console.print(grid)
-    if job.attempts:
-        table = _table("ATTEMPT", "STATE", "WORKER", "EXIT", "STARTED", "FINISHED", "REASON")
-        for attempt in job.attempts:
-            table.add_row(
-                str(attempt.attempt),
-                _state_text(job_state(attempt.state)),
-                attempt.worker_id or "-",
-                _exit_code(attempt.has_exit_code, attempt.exit_code),
-                local_time(attempt, "started_at"),
-                local_time(attempt, "finished_at"),
-                attempt.reason or "-",
-            )
-        console.print()
-        console.print(table)
+    """One job (see `hodeictl.views.print_job`)."""
+    from hodeictl import views
+
+    views.print_job(job)
 
 
-def print_workers(workers: Sequence[workers_pb2.Worker]) -> None:
-    """The worker list as a table."""
-    now = time.time()
-    table = _table("ID", "NAME", "STATE", "SLOTS", "LABELS", "CPUS", "MEM MB", "HEARTBEAT")
-    for worker in workers:
-        capacity = worker.capacity
-        table.add_row(
-            worker.id,
-            worker.name or "-",
-            _state_text(worker_state(worker.state)),
-            f"{worker.running_jobs}/{capacity.slots}",
-            _pairs(worker.labels),
-            f"{capacity.cpus:g}",
-            str(capacity.memory_mb),
-            _age(worker, "last_heartbeat_at", now),
-        )
-    _console().print(table)
+def print_workers(*args: Any, **kwargs: Any) -> None:
+    """The worker list (see `hodeictl.views.print_workers`)."""
+    from hodeictl import views
+
+    views.print_workers(*args, **kwargs)
 
 
-def print_pairs_table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    """A plain table of strings (contexts, for one)."""
-    table = _table(*columns)
-    for row in rows:
-        table.add_row(*row)
-    _console().print(table)
+def print_pairs_table(columns: Sequence[str | Column], rows: Sequence[Sequence[str]],
+                      output_format: OutputFormat = OutputFormat.table, *,
+                      kind: str = "", no_headers: bool = False) -> None:
+    """A plain table of strings (contexts, tokens...). A column given by its header alone:
+    the first never drops, the last ones drop first, and the widest of the rest is cut
+    before anything drops. `-o name` prints KIND/first cell a line."""
+    if output_format is OutputFormat.name:
+        for row in rows:
+            typer.echo(sanitize(f"{kind}/{row[0]}" if kind else row[0], single_line=True))
+        return
+    table.print_table(
+        [name if isinstance(name, Column) else
+         Column(name, priority=index, shrink=2 if index == 0 else 1, min_width=12)
+         for index, name in enumerate(columns)], rows, headers=not no_headers,
+        wide=output_format is OutputFormat.wide)

@@ -8,17 +8,17 @@ context's, else (embedded stack) the admin token the stack made for its user.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from hodeictl import embedded
-from hodeictl.client import HodeiClient
 from hodeictl.config import LOCAL_CONTEXT, Config
 from hodeictl.errors import InvalidConfig
+
+if TYPE_CHECKING:
+    from hodeictl.client import HodeiClient
 
 T = TypeVar("T")
 
@@ -33,8 +33,12 @@ class Settings:
     token_file: str | None = None
     # The CA certificate to verify the server with (--ca-cert); overrides the context's.
     ca_cert: str | None = None
+    # The token of the embedded stack whose address is `server` (set by shell completion).
+    stack_token: str = ""
     # (address, token from the context or the embedded stack, CA certificate path)
     _resolved: tuple[str, str, str | None] | None = field(default=None, init=False, repr=False)
+    # (home, StackInfo) when the embedded stack is the server
+    _stack: tuple[Path, Any] | None = field(default=None, init=False, repr=False)
 
     def address(self) -> str:
         """The server's address, resolved once per invocation."""
@@ -75,24 +79,49 @@ class Settings:
 
     def _find(self) -> tuple[str, str, str | None]:
         if self.server:
-            return self.server, "", None
+            return self.server, self.stack_token, None
         config = Config.load()
         context = self.context or config.current_context
         if context and context != LOCAL_CONTEXT:
             return (config.server_for(context), config.token_for(context),
                     config.ca_cert_for(context))
         # The embedded stack speaks plaintext on 127.0.0.1.
-        info = embedded.ensure_running(embedded.home_dir(), embedded.database_url())
+        from hodeictl import embedded
+
+        home = embedded.home_dir()
+        info = embedded.ensure_running(home, embedded.database_url(), probe=False)
+        self._stack = (home, info)
         return info.address, info.token, None
 
 
-def call(settings: Settings, action: Callable[[HodeiClient], Awaitable[T]]) -> T:
-    """Run `action` with a client connected to the resolved server; returns its result."""
+def call(settings: Settings, action: Callable[[HodeiClient], Awaitable[T]],
+         timeout: float | None = None) -> T:
+    """Run `action` with a client connected to the resolved server; returns its result.
+
+    `timeout` bounds each call (default: the client's, 10 s).
+    """
     address, token = settings.address(), settings.token()
     ca_cert = settings.ca_cert_pem()
+    from hodeictl.client import CALL_TIMEOUT, HodeiClient
 
     async def connected() -> T:
-        async with HodeiClient(address, token, ca_cert=ca_cert) as client:
+        async with HodeiClient(address, token, timeout=timeout or CALL_TIMEOUT,
+                               ca_cert=ca_cert) as client:
             return await action(client)
 
-    return asyncio.run(connected())
+    import asyncio
+
+    from hodeictl.errors import Unavailable
+
+    try:
+        return asyncio.run(connected())
+    except Unavailable:
+        if settings._stack is None:
+            raise
+        # The stack was not probed before the call: say what to do about it now.
+        from hodeictl import embedded
+
+        home, info = settings._stack
+        if embedded.stack_answers(info):
+            raise
+        raise embedded.not_answering(home, info) from None

@@ -27,7 +27,6 @@ cron expression, the time zone) and its answer is one line too.
 from __future__ import annotations
 
 import difflib
-import math
 from pathlib import Path
 from typing import Any
 
@@ -111,12 +110,9 @@ class _Reader:
         if "starting_deadline" in data:
             value = data["starting_deadline"]
             try:
-                seconds = durations.parse(value)
-            except ValueError:
-                seconds = math.inf
-            if seconds > MAX_DEADLINE_SECONDS:
-                raise self.error("'starting_deadline' must be a duration such as \"10m\" of at "
-                                 f"most 366 days, got {values.shown(value)}")
+                seconds = durations.check(value, MAX_DEADLINE_SECONDS)
+            except ValueError as error:
+                raise self.error(f"'starting_deadline': {error}") from None
             schedule.starting_deadline_seconds = seconds
         if "concurrency" in data:
             policy = data["concurrency"]

@@ -14,9 +14,12 @@ terminals, answer back into the shell's input. The rule, for text bound for a te
   text read differently from what it is) are shown as `<U+009B>`;
 - bytes that are not UTF-8 are shown as `\\xNN`.
 
-Colours (SGR sequences) are neutralised too: nothing the job or the server sends is
-interpreted by the terminal. Where the output is not a terminal (a pipe, a file), hodeictl
-writes job output byte for byte, untouched; these functions are for terminals (and the TUI).
+Colours (SGR sequences) are neutralised too, unless a person asks for them for a job's
+output (`--color auto|always`): then an SGR sequence whose every parameter is a colour,
+bold, dim, italic, underline or reset passes, and everything else, including SGR's
+conceal, blink and anything unknown, stays shown as above. Where the output is not a
+terminal (a pipe, a file), hodeictl writes job output byte for byte, untouched; these
+functions are for terminals (and the TUI).
 """
 
 from __future__ import annotations
@@ -28,6 +31,54 @@ _BIDI = "\u202a-\u202e\u2066-\u2069"
 # Everything the rule above changes; \r is handled by position (only "\r\n" survives).
 _UNSAFE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f{_BIDI}]|\r(?!\n)")
 _UNSAFE_LINE = re.compile(f"[\x00-\x1f\x7f\x80-\x9f{_BIDI}]")
+
+
+# Select Graphic Rendition: ESC [ params m.
+_SGR = re.compile(r"\x1b\[([0-9;]{0,64})m")
+# A possible start of one at the end of a piece, held back until the next.
+_SGR_START = re.compile(r"\x1b(\[[0-9;]{0,64})?$")
+_SGR_PLAIN = frozenset({0, 1, 2, 3, 4, 21, 22, 23, 24, 39, 49, *range(30, 38), *range(40, 48),
+                        *range(90, 98), *range(100, 108)})
+
+
+def _sgr_allowed(params: str) -> bool:
+    """Colours and plain emphasis only: no conceal (8), blink (5, 6), or unknown codes."""
+    if not params:
+        return True
+    try:
+        codes = [int(p) if p else 0 for p in params.split(";")]
+    except ValueError:
+        return False
+    index = 0
+    while index < len(codes):
+        code = codes[index]
+        if code in (38, 48):  # 38;5;N or 38;2;R;G;B
+            rest = codes[index + 1:]
+            if rest[:1] == [5] and len(rest) >= 2 and rest[1] <= 255:
+                index += 3
+                continue
+            if rest[:1] == [2] and len(rest) >= 4 and all(c <= 255 for c in rest[1:4]):
+                index += 5
+                continue
+            return False
+        if code not in _SGR_PLAIN:
+            return False
+        index += 1
+    return True
+
+
+def sanitize_keeping_colours(text: str) -> str:
+    """`sanitize(text)`, except that SGR colour sequences pass (see the module doc)."""
+    out = []
+    last = 0
+    for match in _SGR.finditer(text):
+        if not _sgr_allowed(match.group(1)):
+            continue
+        out.append(sanitize(text[last:match.start()]))
+        out.append(match.group())
+        last = match.end()
+    out.append(sanitize(text[last:]))
+    return "".join(out)
 
 
 def _visible(match: re.Match[str]) -> str:
@@ -56,9 +107,11 @@ class StreamSanitizer:
     A UTF-8 sequence, or a `\\r\\n`, split across two pieces is handled as one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, colours: bool = False) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
         self._held_cr = False
+        self._colours = colours
+        self._held = ""
 
     def feed(self, data: bytes, final: bool = False) -> str:
         """The safe text for `data` (possibly holding back a trailing `\\r` or partial
@@ -67,10 +120,14 @@ class StreamSanitizer:
         if self._held_cr:
             text = "\r" + text
             self._held_cr = False
+        if self._colours:
+            text, self._held = self._held + text, ""
+            if not final and (start := _SGR_START.search(text)) is not None:
+                text, self._held = text[:start.start()], text[start.start():]
         if text.endswith("\r") and not final:
             text = text[:-1]
             self._held_cr = True
-        return sanitize(text)
+        return sanitize_keeping_colours(text) if self._colours else sanitize(text)
 
     def flush(self) -> str:
         """Whatever was held back, made safe."""

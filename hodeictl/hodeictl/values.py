@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import socket
+import uuid
 from collections.abc import Callable
 
 from hodeictl import durations
@@ -23,6 +24,7 @@ MAX_ATTEMPTS = 100
 MAX_TIMEOUT_SECONDS = 366 * 86400.0
 MAX_BACKOFF_SECONDS = 86400.0
 MAX_GRACE_SECONDS = 86400.0
+MAX_SINCE_SECONDS = 3660 * 86400.0  # ten years of 366 days
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
@@ -77,18 +79,12 @@ def integer(low: int, high: int) -> Callable[[str | int], int]:
     return parse
 
 
-def duration(high: float, examples: str = "90, 90s, 5m, 1h30m") -> Callable[[str | float], float]:
-    """A parser for seconds or a duration (`90`, `90s`, `5m`, `1h30m`) up to `high` seconds."""
-    expected = f"a duration from 0 to {durations.describe(high)}, such as {examples}"
+def duration(high: float) -> Callable[[str | float], float]:
+    """A parser for a duration (`90s`, `5m`, `1h30m`, `2d`; hodeictl.durations) up to `high`
+    seconds."""
 
     def parse(value: str | float) -> float:
-        try:
-            seconds = durations.parse(value)
-        except ValueError:
-            raise ValueError(f"{shown(value)} is not {expected}") from None
-        if seconds > high:
-            raise ValueError(f"{shown(_as_text(value))} is not {expected}")
-        return seconds
+        return durations.check(value, high)
 
     return parse
 
@@ -144,3 +140,20 @@ def _is_ip(family: int, text: str) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+CONDITION_NAMES = ("succeeded", "finished", "failed")
+
+
+def after(value: str) -> str:
+    """`ID[:succeeded|:finished|:failed]` checked and made canonical; raises ValueError."""
+    job_id, sep, condition = value.partition(":")
+    try:
+        canonical = str(uuid.UUID(job_id))
+    except ValueError:
+        raise ValueError(f"{shown(value)} is not JOB_ID[:succeeded|:finished|:failed] "
+                         "(a job id is a UUID)") from None
+    if sep and condition not in CONDITION_NAMES:
+        raise ValueError(f"{shown(value)}: the condition must be succeeded, finished "
+                         "or failed")
+    return f"{canonical}:{condition or 'succeeded'}"

@@ -132,7 +132,8 @@ def _assemble(
         config.reconcile_interval, config.heartbeat_ttl, config.bootstrap_token_ttl, ticker,
     )
     flow_runner = FlowRunner(flows, schedules, registry, server_id, config.reconcile_interval,
-                             lambda: reconciler.is_leader)
+                             lambda: reconciler.is_leader,
+                             retention_seconds=config.job_retention_days * 86400)
 
     def on_reconnect() -> None:
         dispatcher.wake()

@@ -17,6 +17,7 @@ from hodei_plugins.schedulers import DEFAULT_STRATEGY
 from hodei_server.errors import ConfigError, InvalidSpec
 from hodei_server.validation import validate_labels
 
+MAX_RETENTION_DAYS = 36600
 # Worker names add "-" and 6 hex digits; container names add "hodei-".
 _PROVIDER_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,38}[A-Za-z0-9])?")
 
@@ -31,6 +32,9 @@ class ServerConfig:
     heartbeat_ttl: float = 20.0
     resync_interval: float = 1.0
     reconcile_interval: float = 1.0
+    # Finished jobs, with their attempts and output, are deleted this many days after they
+    # finished; 0 keeps them (a job's own ttl_after_finished applies either way).
+    job_retention_days: float = 0.0
     bootstrap_token_ttl: float = 600.0
     db_pool_size: int = 10
     # How many changes a live watcher (WatchJobs, WatchWorkers, WatchEvents) may have
@@ -165,6 +169,9 @@ def load(path: Path | None) -> ServerConfig:
         config.secret_key_file = str(path.parent / Path(config.secret_key_file).expanduser())
     config.providers = [_provider(p, i) for i, p in enumerate(providers)]
     _check_strategy(config.strategy, str(path or "config"))
+    if not 0 <= config.job_retention_days <= MAX_RETENTION_DAYS:
+        raise ConfigError(f"job_retention_days must be from 0 (keep jobs) to "
+                          f"{MAX_RETENTION_DAYS}")
     names = [p.name for p in config.providers]
     if len(set(names)) != len(names):
         raise ConfigError("providers: each provider needs a distinct name")

@@ -77,6 +77,7 @@ MAX_METRIC = 1e15
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL_KEY = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+_ID_PREFIX = re.compile(r"[0-9a-f-]{1,36}")
 _INTERPRETER = re.compile(r"[A-Za-z0-9_./+-]+")
 _SECRET_BACKEND = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 # Controls (C0, DEL, C1), format characters (bidi overrides, zero-width), line separators.
@@ -383,6 +384,16 @@ def validate_list_jobs(request: jobs_pb2.ListJobsRequest) -> None:
             raise InvalidSpec(f"states: {state} is not a job state this server knows")
     if len(request.page_token) > MAX_PAGE_TOKEN:
         raise InvalidSpec("page_token is not one this server issued")
+    if request.id_prefix and not _ID_PREFIX.fullmatch(request.id_prefix):
+        raise InvalidSpec(f"id_prefix {shown(request.id_prefix)} is not the start of a job "
+                          "id (lower-case hex digits and dashes)")
+    printable(request.name, "name", MAX_NAME)
+    validate_labels(request.labels, "labels")
+    if request.HasField("created_after"):
+        stamp = request.created_after
+        # From 1970 to the end of year 9999, as a timestamp can be turned into a datetime.
+        if not (0 <= stamp.seconds <= 253402300799 and 0 <= stamp.nanos <= 999_999_999):
+            raise InvalidSpec("created_after is not a time from 1970 to 9999")
 
 
 def validate_grace(seconds: float, limit: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -39,9 +40,20 @@ def test_unknown_job_id(server: ServerProcess) -> None:
     out = server.hodeictl("job", "get", missing)
     assert out.returncode == 1
     assert "not found" in one_line(out.stderr)
-    bad = server.hodeictl("job", "cancel", "not-an-id")
-    assert bad.returncode == 2
-    assert "not a job id" in one_line(bad.stderr)
+    # Not an id: a name, looked for as one.
+    bad = server.hodeictl("job", "cancel", "not-a-job")
+    assert bad.returncode == 1
+    assert one_line(bad.stderr) == ("hodeictl: no job has an id starting with, or the name, "
+                                    "'not-a-job'")
+
+
+def test_a_short_id_or_a_name_names_a_job(server: ServerProcess) -> None:
+    job_id = server.hodeictl("job", "submit", "--name", "short-id-check", "--",
+                             "true").stdout.decode().strip()
+    for ref in (job_id[:8], job_id[:8].upper(), "short-id-check", job_id):
+        got = server.hodeictl("job", "get", ref, "-o", "json")
+        assert got.returncode == 0, (ref, got.stderr)
+        assert json.loads(got.stdout)["id"] == job_id
 
 
 def test_mistyped_field_in_job_file(server: ServerProcess, tmp_path: Path) -> None:

@@ -132,7 +132,10 @@ def test_job_wait_exits_with_the_job_or_says_why_not(server: ServerProcess) -> N
     stuck = _run(server, "job", "submit", "--selector", "nowhere=1", "--", "true")
     timed_out = server.hodeictl("job", "wait", stuck, "--timeout", "1s")
     assert timed_out.returncode == 124
-    assert server.hodeictl("job", "wait", "not-a-job").returncode == 2
+    # Not an id: looked up as a short id or a name, and found as neither.
+    unknown = server.hodeictl("job", "wait", "not-a-job")
+    assert unknown.returncode == 1
+    assert unknown.stderr == b"hodeictl: no job has an id starting with, or the name, 'not-a-job'\n"
 
 
 def test_job_list_watch_prints_each_change(server: ServerProcess) -> None:

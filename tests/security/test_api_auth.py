@@ -167,12 +167,16 @@ def api_calls(
             jobs_pb2.CancelJobRequest(id=some_id), metadata=metadata, timeout=10),
         JOBS + "RetryJob": lambda: jobs.RetryJob(
             jobs_pb2.RetryJobRequest(id=some_id), metadata=metadata, timeout=10),
+        JOBS + "DeleteJob": lambda: jobs.DeleteJob(
+            jobs_pb2.DeleteJobRequest(id=some_id), metadata=metadata, timeout=10),
         "/hodei.api.v1.LogService/StreamLogs": lambda: list(logs.StreamLogs(
             logs_pb2.StreamLogsRequest(job_id=some_id), metadata=metadata, timeout=10)),
         "/hodei.api.v1.WorkerService/ListWorkers": lambda: workers.ListWorkers(
             workers_pb2.ListWorkersRequest(), metadata=metadata, timeout=10),
         "/hodei.api.v1.WorkerService/ListProviders": lambda: workers.ListProviders(
             workers_pb2.ListProvidersRequest(), metadata=metadata, timeout=10),
+        "/hodei.api.v1.WorkerService/GetServerInfo": lambda: workers.GetServerInfo(
+            workers_pb2.GetServerInfoRequest(), metadata=metadata, timeout=10),
         "/hodei.api.v1.WorkerService/DrainWorker": lambda: workers.DrainWorker(
             workers_pb2.DrainWorkerRequest(id=some_id), metadata=metadata, timeout=10),
         TOKENS + "CreateToken": lambda: tokens.CreateToken(
@@ -591,3 +595,23 @@ def test_the_embedded_stack_hands_its_user_an_admin_token(
         assert error.code() == UNAUTHENTICATED
     finally:
         subprocess.run([*hodeictl_argv(), "down"], env=env, capture_output=True, timeout=90)
+
+
+def test_audit_list_finds_a_call_by_its_method_name_alone(
+    server: ServerProcess, channel: grpc.Channel, tokens: dict[str, str],
+) -> None:
+    """`audit list --action DrainWorker` finds the refusals of that call, whose rows carry
+    the full method path, and an event name still matches whole."""
+    stub = workers_pb2_grpc.WorkerServiceStub(channel)
+    refusal(lambda: stub.DrainWorker(workers_pb2.DrainWorkerRequest(id=str(uuid.uuid4())),
+                                     metadata=bearer(tokens["viewer"]), timeout=10))
+    for action in ("DrainWorker", "/hodei.api.v1.WorkerService/DrainWorker"):
+        listed = hodeictl(server, "audit", "list", "--action", action, "--limit", "1000",
+                          "-o", "json", token=tokens["admin"])
+        assert listed.returncode == 0, listed.stderr
+        rows = json.loads(listed.stdout)
+        assert rows and {r["action"] for r in rows} == {"/hodei.api.v1.WorkerService/DrainWorker"}
+    # A part of a name is no match: "Worker" names no call.
+    partial = hodeictl(server, "audit", "list", "--action", "Worker", "-o", "json",
+                       token=tokens["admin"])
+    assert partial.returncode == 0 and json.loads(partial.stdout) == []

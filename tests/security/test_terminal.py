@@ -185,6 +185,24 @@ def test_job_output_and_tables_on_a_pty_are_inert(shared_server: ServerProcess) 
     print(f"escapes reaching the terminal: 0 of {len(attacks)} attacks ({len(script)} chars)")
 
 
+def test_color_lets_only_sgr_colours_through_on_a_pty(shared_server: ServerProcess) -> None:
+    """--color always: the job's colours reach the terminal; every other attack, and SGR's
+    conceal, is still shown and never obeyed."""
+    attacks = [*ATTACKS.values(), "\x1b[8mconcealed\x1b[0m", "\x1b[38;5;196mgrey\x1b[m"]
+    argv = ["job", "run", "--color", "always", "-s", "provider=local", "--",
+            "printf", "%s\\n", *attacks]
+    code, shown = run_on_pty(shared_server, *argv)
+    assert code == 0, shown
+    assert "\x1b[31mred\x1b[0m" in shown and "\x1b[38;5;196mgrey\x1b[m" in shown
+    assert "^[[8mconcealed" in shown
+    assert_inert(without_rich_colours(shown))
+    assert "^[[2J^[[H" in shown and "<U+009B>2J" in shown and "rm -rf /^Mls" in shown
+    # The default stays: colours shown escaped.
+    code, plain = run_on_pty(shared_server, "job", "run", "-s", "provider=local", "--",
+                             "printf", "\x1b[32mPASSED\x1b[0m\\n")
+    assert code == 0 and "^[[32mPASSED^[[0m" in plain
+
+
 def test_job_output_into_a_pipe_is_byte_exact(shared_server: ServerProcess) -> None:
     payload = "".join(ATTACKS.values()).encode() + b"\xff\xfe raw bytes\x00\r"
     program = (f"import sys; data = bytes.fromhex({payload.hex()!r}); "

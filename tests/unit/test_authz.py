@@ -47,8 +47,10 @@ def test_the_role_table() -> None:
     assert roles == {
         "SubmitJob": "submitter", "SubmitJobs": "submitter", "GetJob": "viewer",
         "ListJobs": "viewer",
-        "CancelJob": "submitter", "RetryJob": "submitter", "StreamLogs": "viewer",
-        "ListWorkers": "viewer", "ListProviders": "viewer", "DrainWorker": "operator",
+        "CancelJob": "submitter", "RetryJob": "submitter", "DeleteJob": "submitter",
+        "StreamLogs": "viewer",
+        "ListWorkers": "viewer", "ListProviders": "viewer", "GetServerInfo": "viewer",
+        "DrainWorker": "operator",
         "WhoAmI": "viewer", "CreateToken": "admin", "RevokeToken": "admin",
         "ListTokens": "admin", "ListAudit": "admin",
         "SetSecret": "admin", "DeleteSecret": "admin", "ListSecrets": "operator",

@@ -50,7 +50,7 @@ def test_job_file_mistakes_are_one_line(tmp_path: Path, text: str, message: str)
 
 def test_no_command_line_option_carries_a_secret_value() -> None:
     command = typer.main.get_command(app)
-    secret_group = command.commands["secret"]  # type: ignore[attr-defined]
+    secret_group = command.get_command(None, "secret")  # type: ignore[attr-defined]
     set_command = secret_group.commands["set"]
     options = {opt for param in set_command.params for opt in getattr(param, "opts", [])}
     assert "--from-file" in options

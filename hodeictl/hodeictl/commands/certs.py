@@ -17,7 +17,8 @@ import typer
 from hodeictl import values
 from hodeictl.errors import HodeiCtlError, UsageError
 
-app = typer.Typer(help="Certificates for running Hodei with TLS.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None,
+                  help="Certificates for running Hodei with TLS.", no_args_is_help=True)
 
 CERTS_MODULE = "hodei_server.cli.certs"
 # The CA's own lifetime, which the server certificate cannot outlive.

@@ -9,18 +9,21 @@ from typing import Annotated
 
 import typer
 
-from hodeictl import output, values
+from hodeictl import completion, output, values
 from hodeictl.config import LOCAL_CONTEXT, Config
-from hodeictl.embedded import home_dir
 from hodeictl.errors import UsageError
+from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
+from hodeictl.table import Column
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help=f"Manage contexts: named Hodei servers ('{LOCAL_CONTEXT}' is the embedded stack).",
     no_args_is_help=True,
 )
 
-NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The context name.")]
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The context name.",
+                                        autocompletion=completion.contexts)]
 NewNameArg = Annotated[
     str, typer.Argument(metavar="NAME", parser=values.context_name,
                         help="The context name: letters, digits, '.', '_', '-', '@'.")
@@ -29,23 +32,22 @@ NewNameArg = Annotated[
 
 @app.command("list")
 def list_contexts(
-    output_format: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output format.")
-    ] = OutputFormat.table,
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """List contexts; the current one is marked with *."""
+    from hodeictl.embedded import home_dir
+
     config = Config.load()
     current = config.current_context or LOCAL_CONTEXT
     local = f"embedded stack in {output.display_path(home_dir())}"
     rows = [(LOCAL_CONTEXT, local), *sorted(config.contexts.items())]
-    if output_format is OutputFormat.json:
-        output.print_json(
-            [{"name": name, "server": server, "current": name == current} for name, server in rows]
-        )
-    else:
+    data = [{"name": name, "server": server, "current": name == current}
+            for name, server in rows]
+    if not output.print_data(output_format, data):
         output.print_pairs_table(
-            ("CURRENT", "NAME", "SERVER"),
-            [("*" if name == current else "", name, server) for name, server in rows],
+            (Column("NAME"), Column("CURRENT"), Column("SERVER", shrink=1, min_width=16)),
+            [(name, "*" if name == current else "", server) for name, server in rows],
+            output_format, kind="context",
         )
 
 
@@ -119,3 +121,39 @@ def _read_token() -> str:
     if not token:
         raise UsageError("--token-stdin: no token on stdin (nor in HODEI_TOKEN)")
     return token
+
+
+@app.command("view")
+def view_context(
+    name: Annotated[
+        str | None,
+        typer.Argument(metavar="[NAME]", autocompletion=completion.contexts,
+                       help="The context (default: the current one)."),
+    ] = None,
+    output_format: OutputOpt = OutputFormat.table,
+) -> None:
+    """Show a context: its server, where its token comes from (never the token), its CA."""
+    config = Config.load()
+    name = name or config.current_context or LOCAL_CONTEXT
+    if name == LOCAL_CONTEXT:
+        from hodeictl.embedded import home_dir
+
+        data = {"name": LOCAL_CONTEXT,
+                "server": f"embedded stack in {output.display_path(home_dir())}",
+                "token": "the stack's own", "ca_cert": "none (plaintext on 127.0.0.1)",
+                "current": "yes" if not config.current_context else "no"}
+    else:
+        data = config.view(name)
+    if not output.print_data(output_format, data):
+        output.print_fields([(key.replace("_", " ").capitalize(), value)
+                             for key, value in data.items()])
+
+
+@app.command("delete")
+def delete_context(name: NameArg) -> None:
+    """Delete context NAME (if it was the current one, 'local' is now)."""
+    config = Config.load()
+    was_current = config.delete_context(name)
+    config.save()
+    output.note(f"Context '{name}' deleted." + (" Using context 'local'." if was_current
+                                                else ""))

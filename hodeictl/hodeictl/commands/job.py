@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import enum
-from pathlib import Path
-from typing import Annotated, Any
+import functools
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hodei_api.v1 import jobs_pb2
-from hodeictl import follow, jobfile, jobflow, output, target, values
-from hodeictl.client import parse_job_id
-from hodeictl.commands import watch
+from hodeictl import output, target, values
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError, UsageError
+from hodeictl.options import (
+    ColorOpt,
+    JobIdArg,
+    NoHeadersOpt,
+    OutputOpt,
+    QuietOpt,
+    WaitFor,
+    duration_option,
+    job_spec_options,
+)
 from hodeictl.output import OutputFormat, note
 
-app = typer.Typer(help="Run, inspect and cancel jobs.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from hodei_api.v1 import jobs_pb2
+
+app = typer.Typer(rich_markup_mode=None,
+                  help="Run, inspect and cancel jobs.", no_args_is_help=True)
+
+# Words that, right after --detach, were meant as its value rather than as the command.
+_BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0"})
 
 
 class StateFilter(enum.StrEnum):
@@ -32,82 +46,6 @@ class StateFilter(enum.StrEnum):
     blocked = "blocked"
 
 
-# The job options shared by `run` and `submit`; both read them back through `ctx.params`.
-CommandArg = Annotated[
-    list[str] | None,
-    typer.Argument(metavar="-- CMD ARGS...", help="The command to run.", show_default=False),
-]
-FileOpt = Annotated[
-    Path | None,
-    typer.Option("--file", "-f", help="TOML job file; options given here override it."),
-]
-NameOpt = Annotated[str | None, typer.Option("--name", help="A name for the job.")]
-EnvOpt = Annotated[
-    list[str] | None,
-    typer.Option("--env", "-e", metavar="K=V", help="Environment variable (repeatable)."),
-]
-WorkdirOpt = Annotated[
-    str | None, typer.Option("--workdir", "-w", help="Working directory on the worker.")
-]
-LabelOpt = Annotated[
-    list[str] | None, typer.Option("--label", "-l", metavar="K=V", help="Label (repeatable).")
-]
-SelectorOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--selector", "-s", metavar="K=V", help="Run only on workers with this label (repeatable)."
-    ),
-]
-CpusOpt = Annotated[
-    float | None,
-    typer.Option("--cpus", metavar="N", parser=values.number(0, values.MAX_CPUS),
-                 help=f"CPUs the job needs (0-{values.MAX_CPUS:g})."),
-]
-MemoryOpt = Annotated[
-    int | None,
-    typer.Option("--memory-mb", metavar="MIB", parser=values.integer(0, values.MAX_MEMORY_MB),
-                 help=f"Memory the job needs, in MiB (0-{values.MAX_MEMORY_MB})."),
-]
-TimeoutOpt = Annotated[
-    float | None,
-    typer.Option("--timeout", metavar="DURATION",
-                 parser=values.duration(values.MAX_TIMEOUT_SECONDS),
-                 help="Time limit: 90, 90s, 5m, 1h30m (at most 366 days)."),
-]
-MaxAttemptsOpt = Annotated[
-    int | None,
-    typer.Option("--max-attempts", metavar="N", parser=values.integer(1, values.MAX_ATTEMPTS),
-                 help=f"Attempts in total (retries + 1; 1-{values.MAX_ATTEMPTS})."),
-]
-class RetryOn(enum.StrEnum):
-    """Attempt endings `--retry-on` accepts."""
-
-    lost = "lost"
-    failed = "failed"
-    timed_out = "timed_out"
-
-
-RetryOnOpt = Annotated[
-    list[RetryOn] | None,
-    typer.Option(
-        "--retry-on", case_sensitive=False,
-        help="Retry after this ending while attempts remain (repeatable; default: lost).",
-    ),
-]
-BackoffOpt = Annotated[
-    float | None,
-    typer.Option("--backoff", metavar="DURATION",
-                 parser=values.duration(values.MAX_BACKOFF_SECONDS, "2s or 1m"),
-                 help="Delay before the second attempt, doubling after (default 1s, max 60s)."),
-]
-ScriptOpt = Annotated[str | None, typer.Option("--script", help="Script to run, not a command.")]
-InterpreterOpt = Annotated[
-    str | None, typer.Option("--interpreter", help="Interpreter for --script (default: sh).")
-]
-IdempotencyOpt = Annotated[
-    str | None,
-    typer.Option("--idempotency-key", help="Submitting again with the same key returns the job."),
-]
 MAX_COUNT = 1_000_000
 CountOpt = Annotated[
     int | None,
@@ -116,33 +54,12 @@ CountOpt = Annotated[
                       "batches of 10,000 a call; with --idempotency-key K, copy i has the key "
                       "K/i. (--completions makes one indexed job instead.)"),
 ]
-SecretOpt = Annotated[
-    list[str] | None,
-    typer.Option("--secret", metavar="NAME",
-                 help="A secret the job gets, as a file in $HODEI_SECRETS_DIR (repeatable; "
-                      "BACKEND:NAME for another backend)."),
-]
-
-
-class SecretDelivery(enum.StrEnum):
-    """How `--secret-delivery` hands secrets to the process."""
-
-    file = "file"
-    stdin = "stdin"
-    both = "both"
-
-
-SecretDeliveryOpt = Annotated[
-    SecretDelivery | None,
-    typer.Option("--secret-delivery",
-                 help="file: $HODEI_SECRETS_DIR/NAME (default); stdin: one JSON object; both."),
-]
-FormatOpt = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output format.")]
-JobIdArg = Annotated[str, typer.Argument(metavar="ID", help="The job id.", show_default=False)]
 
 
 def _spec(params: dict[str, Any]) -> jobs_pb2.JobSpec:
     """The JobSpec from the job file (if any) overridden by the command line."""
+    from hodeictl import jobfile, jobflow
+
     command_line = jobfile.JobOptions(
         name=params["name"],
         command=params["command"] or None,
@@ -178,10 +95,29 @@ def _submit(ctx: typer.Context) -> jobs_pb2.Job:
     return reply.job
 
 
-def _follow(settings: target.Settings, job_id: str) -> None:
+def resolve_job(settings: target.Settings, ref: str) -> str:
+    """The id of the job `ref` names: an id, a unique id prefix, or a name."""
+    from hodeictl import resolve
+
+    if (full := resolve.full_id(ref)) is not None:
+        return full  # no round trip for what is already an id
+
+    return target.call(settings, lambda client: resolve.job_id(client, ref))
+
+
+async def _get(client: Any, ref: str) -> jobs_pb2.Job:
+    from hodeictl import resolve
+
+    return await client.get_job(await resolve.job_id(client, ref))  # type: ignore[no-any-return]
+
+
+def _follow(settings: target.Settings, job_id: str, view: Any = None) -> None:
     """Follow the job's output to its end and exit with its exit code."""
+    from hodeictl import follow
+
     try:
-        job = target.call(settings, lambda client: follow.write_logs(client, job_id, follow=True))
+        job = target.call(settings, lambda client: follow.follow_run(client, job_id,
+                                                                     view=view))
     except KeyboardInterrupt:
         note(
             f"Stopped following job {job_id}; it keeps running. "
@@ -197,74 +133,43 @@ def _follow(settings: target.Settings, job_id: str) -> None:
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
+@job_spec_options
 def run(
     ctx: typer.Context,
-    command: CommandArg = None,
-    file: FileOpt = None,
-    name: NameOpt = None,
-    env: EnvOpt = None,
-    workdir: WorkdirOpt = None,
-    label: LabelOpt = None,
-    selector: SelectorOpt = None,
-    cpus: CpusOpt = None,
-    memory_mb: MemoryOpt = None,
-    timeout: TimeoutOpt = None,
-    max_attempts: MaxAttemptsOpt = None,
-    retry_on: RetryOnOpt = None,
-    backoff: BackoffOpt = None,
-    script: ScriptOpt = None,
-    interpreter: InterpreterOpt = None,
-    idempotency_key: IdempotencyOpt = None,
-    secret: SecretOpt = None,
-    secret_delivery: SecretDeliveryOpt = None,
-    # Dependencies and fan-out (hodeictl.jobflow).
-    after: jobflow.AfterOpt = None,
-    completions: jobflow.CompletionsOpt = None,
-    parallelism: jobflow.ParallelismOpt = None,
-    correlation_id: watch.CorrelationOpt = None,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Print the job id and return.")
     ] = False,
+    color: ColorOpt = None,
 ) -> None:
     """Run a job and follow its output; exit with its exit code.
 
     The job is a command after --, a --script, or a -f job.toml file.
     """
+    _refuse_detach_value(ctx)
     job = _submit(ctx)
     if detach:
         typer.echo(job.id)
         return
-    _follow(ctx.obj, job.id)
+    from hodeictl.logview import LogView
+
+    _follow(ctx.obj, job.id, LogView(colour=color))
+
+
+def _refuse_detach_value(ctx: typer.Context) -> None:
+    """`--detach true` would run `true`: a flag takes no value, the command comes after --."""
+    command = ctx.params.get("command") or []
+    if not ctx.params.get("detach") or not command or command[0].lower() not in _BOOLEAN_WORDS:
+        return
+    args = ctx.find_root().meta.get("hodeictl.args", [])
+    if "--" in args:
+        return  # `--detach -- true`: the command really is `true`
+    raise UsageError(f"--detach takes no value; to run {command[0]!r} as the command, put it "
+                     f"after --: hodeictl job run --detach -- {' '.join(command)}")
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
-def submit(
-    ctx: typer.Context,
-    command: CommandArg = None,
-    file: FileOpt = None,
-    name: NameOpt = None,
-    env: EnvOpt = None,
-    workdir: WorkdirOpt = None,
-    label: LabelOpt = None,
-    selector: SelectorOpt = None,
-    cpus: CpusOpt = None,
-    memory_mb: MemoryOpt = None,
-    timeout: TimeoutOpt = None,
-    max_attempts: MaxAttemptsOpt = None,
-    retry_on: RetryOnOpt = None,
-    backoff: BackoffOpt = None,
-    script: ScriptOpt = None,
-    interpreter: InterpreterOpt = None,
-    idempotency_key: IdempotencyOpt = None,
-    secret: SecretOpt = None,
-    secret_delivery: SecretDeliveryOpt = None,
-    # Dependencies and fan-out (hodeictl.jobflow).
-    after: jobflow.AfterOpt = None,
-    completions: jobflow.CompletionsOpt = None,
-    parallelism: jobflow.ParallelismOpt = None,
-    correlation_id: watch.CorrelationOpt = None,
-    count: CountOpt = None,
-) -> None:
+@job_spec_options
+def submit(ctx: typer.Context, count: CountOpt = None) -> None:
     """Submit a job and print its id (nothing else, for scripts); with --count N, N
     copies of it (a job array), one id a line."""
     if count is None:
@@ -283,14 +188,11 @@ def submit(
 
 @app.command()
 def get(
-    ctx: typer.Context, job_id: JobIdArg, output_format: FormatOpt = OutputFormat.table
+    ctx: typer.Context, job_ref: JobIdArg, output_format: OutputOpt = OutputFormat.table
 ) -> None:
     """Show a job: state, exit code, reason, worker, times and attempts."""
-    job_id = parse_job_id(job_id)
-    job = target.call(ctx.obj, lambda client: client.get_job(job_id))
-    if output_format is OutputFormat.json:
-        output.print_json(output.job_to_dict(job))
-    else:
+    job = target.call(ctx.obj, lambda client: _get(client, job_ref))
+    if not output.print_data(output_format, output.job_to_dict(job)):
         output.print_job(job)
 
 
@@ -301,63 +203,185 @@ def list_jobs(
         list[StateFilter] | None,
         typer.Option("--state", case_sensitive=False, help="Only jobs in this state (repeatable)."),
     ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", metavar="K=V",
+                     help="Only jobs with this label (repeatable: all must match)."),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", metavar="GLOB",
+                     help="Only jobs whose name matches: build-* (* any text, ? one character)."),
+    ] = None,
+    since: Annotated[
+        float | None,
+        duration_option("--since", high=values.MAX_SINCE_SECONDS,
+                        help_text="Only jobs created in the last DURATION: 90s, 1h, 2d."),
+    ] = None,
     limit: Annotated[
         int, typer.Option("--limit", metavar="N", parser=values.integer(1, values.INT32_MAX),
-                          help="At most this many jobs.")
+                          help="At most this many jobs (default 50).")
     ] = 50,
-    output_format: FormatOpt = OutputFormat.table,
+    every: Annotated[
+        bool, typer.Option("--all", "-a", help="Every matching job, page after page (no --limit).")
+    ] = False,
+    output_format: OutputOpt = OutputFormat.table,
+    no_headers: NoHeadersOpt = False,
+    quiet: QuietOpt = False,
     watch_changes: Annotated[
         bool, typer.Option("--watch", "-w", help="Then print each change as it happens.")
     ] = False,
 ) -> None:
     """List jobs, newest first."""
+    import time
+
+    from hodei_api.v1 import jobs_pb2
+    from hodeictl import jobfile
+
     states = [jobs_pb2.JobState.Value(f"JOB_STATE_{s.value.upper()}") for s in state or []]
     if watch_changes:
+        if label or name or since is not None or every:
+            raise UsageError("--watch filters by --state only (and shows the newest --limit "
+                             "jobs first)")
+        from hodeictl.commands import watch
+
         watch.watch_list(ctx.obj, states, limit, output_format)
         return
-    jobs = target.call(ctx.obj, lambda client: client.list_jobs(states, limit))
-    if output_format is OutputFormat.json:
-        output.print_json([output.job_to_dict(job) for job in jobs])
-    else:
-        output.print_jobs(jobs)
+    labels = jobfile.parse_pairs(label or [], "--label")
+    created_after = time.time() - since if since is not None else None
+    wanted = values.INT32_MAX if every else limit
+    jobs = target.call(ctx.obj, lambda client: client.list_jobs(
+        states, wanted, name=name or "", labels=labels, created_after=created_after))
+    output.print_jobs(jobs, output_format, no_headers=no_headers, quiet=quiet)
 
 
 @app.command()
 def logs(
     ctx: typer.Context,
-    job_id: JobIdArg,
+    job_ref: JobIdArg,
     follow_output: Annotated[
         bool,
         typer.Option("--follow", "-f", help="Follow until the job ends; exit with its code."),
     ] = False,
+    tail: Annotated[
+        int | None,
+        typer.Option("--tail", metavar="N", parser=values.integer(0, values.INT32_MAX),
+                     help="Only the last N lines so far (then, with -f, what follows)."),
+    ] = None,
+    since: Annotated[
+        float | None,
+        duration_option("--since", high=values.MAX_SINCE_SECONDS,
+                        help_text="Only output of the last DURATION: 90s, 10m, 2h."),
+    ] = None,
+    timestamps: Annotated[
+        bool, typer.Option("--timestamps", "-t",
+                           help="Start each line with when it was stored (UTC).")
+    ] = False,
+    color: ColorOpt = None,
 ) -> None:
     """Print a job's output (stdout to stdout, stderr to stderr)."""
-    job_id = parse_job_id(job_id)
+    from hodeictl.logview import LogView
+
+    job_id = resolve_job(ctx.obj, job_ref)
+    view = LogView(since=since, timestamps=timestamps, tail=tail, colour=color)
     if follow_output:
-        _follow(ctx.obj, job_id)
+        _follow(ctx.obj, job_id, view)
     else:
-        target.call(ctx.obj, lambda client: follow.write_logs(client, job_id, follow=False))
+        from hodeictl import follow
+
+        target.call(ctx.obj, lambda client: follow.write_logs(client, job_id, follow=False,
+                                                              view=view))
 
 
 @app.command()
 def cancel(
     ctx: typer.Context,
-    job_id: JobIdArg,
+    job_ref: JobIdArg,
     reason: Annotated[str, typer.Option("--reason", help="Why; recorded with the job.")] = "",
 ) -> None:
     """Cancel a job."""
-    job_id = parse_job_id(job_id)
+    job_id = resolve_job(ctx.obj, job_ref)
     reply = target.call(ctx.obj, lambda client: client.cancel_job(job_id, reason))
-    state = output.job_state(reply.job.state)
-    if reply.changed:
-        typer.echo(f"Job {job_id}: {state}")
-    else:
-        typer.echo(f"Job {job_id} already finished ({state}); nothing to cancel.")
+    typer.echo(cancel_message(job_id, reply.changed, output.job_state(reply.job.state)))
+
+
+# States a job does not leave; a cancel that found the job in another one is still under way.
+FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "LOST"})
+
+
+def cancel_message(job_id: str, changed: bool, state: str) -> str:
+    """What `job cancel` says: the state the job is in now, never the one before."""
+    if not changed:
+        return f"Job {job_id} already finished ({state}); nothing to cancel."
+    if state in FINAL_STATES:
+        return f"Job {job_id}: {state}"
+    return f"Job {job_id}: cancelling (it was {state}; its process is being stopped)"
 
 
 @app.command()
-def retry(ctx: typer.Context, job_id: JobIdArg) -> None:
+def retry(ctx: typer.Context, job_ref: JobIdArg) -> None:
     """Run a finished job again, as a new attempt."""
-    job_id = parse_job_id(job_id)
+    job_id = resolve_job(ctx.obj, job_ref)
     job = target.call(ctx.obj, lambda client: client.retry_job(job_id))
     typer.echo(f"Job {job_id}: {output.job_state(job.state)} (attempt {job.attempt + 1} queued)")
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    job_refs: Annotated[
+        list[str],
+        typer.Argument(metavar="JOB...", show_default=False,
+                       help="Jobs: ids, unique id prefixes or names."),
+    ],
+) -> None:
+    """Delete finished jobs with their attempts and output (cancel a running one first)."""
+    failed = 0
+    for ref in job_refs:
+        job_id = resolve_job(ctx.obj, ref)
+        try:
+            job = target.call(ctx.obj, functools.partial(_delete, job_id=job_id))
+        except ServerError as error:  # not finished: say so and go on with the others
+            note(f"hodeictl: {error}")
+            failed += 1
+            continue
+        typer.echo(f"Job {job.id} deleted ({output.job_state(job.state)}).")
+    if failed:
+        raise typer.Exit(1)
+
+
+async def _delete(client: Any, job_id: str) -> jobs_pb2.Job:
+    return await client.delete_job(job_id)  # type: ignore[no-any-return]
+
+
+@app.command()
+def wait(
+    ctx: typer.Context,
+    job_ref: JobIdArg,
+    wait_for: Annotated[
+        WaitFor,
+        typer.Option("--for", case_sensitive=False,
+                     help="finished: exit with the job's exit code; succeeded, failed, "
+                          "running: exit 0 once it is, 1 if it ends otherwise."),
+    ] = WaitFor.finished,
+    timeout: Annotated[
+        float | None,
+        duration_option("--timeout", high=values.MAX_TIMEOUT_SECONDS,
+                        help_text="Give up after this long (exit 124): 90s, 5m, 1h."),
+    ] = None,
+    output_format: OutputOpt = OutputFormat.table,
+) -> None:
+    """Wait until a job finishes (or succeeds, fails, runs), watching it live."""
+    from hodeictl.commands import watch
+
+    watch.wait(ctx, resolve_job(ctx.obj, job_ref), wait_for, timeout, output_format)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of job files (for editors: taplo, Even Better TOML)."""
+    import json
+
+    from hodeictl import jobschema
+
+    typer.echo(json.dumps(jobschema.json_schema(), indent=2))

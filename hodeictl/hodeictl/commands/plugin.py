@@ -2,38 +2,84 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 
-from hodei_plugins.manager import get_host
 from hodeictl import output
+from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
+from hodeictl.table import Column
 
-app = typer.Typer(help="Inspect plugins.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None,
+                  help="Inspect plugins.", no_args_is_help=True)
 
 
 @app.command("list")
 def list_plugins(
-    output_format: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output format.")
-    ] = OutputFormat.table,
+    ctx: typer.Context,
+    on_server: Annotated[
+        bool, typer.Option("--server", help="What the server has loaded, not this install.")
+    ] = False,
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """List plugins: name, distribution and version, what each adds, status.
 
     Status is loaded, disabled (named in HODEI_DISABLED_PLUGINS=name[,name...]) or
-    failed: reason.
+    failed: reason. Without --server, the plugins of this installation (hodeictl's venv);
+    with it, those of the server hodeictl talks to.
     """
-    host = get_host()
-    host.providers()  # run the registration hooks, so a plugin raising in one shows failed
-    host.strategies()
-    host.secret_backends()
-    plugins = host.plugins
-    if output_format is OutputFormat.json:
-        output.print_json([p.to_dict() for p in plugins])
+    if on_server:
+        from hodeictl import target
+
+        info = target.call(ctx.obj, lambda client: client.server_info())
+        plugins = [_Plugin(p.name, p.module, p.distribution, p.version, p.status, p.reason,
+                           list(p.provides)) for p in info.plugins]
     else:
+        from hodei_plugins.manager import get_host
+
+        host = get_host()
+        host.providers()  # run the registration hooks, so one raising in them shows failed
+        host.strategies()
+        host.secret_backends()
+        plugins = [_Plugin(p.name, p.module, p.distribution, p.version, p.status, p.reason,
+                           list(p.provides)) for p in host.plugins]
+    if not output.print_data(output_format, [p.to_dict() for p in plugins]):
         output.print_pairs_table(
-            ("NAME", "DISTRIBUTION", "VERSION", "PROVIDES", "STATUS"),
-            [(p.name, p.distribution, p.version, p.provides_text or "-", p.status_text)
-             for p in plugins],
+            (Column("NAME"), Column("STATUS", shrink=1, min_width=8),
+             Column("PROVIDES", priority=1, shrink=1, min_width=16),
+             Column("DISTRIBUTION", priority=3), Column("VERSION", priority=2)),
+            [(p.name, p.status_text, p.provides_text or "-", p.distribution, p.version)
+             for p in plugins], output_format, kind="plugin",
         )
+
+
+@dataclass
+class _Plugin:
+    """A plugin as listed, from this installation or from the server (the same fields as
+    hodei_plugins.manager.PluginInfo, without importing it for --server)."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    status: str
+    reason: str
+    provides: list[str]
+
+    @property
+    def provides_text(self) -> str:
+        kinds: dict[str, list[str]] = {}
+        for item in self.provides:
+            kind, _, value = item.partition(":")
+            kinds.setdefault(kind, []).append(value)
+        return "; ".join(f"{kind}: {', '.join(values)}" for kind, values in kinds.items())
+
+    @property
+    def status_text(self) -> str:
+        return f"{self.status}: {self.reason}" if self.reason else self.status
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)

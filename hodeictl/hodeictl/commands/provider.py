@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from hodeictl import output, target
+from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
+from hodeictl.table import Column
 
-app = typer.Typer(help="Inspect providers.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None,
+                  help="Inspect providers.", no_args_is_help=True)
 
 
 @app.command("list")
 def list_providers(
     ctx: typer.Context,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output format.")
-    ] = OutputFormat.table,
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """List the server's providers: type, worker bounds, workers, slots in use, health."""
     providers = target.call(ctx.obj, lambda client: client.list_providers())
-    if output_format is OutputFormat.json:
-        output.print_json([output.to_dict(p) for p in providers])
+    if output.print_data(output_format, [output.to_dict(p) for p in providers]):
         return
     output.print_pairs_table(
-        ("NAME", "TYPE", "WORKERS", "MIN-MAX", "SLOTS", "STRATEGY", "HEALTH"),
+        (Column("NAME"), Column("TYPE", priority=3), Column("WORKERS", priority=2),
+         Column("MIN-MAX", priority=4), Column("SLOTS", priority=1),
+         Column("STRATEGY", priority=5), Column("HEALTH", shrink=1, min_width=8)),
         [
             (
                 p.name,
@@ -38,4 +38,5 @@ def list_providers(
             )
             for p in providers
         ],
+        output_format, kind="provider",
     )

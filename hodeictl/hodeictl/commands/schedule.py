@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hodei_api.v1 import templates_pb2
 from hodeictl import output, target
+from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
+from hodeictl.table import Column
 from hodeictl.terminal import sanitize
 
-app = typer.Typer(help="List, suspend and resume the schedules of templates.",
+if TYPE_CHECKING:
+    from hodei_api.v1 import templates_pb2
+
+app = typer.Typer(rich_markup_mode=None,
+                  help="List, suspend and resume the schedules of templates.",
                   no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The template's name.",
                                         show_default=False)]
-_CONCURRENCY = {
-    templates_pb2.CONCURRENCY_POLICY_ALLOW: "allow",
-    templates_pb2.CONCURRENCY_POLICY_FORBID: "forbid",
-    templates_pb2.CONCURRENCY_POLICY_REPLACE: "replace",
-}
+def _concurrency(policy: int) -> str:
+    """`CONCURRENCY_POLICY_FORBID` → `forbid`."""
+    from hodei_api.v1 import templates_pb2
+
+    if policy not in templates_pb2.ConcurrencyPolicy.values() or not policy:
+        return "allow"
+    name = templates_pb2.ConcurrencyPolicy.Name(policy)  # type: ignore[arg-type]
+    return name.removeprefix("CONCURRENCY_POLICY_").lower()
 
 
 def _state(status: templates_pb2.ScheduleStatus) -> str:
@@ -32,20 +40,21 @@ def _state(status: templates_pb2.ScheduleStatus) -> str:
 @app.command("list")
 def list_schedules(
     ctx: typer.Context,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output format.")
-    ] = OutputFormat.table,
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """List schedules: next run, last run and its state, ticks started, missed, skipped."""
     schedules = target.call(ctx.obj, lambda client: client.list_schedules())
-    if output_format is OutputFormat.json:
-        output.print_json([output.to_dict(s) for s in schedules])
+    if output.print_data(output_format, [output.to_dict(s) for s in schedules]):
         return
     output.print_pairs_table(
-        ("TEMPLATE", "SCHEDULE", "CONCURRENCY", "STATE", "NEXT RUN", "LAST RUN", "LAST STATE",
-         "STARTED", "MISSED", "SKIPPED", "LAST MISSED"),
+        (Column("TEMPLATE", shrink=2, min_width=16), Column("SCHEDULE", shrink=1),
+         Column("CONCURRENCY", priority=8), Column("STATE"), Column("NEXT RUN", priority=1),
+         Column("LAST RUN", priority=3), Column("LAST STATE", priority=2),
+         Column("STARTED", priority=4, right=True), Column("MISSED", priority=5, right=True),
+         Column("SKIPPED", priority=6, right=True),
+         Column("LAST MISSED", priority=7, shrink=1, wide=True)),
         [(s.template, f"{s.cron} {s.timezone or 'UTC'}",
-          _CONCURRENCY.get(s.concurrency, "allow"), _state(s),
+          _concurrency(s.concurrency), _state(s),
           "-" if s.suspended or s.template_disabled else output.local_time(s, "next_run_at"),
           output.local_time(s, "last_scheduled_at"),
           output.job_state(s.last_state) if s.last_state else "-",

@@ -14,9 +14,11 @@ import typer
 
 from hodeictl import output, target
 from hodeictl.errors import UsageError
+from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
 
-app = typer.Typer(help="Set, list and delete secrets jobs can use.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None,
+                  help="Set, list and delete secrets jobs can use.", no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The secret's name.",
                                         show_default=False)]
@@ -57,19 +59,16 @@ def set_secret(
 @app.command("list")
 def list_secrets(
     ctx: typer.Context,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output format.")
-    ] = OutputFormat.table,
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """List secrets: name, backend, size, last update (never values)."""
     secrets = target.call(ctx.obj, lambda client: client.list_secrets())
-    if output_format is OutputFormat.json:
-        output.print_json([output.to_dict(s) for s in secrets])
+    if output.print_data(output_format, [output.to_dict(s) for s in secrets]):
         return
     output.print_pairs_table(
         ("NAME", "BACKEND", "BYTES", "UPDATED", "BY"),
         [(s.name, s.backend, str(s.size_bytes), output.local_time(s, "updated_at"),
-          s.updated_by or "-") for s in secrets],
+          s.updated_by or "-") for s in secrets], output_format, kind="secret",
     )
 
 

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hodei_api.v1 import templates_pb2
-from hodeictl import follow, jobfile, output, target, templatefile, values
+from hodeictl import output, target, values
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError
+from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat, note
+from hodeictl.table import Column
 from hodeictl.terminal import sanitize
 
-app = typer.Typer(help="Define jobs once, run them many times, on a schedule or by hand.",
+if TYPE_CHECKING:
+    from hodei_api.v1 import templates_pb2
+
+app = typer.Typer(rich_markup_mode=None,
+                  help="Define jobs once, run them many times, on a schedule or by hand.",
                   no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The template's name.",
                                         show_default=False)]
 FileOpt = Annotated[Path, typer.Option("--file", "-f", help="The template file (TOML).")]
-FormatOpt = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output format.")]
-_TYPES = {v: k for k, v in templatefile.TYPES.items()}
-_CONCURRENCY = {v: k for k, v in templatefile.CONCURRENCY.items()}
 
 
 def _when(stamp: object, field: str) -> str:
@@ -51,7 +53,8 @@ def _state(template: templates_pb2.Template) -> str:
     return "ENABLED"
 
 
-def _print_list(templates: list[templates_pb2.Template]) -> None:
+def _print_list(templates: list[templates_pb2.Template],
+                output_format: OutputFormat = OutputFormat.table) -> None:
     rows = []
     for t in templates:
         stats = t.stats
@@ -64,11 +67,20 @@ def _print_list(templates: list[templates_pb2.Template]) -> None:
             _seconds(stats.p95_seconds, stats),
             output.job_state(stats.last_state) if stats.last_state else "-",
         ))
-    output.print_pairs_table(("NAME", "VERSION", "STATE", "SCHEDULE", "NEXT RUN", "RUNS",
-                              "SUCCESS", "P50", "P95", "LAST"), rows)
+    output.print_pairs_table(
+        (Column("NAME", shrink=2, min_width=16), Column("VERSION", priority=5, right=True),
+         Column("STATE"), Column("SCHEDULE", priority=3, shrink=1),
+         Column("NEXT RUN", priority=4), Column("RUNS", priority=6, right=True),
+         Column("SUCCESS", priority=2, right=True), Column("P50", priority=7, right=True),
+         Column("P95", priority=8, right=True), Column("LAST", priority=1)),
+        rows, output_format, kind="template")
 
 
 def _print_template(t: templates_pb2.Template) -> None:
+    from hodeictl import templatefile
+
+    types = {v: k for k, v in templatefile.TYPES.items()}
+    concurrency = {v: k for k, v in templatefile.CONCURRENCY.items()}
     spec, stats = t.spec, t.stats
     lines = [
         ("Name", t.name),
@@ -87,7 +99,7 @@ def _print_template(t: templates_pb2.Template) -> None:
         s = t.schedule
         deadline = (f"{s.starting_deadline_seconds:g}s"
                     if s.HasField("starting_deadline_seconds") else "none")
-        policy = _CONCURRENCY.get(s.concurrency, "allow")
+        policy = concurrency.get(s.concurrency, "allow")
         lines += [
             ("Schedule", f"{_schedule(s)}; concurrency {policy}; starting deadline "
                          f"{deadline}"),
@@ -102,7 +114,7 @@ def _print_template(t: templates_pb2.Template) -> None:
                 if spec.history.HasField(k) for n in [getattr(spec.history, k)]]
         lines.append(("Keeps", ", ".join(keep) + " finished runs' jobs"))
     for param in spec.parameters:
-        detail = _TYPES.get(param.type, "string")
+        detail = types.get(param.type, "string")
         if param.required:
             detail += ", required"
         if param.HasField("default"):
@@ -131,6 +143,8 @@ def _print_template(t: templates_pb2.Template) -> None:
 @app.command()
 def create(ctx: typer.Context, file: FileOpt) -> None:
     """Create a template from a TOML file (version 1)."""
+    from hodeictl import templatefile
+
     spec = templatefile.load(file)
     template = target.call(ctx.obj, lambda client: client.create_template(spec))
     typer.echo(sanitize(f"Template {template.name} created (version {template.version})."))
@@ -139,19 +153,19 @@ def create(ctx: typer.Context, file: FileOpt) -> None:
 @app.command()
 def update(ctx: typer.Context, file: FileOpt) -> None:
     """Replace a template with a new version (older versions stay readable)."""
+    from hodeictl import templatefile
+
     spec = templatefile.load(file)
     template = target.call(ctx.obj, lambda client: client.update_template(spec))
     typer.echo(sanitize(f"Template {template.name} updated (version {template.version})."))
 
 
 @app.command("list")
-def list_templates(ctx: typer.Context, output_format: FormatOpt = OutputFormat.table) -> None:
+def list_templates(ctx: typer.Context, output_format: OutputOpt = OutputFormat.table) -> None:
     """List templates: version, schedule, next run, runs, success rate, p50/p95, last result."""
     templates = target.call(ctx.obj, lambda client: client.list_templates())
-    if output_format is OutputFormat.json:
-        output.print_json([output.to_dict(t) for t in templates])
-    else:
-        _print_list(templates)
+    if not output.print_data(output_format, [output.to_dict(t) for t in templates]):
+        _print_list(templates, output_format)
 
 
 @app.command()
@@ -168,14 +182,12 @@ def get(
         typer.Option("--runs", metavar="N", parser=values.integer(1, 100),
                      help="Show this many recent runs (default 10).")
     ] = None,
-    output_format: FormatOpt = OutputFormat.table,
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """Show a template: its version, schedule, parameters, history and recent runs."""
     template = target.call(ctx.obj, lambda client: client.get_template(name, version or 0,
                                                                         runs or 10))
-    if output_format is OutputFormat.json:
-        output.print_json(output.to_dict(template))
-    else:
+    if not output.print_data(output_format, output.to_dict(template)):
         _print_template(template)
 
 
@@ -223,6 +235,8 @@ def run_template(
     ] = False,
 ) -> None:
     """Run a template and follow its output; exit with its exit code."""
+    from hodeictl import follow, jobfile
+
     given = jobfile.parse_pairs(param or [], "--param")
     reply = target.call(ctx.obj, lambda client: client.run_template(
         name, given, version or 0, idempotency_key or ""))
@@ -233,8 +247,7 @@ def run_template(
         typer.echo(job.id)
         return
     try:
-        final = target.call(ctx.obj, lambda client: follow.write_logs(client, job.id,
-                                                                      follow=True))
+        final = target.call(ctx.obj, lambda client: follow.follow_run(client, job.id))
     except KeyboardInterrupt:
         note(f"Stopped following job {job.id}; it keeps running. "
              f"Cancel it with: hodeictl job cancel {job.id}")

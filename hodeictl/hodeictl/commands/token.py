@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import math
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hodei_api.v1 import auth_pb2
 from hodeictl import durations, output, target, values
 from hodeictl.errors import UsageError
+from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
 
-app = typer.Typer(help="Manage API tokens (needs the admin role).", no_args_is_help=True)
+if TYPE_CHECKING:
+    from hodei_api.v1 import auth_pb2
+
+app = typer.Typer(rich_markup_mode=None,
+                  help="Manage API tokens (needs the admin role).", no_args_is_help=True)
 
 ROLES = ("viewer", "submitter", "operator", "admin")
 # The server answers at most this many audit rows per call.
@@ -27,30 +30,26 @@ NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The token's unique
 
 def parse_role(text: str) -> auth_pb2.Role.ValueType:
     """`submitter` → ROLE_SUBMITTER; raises UsageError."""
+    from hodei_api.v1 import auth_pb2
+
     if text.lower() not in ROLES:
         raise UsageError(f"--role must be one of {', '.join(ROLES)}; got {values.shown(text)}")
     return auth_pb2.Role.Value(f"ROLE_{text.upper()}")
 
 
 def parse_expiry(text: str) -> float:
-    """Seconds from `30d`, `12h`, `90m`…; 0 for `never`."""
-    cleaned = text.strip().lower()
-    if cleaned in ("never", "0", ""):
+    """Seconds from a duration (`30d`, `1d12h`, `90m`; hodeictl.durations); 0 for `never`."""
+    if text.strip().lower() in ("never", "0", ""):
         return 0.0
     try:
-        if days := _DAYS.fullmatch(cleaned):
-            seconds = float(days.group(1)) * 86400
-        else:
-            seconds = durations.parse(cleaned)
-    except ValueError:
-        seconds = math.inf
-    if not seconds <= MAX_EXPIRY_DAYS * 86400:
-        raise UsageError(f"--expires expects a duration such as 30d, 12h or never, at most "
-                         f"{MAX_EXPIRY_DAYS} days; got {values.shown(text)}")
-    return seconds
+        return durations.check(text, MAX_EXPIRY_DAYS * 86400)
+    except ValueError as error:
+        raise UsageError(f"--expires: {error} (or never)") from None
 
 
 def role_name(role: int) -> str:
+    from hodei_api.v1 import auth_pb2
+
     return auth_pb2.Role.Name(role).removeprefix("ROLE_").lower()  # type: ignore[arg-type]
 
 
@@ -93,20 +92,17 @@ def list_tokens(
     include_revoked: Annotated[
         bool, typer.Option("--all", "-a", help="Include revoked tokens.")
     ] = False,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output format.")
-    ] = OutputFormat.table,
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """List API tokens: name, role, creator, expiry, last use (never a secret)."""
     tokens = target.call(ctx.obj, lambda client: client.list_tokens(include_revoked))
-    if output_format is OutputFormat.json:
-        output.print_json([token_to_dict(t) for t in tokens])
+    if output.print_data(output_format, [token_to_dict(t) for t in tokens]):
         return
     output.print_pairs_table(
         ("NAME", "ROLE", "CREATED BY", "EXPIRES", "LAST USED", "REVOKED"),
         [(t.name, role_name(t.role), t.created_by, output.local_time(t, "expires_at"),
           output.local_time(t, "last_used_at"), output.local_time(t, "revoked_at"))
-         for t in tokens],
+         for t in tokens], output_format, kind="token",
     )
 
 
@@ -116,7 +112,8 @@ def whoami(ctx: typer.Context) -> None:
     typer.echo(f"{reply.name} ({role_name(reply.role)})")
 
 
-audit_app = typer.Typer(help="Read the security audit log (needs the admin role).",
+audit_app = typer.Typer(rich_markup_mode=None,
+                  help="Read the security audit log (needs the admin role).",
                         no_args_is_help=True)
 
 
@@ -124,7 +121,9 @@ audit_app = typer.Typer(help="Read the security audit log (needs the admin role)
 def list_audit(
     ctx: typer.Context,
     action: Annotated[
-        str, typer.Option("--action", metavar="METHOD", help="Only this action.")
+        str, typer.Option("--action", metavar="ACTION",
+                         help="Only this action: a method (DrainWorker or its full path) or an "
+                              "event such as secret.set.")
     ] = "",
     refused: Annotated[bool, typer.Option("--refused", help="Only refusals.")] = False,
     after: Annotated[
@@ -135,19 +134,16 @@ def list_audit(
         int, typer.Option("--limit", metavar="N", parser=values.integer(1, MAX_AUDIT_ROWS),
                           help=f"At most this many rows (1-{MAX_AUDIT_ROWS}).")
     ] = 100,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output format.")
-    ] = OutputFormat.table,
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """Refusals and token changes: who, which call, allowed or not, why."""
     entries = target.call(ctx.obj, lambda client: client.list_audit(action, after, limit))
     if refused:
         entries = [e for e in entries if not e.allowed]
-    if output_format is OutputFormat.json:
-        output.print_json([output.to_dict(e) for e in entries])
+    if output.print_data(output_format, [output.to_dict(e) for e in entries]):
         return
     output.print_pairs_table(
         ("#", "AT", "ACTOR", "ACTION", "TARGET", "ALLOWED", "REASON"),
         [(str(e.id), output.local_time(e, "at"), e.actor, e.action, e.target or "-",
-          "yes" if e.allowed else "no", e.reason or "-") for e in entries],
+          "yes" if e.allowed else "no", e.reason or "-") for e in entries], output_format,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import sys
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from hodei_api.v1 import jobs_pb2
 from hodeictl import follow, output, streams, target, values
 from hodeictl.client import HodeiClient, parse_job_id
 from hodeictl.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TIMED_OUT
+from hodeictl.options import WaitFor
 from hodeictl.output import OutputFormat, note
 from hodeictl.terminal import sanitize
 
@@ -26,14 +26,6 @@ _KIND_NAMES = {Kind.KIND_SNAPSHOT: "snapshot", Kind.KIND_SYNCED: "synced",
                Kind.KIND_RESET: "reset"}
 _FINAL = frozenset({jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED,
                     jobs_pb2.JOB_STATE_CANCELLED, jobs_pb2.JOB_STATE_TIMED_OUT})
-
-CorrelationOpt = Annotated[
-    str | None,
-    typer.Option("--correlation-id", metavar="ID", envvar="HODEI_CORRELATION_ID",
-                 help="Carried by every event the job causes (hodeictl events "
-                      "--correlation-id ID)."),
-]
-
 
 def _line(job: jobs_pb2.Job, change: str) -> str:
     """One change as a line: id, state, exit code, attempt, name, what changed."""
@@ -79,15 +71,6 @@ def watch_list(settings: target.Settings, states: Sequence[int], limit: int,
         target.call(settings, run)
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
-
-
-class WaitFor(enum.StrEnum):
-    """What `job wait --for` waits for."""
-
-    finished = "finished"
-    succeeded = "succeeded"
-    failed = "failed"
-    running = "running"
 
 
 def _reached(job: jobs_pb2.Job, wanted: WaitFor) -> bool | None:

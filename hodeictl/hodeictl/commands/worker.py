@@ -2,47 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from hodeictl import output, target, values
+from hodeictl.options import (
+    AllOpt,
+    NoHeadersOpt,
+    OutputOpt,
+    QuietOpt,
+    WorkerIdArg,
+    duration_option,
+)
 from hodeictl.output import OutputFormat
 from hodeictl.terminal import sanitize
 
-app = typer.Typer(help="Inspect and drain workers.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None,
+                  help="Inspect and drain workers.", no_args_is_help=True)
 
 
 @app.command("list")
 def list_workers(
     ctx: typer.Context,
-    include_gone: Annotated[
-        bool, typer.Option("--all", "-a", help="Include terminated and lost workers.")
-    ] = False,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output format.")
-    ] = OutputFormat.table,
+    include_gone: AllOpt = False,
+    output_format: OutputOpt = OutputFormat.table,
+    no_headers: NoHeadersOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """List workers: state, slots in use, labels, capacity, last heartbeat."""
     workers = target.call(ctx.obj, lambda client: client.list_workers(include_gone))
-    if output_format is OutputFormat.json:
-        output.print_json([output.worker_to_dict(worker) for worker in workers])
-    else:
-        output.print_workers(workers)
+    output.print_workers(workers, output_format, no_headers=no_headers, quiet=quiet)
 
 
 @app.command()
 def drain(
     ctx: typer.Context,
-    worker_id: Annotated[str, typer.Argument(metavar="ID", help="The worker id.")],
+    worker_ref: WorkerIdArg,
     grace: Annotated[
         float,
-        typer.Option("--grace", metavar="DURATION",
-                     parser=values.duration(values.MAX_GRACE_SECONDS, "30s or 5m"),
-                     help="How long running jobs may go on before they are cancelled "
-                          "(default: the agent's own, 30s; at most 1 day)."),
+        duration_option("--grace", high=values.MAX_GRACE_SECONDS,
+                        help_text="How long running jobs may go on before they are cancelled "
+                                  "(default: the agent's own, 30s; at most 1d)."),
     ] = 0.0,
 ) -> None:
     """Drain a worker: no new jobs; running ones finish, then the agent exits."""
-    worker = target.call(ctx.obj, lambda client: client.drain_worker(worker_id, grace))
+    async def drain(client: Any) -> Any:
+        from hodeictl import resolve
+
+        return await client.drain_worker(await resolve.worker_id(client, worker_ref), grace)
+
+    worker = target.call(ctx.obj, drain)
     typer.echo(sanitize(f"Worker {worker.id} ({worker.name}): draining"))

@@ -24,7 +24,8 @@ from hodeictl import values
 
 T = TypeVar("T")
 
-app = typer.Typer(help="Bare-metal hosts reached over SSH: register, trust, check, "
+app = typer.Typer(rich_markup_mode=None,
+                  help="Bare-metal hosts reached over SSH: register, trust, check, "
                        "bootstrap into workers, remove.", no_args_is_help=True)
 
 @app.callback()

@@ -69,6 +69,11 @@ class JobServiceStub:
                 request_serializer=hodei__api_dot_v1_dot_jobs__pb2.SubmitJobsRequest.SerializeToString,
                 response_deserializer=hodei__api_dot_v1_dot_jobs__pb2.SubmitJobsResponse.FromString,
                 _registered_method=True)
+        self.DeleteJob = channel.unary_unary(
+                '/hodei.api.v1.JobService/DeleteJob',
+                request_serializer=hodei__api_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
+                response_deserializer=hodei__api_dot_v1_dot_jobs__pb2.DeleteJobResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -128,6 +133,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteJob(self, request, context):
+        """Delete a finished job with its attempts and output (refused while it is not finished,
+        or while a job waiting on it needs it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +178,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SubmitJobs,
                     request_deserializer=hodei__api_dot_v1_dot_jobs__pb2.SubmitJobsRequest.FromString,
                     response_serializer=hodei__api_dot_v1_dot_jobs__pb2.SubmitJobsResponse.SerializeToString,
+            ),
+            'DeleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJob,
+                    request_deserializer=hodei__api_dot_v1_dot_jobs__pb2.DeleteJobRequest.FromString,
+                    response_serializer=hodei__api_dot_v1_dot_jobs__pb2.DeleteJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -356,6 +374,33 @@ class JobService:
             '/hodei.api.v1.JobService/SubmitJobs',
             hodei__api_dot_v1_dot_jobs__pb2.SubmitJobsRequest.SerializeToString,
             hodei__api_dot_v1_dot_jobs__pb2.SubmitJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hodei.api.v1.JobService/DeleteJob',
+            hodei__api_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
+            hodei__api_dot_v1_dot_jobs__pb2.DeleteJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -154,6 +154,36 @@ class ListProvidersResponse(_message.Message):
     providers: _containers.RepeatedCompositeFieldContainer[ProviderStatus]
     def __init__(self, providers: _Optional[_Iterable[_Union[ProviderStatus, _Mapping]]] = ...) -> None: ...
 
+class GetServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServerPlugin(_message.Message):
+    __slots__ = ("name", "module", "distribution", "version", "status", "reason", "provides")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODULE_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PROVIDES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    module: str
+    distribution: str
+    version: str
+    status: str
+    reason: str
+    provides: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., module: _Optional[str] = ..., distribution: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., provides: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ServerInfo(_message.Message):
+    __slots__ = ("version", "plugins")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PLUGINS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    plugins: _containers.RepeatedCompositeFieldContainer[ServerPlugin]
+    def __init__(self, version: _Optional[str] = ..., plugins: _Optional[_Iterable[_Union[ServerPlugin, _Mapping]]] = ...) -> None: ...
+
 class WatchWorkersRequest(_message.Message):
     __slots__ = ("all",)
     ALL_FIELD_NUMBER: _ClassVar[int]

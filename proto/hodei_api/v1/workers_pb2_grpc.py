@@ -54,6 +54,11 @@ class WorkerServiceStub:
                 request_serializer=hodei__api_dot_v1_dot_workers__pb2.WatchWorkersRequest.SerializeToString,
                 response_deserializer=hodei__api_dot_v1_dot_workers__pb2.WatchWorkersResponse.FromString,
                 _registered_method=True)
+        self.GetServerInfo = channel.unary_unary(
+                '/hodei.api.v1.WorkerService/GetServerInfo',
+                request_serializer=hodei__api_dot_v1_dot_workers__pb2.GetServerInfoRequest.SerializeToString,
+                response_deserializer=hodei__api_dot_v1_dot_workers__pb2.ServerInfo.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -89,6 +94,13 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetServerInfo(self, request, context):
+        """The version and the plugins of the replica that answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +123,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.WatchWorkers,
                     request_deserializer=hodei__api_dot_v1_dot_workers__pb2.WatchWorkersRequest.FromString,
                     response_serializer=hodei__api_dot_v1_dot_workers__pb2.WatchWorkersResponse.SerializeToString,
+            ),
+            'GetServerInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServerInfo,
+                    request_deserializer=hodei__api_dot_v1_dot_workers__pb2.GetServerInfoRequest.FromString,
+                    response_serializer=hodei__api_dot_v1_dot_workers__pb2.ServerInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +238,33 @@ class WorkerService:
             '/hodei.api.v1.WorkerService/WatchWorkers',
             hodei__api_dot_v1_dot_workers__pb2.WatchWorkersRequest.SerializeToString,
             hodei__api_dot_v1_dot_workers__pb2.WatchWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServerInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hodei.api.v1.WorkerService/GetServerInfo',
+            hodei__api_dot_v1_dot_workers__pb2.GetServerInfoRequest.SerializeToString,
+            hodei__api_dot_v1_dot_workers__pb2.ServerInfo.FromString,
             options,
             channel_credentials,
             insecure,

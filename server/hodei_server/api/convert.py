@@ -47,6 +47,8 @@ def job_to_proto(row: Row, attempts: list[Row] | None = None) -> jobs_pb2.Job:
     if row["exit_code"] is not None:
         job.has_exit_code = True
         job.exit_code = row["exit_code"]
+    if row["state"] == JobState.PENDING.value:
+        job.waiting_reason = row.get("waiting_reason") or ""
     for attempt in attempts or []:
         item = job.attempts.add(
             attempt=attempt["attempt"],

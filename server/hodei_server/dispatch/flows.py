@@ -28,7 +28,9 @@ class FlowRunner:
     def __init__(
         self, flows: FlowStore, schedules: ScheduleStore, registry: AgentRegistry,
         server_id: str, interval: float, is_leader: Callable[[], bool],
+        retention_seconds: float = 0.0,
     ) -> None:
+        self.retention_seconds = retention_seconds
         self.flows = flows
         self.schedules = schedules
         self.registry = registry
@@ -68,6 +70,9 @@ class FlowRunner:
             self.registry.deliver(signal)  # if its stream is here; other replicas hear it
         while await self.flows.prune_expired(self.actor):
             pass
+        if self.retention_seconds > 0:
+            while await self.flows.prune_retained(self.retention_seconds, self.actor):
+                pass
         if time.monotonic() - self._last_tick_sweep > _TICK_SWEEP_SECONDS:
             self._last_tick_sweep = time.monotonic()
             await self.schedules.prune_ticks()

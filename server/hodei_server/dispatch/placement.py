@@ -7,11 +7,17 @@ from collections.abc import Sequence
 
 from hodei_api.v1 import jobs_pb2
 from hodei_plugins.manager import get_host
-from hodei_plugins.schedulers import DEFAULT_STRATEGY, JobRequest, Scheduler, WorkerView
+from hodei_plugins.schedulers import (
+    DEFAULT_STRATEGY,
+    STRATEGY_LABEL,
+    JobRequest,
+    Scheduler,
+    WorkerView,
+)
 from hodei_plugins.schedulers.builtin import LeastLoaded
 from hodei_server.config import ServerConfig
 from hodei_server.dispatch.session import AgentSession
-from hodei_server.errors import ConfigError
+from hodei_server.errors import ConfigError, InvalidSpec
 from hodei_server.store.jobs import Claimed
 
 
@@ -26,6 +32,19 @@ def worker_view(session: AgentSession) -> WorkerView:
         labels=session.labels, slots=session.slots, free_slots=session.free_slots,
         free_cpus=session.free_cpus, free_memory_mb=session.free_memory_mb,
     )
+
+
+def check_strategy_label(labels: dict[str, str] | object) -> None:
+    """Refuse a job whose `hodei.io/strategy` label names no registered strategy: it would
+    otherwise be placed by the default one, quietly."""
+    named = getattr(labels, "get", lambda _: None)(STRATEGY_LABEL)
+    if not named:
+        return
+    strategies = get_host().strategies()
+    if named not in strategies:
+        known = ", ".join(sorted(strategies)) or "none"
+        raise InvalidSpec(f"label {STRATEGY_LABEL}: no scheduling strategy {named!r} "
+                          f"(this server has: {known})")
 
 
 def build_scheduler(config: ServerConfig) -> Scheduler:

@@ -16,6 +16,7 @@ import time
 import psycopg
 
 from hodei_plugins.provider import ProviderError
+from hodei_server.dispatch import waiting
 from hodei_server.dispatch.provisioning import ProviderRuntime
 from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.dispatch.supervise import retry_delay
@@ -92,6 +93,8 @@ class Reconciler:
                         await self.ticker.tick()
                     await self.reconcile_cluster()
                 await self.reconcile_providers()
+                if self.is_leader:
+                    await self.explain_waiting()
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.interval)
                 except TimeoutError:
@@ -109,6 +112,17 @@ class Reconciler:
             self._last_sweep = time.monotonic()
             async with self.jobs.pool.connection() as conn:
                 await conn.execute(query("delete_expired_tokens"))
+
+    async def explain_waiting(self) -> None:
+        """Say in each pending job's row why it waits (hodei_server.dispatch.waiting)."""
+        try:
+            await waiting.explain(self.jobs, waiting.provider_infos(self.providers,
+                                                                    self.registry),
+                                  "reconciler")
+        except (psycopg.Error, OSError):
+            raise
+        except Exception:
+            log.exception("could not explain why pending jobs wait")
 
     async def reconcile_providers(self) -> None:
         for runtime in self.providers:

@@ -31,7 +31,7 @@ _TEMPLATES = "/hodei.api.v1.TemplateService/"
 _SCHEDULES = "/hodei.api.v1.ScheduleService/"
 _EVENTS = "/hodei.api.v1.EventService/"
 
-# The minimum role of every API method. Submitters may cancel or retry only the jobs they
+# The minimum role of every API method. Submitters may cancel, retry or delete only the jobs they
 # submitted (checked by the servicer with `require_owner`); operators and admins, any job.
 # Changing a secret is an administrator's act; its names and metadata are an operator's to
 # see. No method returns a secret's value. A template is a job that runs again and again,
@@ -45,9 +45,11 @@ METHOD_ROLES: dict[str, Role] = {
     _JOBS + "ListJobs": Role.VIEWER,
     _JOBS + "CancelJob": Role.SUBMITTER,
     _JOBS + "RetryJob": Role.SUBMITTER,
+    _JOBS + "DeleteJob": Role.SUBMITTER,
     _LOGS + "StreamLogs": Role.VIEWER,
     _WORKERS + "ListWorkers": Role.VIEWER,
     _WORKERS + "ListProviders": Role.VIEWER,
+    _WORKERS + "GetServerInfo": Role.VIEWER,
     _WORKERS + "DrainWorker": Role.OPERATOR,
     _TOKENS + "WhoAmI": Role.VIEWER,
     _TOKENS + "CreateToken": Role.ADMIN,

@@ -376,6 +376,23 @@ class FlowStore:
             log.info("%d jobs deleted: their ttl_after_finished ran out", deleted)
         return deleted
 
+    async def delete_finished(self, job_id: uuid.UUID, actor: str) -> bool:
+        """Delete a finished job with its attempts and output; False if it is not finished
+        or a job waiting on it still needs it."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("delete_job"), {"id": job_id, "actor": actor})
+            return bool(await cur.fetchall())
+
+    async def prune_retained(self, seconds: float, actor: str, limit: int = _PAGE) -> int:
+        """Delete up to `limit` jobs finished more than `seconds` ago; how many were."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("prune_retained_jobs"),
+                                     {"seconds": seconds, "limit": limit, "actor": actor})
+            deleted = len(await cur.fetchall())
+        if deleted:
+            log.info("%d finished jobs deleted: older than the job retention", deleted)
+        return deleted
+
     async def index_counts(self, job_id: uuid.UUID) -> Row:
         async with self.pool.connection() as conn:
             cur = await conn.execute(query("index_counts"), {"id": job_id})

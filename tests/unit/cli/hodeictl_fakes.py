@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import os
 import sys
 import textwrap
@@ -175,7 +176,13 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
     ) -> jobs_pb2.ListJobsResponse:
         self.list_requests.append(request)
         matching = [
-            job for job in self.jobs.values() if not request.states or job.state in request.states
+            job for job in self.jobs.values()
+            if (not request.states or job.state in request.states)
+            and job.id.startswith(request.id_prefix)
+            and (not request.name or fnmatch.fnmatchcase(job.spec.name, request.name))
+            and all(job.spec.labels.get(k) == v for k, v in request.labels.items())
+            and (not request.HasField("created_after")
+                 or job.created_at.ToNanoseconds() >= request.created_after.ToNanoseconds())
         ]
         start = int(request.page_token or 0)
         end = start + min(request.page_size or self.page_size, self.page_size)

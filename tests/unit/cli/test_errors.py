@@ -150,10 +150,13 @@ def test_job_ids_are_canonicalised() -> None:
 
 
 @pytest.mark.parametrize("command", ["get", "logs", "cancel"])
-def test_a_malformed_id_exits_2_without_contacting_a_server(command: str) -> None:
-    result = invoke("--server", "127.0.0.1:1", "job", command, "abc")
+def test_what_cannot_name_a_job_exits_2_without_contacting_a_server(command: str) -> None:
+    result = invoke("--server", "127.0.0.1:1", "job", command, "")
     assert result.exit_code == 2
-    assert result.stderr == "hodeictl: 'abc' is not a job id (expected a UUID)\n"
+    assert result.stderr == "hodeictl: '' is not a job id, id prefix or name\n"
+    # A short id or a name is looked up: with no server, that says so.
+    looked_up = invoke("--server", "127.0.0.1:1", "job", command, "abc")
+    assert looked_up.exit_code == 69 and "cannot reach" in looked_up.stderr
 
 
 def test_an_empty_command_exits_2() -> None:

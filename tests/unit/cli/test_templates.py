@@ -74,7 +74,7 @@ def test_a_full_template_file(tmp_path: Path) -> None:
     ('name = "x"\nconcurrency = "sometimes"\n[job]\ncommand = ["true"]\n',
      "'concurrency' must be one of allow, forbid, replace; got 'sometimes'"),
     ('name = "x"\nstarting_deadline = "soon"\n[job]\ncommand = ["true"]\n',
-     "'starting_deadline' must be a duration"),
+     "'starting_deadline': 'soon' is not a duration"),
     ('name = "x"\n[[parameters]]\nname = "a"\ntype = "date"\n[job]\ncommand = ["true"]\n',
      "parameter 'a': 'type' must be one of string, integer, number, boolean; got 'date'"),
     ('name = "x"\n[history]\nsucceeded = -1\n[job]\ncommand = ["true"]\n',

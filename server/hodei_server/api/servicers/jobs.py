@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from hodei_server.api.servicers.watch import correlation_id, job_filter, watch_j
 from hodei_server.api.status import streaming, unary
 from hodei_server.dispatch.dispatcher import Dispatcher
 from hodei_server.dispatch.feeds import EventHub
+from hodei_server.dispatch.placement import check_strategy_label
 from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.errors import Conflict, InvalidSpec
 from hodei_server.security.authz import Authorizer, Refused, principal
@@ -80,6 +82,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     ) -> jobs_pb2.SubmitJobResponse:
         validate_spec(request.spec)
         validate_idempotency_key(request.idempotency_key)
+        check_strategy_label(request.spec.labels)
         who = principal()
         if request.spec.secrets:
             if self.secrets is None:
@@ -165,9 +168,17 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         states = [JobState.from_proto(s) for s in request.states if s]
         if request.HasField("filter"):
+            if (request.id_prefix or request.name or request.labels
+                    or request.HasField("created_after")):
+                raise InvalidSpec("give either filter or id_prefix, name, labels and "
+                                  "created_after, not both")
             rows, token = await self._list_matching(request, states, size)
         else:
-            rows, token = await self.jobs.list_jobs(states, size, request.page_token)
+            created_after = (request.created_after.ToDatetime(tzinfo=dt.UTC)
+                             if request.HasField("created_after") else None)
+            rows, token = await self.jobs.list_jobs(
+                states, size, request.page_token, id_prefix=request.id_prefix, name=request.name,
+                labels=dict(request.labels), created_after=created_after)
         reply = jobs_pb2.ListJobsResponse()
         total = 0
         for index, row in enumerate(rows):
@@ -214,6 +225,20 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         row, attempts = await self.jobs.get(job_id)
         return jobs_pb2.CancelJobResponse(job=job_to_proto(row, attempts), changed=changed)
 
+
+    @unary
+    async def DeleteJob(
+        self, request: jobs_pb2.DeleteJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.DeleteJobResponse:
+        job_id = parse_job_id(request.id)
+        await self._require_owner("DeleteJob", job_id, context)
+        row, attempts = await self.jobs.get(job_id)
+        if not await self.flows.delete_finished(job_id, principal().actor):
+            state = JobState(row["state"]).value
+            raise Conflict(f"job {job_id} is {state}: only a finished job can be deleted "
+                           "(cancel it first), and not while a job waiting on it needs it")
+        log.info("job %s deleted", job_id)
+        return jobs_pb2.DeleteJobResponse(job=job_to_proto(row, attempts))
 
     @unary
     async def RetryJob(

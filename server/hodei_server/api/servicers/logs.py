@@ -45,12 +45,12 @@ class LogServicer(logs_pb2_grpc.LogServiceServicer):
                     rows = await self.jobs.read_chunks(job_id, *cursor, limit=READ_BATCH)
                     for row in rows:
                         cursor = (row["attempt"], row["seq"])
-                        yield logs_pb2.LogEvent(
-                            chunk=logs_pb2.LogChunk(
-                                job_id=request.job_id, attempt=row["attempt"], seq=row["seq"],
-                                stream=row["stream"], data=row["data"],
-                            )
+                        chunk = logs_pb2.LogChunk(
+                            job_id=request.job_id, attempt=row["attempt"], seq=row["seq"],
+                            stream=row["stream"], data=row["data"],
                         )
+                        chunk.stored_at.FromDatetime(row["created_at"])
+                        yield logs_pb2.LogEvent(chunk=chunk)
                     if len(rows) < READ_BATCH:
                         break
                 if state.is_final:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import AsyncIterator
 
 import grpc
 
 from hodei_api.v1 import workers_pb2, workers_pb2_grpc
+from hodei_plugins.manager import get_host
 from hodei_server.api.convert import worker_to_proto
 from hodei_server.api.servicers.watch import watch_workers
 from hodei_server.api.status import streaming, unary
@@ -38,6 +40,19 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
     ) -> workers_pb2.ListProvidersResponse:
         return workers_pb2.ListProvidersResponse(
             providers=[runtime.status(self.registry) for runtime in self.providers]
+        )
+
+    @unary
+    async def GetServerInfo(
+        self, request: workers_pb2.GetServerInfoRequest, context: grpc.aio.ServicerContext
+    ) -> workers_pb2.ServerInfo:
+        host = get_host()
+        host.providers()  # the registration hooks have run: what each provides is known
+        host.strategies()
+        host.secret_backends()
+        return workers_pb2.ServerInfo(
+            version=importlib.metadata.version("hodei"),
+            plugins=[workers_pb2.ServerPlugin(**plugin.to_dict()) for plugin in host.plugins],
         )
 
     @unary

@@ -283,3 +283,47 @@ WITH doomed AS MATERIALIZED (
     FROM d
 )
 SELECT id FROM d;
+
+-- name: delete_job
+-- A finished job loses its row, attempts, output and indexes, unless a BLOCKED job still
+-- waits on it or a template run has not recorded it yet.
+WITH doomed AS MATERIALIZED (
+    SELECT id FROM jobs j
+    WHERE id = %(id)s AND state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT')
+      AND NOT EXISTS (SELECT 1 FROM job_dependencies dep JOIN jobs w ON w.id = dep.job_id
+                      WHERE dep.depends_on = j.id AND w.state = 'BLOCKED')
+      AND NOT EXISTS (SELECT 1 FROM template_runs r
+                      WHERE r.job_id = j.id AND r.finished_at IS NULL)
+    FOR UPDATE
+), d AS (
+    DELETE FROM jobs USING doomed WHERE jobs.id = doomed.id RETURNING jobs.id
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT 'job.deleted', 'job', d.id::text, '{"reason": "deleted"}'::jsonb, %(actor)s
+    FROM d
+)
+SELECT id FROM d;
+
+-- name: prune_retained_jobs
+-- Finished jobs older than the retention setting lose their row, attempts and output
+-- (not while a BLOCKED job still waits on them, nor before the run history has them).
+WITH doomed AS MATERIALIZED (
+    SELECT id FROM jobs j
+    WHERE finished_at IS NOT NULL
+      AND state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT')
+      AND finished_at <= now() - make_interval(secs => %(seconds)s)
+      AND NOT EXISTS (SELECT 1 FROM job_dependencies dep JOIN jobs w ON w.id = dep.job_id
+                      WHERE dep.depends_on = j.id AND w.state = 'BLOCKED')
+      AND NOT EXISTS (SELECT 1 FROM template_runs r
+                      WHERE r.job_id = j.id AND r.finished_at IS NULL)
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), d AS (
+    DELETE FROM jobs USING doomed WHERE jobs.id = doomed.id RETURNING jobs.id
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    SELECT 'job.deleted', 'job', d.id::text, '{"reason": "retention"}'::jsonb, %(actor)s
+    FROM d
+)
+SELECT id FROM d;

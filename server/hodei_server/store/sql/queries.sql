@@ -72,8 +72,14 @@ SELECT state, attempt FROM jobs WHERE id = %(id)s;
 SELECT * FROM job_attempts WHERE job_id = %(id)s ORDER BY attempt;
 
 -- name: list_jobs
+-- %(id_prefix)s holds hex digits and dashes only (checked), %(name_like)s is a LIKE pattern
+-- made from a glob with its own percent sign, underscore and backslash escaped.
 SELECT * FROM jobs
 WHERE (cardinality(%(states)s::text[]) = 0 OR state = ANY (%(states)s::text[]))
+  AND (%(id_prefix)s = '' OR id::text LIKE %(id_prefix)s || '%%')
+  AND (%(name_like)s::text IS NULL OR name LIKE %(name_like)s::text)
+  AND labels @> %(labels)s::jsonb
+  AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s::timestamptz)
   AND (%(after_created_at)s::timestamptz IS NULL
        OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
 ORDER BY created_at DESC, id DESC
@@ -307,7 +313,7 @@ WHERE EXISTS (
 ON CONFLICT (job_id, attempt, seq) DO NOTHING;
 
 -- name: read_log_chunks
-SELECT attempt, seq, stream, data
+SELECT attempt, seq, stream, data, created_at
 FROM job_logs
 WHERE job_id = %(job_id)s AND (attempt, seq) > (%(after_attempt)s, %(after_seq)s)
 ORDER BY attempt, seq
@@ -436,8 +442,12 @@ INSERT INTO audit_log (actor, action, target, allowed, detail)
 VALUES (%(actor)s, %(action)s, %(target)s, %(allowed)s, %(detail)s);
 
 -- name: list_audit
+-- An action is matched whole ("secret.set", "/hodei.api.v1.WorkerService/DrainWorker") or,
+-- for a call, by its method's name alone ("DrainWorker").
 SELECT id, at, actor, action, target, allowed, detail FROM audit_log
-WHERE (%(action)s = '' OR action = %(action)s) AND id > %(after)s
+WHERE (%(action)s = '' OR action = %(action)s
+       OR right(action, length(%(action)s) + 1) = '/' || %(action)s)
+  AND id > %(after)s
 ORDER BY id LIMIT %(limit)s;
 
 -- name: insert_api_token
@@ -539,3 +549,37 @@ LISTEN hodei_drain;
 LISTEN hodei_tokens;
 LISTEN hodei_flows;
 LISTEN hodei_events;
+
+-- name: waiting_jobs
+-- Pending jobs that have waited a moment: what the reconciler explains.
+SELECT id, selector, cpus, memory_mb, not_before, waiting_reason
+FROM jobs
+WHERE state = 'PENDING' AND created_at < now() - make_interval(secs => %(grace)s)
+ORDER BY created_at
+LIMIT %(limit)s;
+
+-- name: placement_workers
+-- Workers as placement sees them: their labels, size and load (the jobs assigned to them
+-- now, which the heartbeat's count only catches up with).
+SELECT w.id, w.name, w.provider, w.labels, w.slots, w.cpus, w.memory_mb, w.state,
+       greatest(w.running_jobs, (SELECT count(*) FROM jobs j
+                                 WHERE j.worker_id = w.id
+                                   AND j.state IN ('ASSIGNED', 'RUNNING')))::int
+           AS running_jobs
+FROM workers w
+WHERE w.state IN ('READY', 'BUSY', 'DRAINING');
+
+-- name: set_waiting_reasons
+-- Each changed reason of a still-pending job, with a job.waiting event when one is given.
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(reasons)s::text[]) AS r(id, reason)
+), j AS (
+    UPDATE jobs SET waiting_reason = r.reason
+    FROM r
+    WHERE jobs.id = r.id AND jobs.state = 'PENDING' AND jobs.waiting_reason <> r.reason
+    RETURNING jobs.id, jobs.waiting_reason
+)
+INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+SELECT 'job.waiting', 'job', j.id::text, jsonb_build_object('reason', j.waiting_reason),
+       %(actor)s
+FROM j WHERE j.waiting_reason <> '';

@@ -1,0 +1,162 @@
+"""Why a pending job is not placed: the leader's reconciler says it in the job's row.
+
+A job that waited a moment is checked against what placement looks at: the live workers
+(their labels, size and load, as the workers table has them) and the providers that could
+start more. The reason reads as a person would ask:
+
+- "no worker matches os=linux, and no provider starts one"
+- "no worker matching os=linux has 8 CPUs and 512 MiB"
+- "all 2 workers matching os=linux are busy (8 of 8 slots in use)"
+- "waiting for provider docker to start a worker"
+- "provider local is at its maximum of 2 workers"
+
+"" means nothing keeps the job from its next placement round. A job's `hodei.io/strategy`
+label naming no registered strategy is refused at submit, so it never waits for that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hodei_server.store.jobs import JobStore
+from hodei_server.store.sqlfiles import query
+
+# A job this new has not had its first placement round yet: nothing to explain.
+GRACE_SECONDS = 2.0
+BATCH = 1000
+ACCEPTING = frozenset({"READY", "BUSY"})
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    labels: Mapping[str, str]
+    slots: int
+    cpus: float
+    memory_mb: int
+    running_jobs: int
+    state: str
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    name: str
+    labels: Mapping[str, str]  # with provider=<name>, as its workers get
+    cpus: float  # 0: not sized
+    memory_mb: int
+    active: int  # workers started or adopted, not draining
+    max_workers: int
+
+    def could_start_for(self, selector: Mapping[str, str], cpus: float, memory_mb: int) -> bool:
+        if not all(self.labels.get(k) == v for k, v in selector.items()):
+            return False
+        return not ((self.cpus and cpus > self.cpus)
+                    or (self.memory_mb and memory_mb > self.memory_mb))
+
+
+def _pairs(selector: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+
+
+def _needs(cpus: float, memory_mb: int) -> str:
+    wanted = []
+    if cpus:
+        wanted.append(f"{cpus:g} CPU" + ("" if cpus == 1 else "s"))
+    if memory_mb:
+        wanted.append(f"{memory_mb} MiB")
+    return " and ".join(wanted)
+
+
+def reason(selector: Mapping[str, str], cpus: float, memory_mb: int,
+           workers: Sequence[WorkerInfo], providers: Sequence[ProviderInfo]) -> str:
+    """Why a job with these needs is not placed; "" when something can take it now."""
+    labelled = [w for w in workers if all(w.labels.get(k) == v for k, v in selector.items())]
+    fitting = [w for w in labelled if (not w.cpus or cpus <= w.cpus)
+               and (not w.memory_mb or memory_mb <= w.memory_mb)]
+    starters = [p for p in providers if p.could_start_for(selector, cpus, memory_mb)]
+    growing = [p for p in starters if p.active < p.max_workers]
+    matching = f"matching {_pairs(selector)}" if selector else "connected"
+    matching_has = f"matching {_pairs(selector)} " if selector else ""
+    accepting = [w for w in fitting if w.state in ACCEPTING]
+    if any(w.running_jobs < w.slots for w in accepting):
+        return ""
+    if growing:
+        return f"waiting for provider {growing[0].name} to start a worker"
+    if fitting:
+        used = sum(min(w.running_jobs, w.slots) for w in accepting)
+        total = sum(w.slots for w in accepting)
+        draining = len(fitting) - len(accepting)
+        who = (f"all {len(fitting)} workers {matching} are" if len(fitting) != 1
+               else f"the one worker {matching} is")
+        text = (f"{who} busy ({used} of {total} slots in use"
+                + (f"; {draining} draining" if draining else "") + ")")
+    elif labelled:
+        return (f"no worker {matching_has}has {_needs(cpus, memory_mb)}"
+                + _providers_note(starters, providers, selector))
+    elif selector:
+        text = f"no worker matches {_pairs(selector)}"
+    else:
+        text = "no worker is connected"
+    return text + _providers_note(starters, providers, selector)
+
+
+def _providers_note(starters: Sequence[ProviderInfo], providers: Sequence[ProviderInfo],
+                    selector: Mapping[str, str]) -> str:
+    if starters:  # all at their maximum (a growing one was said before)
+        first = starters[0]
+        return (f"; provider {first.name} is at its maximum of {first.max_workers} "
+                f"worker{'s' if first.max_workers != 1 else ''}")
+    if providers:
+        return ", and no provider starts one"
+    return ""
+
+
+def provider_infos(runtimes: Iterable[Any], registry: Any) -> list[ProviderInfo]:
+    """What the reconciler's provider runtimes can start, and how many they run."""
+    infos = []
+    for runtime in runtimes:
+        config = runtime.config
+        sessions = [s for s in registry.all() if s.provider == config.name]
+        active = max(len([i for i in runtime.started.values() if not i.draining]),
+                     len([s for s in sessions if not s.draining]))
+        infos.append(ProviderInfo(
+            name=config.name, labels={**config.labels, "provider": config.name},
+            cpus=float(getattr(config, "cpus", 0) or 0),
+            memory_mb=int(getattr(config, "memory_mb", 0) or 0),
+            active=active, max_workers=config.max_workers))
+    return infos
+
+
+async def explain(jobs: JobStore, providers: Sequence[ProviderInfo], actor: str) -> int:
+    """Set the waiting reason of every pending job that waited a moment; how many changed
+    are not counted, the number of jobs looked at is returned."""
+    async with jobs.pool.connection() as conn:
+        cur = await conn.execute(query("waiting_jobs"), {"grace": GRACE_SECONDS,
+                                                         "limit": BATCH})
+        pending = await cur.fetchall()
+        if not pending:
+            return 0
+        cur = await conn.execute(query("placement_workers"))
+        workers = [WorkerInfo(name=r["name"], labels=r["labels"] or {}, slots=r["slots"],
+                              cpus=r["cpus"], memory_mb=r["memory_mb"],
+                              running_jobs=r["running_jobs"], state=r["state"])
+                   for r in await cur.fetchall()]
+    now = dt.datetime.now(dt.UTC)
+    ids, reasons = [], []
+    for job in pending:
+        if job["not_before"] > now:
+            text = "waiting to be retried after a backoff"
+        else:
+            text = reason(job["selector"] or {}, job["cpus"], job["memory_mb"], workers,
+                          providers)
+        if text != job["waiting_reason"]:
+            ids.append(job["id"])
+            reasons.append(text)
+    if ids:
+        async with jobs.pool.connection() as conn:
+            await conn.execute(query("set_waiting_reasons"),
+                               {"ids": ids, "reasons": reasons, "actor": actor})
+    return len(pending)
