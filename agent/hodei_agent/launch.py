@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from hodei_agent.errors import JobStartError
 from hodei_api.v1 import jobs_pb2
@@ -66,14 +67,22 @@ def remove_if_empty(path: str) -> bool:
 
 def remove_temp_dir(path: str) -> None:
     """Remove a job's temp dir, including read-only parts a job may leave (Go's module
-    cache, for one); blocking, so run it in a thread."""
+    cache, for one); blocking, so run it in a thread. Nothing outside it is ever changed:
+    a temp dir already gone (removed by an earlier agent, say) is left at that."""
+    if not path:
+        return  # the job had none (it runs in a working directory of its own)
+    root = os.path.abspath(path)
 
     def make_writable_and_retry(
-        function: Callable[[str], object], failed: str, _exc_info: object
+        function: Callable[[str], object], failed: str, exc_info: Any
     ) -> None:
-        parent = os.path.dirname(failed)
+        if isinstance(exc_info[1], FileNotFoundError):
+            return
         with contextlib.suppress(OSError):
-            os.chmod(parent, 0o700)
+            parent = os.path.dirname(failed)
+            if os.path.abspath(failed) != root and not os.path.islink(parent):
+                # Its directory, the temp dir or one inside it, may be read-only.
+                os.chmod(parent, 0o700)
             if os.path.isdir(failed) and not os.path.islink(failed):
                 os.chmod(failed, 0o700)
             function(failed)

@@ -390,3 +390,24 @@ def test_a_command_needs_one_directory_made_per_job_and_none_with_a_workdir(
         assert os.listdir(scripted.cwd) == []
     finally:
         remove_temp_dir(scripted.temp_dir)
+
+
+def test_removing_a_temp_dir_changes_nothing_around_it(tmp_path: Path) -> None:
+    """A temp dir already gone (an earlier agent removed it) is left at that: the folder
+    that held it keeps its mode (it was /tmp, made 0700, which locked other users out)."""
+    from hodei_agent.launch import remove_temp_dir
+
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    holder.chmod(0o1777)
+    remove_temp_dir(str(holder / "gone"))
+    remove_temp_dir("")
+    assert holder.stat().st_mode & 0o7777 == 0o1777
+    job = holder / "job"
+    (job / "cache" / "mod").mkdir(parents=True)
+    (job / "cache" / "mod" / "f").touch()
+    for path in (job / "cache" / "mod", job / "cache", job):
+        path.chmod(0o555)
+    remove_temp_dir(str(job))
+    assert not job.exists()
+    assert holder.stat().st_mode & 0o7777 == 0o1777
