@@ -24,6 +24,7 @@ from hodeictl.commands import (
     token,
     worker,
 )
+from hodeictl.commands import tui as tui_command
 from hodeictl.errors import EXIT_USAGE, HodeiCtlError
 from hodeictl.target import Settings
 
@@ -89,6 +90,7 @@ app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)
 app.command()(token.whoami)
+app.command(name="tui")(tui_command.tui)
 # Third-party distributions add sub-commands through the `hodei_add_cli_commands` hook.
 get_host().add_cli_commands(app)
 
