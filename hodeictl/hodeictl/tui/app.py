@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from textual.app import App
@@ -61,7 +62,7 @@ def one_line(text: str) -> str:
 class HodeiApp(App[None]):
     """`hodeictl tui`."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "hodei"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("colon", "command_mode", ":cmd", key_display=":"),

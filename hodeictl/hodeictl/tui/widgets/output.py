@@ -56,20 +56,20 @@ class OutputView(ScrollView, can_focus=True):
 
     def catch_up(self) -> None:
         """Bring the view up to the buffer (called on a timer; cheap when nothing changed)."""
-        if self.buffer.total == self._seen_total:
-            return
-        self._seen_total = self.buffer.total
-        dropped = self.buffer.dropped - self._seen_dropped
-        self._seen_dropped = self.buffer.dropped
-        for line in list(self.buffer.lines)[-200:]:
-            self._width = max(self._width, min(len(line.text), MAX_WIDTH))
-        self.virtual_size = Size(self._width, len(self.buffer.lines))
-        if self.following:
-            self.scroll_end(animate=False, immediate=True)
-        elif dropped:
-            # Keep the lines in view where they are while the ring drops its oldest.
-            self.scroll_to(y=max(self.scroll_y - dropped, 0), animate=False, immediate=True)
-        self.refresh()
+        if self.buffer.total != self._seen_total:
+            self._seen_total = self.buffer.total
+            dropped = self.buffer.dropped - self._seen_dropped
+            self._seen_dropped = self.buffer.dropped
+            for line in list(self.buffer.lines)[-200:]:
+                self._width = max(self._width, min(len(line.text), MAX_WIDTH))
+            self.virtual_size = Size(self._width, len(self.buffer.lines))
+            if dropped and not self.following:
+                # Keep the lines in view where they are while the ring drops its oldest.
+                self.scroll_to(y=max(self.scroll_y - dropped, 0), animate=False,
+                               immediate=True)
+            self.refresh()
+        if self.following and self.scroll_y < self.max_scroll_y:
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
@@ -107,7 +107,7 @@ class OutputView(ScrollView, can_focus=True):
 
     def watch_following(self, following: bool) -> None:
         if following:
-            self.scroll_end(animate=False, immediate=True)
+            self.catch_up()
 
     def watch_search_term(self) -> None:
         self.refresh()
@@ -130,7 +130,7 @@ class OutputView(ScrollView, can_focus=True):
         self.following = False
         super().action_page_up()
 
-    def _on_mouse_scroll_up(self, event: object) -> None:
+    def on_mouse_scroll_up(self) -> None:
         self.following = False
 
     def find(self, term: str, backwards: bool = False) -> bool:

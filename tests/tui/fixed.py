@@ -1,0 +1,129 @@
+"""The console fed fixed data, for snapshots that do not change from run to run.
+
+Times are set relative to now in whole minutes, so the ages drawn ("5m") are stable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from hodei_api.v1 import auth_pb2, jobs_pb2, logs_pb2, secrets_pb2, workers_pb2
+from hodeictl.target import Settings
+from hodeictl.tui import feeds
+from hodeictl.tui.app import HodeiApp
+
+NOW = time.time()
+
+
+def ago(minutes: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromSeconds(int(NOW - minutes * 60 - 10))
+    return stamp
+
+
+WORKERS = [
+    workers_pb2.Worker(
+        id=f"00000000-0000-4000-8000-00000000000{i}", name=f"local-{i}", provider="local",
+        state=state, capacity=workers_pb2.Capacity(slots=4), running_jobs=running,
+        labels={"os": "linux", "zone": f"z{i}"}, last_heartbeat_at=ago(1),
+        registered_at=ago(30), metrics=workers_pb2.WorkerMetrics(load_average=0.5 * i,
+                                                                 cpu_percent=10.0 * i))
+    for i, (state, running) in enumerate([
+        (workers_pb2.WORKER_STATE_BUSY, 3), (workers_pb2.WORKER_STATE_READY, 0),
+        (workers_pb2.WORKER_STATE_DRAINING, 1)], start=1)
+]
+STATES = [jobs_pb2.JOB_STATE_RUNNING, jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED,
+          jobs_pb2.JOB_STATE_PENDING, jobs_pb2.JOB_STATE_CANCELLED,
+          jobs_pb2.JOB_STATE_TIMED_OUT]
+
+
+def _job(n: int) -> jobs_pb2.Job:
+    state = STATES[n % len(STATES)]
+    worker = WORKERS[n % 2].id if state != jobs_pb2.JOB_STATE_PENDING else ""
+    finished = state not in (jobs_pb2.JOB_STATE_RUNNING, jobs_pb2.JOB_STATE_PENDING)
+    job = jobs_pb2.Job(
+        id=f"{n:08x}-1111-4222-8333-444455556666", state=state, worker_id=worker,
+        attempt=0 if state == jobs_pb2.JOB_STATE_PENDING else 1,
+        spec=jobs_pb2.JobSpec(name=f"build-{n}", command=["make", f"target-{n}"],
+                              labels={"team": "infra" if n % 2 else "web"}, max_attempts=2),
+        created_at=ago(n + 1), updated_at=ago(n),
+        reason="exit code 2" if state == jobs_pb2.JOB_STATE_FAILED else "",
+        submitted_by="ops",
+    )
+    if finished:
+        job.has_exit_code = state in (jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED)
+        job.exit_code = 2 if state == jobs_pb2.JOB_STATE_FAILED else 0
+        job.finished_at.CopyFrom(ago(n))
+    if job.attempt:
+        job.attempts.add(attempt=1, worker_id=worker, state=state, assigned_at=ago(n + 1),
+                         started_at=ago(n + 1), has_exit_code=job.has_exit_code,
+                         exit_code=job.exit_code, reason=job.reason)
+        if finished:
+            job.attempts[0].finished_at.CopyFrom(ago(n))
+    return job
+
+
+JOBS = [_job(n) for n in range(24)]
+OUTPUT = [(logs_pb2.LOG_STREAM_STDOUT, f"compiling unit {i}/40\n".encode()) for i in range(40)]
+OUTPUT.insert(20, (logs_pb2.LOG_STREAM_STDERR, b"warning: deprecated flag -O9\n"))
+
+
+class FixedClient:
+    """Answers the calls the console makes with the data above."""
+
+    async def who_am_i(self) -> auth_pb2.WhoAmIResponse:
+        return auth_pb2.WhoAmIResponse(name="ops", role=auth_pb2.ROLE_ADMIN)
+
+    async def get_job(self, job_id: str) -> jobs_pb2.Job:
+        return next(job for job in JOBS if job.id == job_id)
+
+    async def stream_logs(self, job_id: str, *, follow: bool,
+                          ) -> AsyncGenerator[logs_pb2.LogEvent, None]:
+        for seq, (stream, data) in enumerate(OUTPUT, start=1):
+            yield logs_pb2.LogEvent(chunk=logs_pb2.LogChunk(job_id=job_id, attempt=1, seq=seq,
+                                                            stream=stream, data=data))
+
+    async def list_providers(self) -> list[workers_pb2.ProviderStatus]:
+        return [workers_pb2.ProviderStatus(name="local", type="local", min_workers=1,
+                                           max_workers=4, workers=3, slots_total=12,
+                                           slots_used=4, strategy="least-loaded",
+                                           healthy=True)]
+
+    async def list_secrets(self) -> list[secrets_pb2.SecretInfo]:
+        return [secrets_pb2.SecretInfo(name="DB_PASSWORD", backend="hodei", size_bytes=24,
+                                       updated_at=ago(60), updated_by="token:ops")]
+
+    async def list_tokens(self, include_revoked: bool = False) -> list[auth_pb2.ApiToken]:
+        return [auth_pb2.ApiToken(name="ops", role=auth_pb2.ROLE_ADMIN, created_by="operator",
+                                  created_at=ago(600), last_used_at=ago(1))]
+
+    async def list_audit(self, action: str = "", after_id: int = 0,
+                         limit: int = 100) -> list[auth_pb2.AuditEntry]:
+        return [auth_pb2.AuditEntry(id=1, at=ago(5), actor="token:viewer",
+                                    action="/hodei.api.v1.JobService/CancelJob",
+                                    target="job 00000001", allowed=False,
+                                    reason="needs the operator role")]
+
+
+class FixedApp(HodeiApp):
+    """The console with the fixed data as its feeds' snapshot."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(Settings(server="fixed:1"), **kwargs)
+        client = FixedClient()
+
+        async def open_client() -> Any:
+            self.connection.client = client  # type: ignore[assignment]
+            self.connection.label = "prod (hodei.example:7070)"
+            return client
+
+        self.connection.open = open_client  # type: ignore[method-assign]
+
+    def start_feeds(self) -> None:
+        self._apply_jobs(feeds.JobsUpdate(True, list(JOBS), [], 1))
+        self._apply_workers(feeds.WorkersUpdate(True, list(WORKERS), [], 1))
+        self.run_worker(self._introduce(), group="feeds")
