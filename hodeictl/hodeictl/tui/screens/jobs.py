@@ -97,7 +97,7 @@ class JobsScreen(HodeiScreen):
                 cells = self._cells(job, names)
                 if job_id in self._shown:
                     for (key, _), value in zip(COLUMNS, cells, strict=True):
-                        table.update_cell(job_id, key, value)
+                        table.update_cell(job_id, key, value, update_width=True)
                 else:
                     table.add_row(*cells, key=job_id)
                     self._shown.add(job_id)

@@ -103,6 +103,7 @@ class SubmitScreen(ModalScreen[None]):
         Binding("ctrl+s", "submit", "Submit"),
         Binding("escape", "dismiss", "Back"),
     ]
+    AUTO_FOCUS = "#field-command"
 
     def __init__(self) -> None:
         super().__init__()
@@ -127,9 +128,6 @@ class SubmitScreen(ModalScreen[None]):
             with Horizontal(id="submit-buttons"):
                 yield Button("Submit (ctrl+s)", id="submit", variant="primary")
                 yield Button("Back (Esc)", id="back")
-
-    def on_mount(self) -> None:
-        self.query_one("#field-command", Input).focus()
 
     def values(self) -> dict[str, str]:
         return {key: self.query_one(f"#field-{key}", Input).value for key, _, _ in FIELDS}

@@ -75,7 +75,7 @@ class WorkersScreen(HodeiScreen):
                     table.remove_row(worker_id)
             elif present:
                 for (key, _), value in zip(COLUMNS, worker_cells(worker), strict=True):
-                    table.update_cell(worker_id, key, value)
+                    table.update_cell(worker_id, key, value, update_width=True)
             else:
                 table.add_row(*worker_cells(worker), key=worker_id)
                 added = True
