@@ -14,6 +14,7 @@ from hodeictl import usage, values
 from hodeictl.commands import (
     certs,
     context,
+    events,
     job,
     plugin,
     provider,
@@ -22,6 +23,7 @@ from hodeictl.commands import (
     stack,
     template,
     token,
+    watch,
     worker,
 )
 from hodeictl.commands import tui as tui_command
@@ -90,6 +92,8 @@ app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)
 app.command()(token.whoami)
+app.command()(events.events)
+job.app.command()(watch.wait)
 app.command(name="tui")(tui_command.tui)
 # Third-party distributions add sub-commands through the `hodei_add_cli_commands` hook.
 get_host().add_cli_commands(app)

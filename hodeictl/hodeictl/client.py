@@ -14,6 +14,8 @@ import grpc
 from hodei_api.v1 import (
     auth_pb2,
     auth_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     logs_pb2,
@@ -75,7 +77,8 @@ async def server_answers(address: str) -> bool:
             )
 
 
-def _backoff(failures: int) -> float:
+def backoff(failures: int) -> float:
+    """The wait before reconnecting after `failures` failures in a row: capped, jittered."""
     delay = min(RECONNECT_BACKOFF * 2 ** (failures - 1), RECONNECT_BACKOFF_CAP)
     return delay * random.uniform(0.5, 1.0)
 
@@ -108,6 +111,7 @@ class HodeiClient:
         self._secrets = secrets_pb2_grpc.SecretServiceStub(self._channel)
         self._templates = templates_pb2_grpc.TemplateServiceStub(self._channel)
         self._schedules = templates_pb2_grpc.ScheduleServiceStub(self._channel)
+        self._events = events_pb2_grpc.EventServiceStub(self._channel)
 
     async def __aenter__(self) -> HodeiClient:
         return self
@@ -129,10 +133,12 @@ class HodeiClient:
             raise from_rpc_error(error, self.address, submitting=submitting) from error
 
     async def submit_job(
-        self, spec: jobs_pb2.JobSpec, idempotency_key: str = ""
+        self, spec: jobs_pb2.JobSpec, idempotency_key: str = "", correlation_id: str = ""
     ) -> jobs_pb2.SubmitJobResponse:
-        """Submit a job; with an idempotency key, a retried submission returns the same job."""
-        request = jobs_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key)
+        """Submit a job; with an idempotency key, a retried submission returns the same job.
+        Every event the job causes carries `correlation_id`."""
+        request = jobs_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key,
+                                            correlation_id=correlation_id)
         return await self._call(self._jobs.SubmitJob, request, submitting=True)
 
     async def get_job(self, job_id: str) -> jobs_pb2.Job:
@@ -330,4 +336,12 @@ class HodeiClient:
             finally:
                 call.cancel()
             failures += 1
-            await asyncio.sleep(_backoff(failures))
+            await asyncio.sleep(backoff(failures))
+
+    def open_job_watch(self, request: jobs_pb2.WatchJobsRequest) -> Any:
+        """The WatchJobs call (see hodeictl.streams, which resumes it)."""
+        return self._jobs.WatchJobs(request, metadata=self._metadata)
+
+    def open_event_watch(self, request: events_pb2.WatchEventsRequest) -> Any:
+        """The WatchEvents call (see hodeictl.streams, which resumes it)."""
+        return self._events.WatchEvents(request, metadata=self._metadata)

@@ -22,9 +22,11 @@ from hodei_server.api.servicers.logs import LogServicer
 from hodei_server.api.servicers.secrets import SecretServicer
 from hodei_server.api.servicers.templates import ScheduleServicer, TemplateServicer
 from hodei_server.api.servicers.tokens import TokenServicer
+from hodei_server.api.servicers.watch import EventServicer
 from hodei_server.api.servicers.workers import WorkerServicer
 from hodei_server.config import ServerConfig
 from hodei_server.dispatch.dispatcher import Dispatcher
+from hodei_server.dispatch.feeds import EventHub, WorkerHub
 from hodei_server.dispatch.flows import FlowRunner
 from hodei_server.dispatch.listener import Listener
 from hodei_server.dispatch.loghub import LogHub
@@ -41,6 +43,7 @@ from hodei_server.security.authz import Authorizer
 from hodei_server.security.secretkeys import Keyring
 from hodei_server.security.secretstore import SecretResolver, SecretStore, build_backends
 from hodei_server.store import db
+from hodei_server.store.events import EventStore
 from hodei_server.store.flows import FlowStore
 from hodei_server.store.jobs import JobStore
 from hodei_server.store.schedules import ScheduleStore
@@ -100,6 +103,9 @@ def _assemble(
     secret_resolver = SecretResolver(pool, build_backends(secret_store, config.secret_backends))
     registry = AgentRegistry()
     hub = LogHub()
+    events = EventStore(pool)
+    worker_feed = WorkerHub(events, config.watch_buffer, config.heartbeat_interval)
+    event_feed = EventHub(events, config.watch_buffer, worker_feed.wake)
     dispatcher = Dispatcher(jobs, registry, server_id, config.resync_interval,
                             build_scheduler(config), secret_resolver)
     runtimes = [ProviderRuntime(_provider(p), tls.ca_cert_path if tls else "")
@@ -109,15 +115,16 @@ def _assemble(
     health = Health(grpc_server.SERVICE_NAMES)
     server = grpc_server.build(authorizer, grpc_server.Services(
         jobs=JobServicer(jobs, registry, dispatcher, authorizer, server_id, secret_resolver,
-                         flows),
+                         flows, event_feed),
         logs=LogServicer(jobs, hub),
-        workers=WorkerServicer(workers, registry, runtimes, server_id),
+        workers=WorkerServicer(workers, registry, runtimes, server_id, worker_feed),
         tokens=TokenServicer(tokens),
         secrets=SecretServicer(secret_store),
         agents=agents,
         health=health,
         templates=TemplateServicer(templates, schedules, dispatcher, secret_resolver),
         schedules=ScheduleServicer(schedules),
+        events=EventServicer(events, event_feed),
     ))
     address = grpc_server.listen(server, config, tls, agents)
 
@@ -134,15 +141,16 @@ def _assemble(
         hub.wake_all()
         tokens.forget()  # a revocation may have gone unheard
         flow_runner.wake()
+        event_feed.wake()
 
     listener = Listener(config.database_url, registry, server_id, dispatcher.wake, hub.wake,
-                        tokens.forget, on_reconnect, flow_runner.wake)
+                        tokens.forget, on_reconnect, flow_runner.wake, event_feed.wake)
     transport = (f"TLS; agent streams (mutual TLS) on port {agents.agent_port}" if tls
                  else "plaintext")
     banner = (f"hodei server {server_id} listening on {config.listen} (advertised as "
               f"{address}), {transport}")
     return _Replica(pool, server, health, registry, runtimes, dispatcher, listener, reconciler,
-                    flow_runner, address, banner)
+                    flow_runner, address, banner, event_feed, worker_feed)
 
 
 @dataclass
@@ -160,6 +168,8 @@ class _Replica:
     flow_runner: FlowRunner
     address: str
     banner: str
+    event_feed: EventHub
+    worker_feed: WorkerHub
 
     async def run(self, stop: asyncio.Event, on_ready: OnReady | None) -> None:
         """Serve, with the supervised loops running, until `stop` is set or a loop crashes;
@@ -181,6 +191,8 @@ class _Replica:
                 supervised(self.dispatcher.run(stop), "dispatcher", crashed),
                 supervised(self.reconciler.run(stop), "reconciler", crashed),
                 supervised(self.flow_runner.run(stop), "flows", crashed),
+                supervised(self.event_feed.run(stop), "event-feed", crashed),
+                supervised(self.worker_feed.run(stop), "worker-feed", crashed),
             ]
             try:
                 await asyncio.wait_for(self.listener.ready.wait(), timeout=15)

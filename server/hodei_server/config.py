@@ -33,6 +33,9 @@ class ServerConfig:
     reconcile_interval: float = 1.0
     bootstrap_token_ttl: float = 600.0
     db_pool_size: int = 10
+    # How many changes a live watcher (WatchJobs, WatchWorkers, WatchEvents) may have
+    # waiting on this replica before it is reset or cut off.
+    watch_buffer: int = 10000
     # The scheduling strategy of jobs that name none (and whose provider names none).
     strategy: str = DEFAULT_STRATEGY
     providers: list[ProviderConfig] = field(default_factory=list)

@@ -42,5 +42,9 @@ class DatabaseUnavailable(HodeiError):
     """The database cannot be reached; try again shortly."""
 
 
+class FellBehind(HodeiError):
+    """The watcher read too slowly and was cut off; resume from the last event received."""
+
+
 class ConfigError(HodeiError):
     """The server configuration is not valid."""

@@ -56,6 +56,7 @@ def test_the_role_table() -> None:
         "EnableTemplate": "operator", "DeleteTemplate": "operator",
         "RunTemplate": "submitter", "ListSchedules": "viewer",
         "SuspendSchedule": "operator", "ResumeSchedule": "operator",
+        "WatchJobs": "viewer", "WatchWorkers": "viewer", "WatchEvents": "viewer",
     }
     assert authz.ANY_JOB_ROLE is Role.OPERATOR
     assert Role.VIEWER < Role.SUBMITTER < Role.OPERATOR < Role.ADMIN

@@ -12,6 +12,7 @@ from hodei_server.store import signals
 from hodei_server.store.signals import (
     CancelAttempt,
     DrainWorker,
+    EventsWritten,
     FlowsDue,
     JobChanged,
     JobsWaiting,
@@ -31,6 +32,7 @@ WORKER = uuid.uuid4()
                   "0a1b2c3d4e5f"),
     DrainWorker(WORKER, 12.5, "0a1b2c3d4e5f"),
     FlowsDue(),
+    EventsWritten(),
 ])
 def test_every_signal_decodes_to_itself(signal: signals.Signal) -> None:
     assert signals.decode(*signals.encode(signal)) == signal
@@ -42,6 +44,8 @@ def test_what_sql_notifies_by_itself_decodes() -> None:
     assert signals.decode("hodei_logs", str(JOB)) == JobChanged(str(JOB))
     assert signals.decode("hodei_tokens", "0123456789abcdef") == TokenRevoked("0123456789abcdef")
     assert signals.decode("hodei_flows", "") == FlowsDue()
+    # The trigger of migration 0009, after every statement that writes events.
+    assert signals.decode("hodei_events", "") == EventsWritten()
 
 
 @pytest.mark.parametrize(("channel", "payload"), [
@@ -60,5 +64,6 @@ def test_the_listener_listens_on_every_channel() -> None:
     assert sorted(listened) == sorted(signals.CHANNELS)
     assert {signals.encode(s)[0] for s in (JobsWaiting(), JobChanged(str(JOB)),
                                            TokenRevoked("t"), CancelAttempt(JOB, 1, WORKER, ""),
-                                           DrainWorker(WORKER, 0), FlowsDue())} \
+                                           DrainWorker(WORKER, 0), FlowsDue(),
+                                           EventsWritten())} \
         == set(signals.CHANNELS)

@@ -11,6 +11,7 @@ import typer
 from hodei_api.v1 import jobs_pb2
 from hodeictl import follow, jobfile, jobflow, output, target, values
 from hodeictl.client import parse_job_id
+from hodeictl.commands import watch
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError, UsageError
 from hodeictl.output import OutputFormat, note
 
@@ -162,7 +163,8 @@ def _spec(params: dict[str, Any]) -> jobs_pb2.JobSpec:
 def _submit(ctx: typer.Context) -> jobs_pb2.Job:
     spec = _spec(ctx.params)
     key = ctx.params["idempotency_key"] or ""
-    reply = target.call(ctx.obj, lambda client: client.submit_job(spec, key))
+    correlation = ctx.params.get("correlation_id") or ""
+    reply = target.call(ctx.obj, lambda client: client.submit_job(spec, key, correlation))
     if not reply.created:
         note(f"Job {reply.job.id} already existed for this idempotency key.")
     return reply.job
@@ -211,6 +213,7 @@ def run(
     after: jobflow.AfterOpt = None,
     completions: jobflow.CompletionsOpt = None,
     parallelism: jobflow.ParallelismOpt = None,
+    correlation_id: watch.CorrelationOpt = None,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Print the job id and return.")
     ] = False,
@@ -251,6 +254,7 @@ def submit(
     after: jobflow.AfterOpt = None,
     completions: jobflow.CompletionsOpt = None,
     parallelism: jobflow.ParallelismOpt = None,
+    correlation_id: watch.CorrelationOpt = None,
 ) -> None:
     """Submit a job and print its id (nothing else, for scripts)."""
     typer.echo(_submit(ctx).id)
@@ -281,9 +285,15 @@ def list_jobs(
                           help="At most this many jobs.")
     ] = 50,
     output_format: FormatOpt = OutputFormat.table,
+    watch_changes: Annotated[
+        bool, typer.Option("--watch", "-w", help="Then print each change as it happens.")
+    ] = False,
 ) -> None:
     """List jobs, newest first."""
     states = [jobs_pb2.JobState.Value(f"JOB_STATE_{s.value.upper()}") for s in state or []]
+    if watch_changes:
+        watch.watch_list(ctx.obj, states, limit, output_format)
+        return
     jobs = target.call(ctx.obj, lambda client: client.list_jobs(states, limit))
     if output_format is OutputFormat.json:
         output.print_json([output.job_to_dict(job) for job in jobs])

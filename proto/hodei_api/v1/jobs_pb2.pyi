@@ -220,7 +220,7 @@ class IndexCounts(_message.Message):
     def __init__(self, waiting: _Optional[int] = ..., active: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "state", "attempt", "worker_id", "has_exit_code", "exit_code", "reason", "created_at", "started_at", "finished_at", "attempts", "updated_at", "submitted_by", "run", "parent_id", "index", "indexes")
+    __slots__ = ("id", "spec", "state", "attempt", "worker_id", "has_exit_code", "exit_code", "reason", "created_at", "started_at", "finished_at", "attempts", "updated_at", "submitted_by", "correlation_id", "run", "parent_id", "index", "indexes")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +235,7 @@ class Job(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -253,19 +254,22 @@ class Job(_message.Message):
     attempts: _containers.RepeatedCompositeFieldContainer[JobAttempt]
     updated_at: _timestamp_pb2.Timestamp
     submitted_by: str
+    correlation_id: str
     run: TemplateRun
     parent_id: str
     index: int
     indexes: IndexCounts
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[JobAttempt, _Mapping]]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., submitted_by: _Optional[str] = ..., run: _Optional[_Union[TemplateRun, _Mapping]] = ..., parent_id: _Optional[str] = ..., index: _Optional[int] = ..., indexes: _Optional[_Union[IndexCounts, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[JobAttempt, _Mapping]]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., submitted_by: _Optional[str] = ..., correlation_id: _Optional[str] = ..., run: _Optional[_Union[TemplateRun, _Mapping]] = ..., parent_id: _Optional[str] = ..., index: _Optional[int] = ..., indexes: _Optional[_Union[IndexCounts, _Mapping]] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("spec", "idempotency_key")
+    __slots__ = ("spec", "idempotency_key", "correlation_id")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     spec: JobSpec
     idempotency_key: str
-    def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    correlation_id: str
+    def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., correlation_id: _Optional[str] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     __slots__ = ("job", "created")
@@ -326,3 +330,60 @@ class RetryJobResponse(_message.Message):
     JOB_FIELD_NUMBER: _ClassVar[int]
     job: Job
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class JobFilter(_message.Message):
+    __slots__ = ("states", "labels", "name", "worker_id", "ids")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedScalarFieldContainer[JobState]
+    labels: _containers.ScalarMap[str, str]
+    name: str
+    worker_id: str
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, states: _Optional[_Iterable[_Union[JobState, str]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., worker_id: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WatchJobsRequest(_message.Message):
+    __slots__ = ("filter", "snapshot_limit", "after_revision")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_REVISION_FIELD_NUMBER: _ClassVar[int]
+    filter: JobFilter
+    snapshot_limit: int
+    after_revision: int
+    def __init__(self, filter: _Optional[_Union[JobFilter, _Mapping]] = ..., snapshot_limit: _Optional[int] = ..., after_revision: _Optional[int] = ...) -> None: ...
+
+class WatchJobsResponse(_message.Message):
+    __slots__ = ("kind", "job", "revision", "more")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[WatchJobsResponse.Kind]
+        KIND_SNAPSHOT: _ClassVar[WatchJobsResponse.Kind]
+        KIND_SYNCED: _ClassVar[WatchJobsResponse.Kind]
+        KIND_UPSERT: _ClassVar[WatchJobsResponse.Kind]
+        KIND_REMOVED: _ClassVar[WatchJobsResponse.Kind]
+        KIND_RESET: _ClassVar[WatchJobsResponse.Kind]
+    KIND_UNSPECIFIED: WatchJobsResponse.Kind
+    KIND_SNAPSHOT: WatchJobsResponse.Kind
+    KIND_SYNCED: WatchJobsResponse.Kind
+    KIND_UPSERT: WatchJobsResponse.Kind
+    KIND_REMOVED: WatchJobsResponse.Kind
+    KIND_RESET: WatchJobsResponse.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    kind: WatchJobsResponse.Kind
+    job: Job
+    revision: int
+    more: bool
+    def __init__(self, kind: _Optional[_Union[WatchJobsResponse.Kind, str]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., revision: _Optional[int] = ..., more: _Optional[bool] = ...) -> None: ...

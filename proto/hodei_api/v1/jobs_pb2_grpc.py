@@ -59,6 +59,11 @@ class JobServiceStub:
                 request_serializer=hodei__api_dot_v1_dot_jobs__pb2.RetryJobRequest.SerializeToString,
                 response_deserializer=hodei__api_dot_v1_dot_jobs__pb2.RetryJobResponse.FromString,
                 _registered_method=True)
+        self.WatchJobs = channel.unary_stream(
+                '/hodei.api.v1.JobService/WatchJobs',
+                request_serializer=hodei__api_dot_v1_dot_jobs__pb2.WatchJobsRequest.SerializeToString,
+                response_deserializer=hodei__api_dot_v1_dot_jobs__pb2.WatchJobsResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -95,6 +100,21 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchJobs(self, request, context):
+        """The jobs that match a filter, live: a snapshot (SNAPSHOT messages, then one SYNCED),
+        then a message for each change, with the job as it is now. Changes come from the
+        events every replica hears, one reader a server (not a query per watcher). Resume after
+        a reconnect with `after_revision` (the last revision received): the changes since then
+        arrive with no snapshot, or a RESET and a fresh snapshot if the server can't tell.
+        A watcher that falls behind is not buffered without bound: it gets a RESET and a fresh
+        snapshot of the latest state. Keep the table keyed by job id; an UPSERT may repeat.
+        After a resume the server does not know which jobs you hold: REMOVED may then name
+        jobs you never had (ignore them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +142,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.RetryJob,
                     request_deserializer=hodei__api_dot_v1_dot_jobs__pb2.RetryJobRequest.FromString,
                     response_serializer=hodei__api_dot_v1_dot_jobs__pb2.RetryJobResponse.SerializeToString,
+            ),
+            'WatchJobs': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJobs,
+                    request_deserializer=hodei__api_dot_v1_dot_jobs__pb2.WatchJobsRequest.FromString,
+                    response_serializer=hodei__api_dot_v1_dot_jobs__pb2.WatchJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +284,33 @@ class JobService:
             '/hodei.api.v1.JobService/RetryJob',
             hodei__api_dot_v1_dot_jobs__pb2.RetryJobRequest.SerializeToString,
             hodei__api_dot_v1_dot_jobs__pb2.RetryJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hodei.api.v1.JobService/WatchJobs',
+            hodei__api_dot_v1_dot_jobs__pb2.WatchJobsRequest.SerializeToString,
+            hodei__api_dot_v1_dot_jobs__pb2.WatchJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -153,3 +153,31 @@ class ListProvidersResponse(_message.Message):
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     providers: _containers.RepeatedCompositeFieldContainer[ProviderStatus]
     def __init__(self, providers: _Optional[_Iterable[_Union[ProviderStatus, _Mapping]]] = ...) -> None: ...
+
+class WatchWorkersRequest(_message.Message):
+    __slots__ = ("all",)
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    all: bool
+    def __init__(self, all: _Optional[bool] = ...) -> None: ...
+
+class WatchWorkersResponse(_message.Message):
+    __slots__ = ("kind", "worker")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[WatchWorkersResponse.Kind]
+        KIND_SNAPSHOT: _ClassVar[WatchWorkersResponse.Kind]
+        KIND_SYNCED: _ClassVar[WatchWorkersResponse.Kind]
+        KIND_UPSERT: _ClassVar[WatchWorkersResponse.Kind]
+        KIND_REMOVED: _ClassVar[WatchWorkersResponse.Kind]
+        KIND_RESET: _ClassVar[WatchWorkersResponse.Kind]
+    KIND_UNSPECIFIED: WatchWorkersResponse.Kind
+    KIND_SNAPSHOT: WatchWorkersResponse.Kind
+    KIND_SYNCED: WatchWorkersResponse.Kind
+    KIND_UPSERT: WatchWorkersResponse.Kind
+    KIND_REMOVED: WatchWorkersResponse.Kind
+    KIND_RESET: WatchWorkersResponse.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    kind: WatchWorkersResponse.Kind
+    worker: Worker
+    def __init__(self, kind: _Optional[_Union[WatchWorkersResponse.Kind, str]] = ..., worker: _Optional[_Union[Worker, _Mapping]] = ...) -> None: ...

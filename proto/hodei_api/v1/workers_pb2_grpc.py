@@ -49,6 +49,11 @@ class WorkerServiceStub:
                 request_serializer=hodei__api_dot_v1_dot_workers__pb2.ListProvidersRequest.SerializeToString,
                 response_deserializer=hodei__api_dot_v1_dot_workers__pb2.ListProvidersResponse.FromString,
                 _registered_method=True)
+        self.WatchWorkers = channel.unary_stream(
+                '/hodei.api.v1.WorkerService/WatchWorkers',
+                request_serializer=hodei__api_dot_v1_dot_workers__pb2.WatchWorkersRequest.SerializeToString,
+                response_deserializer=hodei__api_dot_v1_dot_workers__pb2.WatchWorkersResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -75,6 +80,15 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchWorkers(self, request, context):
+        """Every worker, live: a snapshot (SNAPSHOT messages, then SYNCED), then a message each
+        time a worker changes (state, heartbeat, load, running jobs). One reader a server feeds
+        every watcher; a watcher that falls behind gets a RESET and a fresh snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +106,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.ListProviders,
                     request_deserializer=hodei__api_dot_v1_dot_workers__pb2.ListProvidersRequest.FromString,
                     response_serializer=hodei__api_dot_v1_dot_workers__pb2.ListProvidersResponse.SerializeToString,
+            ),
+            'WatchWorkers': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchWorkers,
+                    request_deserializer=hodei__api_dot_v1_dot_workers__pb2.WatchWorkersRequest.FromString,
+                    response_serializer=hodei__api_dot_v1_dot_workers__pb2.WatchWorkersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +194,33 @@ class WorkerService:
             '/hodei.api.v1.WorkerService/ListProviders',
             hodei__api_dot_v1_dot_workers__pb2.ListProvidersRequest.SerializeToString,
             hodei__api_dot_v1_dot_workers__pb2.ListProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hodei.api.v1.WorkerService/WatchWorkers',
+            hodei__api_dot_v1_dot_workers__pb2.WatchWorkersRequest.SerializeToString,
+            hodei__api_dot_v1_dot_workers__pb2.WatchWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,7 +8,7 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from hodei_api.v1 import auth_pb2, jobs_pb2, workers_pb2
+from hodei_api.v1 import auth_pb2, events_pb2, jobs_pb2, workers_pb2
 from hodei_server.store.states import JobState
 
 Row = dict[str, Any]
@@ -35,6 +35,7 @@ def job_to_proto(row: Row, attempts: list[Row] | None = None) -> jobs_pb2.Job:
         started_at=_ts(row["started_at"]),
         finished_at=_ts(row["finished_at"]),
         submitted_by=row.get("submitted_by") or "",
+        correlation_id=row.get("correlation_id") or "",
     )
     if row.get("template_name"):
         job.run.CopyFrom(jobs_pb2.TemplateRun(
@@ -108,4 +109,14 @@ def audit_to_proto(row: Row) -> auth_pb2.AuditEntry:
         id=row["id"], at=_ts(row["at"]), actor=row["actor"], action=row["action"],
         target=row["target"], allowed=row["allowed"], reason=str(detail.get("reason", "")),
         detail_json=json.dumps(detail, sort_keys=True),
+    )
+
+
+def event_to_proto(row: Row) -> events_pb2.Event:
+    return events_pb2.Event(
+        id=row["id"], revision=row["revision"], type=row["type"],
+        aggregate_type=row["aggregate_type"], aggregate_id=row["aggregate_id"],
+        actor=row["actor"], correlation_id=row["correlation_id"],
+        created_at=_ts(row["created_at"]),
+        payload_json=json.dumps(row["payload"] or {}, sort_keys=True),
     )

@@ -14,6 +14,8 @@ from hodei_api.v1 import (
     agent_pb2_grpc,
     auth_pb2,
     auth_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     logs_pb2,
@@ -33,6 +35,7 @@ from hodei_server.api.servicers.logs import LogServicer
 from hodei_server.api.servicers.secrets import SecretServicer
 from hodei_server.api.servicers.templates import ScheduleServicer, TemplateServicer
 from hodei_server.api.servicers.tokens import TokenServicer
+from hodei_server.api.servicers.watch import EventServicer
 from hodei_server.api.servicers.workers import WorkerServicer
 from hodei_server.config import ServerConfig
 from hodei_server.errors import ConfigError
@@ -49,6 +52,7 @@ SERVICE_NAMES = [
     secrets_pb2.DESCRIPTOR.services_by_name["SecretService"].full_name,
     templates_pb2.DESCRIPTOR.services_by_name["TemplateService"].full_name,
     templates_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+    events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 ]
 
 
@@ -65,6 +69,7 @@ class Services:
     health: Health
     templates: TemplateServicer
     schedules: ScheduleServicer
+    events: EventServicer
 
 
 def build(authorizer: Authorizer, services: Services) -> grpc.aio.Server:
@@ -87,6 +92,7 @@ def build(authorizer: Authorizer, services: Services) -> grpc.aio.Server:
     secrets_pb2_grpc.add_SecretServiceServicer_to_server(services.secrets, server)
     templates_pb2_grpc.add_TemplateServiceServicer_to_server(services.templates, server)
     templates_pb2_grpc.add_ScheduleServiceServicer_to_server(services.schedules, server)
+    events_pb2_grpc.add_EventServiceServicer_to_server(services.events, server)
     agent_pb2_grpc.add_WorkerAgentServiceServicer_to_server(services.agents, server)
     health_pb2_grpc.add_HealthServicer_to_server(services.health.servicer, server)
     reflection.enable_server_reflection(

@@ -20,6 +20,7 @@ import psycopg_pool
 from hodei_server.errors import (
     Conflict,
     DatabaseUnavailable,
+    FellBehind,
     HodeiError,
     InvalidSpec,
     NotFound,
@@ -43,6 +44,7 @@ STATUS_OF: dict[type[HodeiError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     DatabaseUnavailable: grpc.StatusCode.UNAVAILABLE,
+    FellBehind: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 _DATABASE_DOWN = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
 

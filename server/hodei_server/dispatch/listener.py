@@ -13,6 +13,7 @@ from hodei_server.dispatch.supervise import retry_delay
 from hodei_server.store.signals import (
     CancelAttempt,
     DrainWorker,
+    EventsWritten,
     FlowsDue,
     JobChanged,
     JobsWaiting,
@@ -38,6 +39,7 @@ class Listener:
         on_token_revoked: Callable[[str], None],
         on_reconnect: Callable[[], None],
         on_flows: Callable[[], None] = lambda: None,
+        on_events: Callable[[], None] = lambda: None,
     ) -> None:
         self.url = url
         self.registry = registry
@@ -47,6 +49,7 @@ class Listener:
         self.on_token_revoked = on_token_revoked
         self.on_reconnect = on_reconnect
         self.on_flows = on_flows
+        self.on_events = on_events
         self.ready = asyncio.Event()
 
     def route(self, signal: Signal) -> None:
@@ -60,6 +63,8 @@ class Listener:
                 self.on_token_revoked(token_id)
             case FlowsDue():
                 self.on_flows()
+            case EventsWritten():
+                self.on_events()
             case CancelAttempt() | DrainWorker():
                 # The replica that took the request told its own agents already.
                 if signal.origin != self.server_id:

@@ -29,6 +29,7 @@ _TOKENS = "/hodei.api.v1.TokenService/"
 _SECRETS = "/hodei.api.v1.SecretService/"
 _TEMPLATES = "/hodei.api.v1.TemplateService/"
 _SCHEDULES = "/hodei.api.v1.ScheduleService/"
+_EVENTS = "/hodei.api.v1.EventService/"
 
 # The minimum role of every API method. Submitters may cancel or retry only the jobs they
 # submitted (checked by the servicer with `require_owner`); operators and admins, any job.
@@ -66,6 +67,10 @@ METHOD_ROLES: dict[str, Role] = {
     _SCHEDULES + "ListSchedules": Role.VIEWER,
     _SCHEDULES + "SuspendSchedule": Role.OPERATOR,
     _SCHEDULES + "ResumeSchedule": Role.OPERATOR,
+    # Watching is reading; audit events reach administrators only (the servicer filters).
+    _JOBS + "WatchJobs": Role.VIEWER,
+    _WORKERS + "WatchWorkers": Role.VIEWER,
+    _EVENTS + "WatchEvents": Role.VIEWER,
 }
 
 # The role that may act on any job, not only its own.

@@ -113,15 +113,16 @@ class FlowStore:
 
     async def submit(
         self, spec: jobs_pb2.JobSpec, idempotency_key: str, actor: str, submitted_by: str,
-        run: RunOrigin | None = None,
+        run: RunOrigin | None = None, correlation_id: str = "",
     ) -> tuple[Row, bool]:
         """Store a job (BLOCKED, RUNNING with its indexes, or PENDING): (row, created)."""
         async with self.pool.transaction() as conn:
-            return await self.submit_in(conn, spec, idempotency_key, actor, submitted_by, run)
+            return await self.submit_in(conn, spec, idempotency_key, actor, submitted_by, run,
+                                        correlation_id)
 
     async def submit_in(
         self, conn: AsyncConnection[Any], spec: jobs_pb2.JobSpec, idempotency_key: str,
-        actor: str, submitted_by: str, run: RunOrigin | None = None,
+        actor: str, submitted_by: str, run: RunOrigin | None = None, correlation_id: str = "",
     ) -> tuple[Row, bool]:
         """`submit` in the transaction of `conn`."""
         if idempotency_key:
@@ -138,6 +139,7 @@ class FlowStore:
         params = self._job_params(spec, idempotency_key, actor, submitted_by, run)
         params["state"] = verdict.state.value
         params["reason"] = verdict.reason
+        params["correlation_id"] = correlation_id or idempotency_key
         cur = await conn.execute(query("insert_flow_job"), params)
         row = await cur.fetchone()
         if row is None:  # the same key, submitted meanwhile

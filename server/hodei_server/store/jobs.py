@@ -112,8 +112,11 @@ class JobStore:
         self.pool = pool
 
     async def submit(
-        self, spec: jobs_pb2.JobSpec, idempotency_key: str, actor: str, submitted_by: str = ""
+        self, spec: jobs_pb2.JobSpec, idempotency_key: str, actor: str, submitted_by: str = "",
+        correlation_id: str = "",
     ) -> tuple[Row, bool]:
+        """Store a PENDING job: (row, created). Its events carry `correlation_id`, else the
+        idempotency key."""
         job_id = uuid.uuid4()
         params = {
             "id": job_id,
@@ -131,6 +134,7 @@ class JobStore:
             "max_backoff_seconds": spec.retry.max_backoff_seconds or 60.0,
             "actor": actor,
             "submitted_by": submitted_by,
+            "correlation_id": correlation_id or idempotency_key,
         }
         async with self.pool.connection() as conn:
             cur = await conn.execute(query("insert_job"), params)

@@ -29,9 +29,11 @@ CHANNEL_CANCEL = "hodei_cancel"
 CHANNEL_DRAIN = "hodei_drain"
 CHANNEL_TOKENS = "hodei_tokens"
 CHANNEL_FLOWS = "hodei_flows"
+# Sent by a trigger (migration 0009) after every statement that writes events.
+CHANNEL_EVENTS = "hodei_events"
 # Every channel, as the named query `listen` names them.
 CHANNELS = (CHANNEL_JOBS, CHANNEL_LOGS, CHANNEL_CANCEL, CHANNEL_DRAIN, CHANNEL_TOKENS,
-            CHANNEL_FLOWS)
+            CHANNEL_FLOWS, CHANNEL_EVENTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,11 @@ class JobChanged:
 class FlowsDue:
     """A job that others follow ended, or one that waits was submitted: the leader looks at
     waiting jobs, indexed jobs and template runs."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventsWritten:
+    """New events were committed: the event feeds read on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +93,8 @@ class DrainWorker:
     origin: str = ""
 
 
-Signal = JobsWaiting | JobChanged | TokenRevoked | CancelAttempt | DrainWorker | FlowsDue
+Signal = (JobsWaiting | JobChanged | TokenRevoked | CancelAttempt | DrainWorker | FlowsDue
+          | EventsWritten)
 # The signals meant for one agent, delivered by the replica that holds its stream.
 AgentSignal = CancelAttempt | DrainWorker
 
@@ -102,6 +110,8 @@ def encode(signal: Signal) -> tuple[str, str]:
             return CHANNEL_TOKENS, token_id
         case FlowsDue():
             return CHANNEL_FLOWS, ""
+        case EventsWritten():
+            return CHANNEL_EVENTS, ""
         case CancelAttempt():
             return CHANNEL_CANCEL, json.dumps({
                 "job_id": str(signal.job_id), "attempt": signal.attempt,
@@ -127,6 +137,8 @@ def decode(channel: str, payload: str) -> Signal | None:
             return TokenRevoked(payload)
         if channel == CHANNEL_FLOWS:
             return FlowsDue()
+        if channel == CHANNEL_EVENTS:
+            return EventsWritten()
         fields: dict[str, Any] = json.loads(payload)
         if channel == CHANNEL_CANCEL:
             return CancelAttempt(uuid.UUID(fields["job_id"]), int(fields["attempt"]),

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
 
 import grpc
 
 from hodei_api.v1 import jobs_pb2, jobs_pb2_grpc
 from hodei_server.api.convert import job_to_proto
 from hodei_server.api.interceptors import refuse
-from hodei_server.api.status import unary
+from hodei_server.api.servicers.watch import correlation_id, watch_jobs
+from hodei_server.api.status import streaming, unary
 from hodei_server.dispatch.dispatcher import Dispatcher
+from hodei_server.dispatch.feeds import EventHub
 from hodei_server.dispatch.registry import AgentRegistry
-from hodei_server.errors import InvalidSpec
+from hodei_server.errors import Conflict, InvalidSpec
 from hodei_server.security.authz import Authorizer, Refused, principal
 from hodei_server.security.secretstore import SecretResolver
+from hodei_server.store.events import EventStore
 from hodei_server.store.flows import FlowStore, needs_flow
 from hodei_server.store.jobs import JobStore, encode_page_token
 from hodei_server.store.states import JobState
@@ -42,9 +46,11 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def __init__(
         self, jobs: JobStore, registry: AgentRegistry, dispatcher: Dispatcher,
         authorizer: Authorizer, server_id: str = "", secrets: SecretResolver | None = None,
-        flows: FlowStore | None = None,
+        flows: FlowStore | None = None, feed: EventHub | None = None,
     ) -> None:
         self.jobs = jobs
+        self.events = EventStore(jobs.pool)
+        self.feed = feed
         # Jobs that wait, fan out or are cleaned up after a while; plain ones take the
         # queue's fast path.
         self.flows = flows or FlowStore(jobs.pool, jobs)
@@ -77,12 +83,22 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             await self.secrets.check_exist([ref.name for ref in request.spec.secrets])
         store = self.flows if needs_flow(request.spec) else self.jobs
         row, created = await store.submit(
-            request.spec, request.idempotency_key, who.actor, submitted_by=who.name
+            request.spec, request.idempotency_key, who.actor, submitted_by=who.name,
+            correlation_id=correlation_id(request.correlation_id, context),
         )
         if created:
             self.dispatcher.wake()
             log.info("job %s submitted", row["id"])
         return jobs_pb2.SubmitJobResponse(job=job_to_proto(row), created=created)
+
+    @streaming
+    async def WatchJobs(
+        self, request: jobs_pb2.WatchJobsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[jobs_pb2.WatchJobsResponse]:
+        if self.feed is None:
+            raise Conflict("this server does not watch jobs")
+        async for message in watch_jobs(self.feed, self.events, request):
+            yield message
 
     @unary
     async def GetJob(

@@ -17,14 +17,14 @@ WITH j AS (
                       max_backoff_seconds, submitted_by, completions, parallelism,
                       failure_policy, has_followups, ttl_after_finished_seconds, template_id,
                       template_name, template_version, parameters, scheduled_at, reason,
-                      started_at)
+                      started_at, correlation_id)
     VALUES (%(id)s, %(name)s, %(spec)s, %(state)s, %(max_attempts)s, %(idempotency_key)s,
             %(labels)s, %(selector)s, %(cpus)s, %(memory_mb)s, %(timeout_seconds)s,
             %(retry_on)s, %(backoff_seconds)s, %(max_backoff_seconds)s, %(submitted_by)s,
             %(completions)s, %(parallelism)s, %(failure_policy)s, %(has_followups)s,
             %(ttl)s, %(template_id)s, %(template_name)s, %(template_version)s,
             %(parameters)s, %(scheduled_at)s, %(reason)s,
-            CASE WHEN %(state)s = 'RUNNING' THEN now() END)
+            CASE WHEN %(state)s = 'RUNNING' THEN now() END, %(correlation_id)s)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING *
 ), e AS (
@@ -33,7 +33,7 @@ WITH j AS (
            jsonb_build_object('name', j.name, 'state', j.state, 'after', %(after)s::jsonb,
                               'completions', j.completions, 'template', j.template_name,
                               'version', j.template_version),
-           %(actor)s, coalesce(j.idempotency_key, '')
+           %(actor)s, j.correlation_id
     FROM j
 ), r AS (
     INSERT INTO template_runs (job_id, template_id, version, parameters, scheduled_at,
@@ -56,22 +56,23 @@ WITH c AS (
     INSERT INTO jobs (id, name, spec, state, max_attempts, labels, selector, cpus, memory_mb,
                       timeout_seconds, retry_on, backoff_seconds, max_backoff_seconds,
                       submitted_by, failure_policy, has_followups, parent_id, job_index,
-                      reason)
+                      reason, correlation_id)
     SELECT i.id, p.name || '[' || i.idx || ']', i.spec,
            CASE WHEN i.idx < %(parallelism)s THEN 'PENDING' ELSE 'BLOCKED' END,
            p.max_attempts, p.labels, p.selector, p.cpus, p.memory_mb, p.timeout_seconds,
            p.retry_on, p.backoff_seconds, p.max_backoff_seconds, p.submitted_by,
            p.failure_policy, true, p.id, i.idx,
-           CASE WHEN i.idx < %(parallelism)s THEN '' ELSE 'waiting for a parallelism slot' END
+           CASE WHEN i.idx < %(parallelism)s THEN '' ELSE 'waiting for a parallelism slot' END,
+           p.correlation_id
     FROM jobs p, unnest(%(ids)s::uuid[], %(specs)s::bytea[], %(indexes)s::int[])
                  AS i(id, spec, idx)
     WHERE p.id = %(parent_id)s
-    RETURNING id, name, state
+    RETURNING id, name, state, correlation_id
 ), e AS (
-    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
     SELECT 'job.created', 'job', c.id::text,
            jsonb_build_object('name', c.name, 'state', c.state, 'parent_id', %(parent_id)s::text),
-           %(actor)s
+           %(actor)s, c.correlation_id
     FROM c
 )
 SELECT count(*) AS created FROM c;

@@ -6,16 +6,17 @@
 WITH j AS (
     INSERT INTO jobs (id, name, spec, state, max_attempts, idempotency_key, labels, selector,
                       cpus, memory_mb, timeout_seconds, retry_on, backoff_seconds,
-                      max_backoff_seconds, submitted_by)
+                      max_backoff_seconds, submitted_by, correlation_id)
     VALUES (%(id)s, %(name)s, %(spec)s, 'PENDING', %(max_attempts)s, %(idempotency_key)s,
             %(labels)s, %(selector)s, %(cpus)s, %(memory_mb)s, %(timeout_seconds)s,
-            %(retry_on)s, %(backoff_seconds)s, %(max_backoff_seconds)s, %(submitted_by)s)
+            %(retry_on)s, %(backoff_seconds)s, %(max_backoff_seconds)s, %(submitted_by)s,
+            %(correlation_id)s)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING *
 ), e AS (
     INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
     SELECT 'job.created', 'job', j.id::text, jsonb_build_object('name', j.name), %(actor)s,
-           coalesce(j.idempotency_key, '')
+           j.correlation_id
     FROM j
     RETURNING id
 )
@@ -440,3 +441,4 @@ LISTEN hodei_cancel;
 LISTEN hodei_drain;
 LISTEN hodei_tokens;
 LISTEN hodei_flows;
+LISTEN hodei_events;
