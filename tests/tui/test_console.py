@@ -50,8 +50,10 @@ def test_jobs_table_shows_the_jobs_and_opens_one_with_its_output(
             screen = app.screen
             assert isinstance(screen, JobScreen)
             await wait_for(pilot, lambda: len(screen.buffer.lines) >= 4, what="the output")
-            texts = [line.text for line in screen.buffer.lines]
-            assert texts[:3] == ["line-1", "line-2", "line-3"]
+            await pilot.pause(0.2)
+            # Each stream keeps its order; the two interleave as the agent batched them.
+            stdout = [line.text for line in screen.buffer.lines if line.stream == 1]
+            assert stdout == ["line-1", "line-2", "line-3"]
             stderr = [line for line in screen.buffer.lines if line.text == "oops"]
             assert stderr and stderr[0].stream == 2  # told apart from stdout
             await pilot.press("slash")
@@ -138,8 +140,9 @@ def test_cancel_asks_first_then_cancels(tui_server: ServerProcess, tmp_path: Pat
             await pilot.pause(0.3)
             assert app.jobs.jobs[job.id].state not in FINAL
             await pilot.press("c", "y")
-            await wait_for(pilot, lambda: any("cancel requested" in n.message
-                                              for n in app._notifications), what="the cancel")
+            # The stream brings the job's end to the row, in place.
+            await wait_for(pilot, lambda: cell(table, job.id, "state") == "CANCELLED",
+                           what="the cancelled state in the table")
 
     run(scenario())
     assert wait_state(tui_server, job.id, FINAL).state == jobs_pb2.JOB_STATE_CANCELLED
@@ -156,11 +159,12 @@ def test_retry_runs_a_finished_job_again(tui_server: ServerProcess, tmp_path: Pa
             await wait_for(pilot, lambda: job.id in table.rows and app.role == 4)
             table.move_cursor(row=table.get_row_index(job.id))
             await pilot.press("r", "y")
-            await wait_for(pilot, lambda: app.jobs.jobs[job.id].state
-                           != jobs_pb2.JOB_STATE_FAILED, what="the job taken again")
+            await wait_for(pilot, lambda: app.jobs.jobs[job.id].attempt == 2
+                           and app.jobs.jobs[job.id].state == jobs_pb2.JOB_STATE_FAILED,
+                           what="the second attempt's end, streamed")
+            await wait_for(pilot, lambda: cell(table, job.id, "attempt") == "2")
 
     run(scenario())
-    assert wait_state(tui_server, job.id, FINAL).attempt >= 2
 
 
 def test_filter_narrows_the_table(tui_server: ServerProcess, tmp_path: Path) -> None:
@@ -194,6 +198,10 @@ def test_filter_narrows_the_table(tui_server: ServerProcess, tmp_path: Path) -> 
 def test_drain_a_worker_after_asking(tmp_path: Path, database_url: str) -> None:
     server = ServerProcess(tmp_path, database_url, workers=1).start()
     try:
+        # A running job keeps the worker DRAINING (an idle one exits at once).
+        busy = submit(server, "sleep", "30", name="keeps-it-busy")
+        wait_state(server, busy.id, {jobs_pb2.JOB_STATE_RUNNING})
+
         async def scenario() -> None:
             app = make_app(server, tmp_path)
             async with app.run_test(size=SIZE) as pilot:

@@ -17,8 +17,10 @@ Compare = Callable[..., bool]
 
 
 async def settle(pilot: Pilot[None]) -> None:
-    """Let the workers finish and the screen draw what they brought."""
-    await pilot.app.workers.wait_for_complete()
+    """Let the screen's own loads finish (the feeds run on) and draw what they brought."""
+    await wait_for(pilot, lambda: not [w for w in pilot.app.workers
+                                       if (w.group in ("listing", "job") or w.name == "whoami")
+                                       and w.is_running], within=10)
     await pilot.pause(0.3)
 
 
@@ -47,8 +49,13 @@ def test_job_screen_with_output(snap_compare: Compare) -> None:
 
 
 def test_jobs_filtered(snap_compare: Compare) -> None:
-    assert snap_compare(FixedApp(), terminal_size=SIZE,
-                        press=["_", "slash", *"state:failed", "enter", "_"])
+    async def filtered(pilot: Pilot[None]) -> None:
+        await pilot.press("slash", *"state:failed", "enter")
+        table = pilot.app.screen.query_one("#jobs-table")
+        await wait_for(pilot, lambda: getattr(table, "row_count", 0) == 4)
+        await pilot.pause(0.3)
+
+    assert snap_compare(FixedApp(), terminal_size=SIZE, run_before=filtered)
 
 
 def test_read_only_footer(snap_compare: Compare) -> None:

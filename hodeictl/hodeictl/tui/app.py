@@ -18,6 +18,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.worker import Worker
 
 from hodei_api.v1 import auth_pb2, jobs_pb2, workers_pb2
 from hodeictl.client import HodeiClient
@@ -26,6 +27,7 @@ from hodeictl.target import Settings
 from hodeictl.terminal import sanitize
 from hodeictl.tui import connection, feeds
 from hodeictl.tui.cells import role_name
+from hodeictl.tui.query import JobQuery
 from hodeictl.tui.store import FINAL_STATES, JobIndex
 
 T = TypeVar("T")
@@ -42,9 +44,12 @@ ADMIN_SCREENS = frozenset({"tokens", "audit"})
 MAX_JOBS_HELD = 20_000
 
 
-@dataclass
+@dataclass(eq=False)
 class Changes:
-    """Keys changed since a screen last looked, or `reset` when everything did."""
+    """Keys changed since a screen last looked, or `reset` when everything did.
+
+    Compared by identity: each screen removes its own when it goes.
+    """
 
     keys: set[str] = field(default_factory=set)
     reset: bool = True
@@ -89,6 +94,10 @@ class HodeiApp(App[None]):
         self.job_changes: list[Changes] = []
         self.fleet_changes: list[Changes] = []
         self.extra_screens: dict[str, type[Screen[Any]]] = {}
+        self.job_query = JobQuery()
+        # Whether the last job snapshot was cut at its limit (more jobs match).
+        self.jobs_more = False
+        self._jobs_feed: Worker[None] | None = None
 
     # ---- screens --------------------------------------------------------------------
 
@@ -212,10 +221,26 @@ class HodeiApp(App[None]):
 
     def start_feeds(self) -> None:
         self.run_worker(self._introduce(), group="feeds", name="whoami")
-        self.run_worker(self._feed("jobs", self._open_jobs, self._apply_jobs),
-                        group="feeds", name="jobs-feed")
-        self.run_worker(self._feed("workers", feeds.watch_workers, self._apply_workers),
+        self._start_jobs_feed()
+        self.run_worker(self._feed("workers", self._open_workers, self._apply_workers),
                         group="feeds", name="workers-feed")
+
+    def _start_jobs_feed(self) -> None:
+        self._jobs_feed = self.run_worker(
+            self._feed("jobs", self._open_jobs, self._apply_jobs), group="feeds",
+            name="jobs-feed")
+
+    def set_job_query(self, query: JobQuery) -> None:
+        """Watch the jobs `query` matches (the server filters): a new snapshot, then changes."""
+        if query == self.job_query:
+            return
+        self.job_query = query
+        if self._jobs_feed is not None:
+            self._jobs_feed.cancel()
+        self.jobs = JobIndex()
+        for changes in self.job_changes:
+            changes.reset = True
+        self._start_jobs_feed()
 
     async def _introduce(self) -> None:
         try:
@@ -227,7 +252,12 @@ class HodeiApp(App[None]):
         self.context_label = self.connection.label
 
     def _open_jobs(self, client: HodeiClient, revision: int) -> AsyncIterator[feeds.JobsUpdate]:
-        return feeds.watch_jobs(client, [], revision)
+        return feeds.watch_jobs(client, feeds.job_filter(self.job_query, self.worker_names()),
+                                revision)
+
+    def _open_workers(self, client: HodeiClient,
+                      revision: int) -> AsyncIterator[feeds.WorkersUpdate]:
+        return feeds.watch_workers(client, revision)
 
     async def _feed(self, name: str, open_stream: Callable[[HodeiClient, int], AsyncIterator[Any]],
                     apply: Callable[[Any], int]) -> None:
@@ -255,6 +285,7 @@ class HodeiApp(App[None]):
     def _apply_jobs(self, update: feeds.JobsUpdate) -> int:
         if update.reset:
             self.jobs.reset(update.jobs, update.revision)
+            self.jobs_more = update.more
             for changes in self.job_changes:
                 changes.reset = True
         else:

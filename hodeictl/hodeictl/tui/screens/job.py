@@ -7,6 +7,7 @@ replay on screen. Save (`w`) fetches the whole output from the server into a fil
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from pathlib import Path
 from typing import ClassVar
@@ -19,9 +20,10 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Static
 
-from hodei_api.v1 import jobs_pb2
+from hodei_api.v1 import events_pb2, jobs_pb2
 from hodeictl.client import parse_job_id
 from hodeictl.errors import HodeiCtlError
+from hodeictl.tui import feeds
 from hodeictl.tui.app import Changes, one_line
 from hodeictl.tui.cells import age, command_of, job_state, pairs, safe, state_cell
 from hodeictl.tui.screens.base import HodeiScreen
@@ -30,6 +32,15 @@ from hodeictl.tui.widgets.output import OutputView
 
 # Lines of output held in memory for one job; older ones are fetched by saving.
 RING_LINES = 20_000
+# Events of the timeline panel.
+EVENTS_SHOWN = 7
+
+
+def event_line(event: events_pb2.Event) -> Text:
+    """`12:03:44 job.running agent`: when (UTC), what, who."""
+    when = event.created_at.ToDatetime().strftime("%H:%M:%S")
+    detail = event.type.removeprefix("job.")
+    return safe(f"{when} {detail} {event.actor}", 120)
 
 
 class JobScreen(HodeiScreen):
@@ -52,6 +63,7 @@ class JobScreen(HodeiScreen):
         self.job_id = job_id
         self.buffer = OutputBuffer(RING_LINES)
         self.changes = Changes()
+        self.events: collections.deque[Text] = collections.deque(maxlen=EVENTS_SHOWN)
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="job-summary")
@@ -78,6 +90,7 @@ class JobScreen(HodeiScreen):
         self.set_interval(0.25, self._show_output_status)
         self.load_job()
         self.follow_output()
+        self.follow_events()
         self.query_one(OutputView).focus()
 
     def on_unmount(self) -> None:
@@ -86,7 +99,7 @@ class JobScreen(HodeiScreen):
 
     # ---- data -----------------------------------------------------------------------
 
-    @work(group="job", exclusive=False)
+    @work(group="job", exclusive=True)
     async def load_job(self) -> None:
         try:
             client = await self.hodei.connection.open()
@@ -120,6 +133,21 @@ class JobScreen(HodeiScreen):
         except HodeiCtlError as error:
             self.buffer.flush()
             self.buffer.note(f"--- output stream stopped: {one_line(str(error))} ---")
+
+    @work(group="events", exclusive=True)
+    async def follow_events(self) -> None:
+        """The job's events timeline, live; each change of the job reloads its summary."""
+        panel = self.query_one("#events", Static)
+        try:
+            client = await self.hodei.connection.open()
+            async for event in feeds.job_events(client, self.job_id):
+                self.events.append(event_line(event))
+                panel.update(Text("\n").join(list(self.events)[-EVENTS_SHOWN:]))
+                if event.aggregate_type == "job" and self.job is not None:
+                    self.load_job()
+        except HodeiCtlError as error:
+            self.events.append(safe(f"events stopped: {one_line(str(error))}", 200))
+            panel.update(Text("\n").join(list(self.events)[-EVENTS_SHOWN:]))
 
     def _job_changed(self) -> None:
         reset, keys = self.changes.take()
@@ -156,22 +184,12 @@ class JobScreen(HodeiScreen):
         table = self.query_one("#attempts", DataTable)
         table.clear()
         names = self.hodei.worker_names()
-        events: list[Text] = [Text(f"{age(job.created_at):>5} created")]
         for attempt in job.attempts:
             state = job_state(attempt.state)
             worker = names.get(attempt.worker_id, attempt.worker_id[:8])
             table.add_row(Text(str(attempt.attempt)), state_cell(state), safe(worker, 20),
                           Text(str(attempt.exit_code) if attempt.has_exit_code else "-"),
                           Text(age(attempt.started_at)), safe(attempt.reason, 40))
-            events.append(safe(f"{age(attempt.assigned_at):>5} attempt {attempt.attempt} "
-                               f"assigned to {worker}"))
-            if attempt.HasField("started_at"):
-                events.append(Text(f"{age(attempt.started_at):>5} attempt {attempt.attempt} "
-                                   "started"))
-            if attempt.HasField("finished_at"):
-                events.append(safe(f"{age(attempt.finished_at):>5} attempt {attempt.attempt} "
-                                   f"{state.lower()} {attempt.reason}"))
-        self.query_one("#events", Static).update(Text("\n").join(events[-12:]))
 
     def _show_output_status(self) -> None:
         view = self.query_one(OutputView)

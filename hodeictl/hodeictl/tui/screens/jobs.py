@@ -155,7 +155,8 @@ class JobsScreen(HodeiScreen):
 
     def _summarise(self) -> None:
         total = len(self.hodei.jobs.jobs)
-        text = f"{len(self._shown)} shown of {total} held | sort: {self.sort_by}"
+        more = " (more match: narrow the filter)" if self.hodei.jobs_more else ""
+        text = f"{len(self._shown)} shown of {total} held{more} | sort: {self.sort_by}"
         if not self.filter_query.empty:
             text += f" | filter: {self.filter_query.text()}"
         self.query_one("#jobs-summary", Static).update(safe(text, 400))
@@ -186,8 +187,9 @@ class JobsScreen(HodeiScreen):
         event.input.display = False
         self.query_one(DataTable).focus()
 
-    def watch_filter_query(self) -> None:
+    def watch_filter_query(self, value: query.JobQuery) -> None:
         if self.is_mounted:
+            self.hodei.set_job_query(value)
             self.changes.reset = True
             self.sync()
 
