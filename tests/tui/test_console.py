@@ -322,3 +322,27 @@ def test_dashboard_counts_jobs_and_workers(tui_server: ServerProcess, tmp_path: 
             assert "dash-failure" in failures
 
     run(scenario())
+
+
+def test_switching_context_inside_the_app(tui_server: ServerProcess, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    viewer = create_api_token(tui_server.database_url, f"ctx-{tmp_path.name}"[:60], "viewer")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[contexts.watcher]\nserver = "{tui_server.address}"\n'
+                      f'token = "{viewer}"\n')
+    monkeypatch.setenv("HODEI_CONFIG", str(config))
+    monkeypatch.delenv("HODEI_TOKEN", raising=False)
+    job = submit(tui_server, "true", name="seen-from-both")
+
+    async def scenario() -> None:
+        app = make_app(tui_server, tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.role == 4 and job.id in app.jobs.jobs)
+            await pilot.press("colon", *"ctx watcher", "enter")
+            await wait_for(pilot, lambda: app.role == 1, what="the viewer's role")
+            assert app.context_label.startswith("watcher")
+            table = app.screen.query_one(DataTable)
+            await wait_for(pilot, lambda: job.id in table.rows, what="the jobs again")
+            assert not offered_keys(app) & {"c", "r", "n"}
+
+    run(scenario())

@@ -206,8 +206,8 @@ class HodeiApp(App[None]):
         self.workers.cancel_group(self, "feeds")
         old = self.connection
         self.run_worker(old.close(), group="close")
-        settings = Settings(context=name, debug=self.settings.debug,
-                            token_file=self.settings.token_file)
+        # The context's own server and token: --server and --token-file named the first one.
+        settings = Settings(context=name, debug=self.settings.debug)
         self.settings = settings
         self.connection = connection.Connection(settings)
         self.role = auth_pb2.ROLE_UNSPECIFIED

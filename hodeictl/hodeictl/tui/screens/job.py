@@ -7,8 +7,10 @@ replay on screen. Save (`w`) fetches the whole output from the server into a fil
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -32,6 +34,8 @@ from hodeictl.tui.widgets.output import OutputView
 
 # Lines of output held in memory for one job; older ones are fetched by saving.
 RING_LINES = 20_000
+# The longest the output reader runs before it lets the interface have a turn.
+YIELD_SECONDS = 0.01
 # Events of the timeline panel.
 EVENTS_SHOWN = 7
 
@@ -114,6 +118,7 @@ class JobScreen(HodeiScreen):
     async def follow_output(self) -> None:
         """Stream the job's output into the ring until the job ends."""
         attempt = 0
+        turn = time.monotonic()
         try:
             client = await self.hodei.connection.open()
             async with contextlib.aclosing(client.stream_logs(self.job_id, follow=True)) as stream:
@@ -130,6 +135,10 @@ class JobScreen(HodeiScreen):
                             self.buffer.note(f"--- attempt {chunk.attempt} ---")
                         attempt = chunk.attempt
                     self.buffer.feed(chunk.stream, chunk.data)
+                    if time.monotonic() - turn > YIELD_SECONDS:
+                        # Buffered chunks arrive without a pause: let keys and redraws in.
+                        await asyncio.sleep(0)
+                        turn = time.monotonic()
         except HodeiCtlError as error:
             self.buffer.flush()
             self.buffer.note(f"--- output stream stopped: {one_line(str(error))} ---")
