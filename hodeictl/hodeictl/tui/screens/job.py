@@ -26,8 +26,8 @@ from hodei_api.v1 import events_pb2, jobs_pb2
 from hodeictl.client import parse_job_id
 from hodeictl.errors import HodeiCtlError
 from hodeictl.tui import feeds
-from hodeictl.tui.app import Changes, one_line
 from hodeictl.tui.cells import age, command_of, job_state, pairs, safe, state_cell
+from hodeictl.tui.live import Changes, one_line
 from hodeictl.tui.screens.base import HodeiScreen
 from hodeictl.tui.store import OutputBuffer
 from hodeictl.tui.widgets.output import OutputView

@@ -13,8 +13,8 @@ from textual.widgets import DataTable, Input, Static
 from hodei_api.v1 import jobs_pb2
 from hodeictl.errors import UsageError
 from hodeictl.tui import query
-from hodeictl.tui.app import Changes, one_line
 from hodeictl.tui.cells import age, job_name, job_state, safe, short_id, state_cell
+from hodeictl.tui.live import Changes, one_line
 from hodeictl.tui.screens.base import HodeiScreen
 
 COLUMNS = (("id", "ID"), ("name", "NAME"), ("state", "STATE"), ("attempt", "TRY"),

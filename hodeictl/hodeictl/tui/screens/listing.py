@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Static
 
 from hodeictl.client import HodeiClient
 from hodeictl.errors import HodeiCtlError
-from hodeictl.tui.app import one_line
+from hodeictl.tui.live import one_line
 from hodeictl.tui.screens.base import HodeiScreen
 
 

@@ -22,7 +22,7 @@ from textual.widgets import Button, Input, Label, TextArea
 from hodei_api.v1 import jobs_pb2
 from hodeictl import durations, jobfile
 from hodeictl.errors import HodeiCtlError, UsageError
-from hodeictl.tui.app import one_line
+from hodeictl.tui.live import one_line
 
 if TYPE_CHECKING:
     from hodeictl.tui.app import HodeiApp

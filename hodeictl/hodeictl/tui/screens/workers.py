@@ -10,8 +10,8 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
 from hodei_api.v1 import workers_pb2
-from hodeictl.tui.app import Changes
 from hodeictl.tui.cells import age, pairs, safe, state_cell, worker_state
+from hodeictl.tui.live import Changes
 from hodeictl.tui.screens.base import HodeiScreen
 
 COLUMNS = (("name", "NAME"), ("state", "STATE"), ("provider", "PROVIDER"),
