@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from hodei_agent import exporter, jsonlog
 from hodei_agent.agent import Agent
 from hodei_agent.config import AgentConfig, parse_config
 from hodei_agent.errors import AgentError, ConfigError
@@ -37,6 +38,8 @@ def _use_pidfd_child_watcher(loop: asyncio.AbstractEventLoop) -> None:
 
 async def _serve(config: AgentConfig) -> int:
     agent = Agent(config)
+    stop_metrics = (exporter.serve(config.metrics_listen, agent.job_pids)
+                    if config.metrics_listen else None)
     loop = asyncio.get_running_loop()
     _use_pidfd_child_watcher(loop)
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -46,6 +49,8 @@ async def _serve(config: AgentConfig) -> int:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        if stop_metrics is not None:
+            stop_metrics()
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -55,11 +60,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"hodei-agent: {exc}\n")
         return EXIT_USAGE
-    logging.basicConfig(
-        level=config.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    jsonlog.setup(config.log_level, config.log_format)
     try:
         return asyncio.run(_serve(config))
     except AgentError as exc:

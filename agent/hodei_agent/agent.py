@@ -98,6 +98,10 @@ class Agent:
         else:
             self.request_drain()
 
+    def job_pids(self) -> set[int]:
+        """The first process of each running job (for the metrics exporter)."""
+        return self._supervisor.job_pids()
+
     async def run(self) -> int:
         """Run until drained (returns 0); raises `AgentError` when the server refuses us."""
         loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from hodei_agent import jsonlog
 from hodei_agent.errors import ConfigError
 from hodei_agent.metrics import detect_cpus, detect_memory_mb
 from hodei_agent.statedir import IDENTITY_FILE
@@ -43,6 +44,10 @@ class AgentConfig:
     memory_mb: int
     drain_grace: float
     log_level: str
+    # "text" or "json" (hodei_agent.jsonlog).
+    log_format: str = "text"
+    # Serve /metrics on HOST:PORT ("" = off; needs prometheus-client).
+    metrics_listen: str = ""
     # PEM of the CA that signed the server's certificate; None: plaintext (loopback only,
     # unless `insecure`).
     ca_cert: bytes | None = None
@@ -130,6 +135,20 @@ def _build_parser() -> _Parser:
         type=str.upper,
         choices=LOG_LEVELS,
         help="logging threshold (default INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get("HODEI_LOG_FORMAT", "text"),
+        choices=jsonlog.FORMATS,
+        help="text lines, or one JSON object a line with job, attempt, worker and "
+             "correlation ids (env HODEI_LOG_FORMAT; default text)",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        default=os.environ.get("HODEI_AGENT_METRICS_LISTEN", ""),
+        help="serve Prometheus metrics of this agent's jobs on http://HOST:PORT/metrics "
+             "(needs prometheus-client; env HODEI_AGENT_METRICS_LISTEN; default off)",
     )
     return parser
 
@@ -280,6 +299,8 @@ def parse_config(
         memory_mb=memory_mb,
         drain_grace=drain_grace,
         log_level=args.log_level,
+        log_format=args.log_format,
+        metrics_listen=args.metrics_listen,
         ca_cert=ca_cert,
         state_dir=state_dir,
         cgroups=cgroups == "auto",

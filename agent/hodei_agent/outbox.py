@@ -166,6 +166,9 @@ class Outbox:
         self._empty.clear()
         return record
 
+    def get(self, key: JobKey) -> JobRecord | None:
+        return self._records.get(key)
+
     def keys(self) -> list[JobKey]:
         """Every job attempt still running or owing the server something."""
         return list(self._records)

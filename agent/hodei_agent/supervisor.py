@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hodei_agent import jsonlog
 from hodei_agent.batcher import DEFAULT_LIMITS, BatchLimits
 from hodei_agent.keeperclient import KeeperClient
 from hodei_agent.launch import temp_dir_prefix
@@ -251,6 +252,9 @@ class JobSupervisor:
         self._idle.clear()
 
     async def _run(self, record: JobRecord, work: Awaitable[JobResult]) -> None:
+        # Every record this job's task logs names it (hodei_agent.jsonlog).
+        jsonlog.set_log_context(job=record.key[0], attempt=record.key[1],
+                                worker=self.worker_id)
         try:
             try:
                 result = await work
@@ -258,12 +262,24 @@ class JobSupervisor:
                 # A bug of the agent, not of the job: report it rather than leave the job hanging.
                 logger.exception("job=%s attempt=%d: agent error", *record.key)
                 result = JobResult(jobs_pb2.JOB_STATE_FAILED, reason=f"agent error: {exc!r}")
+            logger.info("job=%s attempt=%d: ended %s (exit %s)", *record.key,
+                        jobs_pb2.JobState.Name(result.outcome).removeprefix("JOB_STATE_"),
+                        "-" if result.exit_code is None else result.exit_code)
             record.finish(result.outcome, exit_code=result.exit_code,
                           reason=self._jobs[record.key].runner.redact(result.reason))
         finally:
             del self._jobs[record.key]
             if not self._jobs:
                 self._idle.set()
+
+    def job_pids(self) -> set[int]:
+        """The first process of each running attempt that has started."""
+        pids = set()
+        for key in self._jobs:
+            record = self._outbox.get(key)
+            if record is not None and record.accepted is not None and record.accepted.pid > 0:
+                pids.add(int(record.accepted.pid))
+        return pids
 
     def cancel_job(self, command: agent_pb2.CancelJobCommand) -> None:
         """Cancel a running attempt (no-op once it finished)."""

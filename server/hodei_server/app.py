@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
 
+from hodei_agent import jsonlog
 from hodei_plugins.manager import get_host
 from hodei_plugins.provider import Provider, ProviderConfig
 from hodei_server.api import server as grpc_server
@@ -30,6 +30,7 @@ from hodei_server.dispatch.feeds import EventHub, WorkerHub
 from hodei_server.dispatch.flows import FlowRunner
 from hodei_server.dispatch.listener import Listener
 from hodei_server.dispatch.loghub import LogHub
+from hodei_server.dispatch.metrics import DatabaseCollector, TransitionObserver, serve_metrics
 from hodei_server.dispatch.placement import build_scheduler
 from hodei_server.dispatch.provisioning import ProviderRuntime
 from hodei_server.dispatch.reconciler import Reconciler
@@ -70,13 +71,10 @@ async def serve(config: ServerConfig, stop: asyncio.Event, on_ready: OnReady | N
         await pool.close()
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr, one line a record, for a process that runs a server."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr, one line a record (text, or JSON objects: hodei_agent.jsonlog), for a
+    process that runs a server."""
+    jsonlog.setup(level, log_format)
 
 
 def _provider(config: ProviderConfig) -> Provider:
@@ -105,7 +103,7 @@ def _assemble(
     hub = LogHub()
     events = EventStore(pool)
     worker_feed = WorkerHub(events, config.watch_buffer, config.heartbeat_interval)
-    event_feed = EventHub(events, config.watch_buffer, worker_feed.wake)
+    event_feed = EventHub(events, config.watch_buffer, worker_feed.wake, server_id)
     dispatcher = Dispatcher(jobs, registry, server_id, config.resync_interval,
                             build_scheduler(config), secret_resolver)
     runtimes = [ProviderRuntime(_provider(p), tls.ca_cert_path if tls else "")
@@ -149,8 +147,13 @@ def _assemble(
                  else "plaintext")
     banner = (f"hodei server {server_id} listening on {config.listen} (advertised as "
               f"{address}), {transport}")
+    collector = (DatabaseCollector(pool, events, asyncio.get_running_loop(),
+                                   lambda: reconciler.is_leader)
+                 if config.metrics_listen else None)
     return _Replica(pool, server, health, registry, runtimes, dispatcher, listener, reconciler,
-                    flow_runner, address, banner, event_feed, worker_feed)
+                    flow_runner, address, banner, event_feed, worker_feed,
+                    TransitionObserver(event_feed, lambda: reconciler.is_leader),
+                    config.metrics_listen, collector)
 
 
 @dataclass
@@ -170,10 +173,23 @@ class _Replica:
     banner: str
     event_feed: EventHub
     worker_feed: WorkerHub
+    observer: TransitionObserver
+    metrics_listen: str
+    collector: DatabaseCollector | None
 
     async def run(self, stop: asyncio.Event, on_ready: OnReady | None) -> None:
         """Serve, with the supervised loops running, until `stop` is set or a loop crashes;
         then stop in order."""
+        # First: a metrics address that is taken must cost nothing else.
+        stop_metrics = (serve_metrics(self.metrics_listen, self.collector)
+                        if self.collector is not None else None)
+        try:
+            await self._run(stop, on_ready)
+        finally:
+            if stop_metrics is not None:
+                stop_metrics()
+
+    async def _run(self, stop: asyncio.Event, on_ready: OnReady | None) -> None:
         crashed = asyncio.Event()
         await self.server.start()
         async with contextlib.AsyncExitStack() as providers:
@@ -194,6 +210,8 @@ class _Replica:
                 supervised(self.event_feed.run(stop), "event-feed", crashed),
                 supervised(self.worker_feed.run(stop), "worker-feed", crashed),
             ]
+            if self.collector is not None:
+                tasks.append(supervised(self.observer.run(stop), "metrics", crashed))
             try:
                 await asyncio.wait_for(self.listener.ready.wait(), timeout=15)
             except TimeoutError:

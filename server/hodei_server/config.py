@@ -36,6 +36,8 @@ class ServerConfig:
     # How many changes a live watcher (WatchJobs, WatchWorkers, WatchEvents) may have
     # waiting on this replica before it is reset or cut off.
     watch_buffer: int = 10000
+    # Serve Prometheus metrics on http://HOST:PORT/metrics ("" = off).
+    metrics_listen: str = ""
     # The scheduling strategy of jobs that name none (and whose provider names none).
     strategy: str = DEFAULT_STRATEGY
     providers: list[ProviderConfig] = field(default_factory=list)

@@ -162,6 +162,33 @@ def test_the_server_filters_by_state_label_and_name(server: ServerProcess,
         stream.close()
 
 
+def test_list_jobs_filters_by_label_and_name_page_by_page(server: ServerProcess,
+                                                          channel: grpc.Channel) -> None:
+    wanted = {submit(channel, "true", labels={"team": "infra"}, selector={"nowhere": "1"})
+              for _ in range(3)}
+    submit(channel, "true", labels={"team": "web"}, selector={"nowhere": "1"})
+    stub = jobs_pb2_grpc.JobServiceStub(channel)
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = stub.ListJobs(jobs_pb2.ListJobsRequest(
+            page_size=2, page_token=token,
+            filter=jobs_pb2.JobFilter(labels={"team": "infra"})), timeout=10)
+        seen += [job.id for job in page.jobs]
+        token = page.next_page_token
+        if not token:
+            break
+    assert len(seen) == 3 and set(seen) == wanted
+    none = stub.ListJobs(jobs_pb2.ListJobsRequest(
+        states=[jobs_pb2.JOB_STATE_RUNNING],
+        filter=jobs_pb2.JobFilter(states=[jobs_pb2.JOB_STATE_PENDING])), timeout=10)
+    assert not none.jobs
+    one = next(iter(wanted))
+    by_id = stub.ListJobs(jobs_pb2.ListJobsRequest(filter=jobs_pb2.JobFilter(ids=[one])),
+                          timeout=10)
+    assert [job.id for job in by_id.jobs] == [one]
+
+
 def test_a_resumed_watch_gets_what_it_missed_without_a_snapshot(
         server: ServerProcess, channel: grpc.Channel) -> None:
     stream = watch_jobs(channel)

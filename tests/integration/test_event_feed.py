@@ -107,3 +107,33 @@ def test_the_python_filter_agrees_with_the_sql_filter(database_url: str) -> None
             await pool.close()
 
     asyncio.run(scenario())
+
+
+def test_writers_notify_only_while_some_replica_watches(database_url: str) -> None:
+    async def scenario() -> None:
+        pool = await db.open_pool(database_url)
+        store = EventStore(pool)
+        listener = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+        writer = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+        try:
+            await listener.execute("LISTEN hodei_events")
+
+            async def heard() -> bool:
+                async for _ in listener.notifies(timeout=1.0):
+                    return True
+                return False
+
+            await _insert(writer, "test.unwatched")
+            assert not await heard()
+            await store.register_watchers("replica-a", 30)
+            await _insert(writer, "test.watched")
+            assert await heard()
+            await store.unregister_watchers("replica-a")
+            await _insert(writer, "test.unwatched-again")
+            assert not await heard()
+        finally:
+            await listener.close()
+            await writer.close()
+            await pool.close()
+
+    asyncio.run(scenario())

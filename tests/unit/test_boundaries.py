@@ -23,7 +23,8 @@ print(','.join(bad))
     [
         # No cryptography either: the agent makes its key and CSR with the standard library.
         ("hodei_agent.__main__", ["hodei_server", "hodei_plugins", "hodeictl", "psycopg",
-                                  "typer", "rich", "textual", "pluggy", "cryptography"]),
+                                  "typer", "rich", "textual", "pluggy", "cryptography",
+                                  "prometheus_client"]),
         ("hodeictl.app", ["hodei_server", "hodei_agent", "psycopg"]),
         ("hodei_api.v1.agent_pb2_grpc", ["hodei_server", "hodei_agent", "hodeictl"]),
     ],

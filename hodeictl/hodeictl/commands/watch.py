@@ -129,10 +129,14 @@ def wait(
 
     async def run(client: HodeiClient) -> tuple[jobs_pb2.Job, bool]:
         await client.get_job(job_id)  # NOT_FOUND says so at once
+        held = False
         async with contextlib.aclosing(streams.watch_jobs(client, wanted)) as stream:
             async for message in stream:
-                if message.kind == Kind.KIND_REMOVED:
-                    return message.job, False
+                if message.kind in (Kind.KIND_SNAPSHOT, Kind.KIND_RESET):
+                    held = message.kind == Kind.KIND_SNAPSHOT
+                if message.kind == Kind.KIND_REMOVED or (
+                        message.kind == Kind.KIND_SYNCED and not held):
+                    return jobs_pb2.Job(id=job_id), False  # deleted meanwhile
                 if message.kind in (Kind.KIND_SNAPSHOT, Kind.KIND_UPSERT):
                     reached = _reached(message.job, wait_for)
                     if reached is not None:

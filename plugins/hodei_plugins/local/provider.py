@@ -103,7 +103,9 @@ class LocalProvider:
         )
 
     def _environment(self) -> dict[str, str]:
-        return {k: v for k, v in os.environ.items() if not k.startswith("HODEI_")}
+        # The agents log as the server does (HODEI_LOG_FORMAT); no other setting of ours.
+        return {k: v for k, v in os.environ.items()
+                if not k.startswith("HODEI_") or k == "HODEI_LOG_FORMAT"}
 
     async def create_worker(
         self, *, name: str, bootstrap_token: str, server_address: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import os
 import signal
@@ -48,6 +49,13 @@ async def run_until_signalled(config: config_mod.ServerConfig, ready_file: Path 
     await serve(config, stop, on_ready=on_ready)
 
 
+class LogFormat(enum.StrEnum):
+    """How the server logs."""
+
+    text = "text"
+    json = "json"
+
+
 @app.callback()
 def run_server(
     ctx: typer.Context,
@@ -61,13 +69,19 @@ def run_server(
         help='write {"pid", "address"} as JSON here once serving (for scripts and tests)',
     )] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
+    log_format: Annotated[LogFormat, typer.Option(
+        "--log-format", envvar="HODEI_LOG_FORMAT",
+        help="text lines, or one JSON object a line (level, time, message, job, attempt, "
+             "worker and correlation ids)")] = LogFormat.text,
     debug: Annotated[bool, typer.Option(
         "--debug", help="show tracebacks", callback=remember_debug)] = False,
 ) -> None:
     """Without a subcommand: run the server."""
     if ctx.invoked_subcommand is not None:
         return
-    setup_logging(log_level)
+    setup_logging(log_level, log_format.value)
+    # Agents that providers start on this host log the same way.
+    os.environ["HODEI_LOG_FORMAT"] = log_format.value
     settings = config_mod.load(config)
     if listen:
         settings.listen = listen

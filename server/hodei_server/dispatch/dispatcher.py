@@ -8,6 +8,7 @@ import uuid
 
 from hodei_api.v1 import agent_pb2, jobs_pb2
 from hodei_plugins.schedulers import Scheduler
+from hodei_server import telemetry
 from hodei_server.dispatch.placement import place, place_least_loaded
 from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.dispatch.session import AgentSession
@@ -50,6 +51,7 @@ class Dispatcher:
                     pass  # a full round: more may be waiting
                 failures = 0
             except Exception as exc:  # the database may be down: retry, never die
+                telemetry.DISPATCH_ERRORS.inc()
                 failures += 1
                 delay = retry_delay(failures)
                 log.warning("dispatch failed (%s); retrying in %.1fs", exc, delay)
@@ -64,6 +66,7 @@ class Dispatcher:
         sessions = self.registry.accepting()
         if not sessions:
             return False
+        telemetry.DISPATCH_ROUNDS.inc()
         limit = sum(s.free_slots for s in sessions)
         claimed_count = 0
 
@@ -95,8 +98,10 @@ class Dispatcher:
         if values is None:
             return
         session.run_job(assignment.job_id, assignment.attempt, spec, values)
-        log.debug("job %s attempt %d -> worker %s", assignment.job_id, assignment.attempt,
-                  assignment.worker_id)
+        log.info("job %s attempt %d -> worker %s", assignment.job_id, assignment.attempt,
+                 assignment.worker_id,
+                 extra={"job": str(assignment.job_id), "attempt": assignment.attempt,
+                        "worker": str(assignment.worker_id)})
 
     async def _secret_values(
         self, assignment: Assignment, spec: jobs_pb2.JobSpec

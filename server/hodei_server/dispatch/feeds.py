@@ -2,20 +2,22 @@
 each fanned out to every watcher of this replica.
 
 The event hub wakes on the `hodei_events` notification (every statement that writes events
-sends it) and on a resync timer, reads the settled events after its position once for all
-its watchers, and hands each watcher the batch (with, when job watchers exist, the current
-rows of the jobs it names). The worker hub re-reads the workers table once per interval
-while anyone watches (heartbeats change workers without an event) and hands out what
-changed. A watcher's mailbox is bounded: one that falls behind is marked so and its
-mailbox dropped; the servicer then cuts it off or starts it again from the latest state.
-Joining runs the watcher's own first read under the hub's lock, so nothing read before it
-can arrive after it.
+sends it) and on a resync timer and, while anyone watches, reads the settled events after
+its position once for all its watchers, and hands each watcher the batch (with, when job
+watchers exist, the current rows of the jobs it names). The worker hub re-reads the
+workers table once per interval while anyone watches (heartbeats change workers without an
+event) and hands out what changed. A watcher's mailbox is bounded: one that falls behind is
+marked so and its mailbox dropped; the servicer then cuts it off or starts it again from
+the latest state. Joining runs the watcher's own first read under the hub's lock, so
+nothing read before it can arrive after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -40,6 +42,9 @@ RESYNC_SECONDS = 1.0
 HELD_BACK_SECONDS = 0.02
 # How long a watcher waits for a hub that can't reach the database yet.
 READY_TIMEOUT = 10.0
+# While it has live watchers, a hub asks writers to notify it for this long, renewed at a
+# third of it (migration 0009's event_watchers).
+WATCH_LEASE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,12 @@ class EventHub:
     """Reads the event trail once per replica and fans it out to watchers."""
 
     def __init__(self, store: EventStore, buffer: int,
-                 on_worker_events: Callable[[], None] = lambda: None) -> None:
+                 on_worker_events: Callable[[], None] = lambda: None,
+                 server_id: str = "") -> None:
         self.store = store
+        self.server_id = server_id or f"hub-{id(self):x}"
+        # When this hub last asked writers to notify (monotonic; 0: it has not).
+        self._registered_at = 0.0
         self.buffer = buffer
         self.on_worker_events = on_worker_events
         self.lock = asyncio.Lock()
@@ -104,26 +113,53 @@ class EventHub:
         self.ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._watchers: dict[Mailbox[EventBatch], bool] = {}
+        # Watchers that want changes as they happen (not at the resync pace).
+        self._live: set[Mailbox[EventBatch]] = set()
 
     def wake(self) -> None:
         self._wake.set()
 
     async def join(
-        self, first_read: Callable[[Position], Awaitable[T]], *, jobs: bool
+        self, first_read: Callable[[Position], Awaitable[T]], *, jobs: bool,
+        live: bool = True,
     ) -> tuple[Mailbox[EventBatch], T]:
         """A mailbox for a new watcher, and `first_read(position)`, run so that every
         batch after `position`, and none before, reaches the mailbox. `jobs`: the watcher
-        wants the rows of the jobs each batch names."""
+        wants the rows of the jobs each batch names. `live`: it wants them as they happen
+        (else at the resync pace, which costs writers nothing)."""
         await self._wait_ready()
         async with self.lock:
+            if live and not self._live:
+                await self._register()
+            if not self._watchers:
+                # Nobody watched, so nothing was read: start from now.
+                self.position = await self.store.horizon()
             assert self.position is not None
             first = await first_read(self.position)
             mailbox: Mailbox[EventBatch] = Mailbox(self.buffer)
             self._watchers[mailbox] = jobs
+            if live:
+                self._live.add(mailbox)
         return mailbox, first
 
     def leave(self, mailbox: Mailbox[EventBatch]) -> None:
         self._watchers.pop(mailbox, None)
+        self._live.discard(mailbox)
+        if not self._live:
+            self._wake.set()  # the run loop tells writers to stop notifying
+
+    async def _register(self) -> None:
+        await self.store.register_watchers(self.server_id, WATCH_LEASE_SECONDS)
+        self._registered_at = time.monotonic()
+
+    async def _keep_registration(self) -> None:
+        """Renew the request to writers while live watchers remain; withdraw it after."""
+        if self._live:
+            if time.monotonic() - self._registered_at > WATCH_LEASE_SECONDS / 3:
+                await self._register()
+        elif self._registered_at:
+            await self.store.unregister_watchers(self.server_id)
+            self._registered_at = 0.0
 
     async def _wait_ready(self) -> None:
         try:
@@ -137,6 +173,7 @@ class EventHub:
         while not stop.is_set():
             try:
                 async with self.lock:
+                    await self._keep_registration()
                     held_back = held_back + 1 if await self._advance() else 0
                 self.ready.set()
                 failures = 0
@@ -148,21 +185,24 @@ class EventHub:
                 continue
             timeout = (min(RESYNC_SECONDS, HELD_BACK_SECONDS * 2 ** held_back) if held_back
                        else RESYNC_SECONDS)
+            if stop.is_set():
+                break
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             except TimeoutError:
                 pass
             self._wake.clear()
+        if self._registered_at:  # else it lapses by itself
+            with contextlib.suppress(psycopg.Error, OSError, TimeoutError):
+                await asyncio.wait_for(self.store.unregister_watchers(self.server_id), 2.0)
 
     async def _advance(self) -> bool:
         """Hand out every settled event after the position; True when committed events
         wait behind a transaction still running."""
-        if not self._watchers or self.position is None:
-            # Nobody to tell: skip to the horizon rather than read what nobody wants.
-            horizon = await self.store.horizon()
-            if self.position is None or horizon > self.position:
-                self.position = horizon
-            return False
+        if self.position is None:
+            self.position = await self.store.horizon()
+        if not self._watchers:
+            return False  # nobody to tell: the first to join starts from its own now
         while True:
             rows = await self.store.after(self.position, READ_LIMIT)
             settled = [row for row in rows if row["settled"]]

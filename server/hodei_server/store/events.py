@@ -113,6 +113,17 @@ class EventStore:
             cur = await conn.execute(sql, params or {})
             return list(await cur.fetchall())
 
+    async def register_watchers(self, server_id: str, ttl: float) -> None:
+        """Have writers notify hodei_events for `ttl` seconds: `server_id` has watchers."""
+        await self._execute(query("register_watchers"), {"server_id": server_id, "ttl": ttl})
+
+    async def unregister_watchers(self, server_id: str) -> None:
+        await self._execute(query("unregister_watchers"), {"server_id": server_id})
+
+    async def _execute(self, sql: str, params: dict[str, Any]) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(sql, params)
+
     async def horizon(self) -> Position:
         """The start of the feed as of now: every event before it is settled."""
         rows = await self._all(query("events_horizon"))
@@ -169,5 +180,27 @@ class EventStore:
             "name": wanted.name, "worker_id": wanted.worker_id, "ids": sorted(wanted.ids),
             "limit": limit})
 
+    async def job_page(self, wanted: JobFilter, after: tuple[dt.datetime, uuid.UUID] | None,
+                       limit: int) -> list[Row]:
+        """A page of the jobs that match `wanted`, newest first, after (created_at, id)."""
+        return await self._all(query("list_jobs_matching"), {
+            "states": sorted(wanted.states), "labels": Jsonb(wanted.labels),
+            "name": wanted.name, "worker_id": wanted.worker_id, "ids": sorted(wanted.ids),
+            "after_created_at": after[0] if after else None,
+            "after_id": after[1] if after else None, "limit": limit})
+
     async def all_workers(self) -> list[Row]:
         return await self._all(query("all_workers"))
+
+    async def fleet_figures(self) -> dict[str, list[Row]]:
+        """What /metrics reports from the database: jobs and workers by state and
+        provider, slots, and each live worker's load."""
+        async with self.pool.connection() as conn:
+            figures = {}
+            for key, sql in (("jobs", query("metrics_jobs")),
+                             ("workers", query("metrics_workers")),
+                             ("slots", query("metrics_slots")),
+                             ("load", query("metrics_load"))):
+                cur = await conn.execute(sql)
+                figures[key] = list(await cur.fetchall())
+            return figures

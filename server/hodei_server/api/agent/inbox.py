@@ -23,6 +23,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from hodei_api.v1 import agent_pb2
+from hodei_server import telemetry
 from hodei_server.dispatch.dispatcher import Dispatcher
 from hodei_server.dispatch.loghub import LogHub
 from hodei_server.dispatch.session import NOT_CURRENT, AgentSession
@@ -215,6 +216,8 @@ class _Chunks:
              "stream": int(c.stream), "data": c.data, "worker_id": worker_id}
             for c in chunks
         ])
+        telemetry.LOG_CHUNKS.inc(len(chunks))
+        telemetry.LOG_BYTES.inc(sum(len(c.data) for c in chunks))
         acked: dict[tuple[str, int], int] = {}
         for chunk in chunks:
             key = (chunk.job_id, chunk.attempt)
@@ -280,7 +283,8 @@ class _Accepted:
         ok, state = await self.marked.result()
         if not ok and state is not JobState.RUNNING:
             log.info("job %s attempt %d is not this worker's to run (%s); stopping it",
-                     self.job_id, self.attempt, state)
+                     self.job_id, self.attempt, state,
+                     extra={"job": self.job_id, "attempt": self.attempt})
             self.stale = True
 
     def answer(self, inbox: Inbox) -> None:
@@ -316,11 +320,14 @@ class _Finished:
 
     async def settle(self) -> None:
         state = await self.state.result()
+        ids = {"job": self.job_id, "attempt": self.attempt,
+               "worker": str(self.session.worker_id)}
         if state is not None:
-            log.debug("job %s attempt %d ended %s (exit %s)", self.job_id, self.attempt,
-                      state.value, self.exit_code)
+            log.info("job %s attempt %d ended %s (exit %s)", self.job_id, self.attempt,
+                     state.value, self.exit_code, extra=ids)
             return
-        log.info("refused a stale result for job %s attempt %d", self.job_id, self.attempt)
+        log.info("refused a stale result for job %s attempt %d", self.job_id, self.attempt,
+                 extra=ids)
         if self.handed_back:
             # Not a hand-back: an attempt stopped while its agent was away (the lease
             # watchdog of a restarted agent's state dir), reported once it came back.

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
 from hodei_api.v1 import jobs_pb2, jobs_pb2_grpc
 from hodei_server.api.convert import job_to_proto
 from hodei_server.api.interceptors import refuse
-from hodei_server.api.servicers.watch import correlation_id, watch_jobs
+from hodei_server.api.servicers.watch import correlation_id, job_filter, watch_jobs
 from hodei_server.api.status import streaming, unary
 from hodei_server.dispatch.dispatcher import Dispatcher
 from hodei_server.dispatch.feeds import EventHub
@@ -21,7 +23,7 @@ from hodei_server.security.authz import Authorizer, Refused, principal
 from hodei_server.security.secretstore import SecretResolver
 from hodei_server.store.events import EventStore
 from hodei_server.store.flows import FlowStore, needs_flow
-from hodei_server.store.jobs import JobStore, encode_page_token
+from hodei_server.store.jobs import JobStore, decode_page_token, encode_page_token
 from hodei_server.store.states import JobState
 from hodei_server.validation import (
     parse_job_id,
@@ -88,7 +90,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         )
         if created:
             self.dispatcher.wake()
-            log.info("job %s submitted", row["id"])
+            log.info("job %s submitted", row["id"], extra={
+                "job": str(row["id"]), "correlation_id": row.get("correlation_id") or ""})
         return jobs_pb2.SubmitJobResponse(job=job_to_proto(row), created=created)
 
     @streaming
@@ -118,7 +121,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         validate_list_jobs(request)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         states = [JobState.from_proto(s) for s in request.states if s]
-        rows, token = await self.jobs.list_jobs(states, size, request.page_token)
+        if request.HasField("filter"):
+            rows, token = await self._list_matching(request, states, size)
+        else:
+            rows, token = await self.jobs.list_jobs(states, size, request.page_token)
         reply = jobs_pb2.ListJobsResponse()
         total = 0
         for index, row in enumerate(rows):
@@ -131,6 +137,24 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             reply.jobs.append(job)
         reply.next_page_token = token
         return reply
+
+    async def _list_matching(
+        self, request: jobs_pb2.ListJobsRequest, states: list[JobState], size: int
+    ) -> tuple[list[dict[str, Any]], str]:
+        wanted = job_filter(request.filter)
+        if states:
+            listed = frozenset(s.value for s in states)
+            both = wanted.states & listed if wanted.states else listed
+            if not both:
+                return [], ""  # no state is in both lists
+            wanted = dataclasses.replace(wanted, states=both)
+        after = decode_page_token(request.page_token) if request.page_token else None
+        rows = await self.events.job_page(wanted, after, size + 1)
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = encode_page_token(rows[-1]["created_at"], rows[-1]["id"])
+        return rows, token
 
     @unary
     async def CancelJob(

@@ -91,5 +91,47 @@ WHERE (cardinality(%(states)s::text[]) = 0 OR state = ANY (%(states)s::text[]))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 
+-- name: list_jobs_matching
+-- A page of the jobs that match a filter (as watch_jobs_snapshot), newest first, after a
+-- (created_at, id) position.
+SELECT * FROM jobs
+WHERE (cardinality(%(states)s::text[]) = 0 OR state = ANY (%(states)s::text[]))
+  AND labels @> %(labels)s::jsonb
+  AND (%(name)s = '' OR strpos(lower(name), lower(%(name)s)) > 0)
+  AND (%(worker_id)s::uuid IS NULL OR worker_id = %(worker_id)s::uuid)
+  AND (cardinality(%(ids)s::uuid[]) = 0 OR id = ANY (%(ids)s::uuid[]))
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
 -- name: all_workers
 SELECT * FROM workers ORDER BY registered_at, id;
+
+-- name: metrics_jobs
+-- Jobs by state and the provider of their worker ("" for none), for /metrics.
+SELECT j.state, coalesce(w.provider, '') AS provider, count(*) AS count
+FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
+GROUP BY 1, 2;
+
+-- name: metrics_workers
+SELECT state, provider, count(*) AS count FROM workers GROUP BY 1, 2;
+
+-- name: metrics_slots
+SELECT provider, sum(slots) AS slots, sum(least(running_jobs, slots)) AS used
+FROM workers WHERE state IN ('READY', 'BUSY', 'DRAINING')
+GROUP BY 1;
+
+-- name: metrics_load
+SELECT name, provider, coalesce((metrics ->> 'cpu_percent')::float8, 0) AS cpu_percent,
+       coalesce((metrics ->> 'memory_available_mb')::float8, 0) AS memory_available_mb
+FROM workers WHERE state IN ('READY', 'BUSY', 'DRAINING');
+
+-- name: register_watchers
+-- This replica has live watchers: writers notify hodei_events for `ttl` seconds.
+INSERT INTO event_watchers (server_id, until)
+VALUES (%(server_id)s, now() + make_interval(secs => %(ttl)s))
+ON CONFLICT (server_id) DO UPDATE SET until = EXCLUDED.until;
+
+-- name: unregister_watchers
+DELETE FROM event_watchers WHERE server_id = %(server_id)s OR until < now() - interval '1 hour';

@@ -27,10 +27,20 @@ $$;
 CREATE TRIGGER events_correlation BEFORE INSERT ON events
     FOR EACH ROW EXECUTE FUNCTION hodei_event_correlation();
 
--- Watchers on every replica wake once a statement that wrote events commits.
+-- The replicas that have live watchers, each until its registration lapses.
+CREATE TABLE event_watchers (
+    server_id text PRIMARY KEY,
+    until     timestamptz NOT NULL
+);
+
+-- Watchers on every replica wake once a statement that wrote events commits. Only while
+-- some replica has live watchers: notifying transactions commit one at a time (PostgreSQL
+-- serialises them), a price not worth paying for nobody.
 CREATE FUNCTION hodei_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('hodei_events', '');
+    IF EXISTS (SELECT 1 FROM event_watchers WHERE until > now()) THEN
+        PERFORM pg_notify('hodei_events', '');
+    END IF;
     RETURN NULL;
 END
 $$;
