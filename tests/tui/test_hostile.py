@@ -37,6 +37,7 @@ def test_hostile_names_and_output_are_shown_inert(tui_server: ServerProcess,
             table = app.screen.query_one(DataTable)
             await wait_for(pilot, lambda: {job.id, named.id, argv.id} <= set(table.rows))
             assert table.get_cell(named.id, "name").plain == HOSTILE_NAME
+            table.move_cursor(row=table.get_row_index(named.id))  # into view
             await wait_for(pilot, lambda: HOSTILE_NAME in shown(table), what="the drawn row")
             name = table.get_cell(argv.id, "name").plain
             assert "^[[2J" in name and "^[]0;pwned^G" in name and "<U+202E>" in name
