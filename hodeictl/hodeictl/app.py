@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from hodeictl import completion, usage, values
 from hodeictl.commands import stack, token
+from hodeictl.commands import tui as tui_command
 from hodeictl.errors import EXIT_USAGE, HodeiCtlError
 from hodeictl.target import Settings
 
@@ -300,6 +301,7 @@ app.command()(stack.down)
 app.command()(stack.status)
 app.command()(token.whoami)
 app.command()(stack.version)
+app.command(name="tui")(tui_command.tui)
 # Third-party distributions add sub-commands through the `hodei_add_cli_commands` hook,
 # run by `_ReportingGroup` when a command that is not built in is asked for.
 

@@ -174,6 +174,11 @@ class PluginHost:
         return self._classes("hodei_register_secret_backends", "name", "secrets",
                              lambda cls: None)
 
+    def tui_screens(self) -> dict[str, type]:
+        """Screens plugins add to `hodeictl tui`, by `screen_name`."""
+        return self._classes("hodei_tui_screens", "screen_name", "tui-screen",
+                             lambda cls: None)
+
     def provider_for_config(self, config: object) -> type | None:
         """The registered provider class whose `config_class` is `type(config)`."""
         for cls in self.providers().values():

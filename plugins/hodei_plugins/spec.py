@@ -65,3 +65,14 @@ def hodei_add_cli_commands(app: typer.Typer) -> None:
 
     Called once when hodeictl starts. Must not import `hodei_server`.
     """
+
+
+@_hookspec
+def hodei_tui_screens() -> list[type]:  # type: ignore[empty-body]
+    """Screens this plugin adds to `hodeictl tui`.
+
+    Each is a `textual.screen.Screen` subclass with a `screen_name` class attribute: the
+    `:` command that shows it (a built-in screen's name is never replaced). It is
+    constructed without arguments; `self.app` is the console, whose `connection.open()`
+    gives the API client. Called only when the TUI starts; must not import `hodei_server`.
+    """

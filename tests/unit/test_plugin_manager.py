@@ -67,7 +67,8 @@ def test_spec_exports_only_the_impl_marker() -> None:
     assert not hasattr(spec, "hookspec")
     hooks = [n for n in dir(spec) if n.startswith("hodei_")]
     assert sorted(hooks) == ["hodei_add_cli_commands", "hodei_register_providers",
-                             "hodei_register_secret_backends", "hodei_register_strategies"]
+                             "hodei_register_secret_backends", "hodei_register_strategies",
+                             "hodei_tui_screens"]
     assert all(getattr(spec, n).__doc__ for n in hooks)
 
 

@@ -1,0 +1,1 @@
+"""The screens of the operator console: one a module."""

@@ -1,0 +1,171 @@
+"""What the screens show, kept in memory and changed only by feed updates.
+
+`JobIndex` holds the jobs of the current query by id (so a table updates rows in place, by
+key) with counts by state and a per-second history for the dashboard. `OutputBuffer` is
+the bounded ring of a followed job's output lines.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from hodei_api.v1 import jobs_pb2, logs_pb2
+from hodeictl.terminal import StreamSanitizer
+
+FINAL_STATES = frozenset({
+    jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED,
+    jobs_pb2.JOB_STATE_TIMED_OUT, jobs_pb2.JOB_STATE_LOST,
+})
+FAILED_STATES = frozenset({
+    jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_TIMED_OUT, jobs_pb2.JOB_STATE_LOST,
+})
+# Seconds of history behind the dashboard's sparklines.
+HISTORY_SECONDS = 300
+# Latest failures the dashboard lists.
+FAILURES_KEPT = 10
+
+
+@dataclass
+class Rates:
+    """Jobs started and finished per second, over the last HISTORY_SECONDS."""
+
+    started: collections.deque[int] = field(
+        default_factory=lambda: collections.deque([0] * HISTORY_SECONDS, HISTORY_SECONDS))
+    finished: collections.deque[int] = field(
+        default_factory=lambda: collections.deque([0] * HISTORY_SECONDS, HISTORY_SECONDS))
+    second: int = 0
+
+    def _advance(self, now: float) -> None:
+        second = int(now)
+        if not self.second:
+            self.second = second
+        steps = min(second - self.second, HISTORY_SECONDS)
+        for _ in range(max(steps, 0)):
+            self.started.append(0)
+            self.finished.append(0)
+        self.second = max(second, self.second)
+
+    def count(self, started: int, finished: int, now: float | None = None) -> None:
+        self._advance(time.time() if now is None else now)
+        self.started[-1] += started
+        self.finished[-1] += finished
+
+    def tick(self, now: float | None = None) -> None:
+        """Move the window to now (seconds with no change count as zero)."""
+        self._advance(time.time() if now is None else now)
+
+
+class JobIndex:
+    """The jobs a feed reported, by id, newest first when listed."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, jobs_pb2.Job] = {}
+        self.revision = 0
+        self.rates = Rates()
+        self.failures: collections.deque[jobs_pb2.Job] = collections.deque(maxlen=FAILURES_KEPT)
+
+    def reset(self, jobs: Iterable[jobs_pb2.Job], revision: int = 0) -> None:
+        """Replace everything with a snapshot."""
+        self.jobs = {job.id: job for job in jobs}
+        self.revision = revision
+        self.failures.clear()
+        newest = sorted((j for j in self.jobs.values() if j.state in FAILED_STATES),
+                        key=lambda j: j.finished_at.ToNanoseconds())
+        self.failures.extend(newest[-FAILURES_KEPT:])
+
+    def upsert(self, job: jobs_pb2.Job) -> jobs_pb2.Job | None:
+        """Store `job`; returns the version it replaced."""
+        old = self.jobs.get(job.id)
+        self.jobs[job.id] = job
+        before = old.state if old is not None else jobs_pb2.JOB_STATE_UNSPECIFIED
+        started = job.state == jobs_pb2.JOB_STATE_RUNNING and before != job.state
+        finished = job.state in FINAL_STATES and before not in FINAL_STATES
+        if started or finished:
+            self.rates.count(int(started), int(finished))
+        if finished and job.state in FAILED_STATES:
+            self.failures.append(job)
+        return old
+
+    def remove(self, job_id: str) -> None:
+        self.jobs.pop(job_id, None)
+
+    def by_state(self) -> collections.Counter[int]:
+        return collections.Counter(job.state for job in self.jobs.values())
+
+    def ordered(self) -> list[jobs_pb2.Job]:
+        """Newest first."""
+        return sorted(self.jobs.values(), key=lambda j: j.created_at.ToNanoseconds(),
+                      reverse=True)
+
+
+class OutputLine(NamedTuple):
+    stream: int  # logs_pb2.LOG_STREAM_STDOUT or _STDERR
+    text: str  # already sanitised
+
+
+class OutputBuffer:
+    """The last `max_lines` lines of a job's output, sanitised, stdout and stderr apart.
+
+    `total` counts every line ever added, so a view can tell how many fell off the front.
+    A line is complete at its newline; a partial last line per stream is held back until
+    its newline arrives or `flush()` (the job ended).
+    """
+
+    def __init__(self, max_lines: int = 10_000) -> None:
+        self.lines: collections.deque[OutputLine] = collections.deque(maxlen=max_lines)
+        self.total = 0
+        self._pending: dict[int, str] = {}
+        self._sanitizers: dict[int, StreamSanitizer] = {}
+
+    @property
+    def max_lines(self) -> int:
+        return self.lines.maxlen or 0
+
+    @property
+    def dropped(self) -> int:
+        """Lines no longer held (fallen off the front of the ring)."""
+        return self.total - len(self.lines)
+
+    def feed(self, stream: int, data: bytes) -> int:
+        """Add a chunk of one stream; returns how many complete lines it added."""
+        sanitizer = self._sanitizers.setdefault(stream, StreamSanitizer())
+        return self._add(stream, sanitizer.feed(data))
+
+    def _add(self, stream: int, text: str) -> int:
+        if not text:
+            return 0
+        text = self._pending.pop(stream, "") + text
+        parts = text.split("\n")
+        if parts[-1]:
+            self._pending[stream] = parts[-1]
+        complete = parts[:-1]
+        self.lines.extend(OutputLine(stream, line.rstrip("\r")) for line in complete)
+        self.total += len(complete)
+        return len(complete)
+
+    def flush(self) -> int:
+        """Emit held-back partial lines (the stream ended)."""
+        added = 0
+        for stream, sanitizer in self._sanitizers.items():
+            self._add(stream, sanitizer.flush())
+        for stream, rest in list(self._pending.items()):
+            del self._pending[stream]
+            self.lines.append(OutputLine(stream, rest.rstrip("\r")))
+            self.total += 1
+            added += 1
+        return added
+
+    def note(self, text: str) -> None:
+        """A line of our own (an attempt separator), shown as stdout."""
+        self.lines.append(OutputLine(logs_pb2.LOG_STREAM_UNSPECIFIED, text))
+        self.total += 1
+
+    def clear(self) -> None:
+        self.lines.clear()
+        self.total = 0
+        self._pending.clear()
+        self._sanitizers.clear()

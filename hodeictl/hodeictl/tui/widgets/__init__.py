@@ -1,0 +1,1 @@
+"""Widgets of the operator console, grouped by the region of the screen they fill."""
