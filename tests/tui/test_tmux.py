@@ -27,15 +27,15 @@ FINAL = {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED,
 
 
 def tmux_binary() -> str:
-    """tmux, installed by scripts/tmux.sh if missing; under CI=true its absence fails."""
+    """tmux, installed by scripts/tools.sh if missing; under CI=true its absence fails."""
     found = shutil.which("tmux")
     if found is None:
         subprocess.run([str(ROOT / "scripts" / "tmux.sh")], capture_output=True, check=False)
         found = shutil.which("tmux")
     if found is None:
         if os.environ.get("CI") == "true":
-            pytest.fail("tmux is not installed and scripts/tmux.sh could not install it")
-        pytest.skip("tmux is not available (scripts/tmux.sh installs it)")
+            pytest.fail("tmux is not installed and scripts/tools.sh could not install it")
+        pytest.skip("tmux is not available (scripts/tools.sh installs it)")
     return found
 
 
