@@ -30,7 +30,7 @@ def tmux_binary() -> str:
     """tmux, installed by scripts/tools.sh if missing; under CI=true its absence fails."""
     found = shutil.which("tmux")
     if found is None:
-        subprocess.run([str(ROOT / "scripts" / "tmux.sh")], capture_output=True, check=False)
+        subprocess.run([str(ROOT / "scripts" / "tools.sh")], capture_output=True, check=False)
         found = shutil.which("tmux")
     if found is None:
         if os.environ.get("CI") == "true":
