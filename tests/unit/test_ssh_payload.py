@@ -83,3 +83,24 @@ def test_service_kind_and_unit_text() -> None:
                        wanted_by="default.target")
     assert 'ExecStart="/h/.hodei/venv/bin/python" "/h/.hodei/launch.py"' in unit
     assert "Restart=on-failure" in unit
+
+
+def test_hosts_bootstrapped_at_once_share_one_wheelhouse(tmp_path: Path) -> None:
+    """Eight builds at once (`host bootstrap --parallel 8`, or several hodeictl processes)
+    all get the same wheelhouse: the agent's wheel is written by one at a time."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    target = payload.Target("3.11", "x86_64", "2.36")
+    third = tmp_path / target.key / "third-party"
+    third.mkdir(parents=True)
+    (third / "pip-24.0-py3-none-any.whl").write_bytes(b"a stand-in for pip's wheel")
+    (third / ".complete").write_text("pip-24.0-py3-none-any.whl")
+    for _ in range(10):
+        (tmp_path / target.key / "agent").mkdir(exist_ok=True)
+        for stale in (tmp_path / target.key / "agent").iterdir():
+            stale.unlink()  # each round writes the agent's wheel afresh
+        with ProcessPoolExecutor(8) as pool:
+            houses = list(pool.map(payload.build, [target] * 8, [tmp_path] * 8))
+        assert len({house.marker for house in houses}) == 1
+        assert [p.name for p in (tmp_path / target.key / "agent").iterdir()] == [
+            houses[0].files[0].name]

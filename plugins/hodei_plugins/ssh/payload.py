@@ -11,12 +11,15 @@ version and platform. Its version marker changes whenever any wheel does.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import io
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,9 +116,16 @@ def agent_wheel(directory: Path) -> Path:
     path = directory / f"hodei-{version}-py3-none-any.whl"
     data = buffer.getvalue()
     if not path.exists() or path.read_bytes() != data:
-        temp = path.with_suffix(".tmp")
-        temp.write_bytes(data)
-        temp.replace(path)
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=".hodei-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.chmod(temp, 0o644)
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
     return path
 
 
@@ -138,8 +148,16 @@ def _download(target: Target, directory: Path) -> None:
 
 
 def build(target: Target, cache: Path | None = None) -> Wheelhouse:
-    """The wheelhouse for `target`, from the cache (filled on first use)."""
+    """The wheelhouse for `target`, from the cache (filled on first use). Hosts bootstrapped
+    at once build it one at a time (a lock file in the cache), the first filling it."""
     root = (cache or default_cache()) / target.key
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(target, root)
+
+
+def _build(target: Target, root: Path) -> Wheelhouse:
     third = root / "third-party"
     done_file = third / ".complete"
     if not done_file.is_file():
