@@ -31,12 +31,14 @@ def make_app(server: ServerProcess, workdir: Path, token: str | None = None,
 
 
 async def wait_for(pilot: Pilot[None], predicate: Callable[[], object], within: float = 30.0,
-                   what: str = "condition") -> None:
-    """Let the app run until `predicate()` holds; fails with `what` after `within` seconds."""
+                   what: str = "condition", shows: Callable[[], str] | None = None) -> None:
+    """Let the app run until `predicate()` holds; fails with `what` (and what `shows`
+    returns then) after `within` seconds."""
     deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            seen = f"; it shows:\n{shows()}" if shows is not None else ""
+            raise AssertionError(f"timed out waiting for {what}{seen}")
         await pilot.pause(0.05)
 
 
