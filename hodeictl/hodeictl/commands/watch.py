@@ -8,12 +8,11 @@ import contextlib
 import json
 import sys
 from collections.abc import Sequence
-from typing import Annotated
 
 import typer
 
 from hodei_api.v1 import jobs_pb2
-from hodeictl import follow, output, streams, target, values
+from hodeictl import follow, output, streams, target
 from hodeictl.client import HodeiClient, parse_job_id
 from hodeictl.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TIMED_OUT
 from hodeictl.options import WaitFor
@@ -88,23 +87,8 @@ def _reached(job: jobs_pb2.Job, wanted: WaitFor) -> bool | None:
 
 
 def wait(
-    ctx: typer.Context,
-    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job id.", show_default=False)],
-    wait_for: Annotated[
-        WaitFor,
-        typer.Option("--for", case_sensitive=False,
-                     help="finished: exit with the job's exit code; succeeded, failed, "
-                          "running: exit 0 once it is, 1 if it ends otherwise."),
-    ] = WaitFor.finished,
-    timeout: Annotated[
-        float | None,
-        typer.Option("--timeout", metavar="DURATION",
-                     parser=values.duration(values.MAX_TIMEOUT_SECONDS),
-                     help="Give up after this long (exit 124): 90s, 5m, 1h."),
-    ] = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Print the job at the end.")
-    ] = OutputFormat.table,
+    ctx: typer.Context, job_id: str, wait_for: WaitFor, timeout: float | None,
+    output_format: OutputFormat,
 ) -> None:
     """Wait until a job finishes (or succeeds, fails, runs), watching it live."""
     job_id = parse_job_id(job_id)
