@@ -13,12 +13,12 @@ import importlib.metadata
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from hodei_plugins import spec
+from hodei_plugins.info import DISABLED, FAILED, LOADED, PluginInfo
 
 if TYPE_CHECKING:
     import typer
@@ -27,49 +27,6 @@ log = logging.getLogger(__name__)
 
 GROUP = "hodei"
 DISABLE_ENV = "HODEI_DISABLED_PLUGINS"
-
-LOADED = "loaded"
-DISABLED = "disabled"
-FAILED = "failed"
-
-
-@dataclass
-class PluginInfo:
-    """One entry point of group `hodei` and what became of it."""
-
-    name: str
-    module: str
-    distribution: str
-    version: str
-    status: str
-    reason: str = ""
-    # What it registered, e.g. "provider:local", "strategy:round-robin".
-    provides: list[str] = field(default_factory=list)
-
-    @property
-    def provides_text(self) -> str:
-        """`provider: local; strategy: a, b`."""
-        kinds: dict[str, list[str]] = {}
-        for item in self.provides:
-            kind, _, value = item.partition(":")
-            kinds.setdefault(kind, []).append(value)
-        return "; ".join(f"{kind}: {', '.join(values)}" for kind, values in kinds.items())
-
-    @property
-    def status_text(self) -> str:
-        return f"{self.status}: {self.reason}" if self.reason else self.status
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "module": self.module,
-            "distribution": self.distribution,
-            "version": self.version,
-            "status": self.status,
-            "reason": self.reason,
-            "provides": list(self.provides),
-        }
-
 
 def disabled_names(value: str | None = None) -> set[str]:
     """The entry-point names listed in `HODEI_DISABLED_PLUGINS` (or in `value`)."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 
+from hodei_plugins.info import PluginInfo
 from hodeictl import output
 from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
@@ -35,8 +34,8 @@ def list_plugins(
         from hodeictl import target
 
         info = target.call(ctx.obj, lambda client: client.server_info())
-        plugins = [_Plugin(p.name, p.module, p.distribution, p.version, p.status, p.reason,
-                           list(p.provides)) for p in info.plugins]
+        plugins = [PluginInfo(p.name, p.module, p.distribution, p.version, p.status, p.reason,
+                              list(p.provides)) for p in info.plugins]
     else:
         from hodei_plugins.manager import get_host
 
@@ -44,8 +43,7 @@ def list_plugins(
         host.providers()  # run the registration hooks, so one raising in them shows failed
         host.strategies()
         host.secret_backends()
-        plugins = [_Plugin(p.name, p.module, p.distribution, p.version, p.status, p.reason,
-                           list(p.provides)) for p in host.plugins]
+        plugins = host.plugins
     if not output.print_data(output_format, [p.to_dict() for p in plugins]):
         output.print_pairs_table(
             (Column("NAME"), Column("STATUS", shrink=1, min_width=8),
@@ -55,31 +53,3 @@ def list_plugins(
              for p in plugins], output_format, kind="plugin",
         )
 
-
-@dataclass
-class _Plugin:
-    """A plugin as listed, from this installation or from the server (the same fields as
-    hodei_plugins.manager.PluginInfo, without importing it for --server)."""
-
-    name: str
-    module: str
-    distribution: str
-    version: str
-    status: str
-    reason: str
-    provides: list[str]
-
-    @property
-    def provides_text(self) -> str:
-        kinds: dict[str, list[str]] = {}
-        for item in self.provides:
-            kind, _, value = item.partition(":")
-            kinds.setdefault(kind, []).append(value)
-        return "; ".join(f"{kind}: {', '.join(values)}" for kind, values in kinds.items())
-
-    @property
-    def status_text(self) -> str:
-        return f"{self.status}: {self.reason}" if self.reason else self.status
-
-    def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
