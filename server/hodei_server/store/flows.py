@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from hodei_api.v1 import jobs_pb2
 from hodei_server.errors import Conflict, InvalidSpec
 from hodei_server.store.db import Pool
-from hodei_server.store.jobs import JobStore, Row
+from hodei_server.store.jobs import JobStore, Row, job_for_key, job_params
 from hodei_server.store.signals import CancelAttempt, JobsWaiting, publish
 from hodei_server.store.sqlfiles import query
 from hodei_server.store.states import (
@@ -152,8 +152,7 @@ class FlowStore:
         if idempotency_key:
             cur = await conn.execute(query("get_job_by_idempotency_key"),
                                      {"idempotency_key": idempotency_key})
-            existing = await cur.fetchone()
-            if existing is not None:
+            if (existing := await cur.fetchone()) is not None:
                 return existing, False
         indexed = spec.completions > 0
         waited = await self._lock_dependencies(conn, dependencies(spec))
@@ -167,12 +166,7 @@ class FlowStore:
         cur = await conn.execute(query("insert_flow_job"), params)
         row = await cur.fetchone()
         if row is None:  # the same key, submitted meanwhile
-            cur = await conn.execute(query("get_job_by_idempotency_key"),
-                                     {"idempotency_key": idempotency_key})
-            existing = await cur.fetchone()
-            if existing is None:
-                raise Conflict("the job for that idempotency key vanished; submit again")
-            return existing, False
+            return await job_for_key(conn, idempotency_key), False
         if waited:
             await conn.execute(query("insert_dependencies"), {
                 "job_id": row["id"], "depends_on": [uuid.UUID(w.job_id) for w in waited],
@@ -205,22 +199,7 @@ class FlowStore:
     ) -> dict[str, Any]:
         ttl = spec.ttl_after_finished_seconds if spec.HasField(
             "ttl_after_finished_seconds") else None
-        return {
-            "id": uuid.uuid4(),
-            "name": spec.name,
-            "spec": spec.SerializeToString(deterministic=True),
-            "max_attempts": max(1, spec.max_attempts),
-            "idempotency_key": idempotency_key or None,
-            "labels": Jsonb(dict(spec.labels)),
-            "selector": Jsonb(dict(spec.selector)),
-            "cpus": spec.resources.cpus,
-            "memory_mb": spec.resources.memory_mb,
-            "timeout_seconds": spec.timeout_seconds,
-            "retry_on": list(spec.retry.on) or ["lost"],
-            "backoff_seconds": spec.retry.backoff_seconds or 1.0,
-            "max_backoff_seconds": spec.retry.max_backoff_seconds or 60.0,
-            "actor": actor,
-            "submitted_by": submitted_by,
+        return job_params(spec, idempotency_key, actor, submitted_by) | {
             "completions": spec.completions,
             "parallelism": spec.parallelism or spec.completions,
             "failure_policy": Jsonb(stored_failure_policy(spec)),

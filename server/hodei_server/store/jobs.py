@@ -127,6 +127,40 @@ def failure_rules(stored: list[dict[str, Any]]) -> list[FailureRule]:
                         bool(rule.get("not_in"))) for rule in stored]
 
 
+def job_params(
+    spec: jobs_pb2.JobSpec, idempotency_key: str, actor: str, submitted_by: str
+) -> dict[str, Any]:
+    """The columns every new job stores, from its spec (a new id included)."""
+    return {
+        "id": uuid.uuid4(),
+        "name": spec.name,
+        "spec": spec.SerializeToString(deterministic=True),
+        "max_attempts": max(1, spec.max_attempts),
+        "idempotency_key": idempotency_key or None,
+        "labels": Jsonb(dict(spec.labels)),
+        "selector": Jsonb(dict(spec.selector)),
+        "cpus": spec.resources.cpus,
+        "memory_mb": spec.resources.memory_mb,
+        "timeout_seconds": spec.timeout_seconds,
+        "retry_on": list(spec.retry.on) or ["lost"],
+        "backoff_seconds": spec.retry.backoff_seconds or 1.0,
+        "max_backoff_seconds": spec.retry.max_backoff_seconds or 60.0,
+        "actor": actor,
+        "submitted_by": submitted_by,
+    }
+
+
+async def job_for_key(conn: AsyncConnection[Any], idempotency_key: str) -> Row:
+    """The job stored under an idempotency key whose insert just lost the race for it;
+    Conflict when it was deleted between the two statements."""
+    cur = await conn.execute(query("get_job_by_idempotency_key"),
+                             {"idempotency_key": idempotency_key})
+    row = await cur.fetchone()
+    if row is None:
+        raise Conflict("the job for that idempotency key vanished; submit again")
+    return row
+
+
 class JobStore:
     """Every job-related read and write; transitions are fenced in SQL."""
 
@@ -139,36 +173,13 @@ class JobStore:
     ) -> tuple[Row, bool]:
         """Store a PENDING job: (row, created). Its events carry `correlation_id`, else the
         idempotency key."""
-        job_id = uuid.uuid4()
-        params = {
-            "id": job_id,
-            "name": spec.name,
-            "spec": spec.SerializeToString(deterministic=True),
-            "max_attempts": max(1, spec.max_attempts),
-            "idempotency_key": idempotency_key or None,
-            "labels": Jsonb(dict(spec.labels)),
-            "selector": Jsonb(dict(spec.selector)),
-            "cpus": spec.resources.cpus,
-            "memory_mb": spec.resources.memory_mb,
-            "timeout_seconds": spec.timeout_seconds,
-            "retry_on": list(spec.retry.on) or ["lost"],
-            "backoff_seconds": spec.retry.backoff_seconds or 1.0,
-            "max_backoff_seconds": spec.retry.max_backoff_seconds or 60.0,
-            "actor": actor,
-            "submitted_by": submitted_by,
-            "correlation_id": correlation_id or idempotency_key,
-        }
+        params = job_params(spec, idempotency_key, actor, submitted_by)
+        params["correlation_id"] = correlation_id or idempotency_key
         async with self.pool.connection() as conn:
             cur = await conn.execute(query("insert_job"), params)
             row = await cur.fetchone()
             if row is None:
-                cur = await conn.execute(
-                    query("get_job_by_idempotency_key"), {"idempotency_key": idempotency_key}
-                )
-                existing = await cur.fetchone()
-                if existing is None:  # deleted between the two statements
-                    raise NotFound("the job for that idempotency key vanished; submit again")
-                return existing, False
+                return await job_for_key(conn, idempotency_key), False
         return row, True
 
     async def submit_many_in(
@@ -217,7 +228,7 @@ class JobStore:
             elif key in existing:
                 result.append((existing[key], False))
             else:  # deleted between the two statements
-                raise NotFound(f"the job for idempotency key {key!r} vanished; submit again")
+                raise Conflict(f"the job for idempotency key {key!r} vanished; submit again")
         return result
 
     async def get(self, job_id: uuid.UUID) -> tuple[Row, list[Row]]:
