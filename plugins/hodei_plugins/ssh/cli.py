@@ -33,8 +33,7 @@ def _require_extra() -> None:
     """Bare-metal hosts reached over SSH: register, trust, check, bootstrap into workers,
     remove."""
     try:
-        import asyncssh  # noqa: F401
-
+        import hodei_plugins.ssh.sshlib  # noqa: F401
         import hodei_server.store.db  # noqa: F401
     except ImportError as exc:
         raise _fail(f"hodeictl host needs the ssh extra ({exc.name} is missing): "
