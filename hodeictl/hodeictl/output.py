@@ -253,27 +253,6 @@ def print_fields(rows: Iterable[tuple[str, str]]) -> None:
             typer.echo(f"{' ' * size}{sanitize(more, single_line=True)}".rstrip())
 
 
-def print_jobs(*args: Any, **kwargs: Any) -> None:
-    """The job list (see `hodeictl.views.print_jobs`)."""
-    from hodeictl import views
-
-    views.print_jobs(*args, **kwargs)
-
-
-def print_job(job: jobs_pb2.Job) -> None:
-    """One job (see `hodeictl.views.print_job`)."""
-    from hodeictl import views
-
-    views.print_job(job)
-
-
-def print_workers(*args: Any, **kwargs: Any) -> None:
-    """The worker list (see `hodeictl.views.print_workers`)."""
-    from hodeictl import views
-
-    views.print_workers(*args, **kwargs)
-
-
 def print_pairs_table(columns: Sequence[str | Column], rows: Sequence[Sequence[str]],
                       output_format: OutputFormat = OutputFormat.table, *,
                       kind: str = "", no_headers: bool = False) -> None:

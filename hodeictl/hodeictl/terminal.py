@@ -132,3 +132,9 @@ class StreamSanitizer:
     def flush(self) -> str:
         """Whatever was held back, made safe."""
         return self.feed(b"", final=True)
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """`value` quoted for a one-line message: escaped by repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 
 from hodeictl import durations
+from hodeictl.terminal import shown
 
 # The job limits the server enforces (docs/security.md, "Limits"), checked here first so
 # that the message names the option.
@@ -31,12 +32,6 @@ INT64_MAX = 2**63 - 1
 _CONTEXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PORT = re.compile(r"[0-9]{1,5}")
-
-
-def shown(value: object, limit: int = 80) -> str:
-    """`value` quoted for a one-line message: escaped by repr, cut to `limit` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def _as_text(value: str | float) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hodeictl import output, target, values
+from hodeictl import output, target, values, views
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError, UsageError
 from hodeictl.options import (
     ColorOpt,
@@ -193,7 +193,7 @@ def get(
     """Show a job: state, exit code, reason, worker, times and attempts."""
     job = target.call(ctx.obj, lambda client: _get(client, job_ref))
     if not output.print_data(output_format, output.job_to_dict(job)):
-        output.print_job(job)
+        views.print_job(job)
 
 
 @app.command("list")
@@ -252,7 +252,7 @@ def list_jobs(
     wanted = values.INT32_MAX if every else limit
     jobs = target.call(ctx.obj, lambda client: client.list_jobs(
         states, wanted, name=name or "", labels=labels, created_after=created_after))
-    output.print_jobs(jobs, output_format, no_headers=no_headers, quiet=quiet)
+    views.print_jobs(jobs, output_format, no_headers=no_headers, quiet=quiet)
 
 
 @app.command()
