@@ -233,26 +233,22 @@ def list_jobs(
     ] = False,
 ) -> None:
     """List jobs, newest first."""
-    import time
-
-    from hodei_api.v1 import jobs_pb2
-    from hodeictl import jobfile
-
-    states = [jobs_pb2.JobState.Value(f"JOB_STATE_{s.value.upper()}") for s in state or []]
     if watch_changes:
         if label or name or since is not None or every:
             raise UsageError("--watch filters by --state only (and shows the newest --limit "
                              "jobs first)")
+        from hodei_api.v1 import jobs_pb2
         from hodeictl.commands import watch
 
+        states = [jobs_pb2.JobState.Value(f"JOB_STATE_{s.value.upper()}") for s in state or []]
         watch.watch_list(ctx.obj, states, limit, output_format)
         return
-    labels = jobfile.parse_pairs(label or [], "--label")
-    created_after = time.time() - since if since is not None else None
-    wanted = values.INT32_MAX if every else limit
-    jobs = target.call(ctx.obj, lambda client: client.list_jobs(
-        states, wanted, name=name or "", labels=labels, created_after=created_after))
-    views.print_jobs(jobs, output_format, no_headers=no_headers, quiet=quiet)
+    from hodeictl import jobfile, joblist
+
+    joblist.list_jobs(ctx.obj, states=[s.value for s in state or []],
+                      labels=jobfile.parse_pairs(label or [], "--label"), name=name or "",
+                      since=since, limit=limit, every=every, output_format=output_format,
+                      no_headers=no_headers, quiet=quiet)
 
 
 @app.command()
