@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -204,6 +203,8 @@ class Config:
         """Write the file atomically, readable by its owner only (it may hold tokens)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            import tempfile
+
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config-", suffix=".toml")
             try:
                 # mkstemp makes it 0600 already; say so, since it may hold API tokens.

@@ -7,12 +7,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import typer
-
 from hodeictl import table
 from hodeictl.output import (
     OutputFormat,
     age,
+    echo,
     exit_code_text,
     job_state,
     job_to_dict,
@@ -137,7 +136,7 @@ def print_job(job: jobs_pb2.Job) -> None:
     ]
     print_fields(rows)
     if job.attempts:
-        typer.echo("")
+        echo()
         table.print_table(
             (Column("ATTEMPT"), Column("STATE", coloured=True), Column("WORKER", priority=3),
              Column("EXIT", priority=1, right=True), Column("STARTED", priority=4),
