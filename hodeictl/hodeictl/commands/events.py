@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import uuid
 from typing import Annotated
 
@@ -19,6 +18,7 @@ from hodeictl.commands.watch import print_json_line
 from hodeictl.errors import EXIT_INTERRUPTED, UsageError
 from hodeictl.output import OutputFormat
 from hodeictl.terminal import sanitize
+from hodeictl.views import event_to_dict
 
 MAX_SINCE_SECONDS = 100 * 366 * 86400.0
 
@@ -50,18 +50,6 @@ def _worker_id(value: str) -> str:
     except ValueError:
         raise UsageError(f"--worker {values.shown(value)} is not a worker id (expected a "
                          "UUID; hodeictl worker list shows them)") from None
-
-
-def event_to_dict(event: events_pb2.Event) -> dict[str, object]:
-    stamp = event.created_at.ToDatetime(tzinfo=dt.UTC)
-    try:
-        payload = json.loads(event.payload_json or "{}")
-    except ValueError:
-        payload = event.payload_json
-    return {"id": event.id, "revision": event.revision, "time": stamp.isoformat(),
-            "type": event.type, "aggregate_type": event.aggregate_type,
-            "aggregate_id": event.aggregate_id, "actor": event.actor,
-            "correlation_id": event.correlation_id, "payload": payload}
 
 
 def _line(event: events_pb2.Event) -> str:

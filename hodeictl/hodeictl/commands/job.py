@@ -190,10 +190,18 @@ def submit(ctx: typer.Context, count: CountOpt = None) -> None:
 def get(
     ctx: typer.Context, job_ref: JobIdArg, output_format: OutputOpt = OutputFormat.table
 ) -> None:
-    """Show a job: state, exit code, reason, worker, times and attempts."""
-    job = target.call(ctx.obj, lambda client: _get(client, job_ref))
-    if not output.print_data(output_format, output.job_to_dict(job)):
-        views.print_job(job)
+    """Show a job: state, exit code, reason, worker, times, attempts and its events
+    (submitted, why it waits, assigned, started, retries, finished)."""
+    from hodeictl import timeline
+
+    job, events, events_note = target.call(ctx.obj, lambda client: timeline.job_with_events(
+        client, job_ref))
+    data = output.job_to_dict(job)
+    data["events"] = [views.event_to_dict(event) for event in events]
+    if not output.print_data(output_format, data):
+        views.print_job(job, events, events_note)
+    elif events_note:
+        note(events_note)
 
 
 @app.command("list")
