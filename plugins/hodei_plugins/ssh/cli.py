@@ -33,9 +33,8 @@ def _require_extra() -> None:
     """Bare-metal hosts reached over SSH: register, trust, check, bootstrap into workers,
     remove."""
     try:
-        import asyncssh  # noqa: F401
-
         import hodei_server.store.db  # noqa: F401
+        from hodei_plugins.ssh import remote  # noqa: F401 - it imports asyncssh
     except ImportError as exc:
         raise _fail(f"hodeictl host needs the ssh extra ({exc.name} is missing): "
                     "pip install 'hodei[ssh]'") from None
