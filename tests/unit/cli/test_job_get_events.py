@@ -146,3 +146,17 @@ def test_events_it_may_not_read_are_one_line_after_the_job() -> None:
     assert shown.exit_code == 0 and "SUCCEEDED" in shown.stdout
     assert shown.stdout.splitlines()[-1] == (
         "Events: not shown (permission denied: viewers cannot read events)")
+
+
+def test_events_takes_the_one_output_option() -> None:
+    # `events` declared its own -o: yaml and name printed the text lines instead.
+    job = _job()
+    with _served(job, FakeEventService(_events(job.id))) as address:  # type: ignore[attr-defined]
+        as_yaml = invoke("--server", address, "events", "--job", job.id, "-o", "yaml")
+        names = invoke("--server", address, "events", "--job", job.id, "-o", "name")
+        upper = invoke("--server", address, "events", "--job", job.id, "-o", "JSON")
+        follow_yaml = invoke("--server", address, "events", "-f", "-o", "yaml")
+    assert as_yaml.exit_code == 0 and as_yaml.stdout.startswith('- "id": 1\n')
+    assert names.stdout.split() == [f"event/{index}" for index in range(1, 9)]
+    assert [e["type"] for e in json.loads(upper.stdout)][-1] == "job.succeeded"
+    assert follow_yaml.exit_code == 2 and follow_yaml.stderr.startswith("hodeictl: --follow")
