@@ -9,7 +9,6 @@ name. What matches nothing is NotFound, saying what was looked for.
 from __future__ import annotations
 
 import re
-import uuid
 from typing import TYPE_CHECKING
 
 from hodeictl.errors import NotFound, UsageError
@@ -30,6 +29,8 @@ def full_id(ref: str) -> str | None:
     """The canonical form of `ref` if it is a whole id (a UUID), else None."""
     if len(ref) < 32:
         return None
+    import uuid
+
     try:
         return str(uuid.UUID(ref))
     except ValueError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
 from collections.abc import Callable
 
 from hodeictl import durations
@@ -144,6 +143,8 @@ CONDITION_NAMES = ("succeeded", "finished", "failed")
 
 def after(value: str) -> str:
     """`ID[:succeeded|:finished|:failed]` checked and made canonical; raises ValueError."""
+    import uuid
+
     job_id, sep, condition = value.partition(":")
     try:
         canonical = str(uuid.UUID(job_id))
