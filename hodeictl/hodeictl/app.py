@@ -10,9 +10,6 @@ that is not built in, or when the list of commands is shown. A test holds this.
 from __future__ import annotations
 
 import importlib
-import os
-import re
-import sys
 import traceback
 from typing import Annotated, Any, NoReturn
 
@@ -20,43 +17,12 @@ import typer
 from typer.core import TyperGroup
 
 from hodeictl import completion, usage, values
+from hodeictl.commandlist import COMMANDS, SUBGROUPS, third_party_plugins
 from hodeictl.commands import stack, token
 from hodeictl.commands import tui as tui_command
 from hodeictl.errors import EXIT_USAGE, HodeiCtlError
 from hodeictl.target import Settings
 
-# The built-in command groups: module, Typer attribute, the help shown in `hodeictl --help`.
-# A group's module is imported only when the command line names it (a test checks that
-# each help here is the group's own).
-SUBGROUPS: dict[str, tuple[str, str, str]] = {
-    "job": ("hodeictl.commands.job", "app", "Run, inspect and cancel jobs."),
-    "worker": ("hodeictl.commands.worker", "app", "Inspect and drain workers."),
-    "context": ("hodeictl.commands.context", "app",
-                "Manage contexts: named Hodei servers ('local' is the embedded stack)."),
-    "plugin": ("hodeictl.commands.plugin", "app", "Inspect plugins."),
-    "provider": ("hodeictl.commands.provider", "app", "Inspect providers."),
-    "token": ("hodeictl.commands.token", "app", "Manage API tokens (needs the admin role)."),
-    "audit": ("hodeictl.commands.token", "audit_app",
-              "Read the security audit log (needs the admin role)."),
-    "certs": ("hodeictl.commands.certs", "app", "Certificates for running Hodei with TLS."),
-    "secret": ("hodeictl.commands.secret", "app", "Set, list and delete secrets jobs can use."),
-    "template": ("hodeictl.commands.template", "app",
-                 "Define jobs once, run them many times, on a schedule or by hand."),
-    "schedule": ("hodeictl.commands.schedule", "app",
-                 "List, suspend and resume the schedules of templates."),
-    # The ssh provider's commands (its plugin also offers them to the plugin hook).
-    "host": ("hodei_plugins.ssh.cli", "app",
-             "Bare-metal hosts reached over SSH: register, trust, check, bootstrap into "
-             "workers, remove."),
-}
-# Built-in commands whose module is heavy (grpc, protobuf): name -> module, function, the
-# help shown in `hodeictl --help`; the module is imported only when the command is named.
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "events": ("hodeictl.commands.events", "events",
-               "Show what happened: job and worker state changes, and (to admins) security "
-               "events."),
-}
-_PLUGIN_GROUP = re.compile(r"^\[\s*hodei\s*\]\s*$", re.MULTILINE)
 # Where the root context keeps the command line, to name the option a bad value was given to.
 _ARGS = "hodeictl.args"
 
@@ -259,33 +225,6 @@ def skip_coercion_of_defaults() -> None:
 
 
 skip_coercion_of_defaults()
-
-
-def third_party_plugins() -> list[str]:
-    """Installed distributions other than hodei itself with entry points in group `hodei`.
-
-    Read from the `entry_points.txt` of each `*.dist-info` on sys.path, as
-    importlib.metadata would, without its import cost (`hodeictl --help` pays this).
-    """
-    found = []
-    for entry in sys.path:
-        try:
-            listing = os.listdir(entry or ".")
-        except OSError:
-            continue
-        for item in listing:
-            if not item.endswith((".dist-info", ".egg-info")):
-                continue
-            try:
-                with open(os.path.join(entry or ".", item, "entry_points.txt"),
-                          encoding="utf-8") as file:
-                    text = file.read()
-            except (OSError, UnicodeDecodeError):
-                continue
-            name = item.rsplit(".", 1)[0].split("-", 1)[0].lower().replace(".", "_")
-            if _PLUGIN_GROUP.search(text) and name != "hodei":
-                found.append(name)
-    return found
 
 
 app = typer.Typer(

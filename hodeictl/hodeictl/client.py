@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -75,6 +75,19 @@ def backoff(failures: int) -> float:
     """The wait before reconnecting after `failures` failures in a row: capped, jittered."""
     delay = min(RECONNECT_BACKOFF * 2 ** (failures - 1), RECONNECT_BACKOFF_CAP)
     return delay * random.uniform(0.5, 1.0)
+
+
+def job_filter(
+    *, states: Iterable[str] = (), labels: Mapping[str, str] | None = None,
+    name_glob: str = "", id_prefix: str = "", created_after: float | None = None,
+) -> jobs_pb2.JobFilter:
+    """A JobFilter: `states` as typed (`running`), `created_after` a Unix time."""
+    wanted = jobs_pb2.JobFilter(
+        states=[jobs_pb2.JobState.Value(f"JOB_STATE_{state.upper()}") for state in states],
+        labels=dict(labels or {}), name_glob=name_glob, id_prefix=id_prefix)
+    if created_after is not None:
+        wanted.created_after.FromNanoseconds(int(created_after * 1e9))
+    return wanted
 
 
 class HodeiClient:
@@ -155,26 +168,15 @@ class HodeiClient:
         """One job with its attempts."""
         return await self._call(self._jobs.GetJob, jobs_pb2.GetJobRequest(id=job_id))
 
-    async def list_jobs(
-        self, states: Iterable[int], limit: int, *, id_prefix: str = "", name: str = "",
-        labels: dict[str, str] | None = None, created_after: float | None = None,
-    ) -> list[jobs_pb2.Job]:
-        """Up to `limit` jobs in the server's order (newest first), following page tokens,
-        that match every filter given (`created_after`: a Unix time)."""
-        states = list(states)
+    async def list_jobs(self, wanted: jobs_pb2.JobFilter, limit: int) -> list[jobs_pb2.Job]:
+        """Up to `limit` jobs that match `wanted`, in the server's order (newest first),
+        following page tokens."""
         jobs: list[jobs_pb2.Job] = []
         token = ""
         while len(jobs) < limit:
             request = jobs_pb2.ListJobsRequest(
-                states=states,
-                page_size=min(limit - len(jobs), MAX_PAGE_SIZE),
-                page_token=token,
-                id_prefix=id_prefix,
-                name=name,
-                labels=labels or {},
-            )
-            if created_after is not None:
-                request.created_after.FromNanoseconds(int(created_after * 1e9))
+                filter=wanted, page_size=min(limit - len(jobs), MAX_PAGE_SIZE),
+                page_token=token)
             page = await self._call(self._jobs.ListJobs, request)
             jobs.extend(page.jobs)
             token = page.next_page_token

@@ -64,8 +64,10 @@ def _ask(ctx: typer.Context, action: Any) -> Any:
 
 def jobs(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     """Job ids (with name and state as help) whose id or name starts with `incomplete`."""
-    found = _ask(ctx, lambda client: client.list_jobs([], COMPLETION_LIMIT)) or []
     from hodeictl import output
+    from hodeictl.client import job_filter
+
+    found = _ask(ctx, lambda client: client.list_jobs(job_filter(), COMPLETION_LIMIT)) or []
 
     offers = []
     seen: set[str] = set()

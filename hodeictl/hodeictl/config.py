@@ -9,7 +9,8 @@ ca_cert = "/etc/hodei/ca.crt"      # optional: speak TLS, verifying the server w
 [embedded]
 database_url = "postgresql://user@host/db"
 ```
-Keys hodeictl does not know are kept when it rewrites the file (comments are not).
+Keys hodeictl does not know, comments and the file's layout are kept when it rewrites the
+file: it is read with tomllib and written back with tomlkit, changing only what changed.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -204,18 +204,54 @@ class Config:
         """Write the file atomically, readable by its owner only (it may hold tokens)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            import tempfile
+
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config-", suffix=".toml")
             try:
                 # mkstemp makes it 0600 already; say so, since it may hold API tokens.
                 os.fchmod(fd, 0o600)
                 with os.fdopen(fd, "w", encoding="utf-8") as file:
-                    file.write(dumps(self.data))
+                    file.write(self._text())
                 os.replace(tmp, self.path)
             except BaseException:
                 os.unlink(tmp)
                 raise
         except OSError as error:
             raise InvalidConfig(f"cannot write {self.path}: {error}") from None
+
+
+    def _text(self) -> str:
+        """The file's new text: its old text with only what changed changed (comments,
+        order and layout kept), or the whole config when there was no file."""
+        import tomlkit
+
+        try:
+            document = tomlkit.parse(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return dumps(self.data)
+        except (OSError, ValueError, tomlkit.exceptions.TOMLKitError):
+            # Read once already (tomllib), so only a race gets here: write it afresh.
+            return dumps(self.data)
+        _update(document, self.data)
+        return document.as_string()
+
+
+def _update(document: MutableMapping[str, Any], data: Mapping[str, Any]) -> None:
+    """Make the tomlkit `document` (or table) hold `data`, touching only what differs."""
+    for key in [key for key in document if key not in data]:
+        del document[key]
+    for key, value in data.items():
+        old = document.get(key)
+        if isinstance(value, dict) and isinstance(old, MutableMapping):
+            _update(old, value)
+        elif key not in document or _plain(old) != value:
+            document[key] = value
+
+
+def _plain(item: Any) -> Any:
+    """A tomlkit item as the plain value tomllib reads."""
+    unwrap = getattr(item, "unwrap", None)
+    return unwrap() if unwrap is not None else item
 
 
 def dumps(data: Mapping[str, Any]) -> str:

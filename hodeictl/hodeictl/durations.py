@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import re
 
+from hodeictl.terminal import shown
+
 EXAMPLES = "90s, 5m, 1h30m or 2d"
 _NUMBER = r"\d+(?:\.\d+)?"
 _DURATION = re.compile(rf"(?:{_NUMBER}[dhms])*{_NUMBER}[dhms]?")
@@ -19,27 +21,21 @@ _DURATION_PART = re.compile(rf"({_NUMBER})([dhms]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _shown(value: object) -> str:
-    from hodeictl.values import shown
-
-    return shown(value)
-
-
 def parse(value: str | float) -> float:
     """Seconds from `90`, `90s`, `1.5m`, `1h30m`, `2d` or a number; raises ValueError."""
     if isinstance(value, bool):
-        raise ValueError(f"{_shown(value)} is not a duration such as {EXAMPLES}")
+        raise ValueError(f"{shown(value)} is not a duration such as {EXAMPLES}")
     if isinstance(value, int | float):
         seconds = float(value)
     else:
         text = value.strip().lower() if isinstance(value, str) else ""
         if not _DURATION.fullmatch(text):
-            raise ValueError(f"{_shown(value)} is not a duration such as {EXAMPLES}")
+            raise ValueError(f"{shown(value)} is not a duration such as {EXAMPLES}")
         seconds = sum(
             float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text)
         )
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{_shown(value)} is not a duration such as {EXAMPLES}")
+        raise ValueError(f"{shown(value)} is not a duration such as {EXAMPLES}")
     return seconds
 
 
@@ -51,7 +47,7 @@ def check(value: str | float, maximum: float) -> float:
     except ValueError:
         seconds = math.inf
     if seconds > maximum:
-        raise ValueError(f"{_shown(value)} is not a duration from 0 to {describe(maximum)}, "
+        raise ValueError(f"{shown(value)} is not a duration from 0 to {describe(maximum)}, "
                          f"such as {EXAMPLES}")
     return seconds
 

@@ -7,23 +7,25 @@ the user's alone (0700, 0600).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import importlib.util
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hodeictl.config import Config
 from hodeictl.errors import StackError, UsageError
 from hodeictl.output import display_path, note, progress
+
+if TYPE_CHECKING:
+    import subprocess
 
 STACK_MODULE = "hodei_server.embedded"
 READY_TIMEOUT = 60.0
@@ -92,6 +94,8 @@ def read_stack(home: Path) -> StackInfo | None:
 
 def stack_answers(info: StackInfo) -> bool:
     """Whether the stack's server answers."""
+    import asyncio
+
     from hodeictl.client import server_answers
 
     return asyncio.run(server_answers(info.address))
@@ -181,6 +185,8 @@ def _last_line(path: Path) -> str:
 
 
 def _stop_child(process: subprocess.Popen[bytes]) -> int:
+    import subprocess
+
     process.terminate()
     try:
         return process.wait(STOP_TIMEOUT)
@@ -214,6 +220,8 @@ def start_detached(home: Path, database_url: str | None) -> StackInfo:
 
     The caller holds `stack_lock(home)`.
     """
+    import subprocess
+
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = home / "stack.log"
     with os.fdopen(_open_private(log_path), "ab") as log_file:
@@ -239,6 +247,8 @@ def start_detached(home: Path, database_url: str | None) -> StackInfo:
 
 def run_foreground(home: Path, database_url: str | None) -> int:
     """Run the stack with its output on this terminal until it exits or Ctrl-C stops it."""
+    import subprocess
+
     with stack_lock(home):
         info = read_stack(home)
         if info is not None:
@@ -312,6 +322,8 @@ def _stop_stack(home: Path, info: StackInfo) -> str:
 
 def _stop_leftovers(home: Path) -> str:
     """Have the stack's module stop what a stack left running in `home`; what it stopped."""
+    import subprocess
+
     if importlib.util.find_spec("hodei_server") is None:
         return ""  # no server installed: no stack ever ran here
     try:

@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
-
 from hodeictl import table
 from hodeictl.table import Column
 from hodeictl.terminal import sanitize
@@ -51,9 +49,20 @@ class OutputFormat(enum.StrEnum):
     name = "name"
 
 
+def echo(text: str = "", *, err: bool = False) -> None:
+    """`text` and a newline on stdout (stderr with `err`), flushed.
+
+    What typer.echo does with text that is already inert, without importing typer: the
+    fast command lines of hodeictl.launch print through here too.
+    """
+    stream = sys.stderr if err else sys.stdout
+    stream.write(f"{text}\n")
+    stream.flush()
+
+
 def note(message_text: str) -> None:
     """One line for the person at the terminal, on stderr (stdout stays for data)."""
-    typer.echo(sanitize(message_text), err=True)
+    echo(sanitize(message_text), err=True)
 
 
 def progress(message_text: str) -> contextlib.AbstractContextManager[Any]:
@@ -128,7 +137,7 @@ def _inert(text: str) -> str:
 
 def print_json(data: object) -> None:
     """Pretty JSON on stdout (C0 controls are escaped by json, the rest by us)."""
-    typer.echo(_inert(json.dumps(data, indent=2, ensure_ascii=False)))
+    echo(_inert(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
 def to_yaml(data: object, indent: int = 0) -> str:
@@ -162,7 +171,7 @@ def to_yaml(data: object, indent: int = 0) -> str:
 
 def print_yaml(data: object) -> None:
     """YAML on stdout, as inert as `print_json`'s JSON."""
-    typer.echo(_inert(to_yaml(data)))
+    echo(_inert(to_yaml(data)))
 
 
 def print_data(output_format: OutputFormat, data: object) -> bool:
@@ -192,13 +201,13 @@ def print_listing(
     `kind/ident` per line (`name`), or with `quiet` the idents alone."""
     if quiet:
         for item in items:
-            typer.echo(sanitize(ident(item), single_line=True))
+            echo(sanitize(ident(item), single_line=True))
         return
     if print_data(output_format, [data(item) for item in items]):
         return
     if output_format is OutputFormat.name:
         for item in items:
-            typer.echo(sanitize(f"{kind}/{ident(item)}", single_line=True))
+            echo(sanitize(f"{kind}/{ident(item)}", single_line=True))
         return
     table.print_table(columns, [row(item) for item in items], headers=not no_headers,
                       wide=output_format is OutputFormat.wide)
@@ -248,30 +257,9 @@ def print_fields(rows: Iterable[tuple[str, str]]) -> None:
     for name, value in rows:
         lines = sanitize(value).split("\n")
         label = f"{name}:".ljust(size)
-        typer.echo(f"{label}{sanitize(lines[0], single_line=True)}".rstrip())
+        echo(f"{label}{sanitize(lines[0], single_line=True)}".rstrip())
         for more in lines[1:]:
-            typer.echo(f"{' ' * size}{sanitize(more, single_line=True)}".rstrip())
-
-
-def print_jobs(*args: Any, **kwargs: Any) -> None:
-    """The job list (see `hodeictl.views.print_jobs`)."""
-    from hodeictl import views
-
-    views.print_jobs(*args, **kwargs)
-
-
-def print_job(job: jobs_pb2.Job) -> None:
-    """One job (see `hodeictl.views.print_job`)."""
-    from hodeictl import views
-
-    views.print_job(job)
-
-
-def print_workers(*args: Any, **kwargs: Any) -> None:
-    """The worker list (see `hodeictl.views.print_workers`)."""
-    from hodeictl import views
-
-    views.print_workers(*args, **kwargs)
+            echo(f"{' ' * size}{sanitize(more, single_line=True)}".rstrip())
 
 
 def print_pairs_table(columns: Sequence[str | Column], rows: Sequence[Sequence[str]],
@@ -282,7 +270,7 @@ def print_pairs_table(columns: Sequence[str | Column], rows: Sequence[Sequence[s
     before anything drops. `-o name` prints KIND/first cell a line."""
     if output_format is OutputFormat.name:
         for row in rows:
-            typer.echo(sanitize(f"{kind}/{row[0]}" if kind else row[0], single_line=True))
+            echo(sanitize(f"{kind}/{row[0]}" if kind else row[0], single_line=True))
         return
     table.print_table(
         [name if isinstance(name, Column) else

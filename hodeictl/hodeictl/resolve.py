@@ -9,7 +9,6 @@ name. What matches nothing is NotFound, saying what was looked for.
 from __future__ import annotations
 
 import re
-import uuid
 from typing import TYPE_CHECKING
 
 from hodeictl.errors import NotFound, UsageError
@@ -30,6 +29,8 @@ def full_id(ref: str) -> str | None:
     """The canonical form of `ref` if it is a whole id (a UUID), else None."""
     if len(ref) < 32:
         return None
+    import uuid
+
     try:
         return str(uuid.UUID(ref))
     except ValueError:
@@ -53,12 +54,14 @@ def _describe(job: jobs_pb2.Job) -> str:
 
 async def job_id(client: HodeiClient, ref: str) -> str:
     """The id of the job `ref` names; raises NotFound or UsageError (ambiguous)."""
+    from hodeictl.client import job_filter
+
     if not ref or len(ref) > MAX_REF:
         raise UsageError(f"{shown(ref)} is not a job id, id prefix or name")
     if (full := full_id(ref)) is not None:
         return full
     if _PREFIX.fullmatch(ref):
-        found = await client.list_jobs([], SHOWN_CANDIDATES + 1, id_prefix=ref.lower())
+        found = await client.list_jobs(job_filter(id_prefix=ref.lower()), SHOWN_CANDIDATES + 1)
         if len(found) == 1:
             return found[0].id
         if len(found) > 1:
@@ -67,7 +70,8 @@ async def job_id(client: HodeiClient, ref: str) -> str:
             raise UsageError(f"{shown(ref)} starts more than one job id: {listed}{more}; "
                              "give more of the id")
     # The server matches a name with * or ? in it as a glob: keep the exact matches.
-    named = [job for job in await client.list_jobs([], 50, name=ref) if job.spec.name == ref]
+    named = [job for job in await client.list_jobs(job_filter(name_glob=ref), 50)
+             if job.spec.name == ref]
     if not named:
         raise NotFound(f"no job has an id starting with, or the name, {shown(ref)}")
     if len(named) > 1:

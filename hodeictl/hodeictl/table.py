@@ -15,7 +15,6 @@ cell breaks its line.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import unicodedata
 from collections.abc import Sequence
@@ -69,6 +68,8 @@ def terminal_width() -> int | None:
     """The terminal's width when stdout is one; None (no limit) into a pipe or file."""
     if not sys.stdout.isatty():
         return None
+    import shutil  # 2 ms, and only a terminal needs it
+
     return shutil.get_terminal_size().columns
 
 

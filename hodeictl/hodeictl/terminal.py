@@ -132,3 +132,21 @@ class StreamSanitizer:
     def flush(self) -> str:
         """Whatever was held back, made safe."""
         return self.feed(b"", final=True)
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """`value` quoted for a one-line message: escaped by repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+# A word longer than this in a message (a value someone typed) is cut in the middle.
+_LONGEST_WORD = 120
+
+
+def one_line(text: str) -> str:
+    """`text` on one line, every control character shown rather than obeyed, and every
+    overlong word (a value someone typed) cut in the middle."""
+    words = [word if len(word) <= _LONGEST_WORD else f"{word[:80]}...{word[-20:]}"
+             for word in text.split()]
+    return sanitize(" ".join(words), single_line=True)

@@ -8,7 +8,6 @@ where there is one, the line and column.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +72,8 @@ def read(path: Path, what: str) -> str:
 
 def loads(text: str, path: Path) -> dict[str, Any]:
     """The table TOML `text` (read from `path`) holds; raises TomlFileError."""
+    import tomllib  # not at the top: `hodeictl --help` reads no TOML
+
     if _too_deep_to_parse(text):
         raise TomlFileError(_too_deep(path))
     try:

@@ -20,7 +20,7 @@ from typing import Any
 import typer
 
 from hodeictl.errors import EXIT_USAGE
-from hodeictl.terminal import sanitize
+from hodeictl.terminal import one_line
 from hodeictl.values import shown
 
 # click's exception classes, whether typer carries its own copy of click (newer versions)
@@ -32,7 +32,6 @@ _CLICK_EXCEPTION: type[Exception] = next(
 _PARSER_PREFIX = "Value error, "
 _HELP_REQUESTED = "NoArgsIsHelpError"
 # A word longer than this in a message (a value someone typed) is shown cut in the middle.
-_LONGEST_WORD = 120
 
 
 @contextlib.contextmanager
@@ -76,14 +75,6 @@ def not_utf8(error: UnicodeEncodeError, args: Sequence[str]) -> str:
             named = f"{before}: " if before.startswith("-") and before != "--" else ""
             return one_line(f"{named}{shown(arg)} is not UTF-8 text")
     return one_line(f"{shown(text)} is not UTF-8 text")
-
-
-def one_line(text: str) -> str:
-    """`text` on one line, every control character shown rather than obeyed, and every
-    overlong word (a value someone typed) cut in the middle."""
-    words = [word if len(word) <= _LONGEST_WORD else f"{word[:80]}...{word[-20:]}"
-             for word in text.split()]
-    return sanitize(" ".join(words), single_line=True)
 
 
 def _message(error: Exception) -> str:

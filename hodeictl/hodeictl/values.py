@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import math
 import re
-import socket
-import uuid
 from collections.abc import Callable
 
 from hodeictl import durations
+from hodeictl.terminal import shown
 
 # The job limits the server enforces (docs/security.md, "Limits"), checked here first so
 # that the message names the option.
@@ -31,12 +30,6 @@ INT64_MAX = 2**63 - 1
 _CONTEXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PORT = re.compile(r"[0-9]{1,5}")
-
-
-def shown(value: object, limit: int = 80) -> str:
-    """`value` quoted for a one-line message: escaped by repr, cut to `limit` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def _as_text(value: str | float) -> str:
@@ -111,7 +104,7 @@ def server_address(value: str) -> str:
 
 def host(value: str) -> str:
     """`value` if it is a DNS name, an IPv4 or an IPv6 address; raises ValueError."""
-    if not (_is_ip(socket.AF_INET6, value) or _is_host(value)):
+    if not (_is_ip(6, value) or _is_host(value)):
         raise ValueError(f"{shown(value)} is not a DNS name or an IP address")
     return value
 
@@ -121,22 +114,25 @@ def _is_address(value: str) -> bool:
     if not sep or not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
         return False
     if name.startswith("[") and name.endswith("]"):
-        return _is_ip(socket.AF_INET6, name[1:-1])
+        return _is_ip(6, name[1:-1])
     return _is_host(name)
 
 
 def _is_host(name: str) -> bool:
     """A DNS name or an IPv4 address."""
-    if _is_ip(socket.AF_INET, name):
+    if _is_ip(4, name):
         return True
     labels = name.removesuffix(".").split(".")
     return len(name) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels) \
         and not labels[-1].isdigit()
 
 
-def _is_ip(family: int, text: str) -> bool:
+def _is_ip(version: int, text: str) -> bool:
+    """Whether `text` is an IPv4 (`version` 4) or IPv6 (6) address."""
+    import socket  # not at the top: `hodeictl --help` never checks an address
+
     try:
-        socket.inet_pton(family, text)
+        socket.inet_pton(socket.AF_INET6 if version == 6 else socket.AF_INET, text)
     except (OSError, ValueError):
         return False
     return True
@@ -147,6 +143,8 @@ CONDITION_NAMES = ("succeeded", "finished", "failed")
 
 def after(value: str) -> str:
     """`ID[:succeeded|:finished|:failed]` checked and made canonical; raises ValueError."""
+    import uuid
+
     job_id, sep, condition = value.partition(":")
     try:
         canonical = str(uuid.UUID(job_id))

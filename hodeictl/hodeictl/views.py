@@ -7,12 +7,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import typer
-
 from hodeictl import table
 from hodeictl.output import (
     OutputFormat,
     age,
+    echo,
     exit_code_text,
     job_state,
     job_to_dict,
@@ -27,7 +26,7 @@ from hodeictl.output import (
 from hodeictl.table import Column
 
 if TYPE_CHECKING:
-    from hodei_api.v1 import jobs_pb2, workers_pb2
+    from hodei_api.v1 import events_pb2, jobs_pb2, workers_pb2
 
 
 def _secrets(spec: jobs_pb2.JobSpec) -> str:
@@ -102,8 +101,10 @@ def print_jobs(jobs: Sequence[jobs_pb2.Job], output_format: OutputFormat = Outpu
                   no_headers=no_headers, quiet=quiet)
 
 
-def print_job(job: jobs_pb2.Job) -> None:
-    """One job: its fields, then its attempts."""
+def print_job(job: jobs_pb2.Job, events: Sequence[events_pb2.Event] | None = None,
+              events_note: str = "") -> None:
+    """One job: its fields, its attempts, then its events (`events_note` says why there
+    are none, or that older ones were left out)."""
     from hodeictl import jobflow
 
     spec = job.spec
@@ -137,7 +138,7 @@ def print_job(job: jobs_pb2.Job) -> None:
     ]
     print_fields(rows)
     if job.attempts:
-        typer.echo("")
+        echo()
         table.print_table(
             (Column("ATTEMPT"), Column("STATE", coloured=True), Column("WORKER", priority=3),
              Column("EXIT", priority=1, right=True), Column("STARTED", priority=4),
@@ -145,6 +146,76 @@ def print_job(job: jobs_pb2.Job) -> None:
             [(str(a.attempt), job_state(a.state), a.worker_id or "-",
               exit_code_text(a.has_exit_code, a.exit_code), local_time(a, "started_at"),
               local_time(a, "finished_at"), a.reason or "-") for a in job.attempts])
+    if events or events_note:
+        echo()
+    if events:
+        table.print_table(
+            # On a narrow terminal who did it goes before what happened is cut short.
+            (Column("TIME"), Column("EVENT"), Column("BY", priority=2),
+             Column("DETAIL", priority=1, shrink=1, min_width=40)),
+            [(local_time(e, "created_at"), e.type.removeprefix("job."), _actor(e.actor),
+              event_detail(e)) for e in events])
+    if events_note:
+        echo(events_note)
+
+
+def _actor(actor: str) -> str:
+    """`worker:c68550f5-afda-...` as `worker:c68550f5` (a table's short id)."""
+    kind, colon, ident = actor.partition(":")
+    if colon and len(ident) == 36 and ident.count("-") == 4:
+        return f"{kind}:{ident[:8]}"
+    return actor or "-"
+
+
+def event_payload(event: events_pb2.Event) -> object:
+    """An event's payload as data (its JSON text as it is when it is not JSON)."""
+    import json
+
+    try:
+        return json.loads(event.payload_json or "{}")
+    except ValueError:
+        return event.payload_json
+
+
+def event_to_dict(event: events_pb2.Event) -> dict[str, object]:
+    """The JSON form of an event."""
+    import datetime
+
+    stamp = event.created_at.ToDatetime(tzinfo=datetime.UTC)
+    return {"id": event.id, "revision": event.revision, "time": stamp.isoformat(),
+            "type": event.type, "aggregate_type": event.aggregate_type,
+            "aggregate_id": event.aggregate_id, "actor": event.actor,
+            "correlation_id": event.correlation_id, "payload": event_payload(event)}
+
+
+# How `job get` words a job event's payload keys; keys not here show as key=value.
+_DETAIL_WORDS = {"attempt": "attempt {}", "pid": "pid {}", "exit_code": "exit {}",
+                 "worker_id": "on worker {}", "retry_in_seconds": "retry in {}s",
+                 "attempt_state": "{}"}
+_DETAIL_SKIPPED = frozenset({"name"})
+
+
+def event_detail(event: events_pb2.Event) -> str:
+    """A job event's payload in words: `attempt 1 on worker c68550f5`, a waiting reason."""
+    payload = event_payload(event)
+    if not isinstance(payload, dict):
+        return str(payload) or "-"
+    parts = []
+    reason = payload.get("reason")
+    for key, value in payload.items():
+        if key == "reason" or key in _DETAIL_SKIPPED or value in ("", None):
+            continue
+        if key == "retry_in_seconds" and not value:
+            continue
+        if key == "attempt_state" and str(value).lower() in event.type:
+            continue  # job.succeeded's attempt SUCCEEDED says nothing more
+        if key == "worker_id":
+            value = str(value)[:8]
+        word = _DETAIL_WORDS.get(key)
+        parts.append(word.format(value) if word else f"{key}={value}")
+    if reason:
+        parts.append(str(reason))
+    return ", ".join(parts) or "-"
 
 
 WORKER_COLUMNS = (

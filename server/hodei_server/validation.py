@@ -10,6 +10,7 @@ database and the agents get them as data.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 import unicodedata
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Mapping
 
 from google.protobuf import message as pb_message
 from google.protobuf import unknown_fields
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from hodei_api.v1 import agent_pb2, jobs_pb2, logs_pb2, workers_pb2
 from hodei_plugins.secrets import SecretError, check_name
@@ -384,16 +386,24 @@ def validate_list_jobs(request: jobs_pb2.ListJobsRequest) -> None:
             raise InvalidSpec(f"states: {state} is not a job state this server knows")
     if len(request.page_token) > MAX_PAGE_TOKEN:
         raise InvalidSpec("page_token is not one this server issued")
-    if request.id_prefix and not _ID_PREFIX.fullmatch(request.id_prefix):
-        raise InvalidSpec(f"id_prefix {shown(request.id_prefix)} is not the start of a job "
-                          "id (lower-case hex digits and dashes)")
-    printable(request.name, "name", MAX_NAME)
-    validate_labels(request.labels, "labels")
-    if request.HasField("created_after"):
-        stamp = request.created_after
-        # From 1970 to the end of year 9999, as a timestamp can be turned into a datetime.
-        if not (0 <= stamp.seconds <= 253402300799 and 0 <= stamp.nanos <= 999_999_999):
-            raise InvalidSpec("created_after is not a time from 1970 to 9999")
+    if any(5 <= field.field_number <= 8 for field in unknown_fields.UnknownFieldSet(request)):
+        raise InvalidSpec("id_prefix, name, labels and created_after of ListJobs are fields of "
+                          "its filter now (JobFilter); is the client older than the server?")
+    refuse_unknown_fields(request, "ListJobs request")
+
+
+def validate_id_prefix(prefix: str, what: str) -> None:
+    """The start of a job id, as ids are shown: lower-case hex digits and dashes."""
+    if prefix and not _ID_PREFIX.fullmatch(prefix):
+        raise InvalidSpec(f"{what} {shown(prefix)} is not the start of a job id (lower-case "
+                          "hex digits and dashes)")
+
+
+def timestamp(stamp: Timestamp, what: str) -> dt.datetime:
+    """A Timestamp as a UTC datetime; refused outside 1970 to 9999 (what datetime holds)."""
+    if not (0 <= stamp.seconds <= 253402300799 and 0 <= stamp.nanos <= 999_999_999):
+        raise InvalidSpec(f"{what} is not a time from 1970 to 9999")
+    return stamp.ToDatetime(tzinfo=dt.UTC)
 
 
 def validate_grace(seconds: float, limit: float) -> None:

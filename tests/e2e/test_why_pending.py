@@ -86,3 +86,23 @@ def test_an_unknown_strategy_is_refused_at_submit(server: ServerProcess) -> None
         "hodeictl: invalid job: label hodei.io/strategy: no scheduling strategy 'fastest' "
         "(this server has: ")
     assert json.loads(server.hodeictl("job", "list", "-o", "json").stdout) == []
+
+
+def test_job_get_shows_the_timeline_of_waits_retries_and_the_end(server: ServerProcess) -> None:
+    waiting = server.hodeictl("job", "submit", "-s", "os=plan9", "--", "true").stdout.decode()
+    _waiting(server, waiting.strip())
+    shown = server.hodeictl("job", "get", waiting.strip()).stdout.decode()
+    assert [line.split()[2] for line in shown.splitlines()
+            if line[:4].isdigit()] == ["created", "waiting"]
+    assert "no worker matches os=plan9" in shown.splitlines()[-1]
+    server.hodeictl("job", "cancel", waiting.strip())
+
+    retried = server.hodeictl("job", "submit", "--max-attempts", "2", "--retry-on", "failed",
+                              "--backoff", "0", "--", "sh", "-c", "exit 3").stdout.decode()
+    done = server.hodeictl("job", "wait", retried.strip())
+    assert done.returncode == 3, done.stderr
+    job = json.loads(server.hodeictl("job", "get", retried.strip(), "-o", "json").stdout)
+    kinds = [event["type"] for event in job["events"]]
+    assert kinds[0] == "job.created" and kinds[-1] == "job.failed", kinds
+    assert kinds.count("job.assigned") == 2 and kinds.count("job.running") == 2, kinds
+    assert all(event["aggregate_id"] == job["id"] for event in job["events"])

@@ -13,6 +13,7 @@ import pytest
 from hodei_api.v1 import jobs_pb2, workers_pb2
 from hodei_server.errors import Conflict, NotFound, Unauthenticated
 from hodei_server.store import db
+from hodei_server.store.events import EventStore, JobFilter
 from hodei_server.store.jobs import Claimed, Ending, JobStore
 from hodei_server.store.states import JobState
 from hodei_server.store.workers import WorkerStore
@@ -66,7 +67,7 @@ def test_submit_is_idempotent_per_key(database_url: str) -> None:
         assert first["id"] == again["id"]
         other, created_other = await jobs.submit(spec("echo"), "", "test")
         assert created_other and other["id"] != first["id"]
-        rows, _ = await jobs.list_jobs([], 10, "")
+        rows = await EventStore(jobs.pool).job_page(JobFilter(), None, 10)
         assert len(rows) == 2
 
     run(database_url, body)
@@ -83,18 +84,20 @@ def test_submit_writes_its_event_in_the_same_transaction(database_url: str) -> N
 
 def test_list_paginates_newest_first(database_url: str) -> None:
     async def body(jobs: JobStore, _: WorkerStore) -> None:
+        events = EventStore(jobs.pool)
         ids = [(await jobs.submit(spec(), "", "t"))[0]["id"] for _ in range(7)]
         seen: list[uuid.UUID] = []
-        token = ""
+        after = None
         while True:
-            rows, token = await jobs.list_jobs([], 3, token)
+            rows = await events.job_page(JobFilter(), after, 3)
             seen += [r["id"] for r in rows]
-            if not token:
+            if len(rows) < 3:
                 break
+            after = (rows[-1]["created_at"], rows[-1]["id"])
         assert seen == list(reversed(ids))
-        pending, _ = await jobs.list_jobs([JobState.PENDING], 100, "")
+        pending = await events.job_page(JobFilter(states=frozenset({"PENDING"})), None, 100)
         assert len(pending) == 7
-        done, _ = await jobs.list_jobs([JobState.SUCCEEDED], 100, "")
+        done = await events.job_page(JobFilter(states=frozenset({"SUCCEEDED"})), None, 100)
         assert done == []
 
     run(database_url, body)

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
+from google.protobuf import timestamp_pb2
 
 from hodei_api.v1 import (
     agent_pb2,
@@ -216,6 +217,16 @@ BAD_REQUESTS = [
     ("ListJobs", jobs_pb2.ListJobsRequest(states=[99]), "states"),
     ("ListJobs", jobs_pb2.ListJobsRequest(states=[1] * 100), "states"),
     ("ListJobs", jobs_pb2.ListJobsRequest(page_token="x" * 10_000), "page_token"),
+    ("ListJobs", jobs_pb2.ListJobsRequest(filter=jobs_pb2.JobFilter(id_prefix="A5'")),
+     "filter.id_prefix"),
+    ("ListJobs", jobs_pb2.ListJobsRequest(filter=jobs_pb2.JobFilter(name_glob="a\x00")),
+     "filter.name_glob"),
+    ("ListJobs", jobs_pb2.ListJobsRequest(filter=jobs_pb2.JobFilter(
+        created_after=timestamp_pb2.Timestamp(seconds=-1))), "filter.created_after"),
+    # What a client from before fields 5 to 8 moved into JobFilter sends (id_prefix = 5).
+    ("ListJobs", jobs_pb2.ListJobsRequest.FromString(b"\x2a\x02ab"), "fields of its filter"),
+    ("WatchJobs", jobs_pb2.WatchJobsRequest(filter=jobs_pb2.JobFilter(id_prefix="zz")),
+     "filter.id_prefix"),
     ("GetJob", jobs_pb2.GetJobRequest(id="../../etc/passwd"), "not a job id"),
     ("GetJob", jobs_pb2.GetJobRequest(id="x" * 1_000_000), "not a job id"),
     ("RetryJob", jobs_pb2.RetryJobRequest(id="\x00"), "not a job id"),
@@ -273,8 +284,8 @@ def test_every_rpc_field_is_checked(shared_server: ServerProcess) -> None:
             call = _stub_method(plain if method == "Register" else channel, method)
             with pytest.raises(grpc.RpcError) as caught:
                 result = call(request, timeout=10)  # type: ignore[operator]
-                if method == "StreamLogs":
-                    list(result)
+                if method in ("StreamLogs", "WatchJobs"):
+                    next(iter(result))
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, caught.value)
             assert word in one_line(caught.value.details()), (method, caught.value.details())
         # A page size beyond the cap is capped, not an error.

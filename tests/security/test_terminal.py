@@ -20,7 +20,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from hodei_api.v1 import jobs_pb2, workers_pb2
-from hodeictl import output
+from hodeictl import output, views
 from hodeictl.follow import exit_status
 from hodeictl.terminal import StreamSanitizer, sanitize
 from tests.e2e.harness import ServerProcess, hodeictl_argv
@@ -141,9 +141,9 @@ def test_server_strings_on_a_terminal_are_inert() -> None:
     worker = workers_pb2.Worker(id=text, name=text, hostname=text, labels={"k": text},
                                 state=workers_pb2.WORKER_STATE_READY)
     with stdout_on_a_pty() as master:
-        output.print_jobs([_hostile_job(text)])
-        output.print_job(_hostile_job(text))
-        output.print_workers([worker])
+        views.print_jobs([_hostile_job(text)])
+        views.print_job(_hostile_job(text))
+        views.print_workers([worker])
         output.print_pairs_table(("NAME", "ERROR"), [(text, text)])
         output.print_json(output.job_to_dict(_hostile_job(text)))
         output.note(f"Job x failed: {text}")

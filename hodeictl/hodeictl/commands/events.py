@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import uuid
 from typing import Annotated
 
@@ -17,8 +16,10 @@ from hodeictl import durations, output, streams, target, values
 from hodeictl.client import HodeiClient, parse_job_id
 from hodeictl.commands.watch import print_json_line
 from hodeictl.errors import EXIT_INTERRUPTED, UsageError
+from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
 from hodeictl.terminal import sanitize
+from hodeictl.views import event_to_dict
 
 MAX_SINCE_SECONDS = 100 * 366 * 86400.0
 
@@ -50,18 +51,6 @@ def _worker_id(value: str) -> str:
     except ValueError:
         raise UsageError(f"--worker {values.shown(value)} is not a worker id (expected a "
                          "UUID; hodeictl worker list shows them)") from None
-
-
-def event_to_dict(event: events_pb2.Event) -> dict[str, object]:
-    stamp = event.created_at.ToDatetime(tzinfo=dt.UTC)
-    try:
-        payload = json.loads(event.payload_json or "{}")
-    except ValueError:
-        payload = event.payload_json
-    return {"id": event.id, "revision": event.revision, "time": stamp.isoformat(),
-            "type": event.type, "aggregate_type": event.aggregate_type,
-            "aggregate_id": event.aggregate_id, "actor": event.actor,
-            "correlation_id": event.correlation_id, "payload": payload}
 
 
 def _line(event: events_pb2.Event) -> str:
@@ -96,9 +85,7 @@ def events(
         int, typer.Option("--limit", metavar="N", parser=values.integer(1, 100_000),
                           help="Without --since: the latest N events.")
     ] = 100,
-    output_format: Annotated[OutputFormat, typer.Option("--output", "-o",
-                                                        help="Output format.")] = (
-        OutputFormat.table),
+    output_format: OutputOpt = OutputFormat.table,
 ) -> None:
     """Show what happened: job and worker state changes, and (to admins) security events."""
     wanted = events_pb2.EventFilter(
@@ -108,20 +95,26 @@ def events(
     if since is not None:
         wanted.since.CopyFrom(_since(since))
 
+    if follow and output_format is OutputFormat.yaml:
+        raise UsageError("--follow prints a line an event: -o table, json (an object a line) "
+                         "or name")
+    whole = output_format in (OutputFormat.json, OutputFormat.yaml) and not follow
+
     async def run(client: HodeiClient) -> None:
         listed: list[events_pb2.Event] = []
         stream = streams.watch_events(client, wanted, follow=follow, limit=limit)
         async with contextlib.aclosing(stream) as items:
             async for event in items:
-                if output_format is OutputFormat.json:
-                    if follow:
-                        print_json_line(event_to_dict(event))
-                    else:
-                        listed.append(event)
+                if whole:
+                    listed.append(event)
+                elif output_format is OutputFormat.json:
+                    print_json_line(event_to_dict(event))
+                elif output_format is OutputFormat.name:
+                    typer.echo(f"event/{event.id}")
                 else:
                     typer.echo(_line(event))
-        if output_format is OutputFormat.json and not follow:
-            output.print_json([event_to_dict(e) for e in listed])
+        if whole:
+            output.print_data(output_format, [event_to_dict(e) for e in listed])
 
     try:
         target.call(ctx.obj, run)

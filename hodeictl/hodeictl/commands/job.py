@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hodeictl import output, target, values
+from hodeictl import output, target, values, views
 from hodeictl.errors import EXIT_INTERRUPTED, ServerError, UsageError
 from hodeictl.options import (
     ColorOpt,
@@ -190,10 +190,18 @@ def submit(ctx: typer.Context, count: CountOpt = None) -> None:
 def get(
     ctx: typer.Context, job_ref: JobIdArg, output_format: OutputOpt = OutputFormat.table
 ) -> None:
-    """Show a job: state, exit code, reason, worker, times and attempts."""
-    job = target.call(ctx.obj, lambda client: _get(client, job_ref))
-    if not output.print_data(output_format, output.job_to_dict(job)):
-        output.print_job(job)
+    """Show a job: state, exit code, reason, worker, times, attempts and its events
+    (submitted, why it waits, assigned, started, retries, finished)."""
+    from hodeictl import timeline
+
+    job, events, events_note = target.call(ctx.obj, lambda client: timeline.job_with_events(
+        client, job_ref))
+    data = output.job_to_dict(job)
+    data["events"] = [views.event_to_dict(event) for event in events]
+    if not output.print_data(output_format, data):
+        views.print_job(job, events, events_note)
+    elif events_note:
+        note(events_note)
 
 
 @app.command("list")
@@ -233,26 +241,22 @@ def list_jobs(
     ] = False,
 ) -> None:
     """List jobs, newest first."""
-    import time
-
-    from hodei_api.v1 import jobs_pb2
-    from hodeictl import jobfile
-
-    states = [jobs_pb2.JobState.Value(f"JOB_STATE_{s.value.upper()}") for s in state or []]
     if watch_changes:
         if label or name or since is not None or every:
             raise UsageError("--watch filters by --state only (and shows the newest --limit "
                              "jobs first)")
+        from hodei_api.v1 import jobs_pb2
         from hodeictl.commands import watch
 
+        states = [jobs_pb2.JobState.Value(f"JOB_STATE_{s.value.upper()}") for s in state or []]
         watch.watch_list(ctx.obj, states, limit, output_format)
         return
-    labels = jobfile.parse_pairs(label or [], "--label")
-    created_after = time.time() - since if since is not None else None
-    wanted = values.INT32_MAX if every else limit
-    jobs = target.call(ctx.obj, lambda client: client.list_jobs(
-        states, wanted, name=name or "", labels=labels, created_after=created_after))
-    output.print_jobs(jobs, output_format, no_headers=no_headers, quiet=quiet)
+    from hodeictl import jobfile, joblist
+
+    joblist.list_jobs(ctx.obj, states=[s.value for s in state or []],
+                      labels=jobfile.parse_pairs(label or [], "--label"), name=name or "",
+                      since=since, limit=limit, every=every, output_format=output_format,
+                      no_headers=no_headers, quiet=quiet)
 
 
 @app.command()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
@@ -19,6 +18,8 @@ EXIT_NOT_RUNNING = 3
 
 
 def _redacted(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
     parts = urlsplit(url)
     if not parts.password:
         return url

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import typer
 
 from hodei_api.v1 import jobs_pb2
-from hodeictl import follow, output, streams, target
+from hodeictl import follow, output, streams, target, views
 from hodeictl.client import HodeiClient, parse_job_id
 from hodeictl.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TIMED_OUT
 from hodeictl.options import WaitFor
@@ -58,7 +58,7 @@ def watch_list(settings: target.Settings, states: Sequence[int], limit: int,
                 elif message.kind == Kind.KIND_SNAPSHOT:
                     snapshot.append(message.job)
                 elif message.kind == Kind.KIND_SYNCED:
-                    output.print_jobs(snapshot)
+                    views.print_jobs(snapshot)
                     synced = True
                     if message.more:
                         note(f"Showing the newest {limit} jobs; changes to any job follow.")

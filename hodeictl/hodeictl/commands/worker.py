@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hodeictl import output, target, values
+from hodeictl import target, values, views
 from hodeictl.options import (
     AllOpt,
     NoHeadersOpt,
@@ -32,7 +32,7 @@ def list_workers(
 ) -> None:
     """List workers: state, slots in use, labels, capacity, last heartbeat."""
     workers = target.call(ctx.obj, lambda client: client.list_workers(include_gone))
-    output.print_workers(workers, output_format, no_headers=no_headers, quiet=quiet)
+    views.print_workers(workers, output_format, no_headers=no_headers, quiet=quiet)
 
 
 @app.command()

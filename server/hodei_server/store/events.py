@@ -10,6 +10,8 @@ nor reads one twice.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -87,10 +89,21 @@ class JobFilter:
     name: str = ""
     worker_id: uuid.UUID | None = None
     ids: frozenset[uuid.UUID] = frozenset()
+    # Lower-case hex digits and dashes (checked by the API).
+    id_prefix: str = ""
+    # `*` any text, `?` one character, the rest itself; the whole name must match.
+    name_glob: str = ""
+    created_after: dt.datetime | None = None
 
     def matches(self, row: Row) -> bool:
         """The same test as the named query watch_jobs_snapshot, on a row already read."""
         if self.ids and row["id"] not in self.ids:
+            return False
+        if self.id_prefix and not str(row["id"]).startswith(self.id_prefix):
+            return False
+        if self.name_glob and not _glob_regex(self.name_glob).fullmatch(row["name"] or ""):
+            return False
+        if self.created_after is not None and row["created_at"] < self.created_after:
             return False
         if self.states and row["state"] not in self.states:
             return False
@@ -100,6 +113,28 @@ class JobFilter:
         if self.name and self.name.lower() not in (row["name"] or "").lower():
             return False
         return self.worker_id is None or row["worker_id"] == self.worker_id
+
+    def params(self) -> dict[str, Any]:
+        """The parameters of the named queries that filter jobs."""
+        return {"states": sorted(self.states), "labels": Jsonb(self.labels),
+                "name": self.name, "worker_id": self.worker_id, "ids": sorted(self.ids),
+                "id_prefix": self.id_prefix,
+                "name_like": glob_to_like(self.name_glob) if self.name_glob else None,
+                "created_after": self.created_after}
+
+
+def glob_to_like(glob: str) -> str:
+    """A LIKE pattern for a glob: `*` any text, `?` one character, everything else itself
+    (LIKE's own `%`, `_` and `\\` escaped)."""
+    escaped = glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+@functools.lru_cache(maxsize=256)
+def _glob_regex(glob: str) -> re.Pattern[str]:
+    """The glob of glob_to_like as a regular expression (for a row already read)."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                              for c in glob), re.DOTALL)
 
 
 class EventStore:
@@ -175,18 +210,14 @@ class EventStore:
 
     async def job_snapshot(self, wanted: JobFilter, limit: int) -> list[Row]:
         """The newest `limit` jobs that match `wanted`."""
-        return await self._all(query("watch_jobs_snapshot"), {
-            "states": sorted(wanted.states), "labels": Jsonb(wanted.labels),
-            "name": wanted.name, "worker_id": wanted.worker_id, "ids": sorted(wanted.ids),
-            "limit": limit})
+        return await self._all(query("watch_jobs_snapshot"), {**wanted.params(),
+                                                              "limit": limit})
 
     async def job_page(self, wanted: JobFilter, after: tuple[dt.datetime, uuid.UUID] | None,
                        limit: int) -> list[Row]:
         """A page of the jobs that match `wanted`, newest first, after (created_at, id)."""
         return await self._all(query("list_jobs_matching"), {
-            "states": sorted(wanted.states), "labels": Jsonb(wanted.labels),
-            "name": wanted.name, "worker_id": wanted.worker_id, "ids": sorted(wanted.ids),
-            "after_created_at": after[0] if after else None,
+            **wanted.params(), "after_created_at": after[0] if after else None,
             "after_id": after[1] if after else None, "limit": limit})
 
     async def all_workers(self) -> list[Row]:

@@ -7,7 +7,7 @@ import binascii
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -98,13 +98,6 @@ class Deferred(Generic[T]):
         if self._cursor is None or self._convert is None:
             return self._value  # type: ignore[return-value]
         return self._convert(await self._cursor.fetchone())
-
-
-def glob_to_like(glob: str) -> str:
-    """A LIKE pattern for a glob: `*` any text, `?` one character, everything else itself
-    (LIKE's own `%`, `_` and `\\` escaped)."""
-    escaped = glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%").replace("?", "_")
 
 
 def encode_page_token(created_at: dt.datetime, job_id: uuid.UUID) -> str:
@@ -247,38 +240,6 @@ class JobStore:
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return JobState(row["state"])
-
-    async def list_jobs(
-        self, states: Sequence[JobState], limit: int, page_token: str, *,
-        id_prefix: str = "", name: str = "", labels: Mapping[str, str] | None = None,
-        created_after: dt.datetime | None = None,
-    ) -> tuple[list[Row], str]:
-        """A page of jobs, newest first, that match every filter given."""
-        after_created: dt.datetime | None = None
-        after_id: uuid.UUID | None = None
-        if page_token:
-            after_created, after_id = decode_page_token(page_token)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                query("list_jobs"),
-                {
-                    "states": [s.value for s in states],
-                    "id_prefix": id_prefix,
-                    "name_like": glob_to_like(name) if name else None,
-                    "labels": Jsonb(dict(labels or {})),
-                    "created_after": created_after,
-                    "after_created_at": after_created,
-                    "after_id": after_id,
-                    "limit": limit + 1,
-                },
-            )
-            rows = await cur.fetchall()
-        next_token = ""
-        if len(rows) > limit:
-            rows = rows[:limit]
-            last = rows[-1]
-            next_token = encode_page_token(last["created_at"], last["id"])
-        return rows, next_token
 
     async def claim_and_assign(
         self,

@@ -175,14 +175,16 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.ListJobsResponse:
         self.list_requests.append(request)
+        wanted = request.filter
         matching = [
             job for job in self.jobs.values()
             if (not request.states or job.state in request.states)
-            and job.id.startswith(request.id_prefix)
-            and (not request.name or fnmatch.fnmatchcase(job.spec.name, request.name))
-            and all(job.spec.labels.get(k) == v for k, v in request.labels.items())
-            and (not request.HasField("created_after")
-                 or job.created_at.ToNanoseconds() >= request.created_after.ToNanoseconds())
+            and (not wanted.states or job.state in wanted.states)
+            and job.id.startswith(wanted.id_prefix)
+            and (not wanted.name_glob or fnmatch.fnmatchcase(job.spec.name, wanted.name_glob))
+            and all(job.spec.labels.get(k) == v for k, v in wanted.labels.items())
+            and (not wanted.HasField("created_after")
+                 or job.created_at.ToNanoseconds() >= wanted.created_after.ToNanoseconds())
         ]
         start = int(request.page_token or 0)
         end = start + min(request.page_size or self.page_size, self.page_size)

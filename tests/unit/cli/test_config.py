@@ -154,3 +154,62 @@ def test_context_with_a_ca_certificate_speaks_tls(tmp_path: Path) -> None:
     assert target.Settings(context="dev").ca_cert_pem() is None
     missing = invoke("context", "set", "x", "--server", "h:1", "--ca-cert", str(tmp_path / "no"))
     assert missing.exit_code != 0 and "--ca-cert" in missing.stderr
+
+
+COMMENTED = """\
+# My Hodei contexts; keep this header.
+current_context = "prod"   # the one I use most
+
+[contexts.prod]
+# The production cluster, behind the VPN.
+server = "hodei.example.com:50051"
+token_file = "~/.config/hodei/prod.token"
+
+[contexts.old]
+server = "old.example.com:50051"   # retired next month
+
+[embedded]
+  # Indented on purpose.
+  database_url = "postgresql://me@db/hodei"
+"""
+
+
+def test_commands_that_write_the_config_keep_its_comments_and_layout() -> None:
+    path = config_file()
+    path.parent.mkdir(parents=True)
+    path.write_text(COMMENTED, encoding="utf-8")
+    assert invoke("context", "set", "staging", "--server", "staging.example.com:50051"
+                  ).exit_code == 0
+    assert invoke("context", "use", "staging").exit_code == 0
+    assert invoke("context", "set", "prod", "--server", "hodei2.example.com:50051"
+                  ).exit_code == 0
+    assert invoke("context", "delete", "old").exit_code == 0
+    text = path.read_text(encoding="utf-8")
+    for line in ["# My Hodei contexts; keep this header.",
+                 'current_context = "staging"   # the one I use most',
+                 "# The production cluster, behind the VPN.",
+                 'server = "hodei2.example.com:50051"',
+                 'token_file = "~/.config/hodei/prod.token"',
+                 "  # Indented on purpose.",
+                 '  database_url = "postgresql://me@db/hodei"']:
+        assert line in text.splitlines(), (line, text)
+    assert "old.example.com" not in text and "retired next month" not in text
+    assert tomllib.loads(text) == {
+        "current_context": "staging",
+        "contexts": {"prod": {"server": "hodei2.example.com:50051",
+                              "token_file": "~/.config/hodei/prod.token"},
+                     "staging": {"server": "staging.example.com:50051"}},
+        "embedded": {"database_url": "postgresql://me@db/hodei"},
+    }
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_awkward_values_written_into_a_commented_file_read_back_the_same() -> None:
+    path = config_file()
+    path.parent.mkdir(parents=True)
+    path.write_text("# mine\n", encoding="utf-8")
+    cfg = config.Config.load()
+    cfg.data["note"] = AWKWARD
+    cfg.save()
+    assert path.read_text(encoding="utf-8").startswith("# mine\n")
+    assert config.Config.load().data == {"note": AWKWARD}

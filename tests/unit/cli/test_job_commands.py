@@ -211,7 +211,7 @@ def test_list_filters_states_case_insensitively() -> None:
     with serve(services(jobs=jobs)) as address:
         result = invoke("--server", address, "job", "list", "--state", "TIMED_OUT")
     assert result.exit_code == 0, result.output
-    assert list(jobs.list_requests[0].states) == [jobs_pb2.JOB_STATE_TIMED_OUT]
+    assert list(jobs.list_requests[0].filter.states) == [jobs_pb2.JOB_STATE_TIMED_OUT]
     assert "job-2" in result.stdout and "TIMED_OUT" in result.stdout
     assert "job-1" not in result.stdout
 

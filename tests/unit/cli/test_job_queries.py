@@ -38,9 +38,9 @@ def test_filters_reach_the_server_and_all_pages_through_everything() -> None:
     assert len(limited.stdout.split()) == 50
     assert everything.stdout.split() == [j.id for j in jobs]  # 19 pages of 7
     sent = service.list_requests
-    assert any(r.name == "build-*" for r in sent)
-    assert any(dict(r.labels) == {"team": "infra"} for r in sent)
-    assert any(r.HasField("created_after") for r in sent)
+    assert any(r.filter.name_glob == "build-*" for r in sent)
+    assert any(dict(r.filter.labels) == {"team": "infra"} for r in sent)
+    assert any(r.filter.HasField("created_after") for r in sent)
 
 
 def test_a_bad_label_or_since_is_one_line() -> None:

@@ -177,3 +177,15 @@ def test_durations_refuse_what_is_not_one() -> None:
     for text in ("", "m", "5x", "-5m", "1h-30m", "nan", "inf", "1e3"):
         with pytest.raises(ValueError):
             durations.parse(text)
+
+
+def test_plugin_list_prints_no_warning_from_the_ssh_librarys_dsa(tmp_path: Path) -> None:
+    # cryptography warned "DSA is deprecated" through asyncssh on every `plugin list`.
+    import subprocess
+    import sys
+
+    done = subprocess.run([str(Path(sys.executable).with_name("hodeictl")), "plugin", "list"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "ssh" in done.stdout
+    assert done.stderr == ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -167,18 +166,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         validate_list_jobs(request)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         states = [JobState.from_proto(s) for s in request.states if s]
-        if request.HasField("filter"):
-            if (request.id_prefix or request.name or request.labels
-                    or request.HasField("created_after")):
-                raise InvalidSpec("give either filter or id_prefix, name, labels and "
-                                  "created_after, not both")
-            rows, token = await self._list_matching(request, states, size)
-        else:
-            created_after = (request.created_after.ToDatetime(tzinfo=dt.UTC)
-                             if request.HasField("created_after") else None)
-            rows, token = await self.jobs.list_jobs(
-                states, size, request.page_token, id_prefix=request.id_prefix, name=request.name,
-                labels=dict(request.labels), created_after=created_after)
+        rows, token = await self._list_matching(request, states, size)
         reply = jobs_pb2.ListJobsResponse()
         total = 0
         for index, row in enumerate(rows):

@@ -30,6 +30,8 @@ from hodei_server.validation import (
     parse_job_id,
     parse_worker_id,
     printable,
+    timestamp,
+    validate_id_prefix,
     validate_labels,
 )
 
@@ -69,7 +71,8 @@ def correlation_id(requested: str, context: grpc.aio.ServicerContext) -> str:
 
 
 def job_filter(request: jobs_pb2.JobFilter) -> JobFilter:
-    """The filter of a WatchJobs request, checked (InvalidSpec says what to fix)."""
+    """The filter of a WatchJobs or ListJobs request, checked (InvalidSpec says what to
+    fix): the one place either is validated."""
     if len(request.states) > MAX_STATE_FILTERS:
         raise InvalidSpec(f"filter.states: at most {MAX_STATE_FILTERS}")
     try:
@@ -82,7 +85,13 @@ def job_filter(request: jobs_pb2.JobFilter) -> JobFilter:
     if len(request.ids) > MAX_IDS:
         raise InvalidSpec(f"filter.ids: at most {MAX_IDS}")
     ids = frozenset(parse_job_id(job_id) for job_id in request.ids)
-    return JobFilter(states, dict(request.labels), request.name, worker, ids)
+    validate_id_prefix(request.id_prefix, "filter.id_prefix")
+    printable(request.name_glob, "filter.name_glob", MAX_NAME)
+    created_after = None
+    if request.HasField("created_after"):
+        created_after = timestamp(request.created_after, "filter.created_after")
+    return JobFilter(states, dict(request.labels), request.name, worker, ids,
+                     request.id_prefix, request.name_glob, created_after)
 
 
 def event_filter(request: events_pb2.EventFilter, audit: bool) -> EventFilter:

@@ -81,13 +81,18 @@ LIMIT %(limit)s;
 SELECT * FROM jobs WHERE id = ANY (%(ids)s::uuid[]);
 
 -- name: watch_jobs_snapshot
--- The newest jobs that match a watcher's filter (as hodei_server.dispatch.feeds matches).
+-- The newest jobs that match a watcher's filter (as JobFilter.matches in events.py).
+-- %(id_prefix)s holds hex digits and dashes only (checked), %(name_like)s is a LIKE pattern
+-- made from a glob with its own percent sign, underscore and backslash escaped.
 SELECT * FROM jobs
 WHERE (cardinality(%(states)s::text[]) = 0 OR state = ANY (%(states)s::text[]))
   AND labels @> %(labels)s::jsonb
   AND (%(name)s = '' OR strpos(lower(name), lower(%(name)s)) > 0)
   AND (%(worker_id)s::uuid IS NULL OR worker_id = %(worker_id)s::uuid)
   AND (cardinality(%(ids)s::uuid[]) = 0 OR id = ANY (%(ids)s::uuid[]))
+  AND (%(id_prefix)s = '' OR id::text LIKE %(id_prefix)s || '%%')
+  AND (%(name_like)s::text IS NULL OR name LIKE %(name_like)s::text)
+  AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s::timestamptz)
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 
@@ -100,6 +105,9 @@ WHERE (cardinality(%(states)s::text[]) = 0 OR state = ANY (%(states)s::text[]))
   AND (%(name)s = '' OR strpos(lower(name), lower(%(name)s)) > 0)
   AND (%(worker_id)s::uuid IS NULL OR worker_id = %(worker_id)s::uuid)
   AND (cardinality(%(ids)s::uuid[]) = 0 OR id = ANY (%(ids)s::uuid[]))
+  AND (%(id_prefix)s = '' OR id::text LIKE %(id_prefix)s || '%%')
+  AND (%(name_like)s::text IS NULL OR name LIKE %(name_like)s::text)
+  AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s::timestamptz)
   AND (%(after_created_at)s::timestamptz IS NULL
        OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
 ORDER BY created_at DESC, id DESC

@@ -71,20 +71,6 @@ SELECT state, attempt FROM jobs WHERE id = %(id)s;
 -- name: get_job_attempts
 SELECT * FROM job_attempts WHERE job_id = %(id)s ORDER BY attempt;
 
--- name: list_jobs
--- %(id_prefix)s holds hex digits and dashes only (checked), %(name_like)s is a LIKE pattern
--- made from a glob with its own percent sign, underscore and backslash escaped.
-SELECT * FROM jobs
-WHERE (cardinality(%(states)s::text[]) = 0 OR state = ANY (%(states)s::text[]))
-  AND (%(id_prefix)s = '' OR id::text LIKE %(id_prefix)s || '%%')
-  AND (%(name_like)s::text IS NULL OR name LIKE %(name_like)s::text)
-  AND labels @> %(labels)s::jsonb
-  AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s::timestamptz)
-  AND (%(after_created_at)s::timestamptz IS NULL
-       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
-ORDER BY created_at DESC, id DESC
-LIMIT %(limit)s;
-
 -- name: notify
 SELECT pg_notify(%(channel)s, %(payload)s);
 
