@@ -31,6 +31,7 @@ from hodeictl.tui.live import Changes, one_line
 from hodeictl.tui.screens.base import HodeiScreen
 from hodeictl.tui.store import OutputBuffer
 from hodeictl.tui.widgets.output import OutputView
+from hodeictl.tui.widgets.table import Table
 
 # Lines of output held in memory for one job; older ones are fetched by saving.
 RING_LINES = 20_000
@@ -72,7 +73,7 @@ class JobScreen(HodeiScreen):
     def compose_body(self) -> ComposeResult:
         yield Static(id="job-summary")
         with Horizontal(id="job-details"):
-            yield DataTable(id="attempts", cursor_type="none")
+            yield Table(id="attempts", cursor_type="none")
             yield Static(id="events")
         yield OutputView(self.buffer, id="output")
         yield Input(id="job-prompt")

@@ -16,6 +16,7 @@ from hodeictl.tui import query
 from hodeictl.tui.cells import age, job_name, job_state, safe, short_id, state_cell
 from hodeictl.tui.live import Changes, one_line
 from hodeictl.tui.screens.base import HodeiScreen
+from hodeictl.tui.widgets.table import Table
 
 COLUMNS = (("id", "ID"), ("name", "NAME"), ("state", "STATE"), ("attempt", "TRY"),
            ("worker", "WORKER"), ("exit", "EXIT"), ("age", "AGE"), ("reason", "REASON"))
@@ -56,7 +57,7 @@ class JobsScreen(HodeiScreen):
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="filter: state:failed label:team=infra worker:NAME text",
                     id="filter")
-        yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+        yield Table(id="jobs-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="jobs-summary")
 
     def on_mount(self) -> None:
