@@ -318,19 +318,22 @@ class HodeiClient:
 
     async def stream_logs(
         self, job_id: str, *, follow: bool, after: tuple[int, int] = (0, 0),
+        tail_lines: int = 0,
     ) -> AsyncGenerator[logs_pb2.LogEvent, None]:
         """The job's log events, ending with its LogEnd once it finished.
 
-        If an established stream breaks (UNAVAILABLE, or it closes before LogEnd while
-        following), it is reopened after the last (attempt, seq) delivered, so no chunk is
-        lost or repeated.
+        With `tail_lines` (and no `after`) the output starts at its last `tail_lines`
+        lines, cut by the server. If an established stream breaks (UNAVAILABLE, or it
+        closes before LogEnd while following), it is reopened after the last (attempt,
+        seq) delivered, so no chunk is lost or repeated.
         """
         position = after
         failures = 0
         connected = ended = False
         while True:
             request = logs_pb2.StreamLogsRequest(
-                job_id=job_id, after_attempt=position[0], after_seq=position[1], follow=follow
+                job_id=job_id, after_attempt=position[0], after_seq=position[1], follow=follow,
+                tail_lines=tail_lines if position == (0, 0) else 0,
             )
             call = self._logs.StreamLogs(request, metadata=self._metadata)
             try:
@@ -365,6 +368,19 @@ class HodeiClient:
                 call.cancel()
             failures += 1
             await asyncio.sleep(backoff(failures))
+
+    async def read_log_page(self, job_id: str, before: tuple[int, int, int],
+                            lines: int) -> list[logs_pb2.LogChunk]:
+        """The last `lines` lines of output before byte `before[2]` of chunk
+        (`before[0]`, `before[1]`), as chunks cut at line starts."""
+        request = logs_pb2.StreamLogsRequest(
+            job_id=job_id, before_attempt=before[0], before_seq=before[1],
+            before_offset=before[2], tail_lines=lines)
+        call = self._logs.StreamLogs(request, metadata=self._metadata, timeout=self.timeout)
+        try:
+            return [event.chunk async for event in call if event.HasField("chunk")]
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, self.address) from error
 
     def open_job_watch(self, request: jobs_pb2.WatchJobsRequest) -> Any:
         """The WatchJobs call (see hodeictl.streams, which resumes it)."""
