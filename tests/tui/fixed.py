@@ -127,7 +127,7 @@ class FixedClient:
     async def get_job(self, job_id: str) -> jobs_pb2.Job:
         return next(job for job in JOBS if job.id == job_id)
 
-    async def stream_logs(self, job_id: str, *, follow: bool,
+    async def stream_logs(self, job_id: str, *, follow: bool, tail_lines: int = 0,
                           ) -> AsyncGenerator[logs_pb2.LogEvent, None]:
         for seq, (stream, data) in enumerate(OUTPUT, start=1):
             yield logs_pb2.LogEvent(chunk=logs_pb2.LogChunk(job_id=job_id, attempt=1, seq=seq,
