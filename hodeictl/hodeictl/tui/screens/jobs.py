@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Static
+from textual.widgets.data_table import ColumnKey
 
 from hodei_api.v1 import jobs_pb2
 from hodeictl.errors import UsageError
@@ -97,8 +98,7 @@ class JobsScreen(HodeiScreen):
             elif job is not None and visible:
                 cells = self._cells(job, names)
                 if job_id in self._shown:
-                    for (key, _), value in zip(COLUMNS, cells, strict=True):
-                        table.update_cell(job_id, key, value, update_width=True)
+                    self._update_row(table, job_id, cells)
                 else:
                     table.add_row(*cells, key=job_id)
                     self._shown.add(job_id)
@@ -107,6 +107,17 @@ class JobsScreen(HodeiScreen):
             self._trim(table)
             self._sort(table)
         self._summarise()
+
+    @staticmethod
+    def _update_row(table: DataTable[Text], job_id: str, cells: list[Text]) -> None:
+        """Change the cells that changed. A cell wider than its column widens it; one
+        narrower leaves it be (narrowing re-measures the whole column, thousands of cells
+        a change, which is what kept the table behind a busy feed)."""
+        for (key, _), value in zip(COLUMNS, cells, strict=True):
+            if table.get_cell(job_id, key) == value:
+                continue
+            wider = value.cell_len > table.columns[ColumnKey(key)].content_width
+            table.update_cell(job_id, key, value, update_width=wider)
 
     def _rebuild(self, table: DataTable[Text]) -> None:
         selected = self.selected_id()
