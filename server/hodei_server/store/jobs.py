@@ -571,6 +571,12 @@ class JobStore:
             )
             return await cur.fetchall()
 
+    async def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (states with none left out)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("count_jobs_by_state"))
+            return {row["state"]: row["jobs"] for row in await cur.fetchall()}
+
     async def read_chunks_back(
         self, job_id: uuid.UUID, before_attempt: int, before_seq: int, limit: int = 64
     ) -> list[Row]:

@@ -319,6 +319,10 @@ WHERE job_id = %(job_id)s AND (attempt, seq) > (%(after_attempt)s, %(after_seq)s
 ORDER BY attempt, seq
 LIMIT %(limit)s;
 
+-- name: count_jobs_by_state
+-- Read from the (state, created_at, id) index, not the table's rows.
+SELECT state, count(*) AS jobs FROM jobs GROUP BY state;
+
 -- name: read_log_chunks_back
 -- Newest first, from before a point: a tail or a page of output is found by reading back
 -- from its end along the primary key, never by reading the output from its beginning.
