@@ -182,6 +182,11 @@ class HodeiClient:
                 break
         return jobs[:limit]
 
+    async def count_jobs(self) -> dict[int, int]:
+        """How many jobs are in each state (a JobState value), counted by the server."""
+        reply = await self._call(self._jobs.CountJobs, jobs_pb2.CountJobsRequest())
+        return {count.state: count.jobs for count in reply.counts}
+
     async def cancel_job(self, job_id: str, reason: str = "") -> jobs_pb2.CancelJobResponse:
         """Ask the server to cancel a job; `changed` is False if it had already finished."""
         request = jobs_pb2.CancelJobRequest(id=job_id, reason=reason)
