@@ -391,6 +391,10 @@ class HodeiClient:
         """The WatchJobs call (see hodeictl.streams, which resumes it)."""
         return self._jobs.WatchJobs(request, metadata=self._metadata)
 
+    def open_worker_watch(self, request: workers_pb2.WatchWorkersRequest) -> Any:
+        """The WatchWorkers call (see hodeictl.tui.feeds, which starts it again)."""
+        return self._workers.WatchWorkers(request, metadata=self._metadata)
+
     def open_event_watch(self, request: events_pb2.WatchEventsRequest) -> Any:
         """The WatchEvents call (see hodeictl.streams, which resumes it)."""
         return self._events.WatchEvents(request, metadata=self._metadata)
