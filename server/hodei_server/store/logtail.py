@@ -38,7 +38,7 @@ class ChunksBack(Protocol):
 async def line_start(store: ChunksBack, job_id: uuid.UUID, lines: int,
                      before: Position = END) -> Position | None:
     """Where the last `lines` lines before `before` begin; None: at the output's start."""
-    if before.offset:
+    if before.offset and before.seq < END_SEQ:
         # The chunk `before` points into is read too, up to its offset.
         upper = (before.attempt, before.seq + 1)
     else:
