@@ -41,6 +41,7 @@ RING_LINES = 20_000
 # Lines of output shown when a job is opened, and fetched by each scroll back.
 TAIL_LINES = 2_000
 PAGE_LINES = 1_000
+PAGE_RETRY_SECONDS = 5.0
 # The longest the output reader runs before it lets the interface have a turn.
 YIELD_SECONDS = 0.01
 # Events of the timeline panel.
@@ -76,6 +77,8 @@ class JobScreen(HodeiScreen):
         self.changes = Changes()
         self.events: collections.deque[Text] = collections.deque(maxlen=EVENTS_SHOWN)
         self.paging = False
+        # After a failed page, when to ask again.
+        self.page_again_at = 0.0
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="job-summary")
@@ -159,7 +162,7 @@ class JobScreen(HodeiScreen):
 
     def on_output_view_wants_earlier(self) -> None:
         start = self.buffer.first_start()
-        if not self.paging and start is not None:
+        if not self.paging and start is not None and time.monotonic() >= self.page_again_at:
             self.paging = True
             self.load_earlier(start)
 
@@ -171,6 +174,7 @@ class JobScreen(HodeiScreen):
             chunks = await client.read_log_page(self.job_id, start, PAGE_LINES)
         except HodeiCtlError as error:
             self.notify(one_line(str(error)), title="earlier output", severity="error")
+            self.page_again_at = time.monotonic() + PAGE_RETRY_SECONDS
             return
         finally:
             self.paging = False
