@@ -124,3 +124,12 @@ def test_the_job_screen_opens_at_the_tail_and_pages_back(
             assert len(buffer.lines) == job_screen.TAIL_LINES
 
     run(scenario())
+
+
+def test_job_logs_tail_prints_the_servers_tail(tui_server: ServerProcess,
+                                               counted: jobs_pb2.Job) -> None:
+    result = tui_server.hodeictl("job", "logs", counted.id, "--tail", "3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == numbers(LINES - 2, LINES)
+    nothing = tui_server.hodeictl("job", "logs", counted.id, "--tail", "0")
+    assert nothing.returncode == 0 and nothing.stdout == b""
