@@ -376,8 +376,7 @@ class HodeiClient:
 
     async def read_log_page(self, job_id: str, before: tuple[int, int, int],
                             lines: int) -> list[logs_pb2.LogChunk]:
-        """The last `lines` lines of output before byte `before[2]` of chunk
-        (`before[0]`, `before[1]`), as chunks cut at line starts."""
+        """The last `lines` lines of output before (attempt, seq, offset) `before`."""
         request = logs_pb2.StreamLogsRequest(
             job_id=job_id, before_attempt=before[0], before_seq=before[1],
             before_offset=before[2], tail_lines=lines)

@@ -101,26 +101,36 @@ def test_the_job_screen_opens_at_the_tail_and_pages_back(
             assert isinstance(screen, JobScreen)
             buffer = screen.buffer
             texts = lambda: [line.text for line in buffer.lines]  # noqa: E731
-            await wait_for(pilot, lambda: texts()[-1:] == [str(LINES)], what="the tail")
+
+            def state() -> str:
+                view = screen.query_one(OutputView)
+                return (f"{len(buffer.lines)} lines {texts()[:1]}..{texts()[-1:]}, at_end "
+                        f"{buffer.at_end}, earlier {buffer.earlier}, scroll_y "
+                        f"{view.scroll_y}, following {view.following}")
+
+            await wait_for(pilot, lambda: texts()[-1:] == [str(LINES)], what="the tail",
+                           shows=state)
+            view = screen.query_one(OutputView)
             # Only the tail was read: the job's history was not replayed.
             assert texts() == [str(n) for n in range(LINES - job_screen.TAIL_LINES + 1,
                                                      LINES + 1)]
             assert buffer.earlier and buffer.at_end
-            view = screen.query_one(OutputView)
             await pilot.press("home")
             first = LINES - job_screen.TAIL_LINES - 2_000 + 1
-            await wait_for(pilot, lambda: texts()[0] == str(first), what="a page back")
+            await wait_for(pilot, lambda: texts()[0] == str(first), what="a page back",
+                           shows=state)
             assert len(buffer.lines) == job_screen.TAIL_LINES + 2_000 and buffer.at_end
             # Where the reader was stays in view: the old first line, below the page.
-            await wait_for(pilot, lambda: int(view.scroll_y) >= 1_990)
+            await wait_for(pilot, lambda: int(view.scroll_y) >= 1_990, what="the view kept",
+                           shows=state)
             await pilot.press("home")
             await wait_for(pilot, lambda: texts()[0] == str(first - 2_000),
-                           what="a second page")
+                           what="a second page", shows=state)
             assert len(buffer.lines) == 5_000 and not buffer.at_end
             assert texts()[-1] == str(first - 2_000 + 4_999)
             await pilot.press("end")
             await wait_for(pilot, lambda: buffer.at_end and texts()[-1:] == [str(LINES)],
-                           what="back at the live tail")
+                           what="back at the live tail", shows=state)
             assert len(buffer.lines) == job_screen.TAIL_LINES
 
     run(scenario())
