@@ -38,3 +38,42 @@ def test_a_row_drawn_before_the_measure_is_redrawn_whole() -> None:
             assert LONGER in shown(table)
 
     run(scenario())
+
+
+def test_a_job_row_changes_only_its_changed_cells_and_only_widens() -> None:
+    from hodeictl.tui.screens.jobs import COLUMNS, JobsScreen
+
+    def row(name: str, state: str) -> list[Text]:
+        cells = [Text("-") for _ in COLUMNS]
+        cells[1], cells[2] = Text(name), Text(state)
+        return cells
+
+    class JobsTable(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Table()
+
+        def on_mount(self) -> None:
+            table = self.query_one(Table)
+            for key, label in COLUMNS:
+                table.add_column(label, key=key)
+
+    async def scenario() -> None:
+        app = JobsTable()
+        async with app.run_test(size=(160, 10)) as pilot:
+            table = app.query_one(Table)
+            table.add_row(*row("build", "PENDING"), key="job")
+            await pilot.pause(0.1)
+            before = table._update_count  # every change to the table moves it
+            JobsScreen._update_row(table, "job", row("build", "PENDING"))
+            assert table._update_count == before, "nothing changed, nothing touched"
+            JobsScreen._update_row(table, "job", row("build-the-whole-thing", "RUNNING"))
+            await pilot.pause(0.1)
+            assert table.columns["name"].content_width == len("build-the-whole-thing")
+            assert "build-the-whole-thing" in shown(table) and "RUNNING" in shown(table)
+            JobsScreen._update_row(table, "job", row("b", "FAILED"))
+            await pilot.pause(0.1)
+            # Narrower: the column keeps its width (no re-measure of the whole column).
+            assert table.columns["name"].content_width == len("build-the-whole-thing")
+            assert table.get_cell("job", "name").plain == "b"
+
+    run(scenario())
