@@ -184,6 +184,11 @@ class HodeiClient:
                 break
         return jobs[:limit]
 
+    async def count_jobs(self) -> dict[int, int]:
+        """How many jobs are in each state (a JobState value), counted by the server."""
+        reply = await self._call(self._jobs.CountJobs, jobs_pb2.CountJobsRequest())
+        return {count.state: count.jobs for count in reply.counts}
+
     async def cancel_job(self, job_id: str, reason: str = "") -> jobs_pb2.CancelJobResponse:
         """Ask the server to cancel a job; `changed` is False if it had already finished."""
         request = jobs_pb2.CancelJobRequest(id=job_id, reason=reason)
@@ -320,19 +325,22 @@ class HodeiClient:
 
     async def stream_logs(
         self, job_id: str, *, follow: bool, after: tuple[int, int] = (0, 0),
+        tail_lines: int = 0,
     ) -> AsyncGenerator[logs_pb2.LogEvent, None]:
         """The job's log events, ending with its LogEnd once it finished.
 
-        If an established stream breaks (UNAVAILABLE, or it closes before LogEnd while
-        following), it is reopened after the last (attempt, seq) delivered, so no chunk is
-        lost or repeated.
+        With `tail_lines` (and no `after`) the output starts at its last `tail_lines`
+        lines, cut by the server. If an established stream breaks (UNAVAILABLE, or it
+        closes before LogEnd while following), it is reopened after the last (attempt,
+        seq) delivered, so no chunk is lost or repeated.
         """
         position = after
         failures = 0
         connected = ended = False
         while True:
             request = logs_pb2.StreamLogsRequest(
-                job_id=job_id, after_attempt=position[0], after_seq=position[1], follow=follow
+                job_id=job_id, after_attempt=position[0], after_seq=position[1], follow=follow,
+                tail_lines=tail_lines if position == (0, 0) else 0,
             )
             call = self._logs.StreamLogs(request, metadata=self._metadata)
             try:
@@ -368,9 +376,25 @@ class HodeiClient:
             failures += 1
             await asyncio.sleep(backoff(failures))
 
+    async def read_log_page(self, job_id: str, before: tuple[int, int, int],
+                            lines: int) -> list[logs_pb2.LogChunk]:
+        """The last `lines` lines of output before (attempt, seq, offset) `before`."""
+        request = logs_pb2.StreamLogsRequest(
+            job_id=job_id, before_attempt=before[0], before_seq=before[1],
+            before_offset=before[2], tail_lines=lines)
+        call = self._logs.StreamLogs(request, metadata=self._metadata, timeout=self.timeout)
+        try:
+            return [event.chunk async for event in call if event.HasField("chunk")]
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, self.address) from error
+
     def open_job_watch(self, request: jobs_pb2.WatchJobsRequest) -> Any:
         """The WatchJobs call (see hodeictl.streams, which resumes it)."""
         return self._jobs.WatchJobs(request, metadata=self._metadata)
+
+    def open_worker_watch(self, request: workers_pb2.WatchWorkersRequest) -> Any:
+        """The WatchWorkers call (see hodeictl.tui.feeds, which starts it again)."""
+        return self._workers.WatchWorkers(request, metadata=self._metadata)
 
     def open_event_watch(self, request: events_pb2.WatchEventsRequest) -> Any:
         """The WatchEvents call (see hodeictl.streams, which resumes it)."""

@@ -89,11 +89,16 @@ async def write_logs(client: HodeiClient, job_id: str, *, follow: bool,
 
 async def _write_tail(client: HodeiClient, job_id: str, view: LogView, out: _Output,
                       err: _Output) -> tuple[int, int]:
-    """The last `view.tail` lines of the output so far; where the stream goes on from."""
+    """The last `view.tail` lines of the output so far; where the stream goes on from.
+
+    The server cuts the tail (reading back from the end), so a long output is not read
+    whole; `--tail 0` asks for one line, to learn where the output ends.
+    """
     position = (0, 0)
     lines: list[tuple[bool, bytes]] = []
     open_line: dict[bool, int | None] = {}
-    async with contextlib.aclosing(client.stream_logs(job_id, follow=False)) as events:
+    async with contextlib.aclosing(client.stream_logs(
+            job_id, follow=False, tail_lines=max(view.tail or 0, 1))) as events:
         async for event in events:
             if event.HasField("chunk"):
                 chunk = event.chunk

@@ -124,10 +124,18 @@ class FixedClient:
     async def who_am_i(self) -> auth_pb2.WhoAmIResponse:
         return auth_pb2.WhoAmIResponse(name="ops", role=auth_pb2.ROLE_ADMIN)
 
+    async def count_jobs(self) -> dict[int, int]:
+        """The server's count: the jobs held, and 12,000 pending ones the console is not."""
+        counts: dict[int, int] = {}
+        for job in JOBS:
+            counts[job.state] = counts.get(job.state, 0) + 1
+        counts[jobs_pb2.JOB_STATE_PENDING] = counts.get(jobs_pb2.JOB_STATE_PENDING, 0) + 12_000
+        return counts
+
     async def get_job(self, job_id: str) -> jobs_pb2.Job:
         return next(job for job in JOBS if job.id == job_id)
 
-    async def stream_logs(self, job_id: str, *, follow: bool,
+    async def stream_logs(self, job_id: str, *, follow: bool, tail_lines: int = 0,
                           ) -> AsyncGenerator[logs_pb2.LogEvent, None]:
         for seq, (stream, data) in enumerate(OUTPUT, start=1):
             yield logs_pb2.LogEvent(chunk=logs_pb2.LogChunk(job_id=job_id, attempt=1, seq=seq,

@@ -38,10 +38,8 @@ def test_hostile_names_and_output_are_shown_inert(tui_server: ServerProcess,
             await wait_for(pilot, lambda: {job.id, named.id, argv.id} <= set(table.rows))
             assert table.get_cell(named.id, "name").plain == HOSTILE_NAME
             table.move_cursor(row=table.get_row_index(named.id))  # into view
-            # Drawn as text: the bracket shown, not read as markup. The columns sometimes
-            # keep their headers' widths (a known fault of the table's sizing), which cuts
-            # the name to its first four characters: those are enough to tell.
-            await wait_for(pilot, lambda: HOSTILE_NAME[:4] in shown(table),
+            # Drawn as text, whole: the brackets shown, not read as markup.
+            await wait_for(pilot, lambda: HOSTILE_NAME in shown(table),
                            what="the drawn row", shows=lambda: shown(table))
             name = table.get_cell(argv.id, "name").plain
             assert "^[[2J" in name and "^[]0;pwned^G" in name and "<U+202E>" in name

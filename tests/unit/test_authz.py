@@ -48,6 +48,7 @@ def test_the_role_table() -> None:
         "SubmitJob": "submitter", "SubmitJobs": "submitter", "GetJob": "viewer",
         "ListJobs": "viewer",
         "CancelJob": "submitter", "RetryJob": "submitter", "DeleteJob": "submitter",
+        "CountJobs": "viewer",
         "StreamLogs": "viewer",
         "ListWorkers": "viewer", "ListProviders": "viewer", "GetServerInfo": "viewer",
         "DrainWorker": "operator",

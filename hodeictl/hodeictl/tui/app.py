@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -55,6 +55,8 @@ class HodeiApp(LiveApp):
         self.read_only = read_only
         self.start_screen = start_screen
         self.extra_screens: dict[str, type[Screen[Any]]] = {}
+        # Every screen `:NAME` shows (a mode each), built-in or a plugin's.
+        self.screen_classes: dict[str, type[Screen[Any]]] = {}
 
     # ---- screens --------------------------------------------------------------------
 
@@ -79,18 +81,19 @@ class HodeiApp(LiveApp):
             "audit": audit.AuditScreen,
         }
         self.extra_screens = plugin_screens(builtin)
-        for name, screen in {**builtin, **self.extra_screens}.items():
+        self.screen_classes = {**builtin, **self.extra_screens}
+        for name, screen in self.screen_classes.items():
             self.add_mode(name, screen)
         self.start_feeds()
         self.switch_mode(self.start_screen if self.start_screen in self.screen_names()
                          else "jobs")
 
     def screen_names(self) -> list[str]:
-        return [*self._modes]
+        return [*self.screen_classes]
 
     def show_screen(self, name: str) -> str | None:
         """Switch to the screen `name`; the reason it cannot be shown otherwise."""
-        if name not in self._modes:
+        if name not in self.screen_classes:
             return f"no screen {name!r}; one of: {', '.join(self.screen_names())}"
         if name in ADMIN_SCREENS and self.role < auth_pb2.ROLE_ADMIN:
             return f"{name} is for admins (you are {role_name(self.role)})"
@@ -250,3 +253,10 @@ def plugin_screens(builtin: dict[str, type[Screen[Any]]]) -> dict[str, type[Scre
 
     return {name: cls for name, cls in get_host().tui_screens().items()
             if name not in builtin and issubclass(cls, Screen)}
+
+
+if TYPE_CHECKING:
+    from hodeictl.tui.console import Console
+
+    def _a_console(app: HodeiApp) -> Console:
+        return app  # mypy checks that the app offers what its screens ask of it

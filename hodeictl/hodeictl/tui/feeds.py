@@ -99,8 +99,7 @@ async def watch_jobs(client: HodeiClient, wanted: jobs_pb2.JobFilter,
 async def watch_workers(client: HodeiClient,
                         after_revision: int = 0) -> AsyncIterator[WorkersUpdate]:
     """Every live worker: a snapshot, then every change (a new snapshot on reconnect)."""
-    call = client._workers.WatchWorkers(workers_pb2.WatchWorkersRequest(),
-                                        metadata=client._metadata)
+    call = client.open_worker_watch(workers_pb2.WatchWorkersRequest())
     snapshot: list[workers_pb2.Worker] = []
     synced = False
     try:

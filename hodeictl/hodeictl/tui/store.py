@@ -8,6 +8,8 @@ the bounded ring of a followed job's output lines.
 from __future__ import annotations
 
 import collections
+import itertools
+import operator
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -102,36 +104,66 @@ class JobIndex:
                       reverse=True)
 
 
+class Position(NamedTuple):
+    """Byte `offset` of output chunk (attempt, seq): where a line starts."""
+
+    attempt: int
+    seq: int
+    offset: int
+
+
 class OutputLine(NamedTuple):
     stream: int  # logs_pb2.LOG_STREAM_STDOUT or _STDERR
     text: str  # already sanitised
+    # Where it starts, (attempt, seq, offset) as a Position has them; None for a line of
+    # our own. A plain tuple: one is made for every line of output.
+    start: tuple[int, int, int] | None = None
 
 
 class OutputBuffer:
-    """The last `max_lines` lines of a job's output, sanitised, stdout and stderr apart.
+    """A window of at most `max_lines` lines of a job's output, sanitised, stdout and
+    stderr apart, each line with where it starts in the output.
 
-    `total` counts every line ever added, so a view can tell how many fell off the front.
-    A line is complete at its newline; a partial last line per stream is held back until
-    its newline arrives or `flush()` (the job ended).
+    Live output is appended (the oldest lines fall off the front); a page of earlier
+    output is prepended (the newest fall off the back, and the window no longer reaches
+    the live end: `at_end` is False). `total` counts every line appended, so a view can
+    tell new lines came; `dropped` those that fell off the front, `prepended` those put
+    in front. A line is complete at its newline; a partial last line per stream is held
+    back until its newline arrives or `flush()` (the job ended).
     """
 
     def __init__(self, max_lines: int = 10_000) -> None:
         self.lines: collections.deque[OutputLine] = collections.deque(maxlen=max_lines)
         self.total = 0
+        self.dropped = 0
+        self.prepended = 0
+        self.at_end = True
+        # Whether output exists before the first line held (unknown: assume so).
+        self.earlier = True
         self._pending: dict[int, str] = {}
         self._sanitizers: dict[int, StreamSanitizer] = {}
+        self._starts: dict[int, collections.deque[tuple[int, int, int] | None]] = {}
 
     @property
     def max_lines(self) -> int:
         return self.lines.maxlen or 0
 
-    @property
-    def dropped(self) -> int:
-        """Lines no longer held (fallen off the front of the ring)."""
-        return self.total - len(self.lines)
-
-    def feed(self, stream: int, data: bytes) -> int:
-        """Add a chunk of one stream; returns how many complete lines it added."""
+    def feed(self, stream: int, data: bytes, start: Position | None = None) -> int:
+        """Add a chunk of one stream, whose first byte is at `start`; returns how many
+        complete lines it added."""
+        starts = self._starts.setdefault(stream, collections.deque())
+        if stream not in self._pending and not starts:
+            starts.append(start)
+        if start is not None:
+            # After the k-th newline: offset + the lengths of the k pieces before it + k.
+            # Built in C (map, accumulate, zip): a chunk holds thousands of lines.
+            pieces = data.split(b"\n")[:-1]
+            after = map(operator.add, itertools.accumulate(map(len, pieces)),
+                        itertools.count(start.offset + 1))
+            starts.extend(zip(itertools.repeat(start.attempt), itertools.repeat(start.seq),
+                              after))
+        else:
+            starts.extend([None] * data.count(b"\n"))
         sanitizer = self._sanitizers.setdefault(stream, StreamSanitizer())
         return self._add(stream, sanitizer.feed(data))
 
@@ -143,9 +175,18 @@ class OutputBuffer:
         if parts[-1]:
             self._pending[stream] = parts[-1]
         complete = parts[:-1]
-        self.lines.extend(OutputLine(stream, line.rstrip("\r")) for line in complete)
-        self.total += len(complete)
+        starts = self._starts.setdefault(stream, collections.deque())
+        self._append([OutputLine(stream, line.rstrip("\r"),
+                                 starts.popleft() if starts else None)
+                      for line in complete])
+        if not parts[-1] and not starts:
+            self._starts.pop(stream, None)
         return len(complete)
+
+    def _append(self, lines: list[OutputLine]) -> None:
+        self.dropped += max(0, len(self.lines) + len(lines) - self.max_lines)
+        self.lines.extend(lines)
+        self.total += len(lines)
 
     def flush(self) -> int:
         """Emit held-back partial lines (the stream ended)."""
@@ -154,18 +195,52 @@ class OutputBuffer:
             self._add(stream, sanitizer.flush())
         for stream, rest in list(self._pending.items()):
             del self._pending[stream]
-            self.lines.append(OutputLine(stream, rest.rstrip("\r")))
-            self.total += 1
+            starts = self._starts.pop(stream, collections.deque())
+            self._append([OutputLine(stream, rest.rstrip("\r"),
+                                     starts.popleft() if starts else None)])
             added += 1
+        self._starts.clear()
         return added
 
     def note(self, text: str) -> None:
         """A line of our own (an attempt separator), shown as stdout."""
-        self.lines.append(OutputLine(logs_pb2.LOG_STREAM_UNSPECIFIED, text))
-        self.total += 1
+        self._append([OutputLine(logs_pb2.LOG_STREAM_UNSPECIFIED, text)])
+
+    def first_start(self) -> Position | None:
+        """Where the first line held starts in the output (None: nothing held)."""
+        start = next((line.start for line in self.lines if line.start is not None), None)
+        return Position(*start) if start is not None else None
+
+    def prepend(self, lines: list[OutputLine]) -> int:
+        """Put earlier lines in front; returns how many are held of them."""
+        room = self.max_lines - len(self.lines)
+        if len(lines) > room:
+            self.at_end = False
+        if len(lines) > self.max_lines:
+            lines = lines[-self.max_lines:]
+        self.lines.extendleft(reversed(lines))
+        self.prepended += len(lines)
+        return len(lines)
 
     def clear(self) -> None:
         self.lines.clear()
-        self.total = 0
+        self.total = self.dropped = self.prepended = 0
+        self.at_end = self.earlier = True
         self._pending.clear()
         self._sanitizers.clear()
+        self._starts.clear()
+
+
+def page_lines(chunks: Iterable[logs_pb2.LogChunk]) -> list[OutputLine]:
+    """A page of earlier output (chunks cut at line starts by the server) as lines."""
+    page = OutputBuffer(max_lines=2**31 - 1)
+    attempt = 0
+    for chunk in chunks:
+        if chunk.attempt != attempt:
+            if attempt:
+                page.flush()
+                page.note(f"--- attempt {chunk.attempt} ---")
+            attempt = chunk.attempt
+        page.feed(chunk.stream, chunk.data, Position(chunk.attempt, chunk.seq, chunk.offset))
+    page.flush()
+    return list(page.lines)

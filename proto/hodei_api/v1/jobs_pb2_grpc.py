@@ -74,6 +74,11 @@ class JobServiceStub:
                 request_serializer=hodei__api_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
                 response_deserializer=hodei__api_dot_v1_dot_jobs__pb2.DeleteJobResponse.FromString,
                 _registered_method=True)
+        self.CountJobs = channel.unary_unary(
+                '/hodei.api.v1.JobService/CountJobs',
+                request_serializer=hodei__api_dot_v1_dot_jobs__pb2.CountJobsRequest.SerializeToString,
+                response_deserializer=hodei__api_dot_v1_dot_jobs__pb2.CountJobsResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -141,6 +146,13 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountJobs(self, request, context):
+        """How many jobs are in each state, server-wide (one indexed count, for dashboards).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +195,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.DeleteJob,
                     request_deserializer=hodei__api_dot_v1_dot_jobs__pb2.DeleteJobRequest.FromString,
                     response_serializer=hodei__api_dot_v1_dot_jobs__pb2.DeleteJobResponse.SerializeToString,
+            ),
+            'CountJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountJobs,
+                    request_deserializer=hodei__api_dot_v1_dot_jobs__pb2.CountJobsRequest.FromString,
+                    response_serializer=hodei__api_dot_v1_dot_jobs__pb2.CountJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +418,33 @@ class JobService:
             '/hodei.api.v1.JobService/DeleteJob',
             hodei__api_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
             hodei__api_dot_v1_dot_jobs__pb2.DeleteJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hodei.api.v1.JobService/CountJobs',
+            hodei__api_dot_v1_dot_jobs__pb2.CountJobsRequest.SerializeToString,
+            hodei__api_dot_v1_dot_jobs__pb2.CountJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,23 +26,23 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from hodei_api.v1 import jobs_pb2 as hodei__api_dot_v1_dot_jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hodei_api/v1/logs.proto\x12\x0chodei.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17hodei_api/v1/jobs.proto\"\x9e\x01\n\x08LogChunk\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\'\n\x06stream\x18\x04 \x01(\x0e\x32\x17.hodei.api.v1.LogStream\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12-\n\tstored_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"]\n\x11StreamLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rafter_attempt\x18\x02 \x01(\x05\x12\x11\n\tafter_seq\x18\x03 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"(\n\x06LogEnd\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.hodei.api.v1.Job\"a\n\x08LogEvent\x12\'\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x16.hodei.api.v1.LogChunkH\x00\x12#\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x14.hodei.api.v1.LogEndH\x00\x42\x07\n\x05\x65vent*U\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x32U\n\nLogService\x12G\n\nStreamLogs\x12\x1f.hodei.api.v1.StreamLogsRequest\x1a\x16.hodei.api.v1.LogEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hodei_api/v1/logs.proto\x12\x0chodei.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17hodei_api/v1/jobs.proto\"\xae\x01\n\x08LogChunk\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\'\n\x06stream\x18\x04 \x01(\x0e\x32\x17.hodei.api.v1.LogStream\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12-\n\tstored_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06offset\x18\x07 \x01(\x03\"\xb4\x01\n\x11StreamLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rafter_attempt\x18\x02 \x01(\x05\x12\x11\n\tafter_seq\x18\x03 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x05\x12\x16\n\x0e\x62\x65\x66ore_attempt\x18\x06 \x01(\x05\x12\x12\n\nbefore_seq\x18\x07 \x01(\x03\x12\x15\n\rbefore_offset\x18\x08 \x01(\x03\"(\n\x06LogEnd\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.hodei.api.v1.Job\"a\n\x08LogEvent\x12\'\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x16.hodei.api.v1.LogChunkH\x00\x12#\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x14.hodei.api.v1.LogEndH\x00\x42\x07\n\x05\x65vent*U\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x32U\n\nLogService\x12G\n\nStreamLogs\x12\x1f.hodei.api.v1.StreamLogsRequest\x1a\x16.hodei.api.v1.LogEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hodei_api.v1.logs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOGSTREAM']._serialized_start=496
-  _globals['_LOGSTREAM']._serialized_end=581
+  _globals['_LOGSTREAM']._serialized_start=600
+  _globals['_LOGSTREAM']._serialized_end=685
   _globals['_LOGCHUNK']._serialized_start=100
-  _globals['_LOGCHUNK']._serialized_end=258
-  _globals['_STREAMLOGSREQUEST']._serialized_start=260
-  _globals['_STREAMLOGSREQUEST']._serialized_end=353
-  _globals['_LOGEND']._serialized_start=355
-  _globals['_LOGEND']._serialized_end=395
-  _globals['_LOGEVENT']._serialized_start=397
-  _globals['_LOGEVENT']._serialized_end=494
-  _globals['_LOGSERVICE']._serialized_start=583
-  _globals['_LOGSERVICE']._serialized_end=668
+  _globals['_LOGCHUNK']._serialized_end=274
+  _globals['_STREAMLOGSREQUEST']._serialized_start=277
+  _globals['_STREAMLOGSREQUEST']._serialized_end=457
+  _globals['_LOGEND']._serialized_start=459
+  _globals['_LOGEND']._serialized_end=499
+  _globals['_LOGEVENT']._serialized_start=501
+  _globals['_LOGEVENT']._serialized_end=598
+  _globals['_LOGSERVICE']._serialized_start=687
+  _globals['_LOGSERVICE']._serialized_end=772
 # @@protoc_insertion_point(module_scope)

@@ -20,32 +20,42 @@ LOG_STREAM_STDOUT: LogStream
 LOG_STREAM_STDERR: LogStream
 
 class LogChunk(_message.Message):
-    __slots__ = ("job_id", "attempt", "seq", "stream", "data", "stored_at")
+    __slots__ = ("job_id", "attempt", "seq", "stream", "data", "stored_at", "offset")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     STORED_AT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     seq: int
     stream: LogStream
     data: bytes
     stored_at: _timestamp_pb2.Timestamp
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., seq: _Optional[int] = ..., stream: _Optional[_Union[LogStream, str]] = ..., data: _Optional[bytes] = ..., stored_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    offset: int
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., seq: _Optional[int] = ..., stream: _Optional[_Union[LogStream, str]] = ..., data: _Optional[bytes] = ..., stored_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class StreamLogsRequest(_message.Message):
-    __slots__ = ("job_id", "after_attempt", "after_seq", "follow")
+    __slots__ = ("job_id", "after_attempt", "after_seq", "follow", "tail_lines", "before_attempt", "before_seq", "before_offset")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_OFFSET_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     after_attempt: int
     after_seq: int
     follow: bool
-    def __init__(self, job_id: _Optional[str] = ..., after_attempt: _Optional[int] = ..., after_seq: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+    tail_lines: int
+    before_attempt: int
+    before_seq: int
+    before_offset: int
+    def __init__(self, job_id: _Optional[str] = ..., after_attempt: _Optional[int] = ..., after_seq: _Optional[int] = ..., follow: _Optional[bool] = ..., tail_lines: _Optional[int] = ..., before_attempt: _Optional[int] = ..., before_seq: _Optional[int] = ..., before_offset: _Optional[int] = ...) -> None: ...
 
 class LogEnd(_message.Message):
     __slots__ = ("job",)

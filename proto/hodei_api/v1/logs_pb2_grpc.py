@@ -45,8 +45,8 @@ class LogServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StreamLogs(self, request, context):
-        """History from the resume point, then (with follow) live output until the
-        job reaches a final state.
+        """History from the resume point (or the tail), then (with follow) live output
+        until the job reaches a final state; or one page of earlier output.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

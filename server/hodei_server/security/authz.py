@@ -46,6 +46,7 @@ METHOD_ROLES: dict[str, Role] = {
     _JOBS + "CancelJob": Role.SUBMITTER,
     _JOBS + "RetryJob": Role.SUBMITTER,
     _JOBS + "DeleteJob": Role.SUBMITTER,
+    _JOBS + "CountJobs": Role.VIEWER,
     _LOGS + "StreamLogs": Role.VIEWER,
     _WORKERS + "ListWorkers": Role.VIEWER,
     _WORKERS + "ListProviders": Role.VIEWER,

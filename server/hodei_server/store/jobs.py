@@ -543,6 +543,24 @@ class JobStore:
             )
             return await cur.fetchall()
 
+    async def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (states with none left out)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query("count_jobs_by_state"))
+            return {row["state"]: row["jobs"] for row in await cur.fetchall()}
+
+    async def read_chunks_back(
+        self, job_id: uuid.UUID, before_attempt: int, before_seq: int, limit: int = 64
+    ) -> list[Row]:
+        """Chunks strictly before (before_attempt, before_seq), newest first."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                query("read_log_chunks_back"),
+                {"job_id": job_id, "before_attempt": before_attempt,
+                 "before_seq": before_seq, "limit": limit},
+            )
+            return await cur.fetchall()
+
     async def active_jobs_of(self, worker_ids: list[uuid.UUID]) -> list[Row]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(query("active_jobs_of_workers"), {"worker_ids": worker_ids})

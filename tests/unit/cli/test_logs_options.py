@@ -38,9 +38,11 @@ def _logs(*args: str) -> tuple[bytes, bytes, FakeLogService]:
 
 
 def test_tail_prints_the_last_lines_of_both_streams() -> None:
-    out, err, _ = _logs("--tail", "3")
+    out, err, logs = _logs("--tail", "3")
     assert out == b"four\nfive\n"
     assert err == b"oops\n"
+    # The server cuts the tail: the command does not read the output from its start.
+    assert logs.requests[0].tail_lines == 3
     assert _logs("--tail", "0")[:2] == (b"", b"")
 
 

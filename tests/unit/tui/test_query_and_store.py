@@ -7,7 +7,7 @@ import pytest
 from hodei_api.v1 import jobs_pb2, logs_pb2
 from hodeictl.errors import UsageError
 from hodeictl.tui import query
-from hodeictl.tui.store import JobIndex, OutputBuffer, Rates
+from hodeictl.tui.store import JobIndex, OutputBuffer, Position, Rates, page_lines
 
 OUT, ERR = logs_pb2.LOG_STREAM_STDOUT, logs_pb2.LOG_STREAM_STDERR
 
@@ -87,3 +87,29 @@ def test_rates_slide_by_the_second() -> None:
     rates.count(0, 1, now=1003.1)
     assert list(rates.started)[-4:] == [3, 0, 0, 0]
     assert list(rates.finished)[-4:] == [1, 0, 0, 1]
+
+
+def test_output_lines_know_where_they_start() -> None:
+    buffer = OutputBuffer()
+    buffer.feed(OUT, b"one\ntw", Position(1, 1, 0))
+    buffer.feed(ERR, b"err\n", Position(1, 2, 0))
+    buffer.feed(OUT, b"o\nthree\n", Position(1, 3, 5))
+    assert [(line.text, line.start) for line in buffer.lines] == [
+        ("one", Position(1, 1, 0)), ("err", Position(1, 2, 0)),
+        ("two", Position(1, 1, 4)), ("three", Position(1, 3, 7))]
+    assert buffer.first_start() == Position(1, 1, 0)
+
+
+def test_prepending_a_page_keeps_the_window_bounded() -> None:
+    buffer = OutputBuffer(max_lines=4)
+    buffer.feed(OUT, b"c\nd\ne\n", Position(1, 2, 0))
+    chunks = [logs_pb2.LogChunk(attempt=1, seq=1, stream=OUT, data=b"b\n", offset=2)]
+    page = page_lines(chunks)
+    assert [(line.text, line.start) for line in page] == [("b", Position(1, 1, 2))]
+    assert buffer.prepend(page) == 1 and buffer.at_end
+    assert [line.text for line in buffer.lines] == ["b", "c", "d", "e"]
+    assert buffer.prepend(page_lines([logs_pb2.LogChunk(
+        attempt=1, seq=1, stream=OUT, data=b"a\n")])) == 1
+    # Full: the newest line falls off the back, and the window no longer reaches the end.
+    assert [line.text for line in buffer.lines] == ["a", "b", "c", "d"]
+    assert not buffer.at_end and buffer.prepended == 2 and buffer.dropped == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -10,10 +10,8 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from hodeictl.tui.cells import role_name
+from hodeictl.tui.console import Console
 from hodeictl.tui.widgets.banner import ConnectionBanner, StatusLine
-
-if TYPE_CHECKING:
-    from hodeictl.tui.app import HodeiApp
 
 
 class HodeiScreen(Screen[Any]):
@@ -25,8 +23,8 @@ class HodeiScreen(Screen[Any]):
     screen_name = ""
 
     @property
-    def hodei(self) -> HodeiApp:
-        return cast("HodeiApp", self.app)
+    def hodei(self) -> Console:
+        return cast(Console, self.app)
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status-line")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -10,8 +10,7 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input
 
-if TYPE_CHECKING:
-    from hodeictl.tui.app import HodeiApp
+from hodeictl.tui.console import Console
 
 
 class CommandPrompt(ModalScreen[None]):
@@ -20,7 +19,7 @@ class CommandPrompt(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss", "Back")]
 
     def compose(self) -> ComposeResult:
-        app = cast("HodeiApp", self.app)
+        app = cast(Console, self.app)
         yield Input(placeholder=":" + "  ".join(app.screen_names()), id="command",
                     suggester=SuggestFromList(app.command_words(), case_sensitive=False))
 
@@ -28,14 +27,13 @@ class CommandPrompt(ModalScreen[None]):
         key = getattr(event, "key", "")
         if key == "tab":
             box = self.query_one(Input)
-            if box._suggestion:
-                box.value = box._suggestion
-                box.cursor_position = len(box.value)
+            if box.cursor_at_end:
+                box.action_cursor_right()  # at the end, this takes the suggestion
             getattr(event, "prevent_default", lambda: None)()
             getattr(event, "stop", lambda: None)()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        app = cast("HodeiApp", self.app)
+        app = cast(Console, self.app)
         self.dismiss()
         error = app.run_command(event.value)
         if error:

@@ -1,8 +1,11 @@
 """Job: its spec, attempts, events and its output followed live.
 
-Opening a job reads its output into a bounded ring (`OutputBuffer`) and draws the tail
-once caught up: the view redraws on a timer, never per chunk, so a long history costs no
-replay on screen. Save (`w`) fetches the whole output from the server into a file.
+Opening a job asks the server for the tail of its output (the last TAIL_LINES lines, cut
+by the server) and follows what comes next into a bounded window of lines
+(`OutputBuffer`): a long history is neither read nor replayed. Scrolling up past the
+first line held fetches a page of earlier lines at a time; when the window is full, the
+newest lines make room, and End (or `f`) goes back to the live tail. Save (`w`) fetches
+the whole output from the server into a file.
 """
 
 from __future__ import annotations
@@ -29,11 +32,16 @@ from hodeictl.tui import feeds
 from hodeictl.tui.cells import age, command_of, job_state, pairs, safe, state_cell
 from hodeictl.tui.live import Changes, one_line
 from hodeictl.tui.screens.base import HodeiScreen
-from hodeictl.tui.store import OutputBuffer
+from hodeictl.tui.store import OutputBuffer, Position, page_lines
 from hodeictl.tui.widgets.output import OutputView
+from hodeictl.tui.widgets.table import Table
 
-# Lines of output held in memory for one job; older ones are fetched by saving.
+# Lines of output held in memory for one job; others are fetched a page at a time.
 RING_LINES = 20_000
+# Lines of output shown when a job is opened, and fetched by each scroll back.
+TAIL_LINES = 2_000
+PAGE_LINES = 1_000
+PAGE_RETRY_SECONDS = 5.0
 # The longest the output reader runs before it lets the interface have a turn.
 YIELD_SECONDS = 0.01
 # Events of the timeline panel.
@@ -68,11 +76,14 @@ class JobScreen(HodeiScreen):
         self.buffer = OutputBuffer(RING_LINES)
         self.changes = Changes()
         self.events: collections.deque[Text] = collections.deque(maxlen=EVENTS_SHOWN)
+        self.paging = False
+        # After a failed page, when to ask again.
+        self.page_again_at = 0.0
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="job-summary")
         with Horizontal(id="job-details"):
-            yield DataTable(id="attempts", cursor_type="none")
+            yield Table(id="attempts", cursor_type="none")
             yield Static(id="events")
         yield OutputView(self.buffer, id="output")
         yield Input(id="job-prompt")
@@ -95,7 +106,9 @@ class JobScreen(HodeiScreen):
         self.load_job()
         self.follow_output()
         self.follow_events()
-        self.query_one(OutputView).focus()
+        view = self.query_one(OutputView)
+        self.watch(view, "following", self._following_changed, init=False)
+        view.focus()
 
     def on_unmount(self) -> None:
         if self.changes in self.hodei.job_changes:
@@ -116,12 +129,13 @@ class JobScreen(HodeiScreen):
 
     @work(group="output", exclusive=True)
     async def follow_output(self) -> None:
-        """Stream the job's output into the ring until the job ends."""
+        """Stream the job's output, from its tail, into the ring until the job ends."""
         attempt = 0
         turn = time.monotonic()
         try:
             client = await self.hodei.connection.open()
-            async with contextlib.aclosing(client.stream_logs(self.job_id, follow=True)) as stream:
+            async with contextlib.aclosing(client.stream_logs(
+                    self.job_id, follow=True, tail_lines=TAIL_LINES)) as stream:
                 async for event in stream:
                     if event.HasField("end"):
                         self.buffer.flush()
@@ -133,8 +147,11 @@ class JobScreen(HodeiScreen):
                         if attempt:
                             self.buffer.flush()
                             self.buffer.note(f"--- attempt {chunk.attempt} ---")
+                        elif chunk.attempt <= 1 and chunk.seq == 1 and not chunk.offset:
+                            self.buffer.earlier = False  # the tail is the whole output
                         attempt = chunk.attempt
-                    self.buffer.feed(chunk.stream, chunk.data)
+                    self.buffer.feed(chunk.stream, chunk.data,
+                                     Position(chunk.attempt, chunk.seq, chunk.offset))
                     if time.monotonic() - turn > YIELD_SECONDS:
                         # Buffered chunks arrive without a pause: let keys and redraws in.
                         await asyncio.sleep(0)
@@ -142,6 +159,41 @@ class JobScreen(HodeiScreen):
         except HodeiCtlError as error:
             self.buffer.flush()
             self.buffer.note(f"--- output stream stopped: {one_line(str(error))} ---")
+
+    def on_output_view_wants_earlier(self) -> None:
+        start = self.buffer.first_start()
+        if not self.paging and start is not None and time.monotonic() >= self.page_again_at:
+            self.paging = True
+            self.load_earlier(start)
+
+    @work(group="paging", exclusive=True)
+    async def load_earlier(self, start: Position) -> None:
+        """Put the page of output before `start` in front of the window."""
+        try:
+            client = await self.hodei.connection.open()
+            chunks = await client.read_log_page(self.job_id, start, PAGE_LINES)
+        except HodeiCtlError as error:
+            self.notify(one_line(str(error)), title="earlier output", severity="error")
+            self.page_again_at = time.monotonic() + PAGE_RETRY_SECONDS
+            return
+        finally:
+            self.paging = False
+        if self.buffer.first_start() != start:
+            return  # the window moved meanwhile: the view asks again
+        lines = page_lines(chunks)
+        if sum(line.start is not None for line in lines) < PAGE_LINES:
+            self.buffer.earlier = False
+        was_at_end = self.buffer.at_end
+        self.buffer.prepend(lines)
+        if was_at_end and not self.buffer.at_end:
+            # The newest lines made room: live output no longer joins the window.
+            self.workers.cancel_group(self, "output")
+
+    def _following_changed(self, following: bool) -> None:
+        if following and not self.buffer.at_end:
+            self.buffer.clear()
+            self.query_one(OutputView).reset()
+            self.follow_output()
 
     @work(group="events", exclusive=True)
     async def follow_events(self) -> None:
@@ -205,8 +257,12 @@ class JobScreen(HodeiScreen):
         mode = "following" if view.following else "paused (f to follow)"
         held = len(self.buffer.lines)
         text = f"{mode} | {held} lines held"
-        if self.buffer.dropped:
-            text += f", {self.buffer.dropped} earlier not held (w saves all)"
+        if self.paging:
+            text += ", loading earlier lines"
+        elif self.buffer.earlier:
+            text += ", earlier lines: scroll up (w saves all)"
+        if not self.buffer.at_end:
+            text += " | scrolled back: End returns to the live tail"
         if view.search_term:
             text += f" | search: {view.search_term}"
         self.query_one("#output-status", Static).update(safe(text, 300))

@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Static
+from textual.widgets.data_table import ColumnKey
 
 from hodei_api.v1 import jobs_pb2
 from hodeictl.errors import UsageError
@@ -16,6 +17,7 @@ from hodeictl.tui import query
 from hodeictl.tui.cells import age, job_name, job_state, safe, short_id, state_cell
 from hodeictl.tui.live import Changes, one_line
 from hodeictl.tui.screens.base import HodeiScreen
+from hodeictl.tui.widgets.table import Table
 
 COLUMNS = (("id", "ID"), ("name", "NAME"), ("state", "STATE"), ("attempt", "TRY"),
            ("worker", "WORKER"), ("exit", "EXIT"), ("age", "AGE"), ("reason", "REASON"))
@@ -56,7 +58,7 @@ class JobsScreen(HodeiScreen):
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="filter: state:failed label:team=infra worker:NAME text",
                     id="filter")
-        yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+        yield Table(id="jobs-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="jobs-summary")
 
     def on_mount(self) -> None:
@@ -96,8 +98,7 @@ class JobsScreen(HodeiScreen):
             elif job is not None and visible:
                 cells = self._cells(job, names)
                 if job_id in self._shown:
-                    for (key, _), value in zip(COLUMNS, cells, strict=True):
-                        table.update_cell(job_id, key, value, update_width=True)
+                    self._update_row(table, job_id, cells)
                 else:
                     table.add_row(*cells, key=job_id)
                     self._shown.add(job_id)
@@ -106,6 +107,17 @@ class JobsScreen(HodeiScreen):
             self._trim(table)
             self._sort(table)
         self._summarise()
+
+    @staticmethod
+    def _update_row(table: DataTable[Text], job_id: str, cells: list[Text]) -> None:
+        """Change the cells that changed. A cell wider than its column widens it; one
+        narrower leaves it be (narrowing re-measures the whole column, thousands of cells
+        a change, which is what kept the table behind a busy feed)."""
+        for (key, _), value in zip(COLUMNS, cells, strict=True):
+            if table.get_cell(job_id, key) == value:
+                continue
+            wider = value.cell_len > table.columns[ColumnKey(key)].content_width
+            table.update_cell(job_id, key, value, update_width=wider)
 
     def _rebuild(self, table: DataTable[Text]) -> None:
         selected = self.selected_id()

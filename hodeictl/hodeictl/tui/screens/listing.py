@@ -15,6 +15,7 @@ from hodeictl.client import HodeiClient
 from hodeictl.errors import HodeiCtlError
 from hodeictl.tui.live import one_line
 from hodeictl.tui.screens.base import HodeiScreen
+from hodeictl.tui.widgets.table import Table
 
 
 class ListingScreen(HodeiScreen):
@@ -24,7 +25,7 @@ class ListingScreen(HodeiScreen):
     COLUMNS: ClassVar[Sequence[str]] = ()
 
     def compose_body(self) -> ComposeResult:
-        yield DataTable(cursor_type="row", zebra_stripes=True)
+        yield Table(cursor_type="row", zebra_stripes=True)
         yield Static(id="listing-note")
 
     def on_mount(self) -> None:

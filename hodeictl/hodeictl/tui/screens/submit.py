@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -22,10 +22,8 @@ from textual.widgets import Button, Input, Label, TextArea
 from hodei_api.v1 import jobs_pb2
 from hodeictl import durations, jobfile
 from hodeictl.errors import HodeiCtlError, UsageError
+from hodeictl.tui.console import Console
 from hodeictl.tui.live import one_line
-
-if TYPE_CHECKING:
-    from hodeictl.tui.app import HodeiApp
 
 FIELDS = (
     ("name", "Name", "a name for the job (optional)"),
@@ -142,7 +140,7 @@ class SubmitScreen(ModalScreen[None]):
         self.action_submit()
 
     def action_submit(self) -> None:
-        app = cast("HodeiApp", self.app)
+        app = cast(Console, self.app)
         error_label = self.query_one("#submit-error", Label)
         try:
             spec = build_spec(self.values(), self.query_one("#field-script", TextArea).text)

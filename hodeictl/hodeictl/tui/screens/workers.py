@@ -13,6 +13,7 @@ from hodei_api.v1 import workers_pb2
 from hodeictl.tui.cells import age, pairs, safe, state_cell, worker_state
 from hodeictl.tui.live import Changes
 from hodeictl.tui.screens.base import HodeiScreen
+from hodeictl.tui.widgets.table import Table
 
 COLUMNS = (("name", "NAME"), ("state", "STATE"), ("provider", "PROVIDER"),
            ("slots", "SLOTS"), ("heartbeat", "HEARTBEAT"), ("load", "LOAD"),
@@ -43,7 +44,7 @@ class WorkersScreen(HodeiScreen):
         self.changes = Changes()
 
     def compose_body(self) -> ComposeResult:
-        yield DataTable(id="workers-table", cursor_type="row", zebra_stripes=True)
+        yield Table(id="workers-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         super().on_mount()

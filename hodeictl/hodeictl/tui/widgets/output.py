@@ -2,7 +2,8 @@
 
 Only the visible lines are rendered (Textual's line API), and the view catches up with
 the buffer on a timer, not per chunk: a job printing a million lines costs the interface
-a redraw a frame, whatever the rate.
+a redraw a frame, whatever the rate. Scrolled to the top of what the buffer holds, the
+view asks (`WantsEarlier`) for a page of earlier output.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
+from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -44,15 +46,27 @@ class OutputView(ScrollView, can_focus=True):
     following: reactive[bool] = reactive(True)
     search_term: reactive[str] = reactive("")
 
+    class WantsEarlier(Message):
+        """The view is at the top of the buffer, and the output goes back further."""
+
     def __init__(self, buffer: OutputBuffer, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.buffer = buffer
         self._seen_total = -1
         self._seen_dropped = 0
+        self._seen_prepended = 0
         self._width = 1
 
     def on_mount(self) -> None:
         self.set_interval(REFRESH_SECONDS, self.catch_up)
+
+    def reset(self) -> None:
+        """Forget what was drawn (the buffer was cleared)."""
+        self._seen_total = -1
+        self._seen_dropped = self._seen_prepended = 0
+        self._width = 1
+        self.virtual_size = Size(1, 0)
+        self.scroll_home(animate=False, immediate=True)
 
     def catch_up(self) -> None:
         """Bring the view up to the buffer (called on a timer; cheap when nothing changed)."""
@@ -68,8 +82,20 @@ class OutputView(ScrollView, can_focus=True):
                 self.scroll_to(y=max(self.scroll_y - dropped, 0), animate=False,
                                immediate=True)
             self.refresh()
+        if self.buffer.prepended != self._seen_prepended:
+            # Earlier lines came in front: keep the lines in view where they are.
+            added = self.buffer.prepended - self._seen_prepended
+            self._seen_prepended = self.buffer.prepended
+            for line in list(self.buffer.lines)[:added]:
+                self._width = max(self._width, min(len(line.text), MAX_WIDTH))
+            self.virtual_size = Size(self._width, len(self.buffer.lines))
+            self.scroll_to(y=self.scroll_y + added, animate=False, immediate=True)
+            self.refresh()
         if self.following and self.scroll_y < self.max_scroll_y:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+        elif not self.following and self.scroll_y <= 0 and self.buffer.earlier \
+                and self.buffer.lines:
+            self.post_message(self.WantsEarlier())
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset

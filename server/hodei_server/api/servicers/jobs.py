@@ -199,6 +199,15 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return rows, token
 
     @unary
+    async def CountJobs(
+        self, request: jobs_pb2.CountJobsRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.CountJobsResponse:
+        counts = await self.jobs.count_by_state()
+        return jobs_pb2.CountJobsResponse(counts=[
+            jobs_pb2.StateCount(state=JobState(state).to_proto(), jobs=jobs)
+            for state, jobs in sorted(counts.items())])
+
+    @unary
     async def CancelJob(
         self, request: jobs_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.CancelJobResponse:

@@ -305,6 +305,19 @@ WHERE job_id = %(job_id)s AND (attempt, seq) > (%(after_attempt)s, %(after_seq)s
 ORDER BY attempt, seq
 LIMIT %(limit)s;
 
+-- name: count_jobs_by_state
+-- Read from the (state, created_at, id) index, not the table's rows.
+SELECT state, count(*) AS jobs FROM jobs GROUP BY state;
+
+-- name: read_log_chunks_back
+-- Newest first, from before a point: a tail or a page of output is found by reading back
+-- from its end along the primary key, never by reading the output from its beginning.
+SELECT attempt, seq, data
+FROM job_logs
+WHERE job_id = %(job_id)s AND (attempt, seq) < (%(before_attempt)s, %(before_seq)s)
+ORDER BY attempt DESC, seq DESC
+LIMIT %(limit)s;
+
 -- name: insert_bootstrap_token
 INSERT INTO bootstrap_tokens (token_hash, provider, labels, expires_at)
 VALUES (%(token_hash)s, %(provider)s, %(labels)s, now() + make_interval(secs => %(ttl)s));
