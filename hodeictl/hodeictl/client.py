@@ -21,13 +21,13 @@ from hodei_api.v1 import (
     logs_pb2_grpc,
     secrets_pb2,
     secrets_pb2_grpc,
-    templates_pb2,
     templates_pb2_grpc,
     workers_pb2,
     workers_pb2_grpc,
 )
 from hodeictl.errors import Unavailable, from_rpc_error
 from hodeictl.ids import parse_job_id  # noqa: F401 - where callers have long found it
+from hodeictl.templatecalls import TemplateCalls
 
 CALL_TIMEOUT = 10.0
 PROBE_TIMEOUT = 2.0
@@ -90,7 +90,7 @@ def job_filter(
     return wanted
 
 
-class HodeiClient:
+class HodeiClient(TemplateCalls):
     """`async with HodeiClient(address, token) as client: await client.get_job(job_id)`.
 
     Every call carries `token` (an API token) as `authorization: Bearer <token>`; with
@@ -270,58 +270,6 @@ class HodeiClient:
         """Names and metadata of the stored secrets (never their values)."""
         reply = await self._call(self._secrets.ListSecrets, secrets_pb2.ListSecretsRequest())
         return list(reply.secrets)
-
-    # ---- templates and schedules -------------------------------------------------------
-
-    async def create_template(self, spec: templates_pb2.TemplateSpec) -> templates_pb2.Template:
-        """A new template (version 1)."""
-        request = templates_pb2.CreateTemplateRequest(spec=spec)
-        return await self._call(self._templates.CreateTemplate, request)
-
-    async def update_template(self, spec: templates_pb2.TemplateSpec) -> templates_pb2.Template:
-        """A new version of the template `spec.name`."""
-        request = templates_pb2.UpdateTemplateRequest(spec=spec)
-        return await self._call(self._templates.UpdateTemplate, request)
-
-    async def get_template(self, name: str, version: int = 0, runs: int = 0,
-                           ) -> templates_pb2.Template:
-        """A template (`version` 0: the latest), its stats, schedule and recent runs."""
-        request = templates_pb2.GetTemplateRequest(name=name, version=version, runs=runs)
-        return await self._call(self._templates.GetTemplate, request)
-
-    async def list_templates(self) -> list[templates_pb2.Template]:
-        reply = await self._call(self._templates.ListTemplates,
-                                 templates_pb2.ListTemplatesRequest())
-        return list(reply.templates)
-
-    async def set_template_enabled(self, name: str, enabled: bool) -> templates_pb2.Template:
-        method = self._templates.EnableTemplate if enabled else self._templates.DisableTemplate
-        return await self._call(method, templates_pb2.TemplateNameRequest(name=name))
-
-    async def delete_template(self, name: str) -> None:
-        await self._call(self._templates.DeleteTemplate,
-                         templates_pb2.TemplateNameRequest(name=name))
-
-    async def run_template(
-        self, name: str, parameters: dict[str, str], version: int = 0,
-        idempotency_key: str = "",
-    ) -> templates_pb2.RunTemplateResponse:
-        """A run of a template; its parameters are checked by the server."""
-        request = templates_pb2.RunTemplateRequest(name=name, parameters=parameters,
-                                                   version=version,
-                                                   idempotency_key=idempotency_key)
-        return await self._call(self._templates.RunTemplate, request)
-
-    async def list_schedules(self) -> list[templates_pb2.ScheduleStatus]:
-        reply = await self._call(self._schedules.ListSchedules,
-                                 templates_pb2.ListSchedulesRequest())
-        return list(reply.schedules)
-
-    async def set_schedule_suspended(self, name: str, suspended: bool,
-                                     ) -> templates_pb2.ScheduleStatus:
-        method = (self._schedules.SuspendSchedule if suspended
-                  else self._schedules.ResumeSchedule)
-        return await self._call(method, templates_pb2.ScheduleRequest(template=name))
 
     async def stream_logs(
         self, job_id: str, *, follow: bool, after: tuple[int, int] = (0, 0),
