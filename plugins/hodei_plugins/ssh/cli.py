@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,6 +20,8 @@ import typer
 from hodei_plugins.errors import PluginError
 from hodei_plugins.ssh.registry import Host, HostRegistry, validate_name
 from hodeictl import values
+from hodeictl.options import OutputOpt
+from hodeictl.output import OutputFormat
 
 T = TypeVar("T")
 
@@ -371,32 +372,29 @@ def _age(when: dt.datetime | None) -> str:
 
 @app.command("list")
 def list_hosts(
-    output_format: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output_format: OutputOpt = OutputFormat.table,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Registered hosts: state, agent version, worker, last contact, host key."""
-    if output_format not in ("table", "json"):
-        raise _fail("--output must be table or json", usage=True)
+    from hodeictl import output
+
     hosts = _run(database_url, lambda registry: registry.list())
-    if output_format == "json":
-        typer.echo(json.dumps([{
+    if output.print_data(output_format, [{
             "name": h.name, "address": h.address, "port": h.port, "user": h.username,
             "labels": h.labels, "jump": h.jump, "state": h.state, "service": h.service,
             "agent_version": h.agent_version, "worker": h.worker_name,
             "worker_state": h.worker_state, "host_key_mode": h.host_key_mode,
             "fingerprint": h.fingerprint, "last_error": h.last_error,
             "last_contact": h.last_contact.isoformat() if h.last_contact else None,
-        } for h in hosts], indent=2))
+    } for h in hosts]):
         return
-    from hodeictl import output
-
     output.print_pairs_table(
         ("NAME", "ADDRESS", "STATE", "AGENT", "WORKER", "LAST CONTACT", "HOST KEY"),
         [(h.name, f"{h.username}@{h.address}:{h.port}" + (f" via {h.jump}" if h.jump else ""),
           h.state + (f": {h.last_error}" if h.last_error else ""), h.agent_version or "-",
           (f"{h.worker_name} ({h.worker_state.lower()})" if h.worker_state
            else h.worker_name or "-"),
-          _age(h.last_contact), _key_text(h)) for h in hosts])
+          _age(h.last_contact), _key_text(h)) for h in hosts], output_format, kind="host")
 
 
 @app.command()
