@@ -54,6 +54,11 @@ def remove_if_empty(path: str) -> bool:
     Cheap enough for the event loop; False when anything is left for `remove_temp_dir`.
     """
     try:
+        os.rmdir(path)  # the usual case, with no listing of it first
+        return True
+    except OSError:
+        pass
+    try:
         with os.scandir(path) as entries:
             for entry in entries:
                 if not entry.is_dir(follow_symlinks=False):

@@ -173,6 +173,10 @@ class JobFiles:
         self.prefix = str(prefix)
         self.journal: ChunkJournal | None = None
         self._paths: dict[str, Path] = {}
+        # The `.meta` file stays open from its first write to the attempt's end: each later
+        # version is written over it in place (see `write_meta`).
+        self._meta_fd: int | None = None
+        self._meta_length = 0
 
     def _path(self, suffix: str) -> Path:
         path = self._paths.get(suffix)
@@ -216,14 +220,31 @@ class JobFiles:
         return self.journal
 
     def write_meta(self, meta: JobMeta) -> None:
-        # Written in place, not renamed into place (one file-system operation fewer per
-        # job): a kill in the middle of this small write leaves a job that is not
-        # re-attached, like a kill between the spawn and this write.
-        fd = os.open(self._path(META_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(asdict(meta)).encode())
-        finally:
-            os.close(fd)
+        """Record `meta`: an attempt's meta is written up to three times (before its spawn,
+        with its pid, with its cgroup), so the file is created once and then overwritten in
+        place, never truncated: truncating a file that has data costs the file system a
+        journal transaction (about 0.1 ms of CPU a job here), an overwrite of the same page
+        does not. A shorter version is padded with spaces, which JSON ignores.
+
+        Written in place, not renamed into place (one file-system operation fewer per job):
+        a kill in the middle of this small write leaves a job that is not re-attached, like
+        a kill between the spawn and this write."""
+        data = json.dumps(asdict(meta)).encode()
+        if self._meta_fd is None:
+            self._meta_fd = os.open(self._path(META_SUFFIX),
+                                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            self._meta_length = 0
+        if len(data) < self._meta_length:
+            data = data.ljust(self._meta_length)
+        os.pwrite(self._meta_fd, data, 0)
+        self._meta_length = len(data)
+
+    def close(self) -> None:
+        """Let go of the open `.meta` (the files stay)."""
+        if self._meta_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._meta_fd)
+            self._meta_fd = None
 
     def read_meta(self) -> JobMeta | None:
         try:
@@ -257,6 +278,7 @@ class JobFiles:
             return None
 
     def remove(self) -> None:
+        self.close()
         if self.journal is not None:
             self.journal.close()
             self.journal = None

@@ -262,7 +262,11 @@ class JobSupervisor:
                 # A bug of the agent, not of the job: report it rather than leave the job hanging.
                 logger.exception("job=%s attempt=%d: agent error", *record.key)
                 result = JobResult(jobs_pb2.JOB_STATE_FAILED, reason=f"agent error: {exc!r}")
-            logger.info("job=%s attempt=%d: ended %s (exit %s)", *record.key,
+            # A success is routine (the server records every attempt's end): one line at
+            # INFO per job is a write to the log per job on the hot path.
+            level = (logging.DEBUG if result.outcome == jobs_pb2.JOB_STATE_SUCCEEDED
+                     else logging.INFO)
+            logger.log(level, "job=%s attempt=%d: ended %s (exit %s)", *record.key,
                         jobs_pb2.JobState.Name(result.outcome).removeprefix("JOB_STATE_"),
                         "-" if result.exit_code is None else result.exit_code)
             record.finish(result.outcome, exit_code=result.exit_code,
