@@ -2,12 +2,11 @@
 way a restarted agent can pick up again.
 
 Nothing the job needs depends on the agent staying alive:
-
 - its stdout and stderr are files in the agent's state directory, which the agent tails
   (`batcher.tail`), so a job never writes into a pipe that died with the agent;
-- it is started by the agent's keeper (`hodei_agent.keeper`), a small process that is its
-  parent, outlives the agent and writes its exit status there when it ends, so the status
-  is known even when no agent was there to see it end;
+- it is started by the agent's keeper (`hodei_agent.keeper`), its parent, which outlives
+  the agent and writes its exit status there unless the agent released it: known even
+  when no agent was there to see it end;
 - the agent records its pid with the process's start time (pid reuse) and its cgroup and,
   once restarted, watches it through a pidfd (`os.pidfd_open`), which works for a process
   that is not its child. Timeout and cancel signal the job's cgroup and process group
@@ -241,6 +240,7 @@ class JobRunner:
             os.close(stdout)
             os.close(stderr)
         processes = JobProcesses(process.pid)  # its cgroup comes once the keeper has left it
+        self._files.forget = process.release  # its end, once its files go
         try:
             meta = self._started(process.pid, process.start_ticks, launch, on_started,
                                  secrets_dir)

@@ -17,6 +17,8 @@ STATE_DIR/                 0700
     .chunks                one record per chunk made: seq, stream, length (ChunkJournal)
     .acked                 the highest seq the server acknowledged
     .status                the job's exit status, written by its keeper when it ends
+                           with no agent there, or when its agent goes away before the
+                           server acknowledged the result (the keeper holds it till then)
     .fenced                present when the lease watchdog stopped the job
 ```
 
@@ -35,6 +37,7 @@ import re
 import shutil
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -177,6 +180,8 @@ class JobFiles:
         # version is written over it in place (see `write_meta`).
         self._meta_fd: int | None = None
         self._meta_length = 0
+        # Called when the files go: tells the job's keeper its end is recorded elsewhere.
+        self.forget: Callable[[], None] | None = None
 
     def _path(self, suffix: str) -> Path:
         path = self._paths.get(suffix)
@@ -278,6 +283,9 @@ class JobFiles:
             return None
 
     def remove(self) -> None:
+        if self.forget is not None:
+            self.forget()
+            self.forget = None
         self.close()
         if self.journal is not None:
             self.journal.close()
