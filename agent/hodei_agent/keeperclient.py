@@ -54,9 +54,6 @@ class KeeperClient:
         self._exits: dict[int, asyncio.Future[int | None]] = {}
         self._placed: dict[int, asyncio.Future[str]] = {}
         self._next_id = 0
-        # Spawn ids whose end the agent no longer needs, sent to the keeper together.
-        self._released: list[int] = []
-        self._release_scheduled = False
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     @property
@@ -129,21 +126,12 @@ class KeeperClient:
 
     def release(self, spawn_id: int) -> None:
         """The job's end is recorded elsewhere now (the server acknowledged it): its keeper
-        need not write its status file. Sent with the other releases of this moment."""
+        need not write its status file. Sent at once: once this returns, the keeper will
+        not write it, even if the agent dies now, so the job's files may serve another job
+        (whose status file that would be)."""
         if self._sock is None:
             return  # that keeper is gone; another one never knew the job
-        self._released.append(spawn_id)
-        if not self._release_scheduled:
-            self._release_scheduled = True
-            asyncio.get_running_loop().call_soon(self._send_releases)
-
-    def _send_releases(self) -> None:
-        self._release_scheduled = False
-        if not self._released or self._sock is None:
-            self._released.clear()
-            return
-        payload = json.dumps({RELEASE: self._released}).encode()
-        self._released = []
+        payload = json.dumps({RELEASE: [spawn_id]}).encode()
         try:
             self._sock.sendall(HEADER.pack(len(payload), 0) + payload)
         except OSError as exc:
@@ -226,7 +214,6 @@ class KeeperClient:
         self._exits.clear()
         self._placed.clear()
         self._buffer.clear()
-        self._released.clear()
 
     def _close_socket(self) -> None:
         if self._sock is None:
@@ -239,7 +226,6 @@ class KeeperClient:
     def close(self) -> None:
         """Let go of the keeper: it records the ends not released (the agent had them, but
         the server may not) and those of the jobs still running, then exits."""
-        self._send_releases()
         self._close_socket()
         if self._process is not None:
             self._process.poll()

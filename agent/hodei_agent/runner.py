@@ -250,7 +250,7 @@ class JobRunner:
                                             placed=(process.cgroup, meta))
         finally:
             process.close()
-            processes.remove()
+            self._files.reusable = processes.remove()  # nothing of it is left
         returncode = process.returncode()
         if returncode is None:  # its keeper went away: the status file may still say
             returncode = await self._recorded_status()

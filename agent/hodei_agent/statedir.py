@@ -9,7 +9,10 @@ STATE_DIR/                 0700
   watchdog.pid             the lease watchdog (hodei_agent.watchdog)
   jobs/<job>.<attempt>.*   one set of files per attempt, removed once the server
                            acknowledged the result (flat: a directory per job would cost
-                           two more file-system operations per job):
+                           two more file-system operations per job), or recycled: the
+                           files of a job that printed nothing and left no process serve
+                           the next job (named after the first), with a meta of `{}` in
+                           between, which names no job:
     .meta                  job, attempt, pid and its start time, cgroup, start, timeout,
                            temp dir; written before the job is started (pid 0), then with
                            its pid
@@ -35,13 +38,20 @@ import logging
 import os
 import re
 import shutil
-import struct
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hodei_agent.errors import AgentError
+from hodei_agent.journal import (
+    ACKED_SUFFIX,
+    CHUNKS_SUFFIX,
+    RECORD,
+    ChunkJournal,
+    Journal,
+    JournalEntry,
+)
 from hodei_agent.procgroup import start_ticks
 from hodei_agent.watchdog import (
     FENCED_SUFFIX,
@@ -57,12 +67,9 @@ logger = logging.getLogger(__name__)
 IDENTITY_FILE = "identity.json"
 _LOCK = "lock"
 STDERR_SUFFIX = ".stderr"
-CHUNKS_SUFFIX = ".chunks"
-ACKED_SUFFIX = ".acked"
 STATUS_SUFFIX = ".status"
 JOB_SUFFIXES = (META_SUFFIX, STDOUT_SUFFIX, STDERR_SUFFIX, CHUNKS_SUFFIX, ACKED_SUFFIX,
                 STATUS_SUFFIX, FENCED_SUFFIX)
-_RECORD = struct.Struct("<QBI")  # seq, stream, length
 STREAMS = (logs_pb2.LOG_STREAM_STDOUT, logs_pb2.LOG_STREAM_STDERR)
 
 
@@ -112,63 +119,6 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(temp, path)
 
 
-class ChunkJournal:
-    """An append-only record of every chunk made from a job's output files, and the highest
-    seq acknowledged.
-
-    A chunk's record is written before the chunk can be sent, so a restarted agent knows
-    which seq numbers went out and which bytes of each file they held: it resends the
-    unacknowledged ones byte for byte and goes on from the next offset with the next seq.
-    """
-
-    def __init__(self, prefix: str) -> None:
-        # Created on first use: a job that prints nothing costs no journal files.
-        self._prefix = prefix
-        self._chunks: int | None = None
-        self._acked: int | None = None
-
-    def chunk(self, seq: int, stream: logs_pb2.LogStream, length: int) -> None:
-        """Record chunk `seq`: the next `length` bytes of `stream`'s file."""
-        if self._chunks is None:
-            self._chunks = os.open(self._prefix + CHUNKS_SUFFIX,
-                                   os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.write(self._chunks, _RECORD.pack(seq, stream, length))
-
-    def acked(self, seq: int) -> None:
-        """Record that the server acknowledged every chunk up to `seq`."""
-        if self._acked is None:
-            self._acked = os.open(self._prefix + ACKED_SUFFIX, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.pwrite(self._acked, seq.to_bytes(8, "little"), 0)
-
-    def close(self) -> None:
-        for fd in (self._chunks, self._acked):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._chunks = self._acked = None
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    seq: int
-    stream: logs_pb2.LogStream
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True)
-class Journal:
-    """A job's journal as read back: chunks in seq order, where each stream's file goes on."""
-
-    entries: list[JournalEntry]
-    acked_seq: int
-    offsets: dict[logs_pb2.LogStream, int]
-
-    @property
-    def last_seq(self) -> int:
-        return self.entries[-1].seq if self.entries else 0
-
-
 class JobFiles:
     """The files of one job attempt: `<prefix>.meta`, `<prefix>.stdout`, ..."""
 
@@ -182,6 +132,8 @@ class JobFiles:
         self._meta_length = 0
         # Called when the files go: tells the job's keeper its end is recorded elsewhere.
         self.forget: Callable[[], None] | None = None
+        # Nothing of the job is left (its cgroup is gone): its files may serve another job.
+        self.reusable = False
 
     def _path(self, suffix: str) -> Path:
         path = self._paths.get(suffix)
@@ -225,15 +177,10 @@ class JobFiles:
         return self.journal
 
     def write_meta(self, meta: JobMeta) -> None:
-        """Record `meta`: an attempt's meta is written up to three times (before its spawn,
-        with its pid, with its cgroup), so the file is created once and then overwritten in
-        place, never truncated: truncating a file that has data costs the file system a
-        journal transaction (about 0.1 ms of CPU a job here), an overwrite of the same page
-        does not. A shorter version is padded with spaces, which JSON ignores.
-
-        Written in place, not renamed into place (one file-system operation fewer per job):
-        a kill in the middle of this small write leaves a job that is not re-attached, like
-        a kill between the spawn and this write."""
+        """Record `meta` over the last version, in place: never truncated (a journal
+        transaction on ext4), a shorter version padded with spaces, which JSON ignores.
+        Nor renamed into place: a kill in the middle of this small write leaves a job that
+        is not re-attached, like a kill between the spawn and this write."""
         data = json.dumps(asdict(meta)).encode()
         if self._meta_fd is None:
             self._meta_fd = os.open(self._path(META_SUFFIX),
@@ -263,10 +210,10 @@ class JobFiles:
         except FileNotFoundError:
             raw = b""
         # A record cut short by a kill is not a chunk that was ever sent.
-        usable = len(raw) - len(raw) % _RECORD.size
+        usable = len(raw) - len(raw) % RECORD.size
         offsets = dict.fromkeys(STREAMS, 0)
         entries = []
-        for seq, stream, length in _RECORD.iter_unpack(raw[:usable]):
+        for seq, stream, length in RECORD.iter_unpack(raw[:usable]):
             entries.append(JournalEntry(seq, stream, offsets[stream], length))
             offsets[stream] += length
         try:
@@ -282,15 +229,30 @@ class JobFiles:
         except (OSError, ValueError):
             return None
 
-    def remove(self) -> None:
+    def recycle(self) -> bool:
+        """Make these files those of no job, ready for the next one: its meta an empty object
+        (which names no job to a restarted agent or the watchdog), its empty output files
+        kept. Creating and removing them costs six file-system operations a job. False (and
+        nothing done) unless the job ended whole and printed nothing."""
+        if not self.reusable or self._meta_fd is None or (self.journal and self.journal.used):
+            return False
+        self.remove(keep=(META_SUFFIX, STDOUT_SUFFIX, STDERR_SUFFIX))
+        os.pwrite(self._meta_fd, b"{}".ljust(self._meta_length), 0)
+        self.reusable = False
+        return True
+
+    def remove(self, keep: tuple[str, ...] = ()) -> None:
         if self.forget is not None:
             self.forget()
             self.forget = None
-        self.close()
+        if not keep:
+            self.close()
         if self.journal is not None:
             self.journal.close()
             self.journal = None
         for suffix in JOB_SUFFIXES:
+            if suffix in keep:
+                continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.prefix + suffix)
 
@@ -385,8 +347,11 @@ class StateDir:
     def job_files(self, job_id: str, attempt: int) -> JobFiles:
         return JobFiles(self.jobs / f"{_safe(job_id)}.{attempt}")
 
-    def new_job(self, job_id: str, attempt: int) -> JobFiles:
+    def new_job(self, job_id: str, attempt: int, taken: set[str] | None = None) -> JobFiles:
+        """`taken`: prefixes in use (by recycled files), which the new one must not be."""
         files = self.job_files(job_id, attempt)
+        while taken and files.prefix in taken:
+            files = JobFiles(Path(files.prefix + "_"))
         if os.path.exists(files.prefix + META_SUFFIX):  # left by an attempt whose record is gone
             files.remove()
         return files

@@ -71,6 +71,10 @@ class JobSupervisor:
         self._state = state
         self._keeper = keeper
         self._files: dict[JobKey, JobFiles] = {}
+        # Files of jobs that are over, recycled for the next ones (`JobFiles.recycle`), and
+        # every prefix in use by files this process made.
+        self._spare: list[JobFiles] = []
+        self._taken: set[str] = set()
         self._slots = slots
         self.worker_id = worker_id
         self._limits = limits
@@ -100,7 +104,7 @@ class JobSupervisor:
                 "job=%s attempt=%d: all %d slots are busy; running it anyway", *key, self._slots
             )
         try:
-            files = self._state.new_job(*key)
+            files = self._new_files(key)
             # Before the job exists, so that an agent killed while starting it is followed
             # by one that finds it (see `_started_unrecorded`).
             files.write_meta(JobMeta(
@@ -236,11 +240,30 @@ class JobSupervisor:
         logger.warning("job=%s attempt=%d: had secrets, so it is stopped rather than "
                        "re-attached", *key)
 
+    def _new_files(self, key: JobKey) -> JobFiles:
+        if self._spare:
+            return self._spare.pop()
+        files = self._state.new_job(*key, taken=self._taken)
+        self._taken.add(files.prefix)
+        return files
+
     def release(self, key: JobKey) -> None:
-        """The server acknowledged the attempt's result: its files can go."""
+        """The server acknowledged the attempt's result: its files can go, or serve the next
+        job (a few are kept: the slots' worth)."""
         files = self._files.pop(key, None)
-        if files is not None:
+        if files is None:
+            return
+        if len(self._spare) < self._slots and files.recycle():
+            self._spare.append(files)
+        else:
             files.remove()
+            self._taken.discard(files.prefix)
+
+    def close(self) -> None:
+        """Remove the recycled files that no job uses (the agent is exiting)."""
+        for files in self._spare:
+            files.remove()
+        self._spare.clear()
 
     def _start(
         self, runner: JobRunner, record: JobRecord, work: Awaitable[JobResult]

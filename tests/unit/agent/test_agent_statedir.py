@@ -412,3 +412,45 @@ def test_watchdog_leaves_when_the_agent_drained(tmp_path: Path) -> None:
         os.killpg(pid, signal.SIGKILL)
         wait_group_gone(pid)
         state.close()
+
+
+def test_the_files_of_a_job_that_ended_whole_and_silent_serve_the_next_one(
+    tmp_path: Path,
+) -> None:
+    """A job that printed nothing and left no process (its cgroup is gone) hands its files
+    to the next job instead of removing them; in between they name no job to a restarted
+    agent or the lease watchdog, and the agent removes them when it exits."""
+    skip_without_job_cgroups()
+    state = StateDir.open(tmp_path / "state")
+    prefixes: list[set[str]] = []
+
+    async def scenario() -> None:
+        keeper = KeeperClient()
+        supervisor = JobSupervisor(Outbox(), state, slots=1, worker_id="worker-1",
+                                   keeper=keeper)
+        try:
+            for n, command in enumerate([["true"], ["false"], ["echo", "out"], ["true"]]):
+                key = (f"job-{n}", 1)
+                supervisor.run_job(agent_pb2.RunJob(
+                    job_id=key[0], attempt=1, spec=jobs_pb2.JobSpec(command=command)))
+                async with asyncio.timeout(20):
+                    await supervisor.wait_idle()
+                prefixes.append({str(p).rsplit(".", 1)[0] for p in state.jobs.iterdir()})
+                supervisor.release(key)
+                if n == 0:
+                    [free] = state.existing_jobs()
+                    assert free.read_meta() is None  # no job's meta: `{}` and padding
+                    assert watchdog.live_jobs(state.path) == []
+                    assert sorted(p.name for p in state.jobs.iterdir()) == [
+                        "job-0.1.meta", "job-0.1.stderr", "job-0.1.stdout"]
+            assert len(list(state.jobs.iterdir())) == 3  # the last job's, recycled
+        finally:
+            supervisor.close()
+            keeper.close()
+
+    asyncio.run(scenario())
+    # job-1 ran in job-0's files; job-2 too, but printed: its files were removed after it.
+    assert prefixes[0] == prefixes[1] == prefixes[2] == {str(state.jobs / "job-0.1")}
+    assert prefixes[3] == {str(state.jobs / "job-3.1")}
+    assert list(state.jobs.iterdir()) == []  # removed when the agent exits
+    state.close()
