@@ -9,10 +9,9 @@ STATE_DIR/                 0700
   watchdog.pid             the lease watchdog (hodei_agent.watchdog)
   jobs/<job>.<attempt>.*   one set of files per attempt, removed once the server
                            acknowledged the result (flat: a directory per job would cost
-                           two more file-system operations per job), or recycled: the
-                           files of a job that printed nothing and left no process serve
-                           the next job (named after the first), with a meta of `{}` in
-                           between, which names no job:
+                           two more file-system operations per job), or recycled for
+                           the next job if it printed nothing and left no process (see
+                           `JobFiles.recycle`):
     .meta                  job, attempt, pid and its start time, cgroup, start, timeout,
                            temp dir; written before the job is started (pid 0), then with
                            its pid
@@ -38,6 +37,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -132,8 +132,10 @@ class JobFiles:
         self._meta_length = 0
         # Called when the files go: tells the job's keeper its end is recorded elsewhere.
         self.forget: Callable[[], None] | None = None
-        # Nothing of the job is left (its cgroup is gone): its files may serve another job.
+        # Nothing of the job is left (its cgroup is gone): its files and empty temp dir
+        # (kept here meanwhile) may serve another job.
         self.reusable = False
+        self.temp_dir = ""
 
     def _path(self, suffix: str) -> Path:
         path = self._paths.get(suffix)
@@ -176,20 +178,18 @@ class JobFiles:
         self.journal = ChunkJournal(self.prefix)
         return self.journal
 
-    def write_meta(self, meta: JobMeta) -> None:
+    def write_meta(self, meta: JobMeta | dict[str, str]) -> None:
         """Record `meta` over the last version, in place: never truncated (a journal
         transaction on ext4), a shorter version padded with spaces, which JSON ignores.
         Nor renamed into place: a kill in the middle of this small write leaves a job that
         is not re-attached, like a kill between the spawn and this write."""
-        data = json.dumps(asdict(meta)).encode()
+        data = json.dumps(asdict(meta) if isinstance(meta, JobMeta) else meta).encode()
         if self._meta_fd is None:
             self._meta_fd = os.open(self._path(META_SUFFIX),
                                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             self._meta_length = 0
-        if len(data) < self._meta_length:
-            data = data.ljust(self._meta_length)
-        os.pwrite(self._meta_fd, data, 0)
-        self._meta_length = len(data)
+        os.pwrite(self._meta_fd, data.ljust(self._meta_length), 0)
+        self._meta_length = max(self._meta_length, len(data))
 
     def close(self) -> None:
         """Let go of the open `.meta` (the files stay)."""
@@ -229,23 +229,57 @@ class JobFiles:
         except (OSError, ValueError):
             return None
 
+    def keep_temp_dir(self, path: str) -> bool:
+        """Keep the job's temp dir for the next job if these files may serve it: when it is
+        empty and still a private directory of this user (mode 0700, not a symlink)."""
+        try:
+            info = os.lstat(path)
+            if not (self.reusable and stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+                    and stat.S_IMODE(info.st_mode) == 0o700):
+                return False
+            with os.scandir(path) as entries:
+                if next(entries, None) is not None:
+                    return False
+        except OSError:
+            return False
+        self.temp_dir = path
+        return True
+
+    def take_temp_dir(self) -> str:
+        """The temp dir kept for the next job ("" if none); it is the taker's now."""
+        temp_dir, self.temp_dir = self.temp_dir, ""
+        return temp_dir
+
     def recycle(self) -> bool:
-        """Make these files those of no job, ready for the next one: its meta an empty object
-        (which names no job to a restarted agent or the watchdog), its empty output files
-        kept. Creating and removing them costs six file-system operations a job. False (and
-        nothing done) unless the job ended whole and printed nothing."""
+        """Make these files those of no job, ready for the next: the meta names only the temp
+        dir kept (no job, to a restarted agent or the watchdog), the output files stay empty.
+        False (nothing done) unless the job ended whole and printed nothing."""
         if not self.reusable or self._meta_fd is None or (self.journal and self.journal.used):
             return False
         self.remove(keep=(META_SUFFIX, STDOUT_SUFFIX, STDERR_SUFFIX))
-        os.pwrite(self._meta_fd, b"{}".ljust(self._meta_length), 0)
+        self.write_meta({"temp_dir": self.temp_dir})
         self.reusable = False
         return True
+
+    def _remove_spare_temp_dir(self) -> None:
+        """Remove the temp dir kept for a next job (named in the meta, if found on disk)."""
+        temp_dir = self.temp_dir
+        if not temp_dir and self._meta_fd is None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                spare = json.loads(self._path(META_SUFFIX).read_bytes())
+                if list(spare) == ["temp_dir"]:
+                    temp_dir = str(spare["temp_dir"])
+        if temp_dir and os.path.basename(temp_dir).startswith("hodei-"):
+            with contextlib.suppress(OSError):
+                os.rmdir(temp_dir)  # empty when kept, and no job had it since
+        self.temp_dir = ""
 
     def remove(self, keep: tuple[str, ...] = ()) -> None:
         if self.forget is not None:
             self.forget()
             self.forget = None
         if not keep:
+            self._remove_spare_temp_dir()
             self.close()
         if self.journal is not None:
             self.journal.close()

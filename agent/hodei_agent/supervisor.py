@@ -110,7 +110,7 @@ class JobSupervisor:
             files.write_meta(JobMeta(
                 job_id=command.job_id, attempt=command.attempt, pid=0, start_ticks=0,
                 started_at=time.time(), timeout_seconds=command.spec.timeout_seconds,
-                temp_dir="", has_secrets=bool(command.spec.secrets),
+                temp_dir=files.temp_dir, has_secrets=bool(command.spec.secrets),
             ))
             record.journal = files.open_journal()
         except OSError as exc:
@@ -193,14 +193,14 @@ class JobSupervisor:
             pid, ticks = found
             secrets_dir = _environ(pid).get(SECRETS_DIR_ENV, "")
             meta = dataclasses.replace(
-                meta, pid=pid, start_ticks=ticks, temp_dir=_temp_dir_of(meta),
+                meta, pid=pid, start_ticks=ticks, temp_dir=meta.temp_dir or _temp_dir_of(meta),
                 secrets_dir=secrets_dir if is_secrets_dir(secrets_dir) else "")
         elif status is not None:
             # It ended already. A pid that names another process (init's, with a start
             # time no process has) makes the runner read the rest of its output and its
             # recorded status, and signal nothing.
             meta = dataclasses.replace(meta, pid=1, start_ticks=-1,
-                                       temp_dir=_temp_dir_of(meta))
+                                       temp_dir=meta.temp_dir or _temp_dir_of(meta))
         else:
             return None
         files.write_meta(meta)

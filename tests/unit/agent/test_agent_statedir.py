@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -423,6 +425,7 @@ def test_the_files_of_a_job_that_ended_whole_and_silent_serve_the_next_one(
     skip_without_job_cgroups()
     state = StateDir.open(tmp_path / "state")
     prefixes: list[set[str]] = []
+    temp_dirs: list[str] = []
 
     async def scenario() -> None:
         keeper = KeeperClient()
@@ -437,9 +440,12 @@ def test_the_files_of_a_job_that_ended_whole_and_silent_serve_the_next_one(
                     await supervisor.wait_idle()
                 prefixes.append({str(p).rsplit(".", 1)[0] for p in state.jobs.iterdir()})
                 supervisor.release(key)
+                spare = json.loads((state.jobs / "job-0.1.meta").read_bytes()) if n < 2 else {}
+                temp_dirs.append(spare.get("temp_dir", ""))
                 if n == 0:
                     [free] = state.existing_jobs()
-                    assert free.read_meta() is None  # no job's meta: `{}` and padding
+                    assert free.read_meta() is None  # names no job: only the temp dir kept
+                    assert os.listdir(temp_dirs[0]) == []
                     assert watchdog.live_jobs(state.path) == []
                     assert sorted(p.name for p in state.jobs.iterdir()) == [
                         "job-0.1.meta", "job-0.1.stderr", "job-0.1.stdout"]
@@ -449,8 +455,28 @@ def test_the_files_of_a_job_that_ended_whole_and_silent_serve_the_next_one(
             keeper.close()
 
     asyncio.run(scenario())
-    # job-1 ran in job-0's files; job-2 too, but printed: its files were removed after it.
+    # job-1 ran in job-0's files and temp dir; job-2 too, but printed: its files were
+    # removed after it.
     assert prefixes[0] == prefixes[1] == prefixes[2] == {str(state.jobs / "job-0.1")}
     assert prefixes[3] == {str(state.jobs / "job-3.1")}
+    assert temp_dirs[0] == temp_dirs[1] != ""
     assert list(state.jobs.iterdir()) == []  # removed when the agent exits
+    assert not os.path.exists(temp_dirs[0])
+    state.close()
+
+
+def test_a_restarted_agent_removes_the_recycled_files_and_temp_dir_it_finds(
+    tmp_path: Path,
+) -> None:
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    temp_dir = tempfile.mkdtemp(prefix="hodei-job-1-1-")
+    files.write_meta({"temp_dir": temp_dir})  # as a killed agent left recycled files
+    files.create_outputs()
+    keeper = KeeperClient()
+    supervisor = JobSupervisor(Outbox(), state, slots=1, worker_id="worker-1", keeper=keeper)
+    assert supervisor.adopt() == []
+    assert list(state.jobs.iterdir()) == []
+    assert not os.path.exists(temp_dir)
+    keeper.close()
     state.close()
