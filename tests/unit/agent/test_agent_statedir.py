@@ -480,3 +480,30 @@ def test_a_restarted_agent_removes_the_recycled_files_and_temp_dir_it_finds(
     assert not os.path.exists(temp_dir)
     keeper.close()
     state.close()
+
+
+def test_a_temp_dir_is_kept_for_the_next_job_only_if_empty_private_and_ours(
+    tmp_path: Path,
+) -> None:
+    """A job may have opened its temp dir to others, replaced it, or left files in it: then
+    it is removed as before, never handed to the next job."""
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    files.reusable = True
+    private = tempfile.mkdtemp(prefix="hodei-job-1-1-", dir=tmp_path)
+    opened = tempfile.mkdtemp(prefix="hodei-job-1-1-", dir=tmp_path)
+    os.chmod(opened, 0o777)
+    left = tempfile.mkdtemp(prefix="hodei-job-1-1-", dir=tmp_path)
+    Path(left, "file").touch()
+    link = tmp_path / "hodei-link"
+    link.symlink_to(private)
+    assert not files.keep_temp_dir(opened)
+    assert not files.keep_temp_dir(left)
+    assert not files.keep_temp_dir(str(link))
+    assert not files.keep_temp_dir(str(tmp_path / "gone"))
+    files.reusable = False  # the job left a process: nothing of it is kept
+    assert not files.keep_temp_dir(private)
+    files.reusable = True
+    assert files.keep_temp_dir(private)
+    assert files.take_temp_dir() == private and files.take_temp_dir() == ""
+    state.close()
