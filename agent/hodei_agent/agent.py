@@ -112,6 +112,7 @@ class Agent:
             return await self._run()
         finally:
             self._keeper.close()  # it exits once the jobs it still runs have ended
+            self._supervisor.close()
             self._state.close()
             if os.getpid() == 1:
                 loop.remove_signal_handler(signal.SIGCHLD)

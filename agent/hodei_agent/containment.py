@@ -80,13 +80,15 @@ class JobProcesses:
             return False
         return True
 
-    def remove(self, *, tidy: bool = False) -> None:
+    def remove(self, *, tidy: bool = False) -> bool:
         """Remove the job's cgroup once it is empty (its keeper may have done so already);
         `tidy`: also what keepers that are gone left beside it (a re-attached job's keeper
-        may be one)."""
+        may be one). True when it is gone: no process of the job is left anywhere."""
         if not self.cgroup:
-            return
-        if not cgroups.remove(self.cgroup):
+            return False
+        gone = cgroups.remove(self.cgroup)
+        if not gone:
             logger.warning("cgroup %s is not empty; left in place", self.cgroup)
         if tidy:
             cgroups.prune(os.path.dirname(os.path.dirname(self.cgroup)))
+        return gone

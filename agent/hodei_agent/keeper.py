@@ -16,10 +16,16 @@ job in it, so it is there before it runs anything, and removes it once it is emp
 keeper is the subreaper of the jobs' processes: one whose parent exits (a double fork,
 `nohup … &`) is re-parented to it rather than to PID 1, and reaped when it ends.
 
-The agent talks to it over a socketpair: requests are framed JSON with the job's stdin,
-stdout and stderr passed as file descriptors (SCM_RIGHTS); replies, the job's cgroup (sent
-once the keeper has left it), exit reports and a first message saying how jobs are
-contained are JSON lines.
+The agent talks to it over a socketpair: requests are framed JSON, a spawn with the job's
+stdin, stdout and stderr passed as file descriptors (SCM_RIGHTS), a release without; replies,
+the job's cgroup (sent once the keeper has left it), exit reports and a first message saying
+how jobs are contained are JSON lines.
+
+The exit status file is written only when it may be needed: while the agent is there, the
+keeper holds each ended job's status until the agent releases it (the server has its
+result, and the agent forgets the job); whatever the agent did not release when it goes
+away, and every job that ends after that, is written then. A file created and removed per
+job is two file-system operations the usual job never needs.
 
 `python -m hodei_agent.keeper FD [--no-cgroups]`
 """
@@ -47,6 +53,8 @@ from hodei_agent.procgroup import become_subreaper, start_ticks
 HEADER = struct.Struct("!II")
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 FDS_PER_SPAWN = 3
+# A request with no descriptors: {"release": [spawn ids]}, the ends the agent is done with.
+RELEASE = "release"
 # How long a report may wait for the agent to read it before the agent counts as gone.
 SEND_TIMEOUT = 10.0
 # Python ignores these at start-up; a job must get the default disposition back.
@@ -83,6 +91,7 @@ def resolve(program: str, env: dict[str, str], cwd: str) -> str:
 class _Child:
     status_path: str
     cgroup: str
+    request_id: object = None
 
 
 @dataclass
@@ -97,6 +106,9 @@ class Keeper:
     buffer: bytearray = field(default_factory=bytearray)
     fds: list[int] = field(default_factory=list)
     agent_gone: bool = False
+    # Spawn id -> (status path, exit code) of each job that ended and that the agent has not
+    # released yet: written to its status file if the agent goes away first.
+    ended: dict[object, tuple[str, int]] = field(default_factory=dict)
 
     def run(self, containment: dict[str, object]) -> None:
         """Tell the agent how jobs are contained, then serve it until it has gone and every
@@ -129,19 +141,29 @@ class Keeper:
         self.buffer += data
         while len(self.buffer) >= HEADER.size:
             length, nfds = HEADER.unpack_from(self.buffer)
-            if length > MAX_REQUEST_BYTES or nfds != FDS_PER_SPAWN:
+            if length > MAX_REQUEST_BYTES or nfds not in (0, FDS_PER_SPAWN):
                 self._agent_left()  # not our agent speaking: stop listening
                 return
             if len(self.buffer) < HEADER.size + length or len(self.fds) < nfds:
                 return
             payload = bytes(self.buffer[HEADER.size:HEADER.size + length])
             del self.buffer[:HEADER.size + length]
+            if nfds == 0:
+                self._release(json.loads(payload))
+                continue
             passed, self.fds = self.fds[:nfds], self.fds[nfds:]
             try:
                 self._spawn(json.loads(payload), passed)
             finally:
                 for fd in passed:
                     os.close(fd)
+
+    def _release(self, request: dict[str, object]) -> None:
+        """The agent is done with these jobs' ends: their status is needed no more."""
+        released = request.get(RELEASE)
+        if isinstance(released, list):
+            for request_id in released:
+                self.ended.pop(request_id, None)
 
     def _spawn(self, request: dict[str, object], fds: list[int]) -> None:
         reply: dict[str, object] = {"id": request.get("id")}
@@ -173,7 +195,8 @@ class Keeper:
         if "error" in reply:
             self._send(reply)  # the cgroup stays, empty, for the next job
             return
-        child = self.children[pid] = _Child(str(request["status_path"]), cgroup)
+        child = self.children[pid] = _Child(str(request["status_path"]), cgroup,
+                                            request.get("id"))
         reply.update(pid=pid, start_ticks=start_ticks(pid), contained=bool(cgroup))
         self._send(reply)  # at once: leaving the cgroup may take a while
         if cgroup:
@@ -226,8 +249,11 @@ class Keeper:
                 # Most jobs leave nothing behind: then the cgroup goes now. Leftovers are the
                 # agent's to kill (after the grace, if it is stopping the job).
                 cgroups.remove(child.cgroup)
-            with contextlib.suppress(OSError):
-                write_status(child.status_path, exit_code_of(returncode))
+            if self.agent_gone:
+                with contextlib.suppress(OSError):
+                    write_status(child.status_path, exit_code_of(returncode))
+                continue
+            self.ended[child.request_id] = (child.status_path, exit_code_of(returncode))
             self._send({"exit": pid, "returncode": returncode})
 
     def _send(self, message: dict[str, object]) -> None:
@@ -247,6 +273,11 @@ class Keeper:
         if self.agent_gone:
             return
         self.agent_gone = True
+        # First what a restarted agent may need: the ends this one did not release.
+        for status_path, status in self.ended.values():
+            with contextlib.suppress(OSError):
+                write_status(status_path, status)
+        self.ended.clear()
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(self.sock)
         self.sock.close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hodei_agent.errors import AgentError
-from hodei_agent.keeper import FDS_PER_SPAWN, HEADER, NO_CGROUPS, SEND_TIMEOUT
+from hodei_agent.keeper import FDS_PER_SPAWN, HEADER, NO_CGROUPS, RELEASE, SEND_TIMEOUT
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +30,13 @@ class Kept:
     """A job the keeper started: its pid, its start time (clock ticks, for pid reuse), its
     cgroup once the keeper has left it ("" if it has none: not to be signalled before),
     and its return code once it ended (negative: killed by that signal; None: the keeper
-    went away first, so nobody will say)."""
+    went away first, so nobody will say). `spawn_id` names it to `KeeperClient.release`."""
 
     pid: int
     start_ticks: int | None
     cgroup: asyncio.Future[str]
     returncode: asyncio.Future[int | None]
+    spawn_id: int = 0
 
 
 class KeeperClient:
@@ -121,7 +122,20 @@ class KeeperClient:
             raise KeeperError(str(answer["error"]))
         ticks = answer.get("start_ticks")
         return Kept(int(answer["pid"]), ticks if isinstance(ticks, int) else None,
-                    answer["cgroup"], answer["returncode"])
+                    answer["cgroup"], answer["returncode"], request_id)
+
+    def release(self, spawn_id: int) -> None:
+        """The job's end is recorded elsewhere now (the server acknowledged it): its keeper
+        need not write its status file. Sent at once: once this returns, the keeper will
+        not write it, even if the agent dies now, so the job's files may serve another job
+        (whose status file that would be)."""
+        if self._sock is None:
+            return  # that keeper is gone; another one never knew the job
+        payload = json.dumps({RELEASE: [spawn_id]}).encode()
+        try:
+            self._sock.sendall(HEADER.pack(len(payload), 0) + payload)
+        except OSError as exc:
+            self._lost(f"cannot reach the job keeper: {exc}")
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -210,7 +224,8 @@ class KeeperClient:
         self._sock = None
 
     def close(self) -> None:
-        """Let go of the keeper: it goes on recording the jobs still running, then exits."""
+        """Let go of the keeper: it records the ends not released (the agent had them, but
+        the server may not) and those of the jobs still running, then exits."""
         self._close_socket()
         if self._process is not None:
             self._process.poll()

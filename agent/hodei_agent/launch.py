@@ -54,6 +54,11 @@ def remove_if_empty(path: str) -> bool:
     Cheap enough for the event loop; False when anything is left for `remove_temp_dir`.
     """
     try:
+        os.rmdir(path)  # the usual case, with no listing of it first
+        return True
+    except OSError:
+        pass
+    try:
         with os.scandir(path) as entries:
             for entry in entries:
                 if not entry.is_dir(follow_symlinks=False):
@@ -119,13 +124,15 @@ def prepare_launch(
     attempt: int,
     worker_id: str,
     base_env: Mapping[str, str],
+    spare_temp_dir: Callable[[], str] = str,
 ) -> Launch:
     """Create the job's private temp dir and decide argv, env and cwd.
 
     The temp dir holds a script's file and, for a job without a working directory, its
     working directory: a command's is the temp dir itself, a script's a `work` directory
     beside its file. A command with a working directory needs none (each directory made
-    and removed is a file-system operation per job).
+    and removed is a file-system operation per job). `spare_temp_dir()`: an empty private
+    temp dir left by a job that is over, to use instead of a new one ("" if none).
     Raises `JobStartError` (and leaves nothing behind) when the spec cannot run.
     """
     if bool(spec.command) == bool(spec.script):
@@ -135,7 +142,7 @@ def prepare_launch(
     env = job_environment(base_env, spec.env, job_id, attempt, worker_id)
     if spec.command and spec.working_dir:
         return Launch(argv=list(spec.command), env=env, cwd=spec.working_dir, temp_dir="")
-    temp_dir = tempfile.mkdtemp(prefix=temp_dir_prefix(job_id, attempt))  # mode 0700
+    temp_dir = spare_temp_dir() or tempfile.mkdtemp(prefix=temp_dir_prefix(job_id, attempt))
     try:
         if spec.command:
             argv = list(spec.command)

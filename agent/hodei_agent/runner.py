@@ -1,13 +1,10 @@
-"""Running one job attempt as a subprocess in a cgroup and a process group of its own, in a
-way a restarted agent can pick up again.
-
+"""Running one job attempt in a cgroup and a process group of its own, so that a restarted
+agent can pick it up again.
 Nothing the job needs depends on the agent staying alive:
-
 - its stdout and stderr are files in the agent's state directory, which the agent tails
-  (`batcher.tail`), so a job never writes into a pipe that died with the agent;
-- it is started by the agent's keeper (`hodei_agent.keeper`), a small process that is its
-  parent, outlives the agent and writes its exit status there when it ends, so the status
-  is known even when no agent was there to see it end;
+  (`batcher.tail`): a job never writes into a pipe that died with the agent;
+- it is started by the agent's keeper (`hodei_agent.keeper`), its parent, which outlives
+  the agent and records its exit status there unless the agent released it;
 - the agent records its pid with the process's start time (pid reuse) and its cgroup and,
   once restarted, watches it through a pidfd (`os.pidfd_open`), which works for a process
   that is not its child. Timeout and cancel signal the job's cgroup and process group
@@ -133,7 +130,8 @@ class JobRunner:
         """
         base_env = os.environ if self._base_env is None else self._base_env
         try:
-            launch = prepare_launch(self.spec, self.job_id, self.attempt, self._worker_id, base_env)
+            launch = prepare_launch(self.spec, self.job_id, self.attempt, self._worker_id, base_env,
+                                    self._files.take_temp_dir)
         except (JobStartError, OSError) as exc:
             return self._failed_to_start(str(exc))
         delivery = None
@@ -146,7 +144,8 @@ class JobRunner:
         finally:
             if delivery is not None:
                 delivery.remove()
-            if launch.temp_dir and not remove_if_empty(launch.temp_dir):
+            if launch.temp_dir and not (self._files.keep_temp_dir(launch.temp_dir)
+                                        or remove_if_empty(launch.temp_dir)):
                 await asyncio.to_thread(remove_temp_dir, launch.temp_dir)
 
     async def resume(self, meta: JobMeta, offsets: Mapping[int, int]) -> JobResult:
@@ -241,6 +240,7 @@ class JobRunner:
             os.close(stdout)
             os.close(stderr)
         processes = JobProcesses(process.pid)  # its cgroup comes once the keeper has left it
+        self._files.forget = process.release  # its end, once its files go
         try:
             meta = self._started(process.pid, process.start_ticks, launch, on_started,
                                  secrets_dir)
@@ -250,7 +250,7 @@ class JobRunner:
                                             placed=(process.cgroup, meta))
         finally:
             process.close()
-            processes.remove()
+            self._files.reusable = processes.remove()  # nothing of it is left
         returncode = process.returncode()
         if returncode is None:  # its keeper went away: the status file may still say
             returncode = await self._recorded_status()

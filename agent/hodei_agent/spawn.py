@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import signal
@@ -60,9 +61,12 @@ def open_pidfd(pid: int, start_ticks: int) -> int | None:
 class Spawned:
     """A job its keeper started: it outlives the agent, and the keeper records its end."""
 
-    def __init__(self, kept: Kept, stdin: tuple[int, bytes] | None) -> None:
+    def __init__(self, keeper: KeeperClient, kept: Kept,
+                 stdin: tuple[int, bytes] | None) -> None:
         self.pid = kept.pid
         self.start_ticks = kept.start_ticks
+        # The keeper holds its end (for a restarted agent) until told it need not.
+        self.release = functools.partial(keeper.release, kept.spawn_id)
         # Its cgroup, once the keeper has left it ("" when it has none).
         self.cgroup = kept.cgroup
         self._returncode = kept.returncode
@@ -90,7 +94,8 @@ class Spawned:
 
 async def spawn_kept(keeper: KeeperClient, launch: Launch, executable: str, stdout: int,
                      stderr: int, status_path: str, stdin: bytes | None) -> Spawned:
-    """Have the keeper start the job; it writes the exit status to `status_path`."""
+    """Have the keeper start the job; it writes the exit status to `status_path` if the
+    agent goes away before releasing the job (`KeeperClient.release`)."""
     stdin_read, stdin_write = os.pipe() if stdin is not None else (keeper.devnull, -1)
     try:
         kept = await keeper.spawn(launch.argv, launch.env, launch.cwd,
@@ -103,7 +108,7 @@ async def spawn_kept(keeper: KeeperClient, launch: Launch, executable: str, stdo
         if stdin is not None:
             os.close(stdin_read)
     feed = (stdin_write, stdin) if stdin is not None else None
-    return Spawned(kept, feed)
+    return Spawned(keeper, kept, feed)
 
 
 async def _feed(fd: int, data: bytes) -> None:

@@ -9,7 +9,9 @@ STATE_DIR/                 0700
   watchdog.pid             the lease watchdog (hodei_agent.watchdog)
   jobs/<job>.<attempt>.*   one set of files per attempt, removed once the server
                            acknowledged the result (flat: a directory per job would cost
-                           two more file-system operations per job):
+                           two more file-system operations per job), or recycled for
+                           the next job if it printed nothing and left no process (see
+                           `JobFiles.recycle`):
     .meta                  job, attempt, pid and its start time, cgroup, start, timeout,
                            temp dir; written before the job is started (pid 0), then with
                            its pid
@@ -17,6 +19,8 @@ STATE_DIR/                 0700
     .chunks                one record per chunk made: seq, stream, length (ChunkJournal)
     .acked                 the highest seq the server acknowledged
     .status                the job's exit status, written by its keeper when it ends
+                           with no agent there, or when its agent goes away before the
+                           server acknowledged the result (the keeper holds it till then)
     .fenced                present when the lease watchdog stopped the job
 ```
 
@@ -33,12 +37,21 @@ import logging
 import os
 import re
 import shutil
-import struct
+import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hodei_agent.errors import AgentError
+from hodei_agent.journal import (
+    ACKED_SUFFIX,
+    CHUNKS_SUFFIX,
+    RECORD,
+    ChunkJournal,
+    Journal,
+    JournalEntry,
+)
 from hodei_agent.procgroup import start_ticks
 from hodei_agent.watchdog import (
     FENCED_SUFFIX,
@@ -54,12 +67,9 @@ logger = logging.getLogger(__name__)
 IDENTITY_FILE = "identity.json"
 _LOCK = "lock"
 STDERR_SUFFIX = ".stderr"
-CHUNKS_SUFFIX = ".chunks"
-ACKED_SUFFIX = ".acked"
 STATUS_SUFFIX = ".status"
 JOB_SUFFIXES = (META_SUFFIX, STDOUT_SUFFIX, STDERR_SUFFIX, CHUNKS_SUFFIX, ACKED_SUFFIX,
                 STATUS_SUFFIX, FENCED_SUFFIX)
-_RECORD = struct.Struct("<QBI")  # seq, stream, length
 STREAMS = (logs_pb2.LOG_STREAM_STDOUT, logs_pb2.LOG_STREAM_STDERR)
 
 
@@ -109,63 +119,6 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(temp, path)
 
 
-class ChunkJournal:
-    """An append-only record of every chunk made from a job's output files, and the highest
-    seq acknowledged.
-
-    A chunk's record is written before the chunk can be sent, so a restarted agent knows
-    which seq numbers went out and which bytes of each file they held: it resends the
-    unacknowledged ones byte for byte and goes on from the next offset with the next seq.
-    """
-
-    def __init__(self, prefix: str) -> None:
-        # Created on first use: a job that prints nothing costs no journal files.
-        self._prefix = prefix
-        self._chunks: int | None = None
-        self._acked: int | None = None
-
-    def chunk(self, seq: int, stream: logs_pb2.LogStream, length: int) -> None:
-        """Record chunk `seq`: the next `length` bytes of `stream`'s file."""
-        if self._chunks is None:
-            self._chunks = os.open(self._prefix + CHUNKS_SUFFIX,
-                                   os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.write(self._chunks, _RECORD.pack(seq, stream, length))
-
-    def acked(self, seq: int) -> None:
-        """Record that the server acknowledged every chunk up to `seq`."""
-        if self._acked is None:
-            self._acked = os.open(self._prefix + ACKED_SUFFIX, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.pwrite(self._acked, seq.to_bytes(8, "little"), 0)
-
-    def close(self) -> None:
-        for fd in (self._chunks, self._acked):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._chunks = self._acked = None
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    seq: int
-    stream: logs_pb2.LogStream
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True)
-class Journal:
-    """A job's journal as read back: chunks in seq order, where each stream's file goes on."""
-
-    entries: list[JournalEntry]
-    acked_seq: int
-    offsets: dict[logs_pb2.LogStream, int]
-
-    @property
-    def last_seq(self) -> int:
-        return self.entries[-1].seq if self.entries else 0
-
-
 class JobFiles:
     """The files of one job attempt: `<prefix>.meta`, `<prefix>.stdout`, ..."""
 
@@ -173,6 +126,16 @@ class JobFiles:
         self.prefix = str(prefix)
         self.journal: ChunkJournal | None = None
         self._paths: dict[str, Path] = {}
+        # The `.meta` file stays open from its first write to the attempt's end: each later
+        # version is written over it in place (see `write_meta`).
+        self._meta_fd: int | None = None
+        self._meta_length = 0
+        # Called when the files go: tells the job's keeper its end is recorded elsewhere.
+        self.forget: Callable[[], None] | None = None
+        # Nothing of the job is left (its cgroup is gone): its files and empty temp dir
+        # (kept here meanwhile) may serve another job.
+        self.reusable = False
+        self.temp_dir = ""
 
     def _path(self, suffix: str) -> Path:
         path = self._paths.get(suffix)
@@ -215,15 +178,25 @@ class JobFiles:
         self.journal = ChunkJournal(self.prefix)
         return self.journal
 
-    def write_meta(self, meta: JobMeta) -> None:
-        # Written in place, not renamed into place (one file-system operation fewer per
-        # job): a kill in the middle of this small write leaves a job that is not
-        # re-attached, like a kill between the spawn and this write.
-        fd = os.open(self._path(META_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(asdict(meta)).encode())
-        finally:
-            os.close(fd)
+    def write_meta(self, meta: JobMeta | dict[str, str]) -> None:
+        """Record `meta` over the last version, in place: never truncated (a journal
+        transaction on ext4), a shorter version padded with spaces, which JSON ignores.
+        Nor renamed into place: a kill in the middle of this small write leaves a job that
+        is not re-attached, like a kill between the spawn and this write."""
+        data = json.dumps(asdict(meta) if isinstance(meta, JobMeta) else meta).encode()
+        if self._meta_fd is None:
+            self._meta_fd = os.open(self._path(META_SUFFIX),
+                                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            self._meta_length = 0
+        os.pwrite(self._meta_fd, data.ljust(self._meta_length), 0)
+        self._meta_length = max(self._meta_length, len(data))
+
+    def close(self) -> None:
+        """Let go of the open `.meta` (the files stay)."""
+        if self._meta_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._meta_fd)
+            self._meta_fd = None
 
     def read_meta(self) -> JobMeta | None:
         try:
@@ -237,10 +210,10 @@ class JobFiles:
         except FileNotFoundError:
             raw = b""
         # A record cut short by a kill is not a chunk that was ever sent.
-        usable = len(raw) - len(raw) % _RECORD.size
+        usable = len(raw) - len(raw) % RECORD.size
         offsets = dict.fromkeys(STREAMS, 0)
         entries = []
-        for seq, stream, length in _RECORD.iter_unpack(raw[:usable]):
+        for seq, stream, length in RECORD.iter_unpack(raw[:usable]):
             entries.append(JournalEntry(seq, stream, offsets[stream], length))
             offsets[stream] += length
         try:
@@ -256,11 +229,64 @@ class JobFiles:
         except (OSError, ValueError):
             return None
 
-    def remove(self) -> None:
+    def keep_temp_dir(self, path: str) -> bool:
+        """Keep the job's temp dir for the next job if these files may serve it: when it is
+        empty and still a private directory of this user (mode 0700, not a symlink)."""
+        try:
+            info = os.lstat(path)
+            if not (self.reusable and stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+                    and stat.S_IMODE(info.st_mode) == 0o700):
+                return False
+            with os.scandir(path) as entries:
+                if next(entries, None) is not None:
+                    return False
+        except OSError:
+            return False
+        self.temp_dir = path
+        return True
+
+    def take_temp_dir(self) -> str:
+        """The temp dir kept for the next job ("" if none); it is the taker's now."""
+        temp_dir, self.temp_dir = self.temp_dir, ""
+        return temp_dir
+
+    def recycle(self) -> bool:
+        """Make these files those of no job, ready for the next: the meta names only the temp
+        dir kept (no job, to a restarted agent or the watchdog), the output files stay empty.
+        False (nothing done) unless the job ended whole and printed nothing."""
+        if not self.reusable or self._meta_fd is None or (self.journal and self.journal.used):
+            return False
+        self.remove(keep=(META_SUFFIX, STDOUT_SUFFIX, STDERR_SUFFIX))
+        self.write_meta({"temp_dir": self.temp_dir})
+        self.reusable = False
+        return True
+
+    def _remove_spare_temp_dir(self) -> None:
+        """Remove the temp dir kept for a next job (named in the meta, if found on disk)."""
+        temp_dir = self.temp_dir
+        if not temp_dir and self._meta_fd is None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                spare = json.loads(self._path(META_SUFFIX).read_bytes())
+                if list(spare) == ["temp_dir"]:
+                    temp_dir = str(spare["temp_dir"])
+        if temp_dir and os.path.basename(temp_dir).startswith("hodei-"):
+            with contextlib.suppress(OSError):
+                os.rmdir(temp_dir)  # empty when kept, and no job had it since
+        self.temp_dir = ""
+
+    def remove(self, keep: tuple[str, ...] = ()) -> None:
+        if self.forget is not None:
+            self.forget()
+            self.forget = None
+        if not keep:
+            self._remove_spare_temp_dir()
+            self.close()
         if self.journal is not None:
             self.journal.close()
             self.journal = None
         for suffix in JOB_SUFFIXES:
+            if suffix in keep:
+                continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.prefix + suffix)
 
@@ -355,8 +381,11 @@ class StateDir:
     def job_files(self, job_id: str, attempt: int) -> JobFiles:
         return JobFiles(self.jobs / f"{_safe(job_id)}.{attempt}")
 
-    def new_job(self, job_id: str, attempt: int) -> JobFiles:
+    def new_job(self, job_id: str, attempt: int, taken: set[str] | None = None) -> JobFiles:
+        """`taken`: prefixes in use (by recycled files), which the new one must not be."""
         files = self.job_files(job_id, attempt)
+        while taken and files.prefix in taken:
+            files = JobFiles(Path(files.prefix + "_"))
         if os.path.exists(files.prefix + META_SUFFIX):  # left by an attempt whose record is gone
             files.remove()
         return files

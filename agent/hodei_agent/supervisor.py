@@ -71,6 +71,10 @@ class JobSupervisor:
         self._state = state
         self._keeper = keeper
         self._files: dict[JobKey, JobFiles] = {}
+        # Files of jobs that are over, recycled for the next ones (`JobFiles.recycle`), and
+        # every prefix in use by files this process made.
+        self._spare: list[JobFiles] = []
+        self._taken: set[str] = set()
         self._slots = slots
         self.worker_id = worker_id
         self._limits = limits
@@ -100,13 +104,13 @@ class JobSupervisor:
                 "job=%s attempt=%d: all %d slots are busy; running it anyway", *key, self._slots
             )
         try:
-            files = self._state.new_job(*key)
+            files = self._new_files(key)
             # Before the job exists, so that an agent killed while starting it is followed
             # by one that finds it (see `_started_unrecorded`).
             files.write_meta(JobMeta(
                 job_id=command.job_id, attempt=command.attempt, pid=0, start_ticks=0,
                 started_at=time.time(), timeout_seconds=command.spec.timeout_seconds,
-                temp_dir="", has_secrets=bool(command.spec.secrets),
+                temp_dir=files.temp_dir, has_secrets=bool(command.spec.secrets),
             ))
             record.journal = files.open_journal()
         except OSError as exc:
@@ -189,14 +193,14 @@ class JobSupervisor:
             pid, ticks = found
             secrets_dir = _environ(pid).get(SECRETS_DIR_ENV, "")
             meta = dataclasses.replace(
-                meta, pid=pid, start_ticks=ticks, temp_dir=_temp_dir_of(meta),
+                meta, pid=pid, start_ticks=ticks, temp_dir=meta.temp_dir or _temp_dir_of(meta),
                 secrets_dir=secrets_dir if is_secrets_dir(secrets_dir) else "")
         elif status is not None:
             # It ended already. A pid that names another process (init's, with a start
             # time no process has) makes the runner read the rest of its output and its
             # recorded status, and signal nothing.
             meta = dataclasses.replace(meta, pid=1, start_ticks=-1,
-                                       temp_dir=_temp_dir_of(meta))
+                                       temp_dir=meta.temp_dir or _temp_dir_of(meta))
         else:
             return None
         files.write_meta(meta)
@@ -236,11 +240,30 @@ class JobSupervisor:
         logger.warning("job=%s attempt=%d: had secrets, so it is stopped rather than "
                        "re-attached", *key)
 
+    def _new_files(self, key: JobKey) -> JobFiles:
+        if self._spare:
+            return self._spare.pop()
+        files = self._state.new_job(*key, taken=self._taken)
+        self._taken.add(files.prefix)
+        return files
+
     def release(self, key: JobKey) -> None:
-        """The server acknowledged the attempt's result: its files can go."""
+        """The server acknowledged the attempt's result: its files can go, or serve the next
+        job (a few are kept: the slots' worth)."""
         files = self._files.pop(key, None)
-        if files is not None:
+        if files is None:
+            return
+        if len(self._spare) < self._slots and files.recycle():
+            self._spare.append(files)
+        else:
             files.remove()
+            self._taken.discard(files.prefix)
+
+    def close(self) -> None:
+        """Remove the recycled files that no job uses (the agent is exiting)."""
+        for files in self._spare:
+            files.remove()
+        self._spare.clear()
 
     def _start(
         self, runner: JobRunner, record: JobRecord, work: Awaitable[JobResult]
@@ -262,7 +285,11 @@ class JobSupervisor:
                 # A bug of the agent, not of the job: report it rather than leave the job hanging.
                 logger.exception("job=%s attempt=%d: agent error", *record.key)
                 result = JobResult(jobs_pb2.JOB_STATE_FAILED, reason=f"agent error: {exc!r}")
-            logger.info("job=%s attempt=%d: ended %s (exit %s)", *record.key,
+            # A success is routine (the server records every attempt's end): one line at
+            # INFO per job is a write to the log per job on the hot path.
+            level = (logging.DEBUG if result.outcome == jobs_pb2.JOB_STATE_SUCCEEDED
+                     else logging.INFO)
+            logger.log(level, "job=%s attempt=%d: ended %s (exit %s)", *record.key,
                         jobs_pb2.JobState.Name(result.outcome).removeprefix("JOB_STATE_"),
                         "-" if result.exit_code is None else result.exit_code)
             record.finish(result.outcome, exit_code=result.exit_code,

@@ -54,19 +54,31 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) 
         time.sleep(0.01)
 
 
-def test_it_reports_and_records_each_end(tmp_path: Path) -> None:
+def test_it_reports_each_end_and_records_those_not_released(tmp_path: Path) -> None:
+    """While the agent is there, an end is only reported; the keeper writes the status files
+    of the ends the agent did not release once it is gone (a restarted agent needs them)."""
+    keeper_pid = 0
+
     async def scenario() -> list[int | None]:
+        nonlocal keeper_pid
         keeper = KeeperClient()
         try:
             jobs = [await spawn(keeper, script, tmp_path / f"{n}.status")
-                    for n, script in enumerate(["exit 0", "exit 7", "kill -INT $$"])]
-            return [await job.returncode for job in jobs]
+                    for n, script in enumerate(["exit 0", "exit 7", "kill -INT $$", "exit 5"])]
+            codes = [await job.returncode for job in jobs]
+            keeper_pid = keeper.pid or 0
+            await asyncio.sleep(0.2)
+            assert not os.listdir(tmp_path), "nothing is written while the agent is there"
+            keeper.release(jobs[3].spawn_id)
+            return codes
         finally:
             keeper.close()
 
     # A job gets default signal dispositions: SIGINT kills it.
-    assert asyncio.run(scenario()) == [0, 7, -signal.SIGINT]
+    assert asyncio.run(scenario()) == [0, 7, -signal.SIGINT, 5]
+    wait_until(lambda: not alive(keeper_pid), "the keeper exits once the agent left")
     assert [(tmp_path / f"{n}.status").read_text() for n in range(3)] == ["0\n", "7\n", "130\n"]
+    assert not (tmp_path / "3.status").exists(), "a released end is not written"
 
 
 def test_what_cannot_start_is_said(tmp_path: Path) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -412,3 +414,96 @@ def test_watchdog_leaves_when_the_agent_drained(tmp_path: Path) -> None:
         os.killpg(pid, signal.SIGKILL)
         wait_group_gone(pid)
         state.close()
+
+
+def test_the_files_of_a_job_that_ended_whole_and_silent_serve_the_next_one(
+    tmp_path: Path,
+) -> None:
+    """A job that printed nothing and left no process (its cgroup is gone) hands its files
+    to the next job instead of removing them; in between they name no job to a restarted
+    agent or the lease watchdog, and the agent removes them when it exits."""
+    skip_without_job_cgroups()
+    state = StateDir.open(tmp_path / "state")
+    prefixes: list[set[str]] = []
+    temp_dirs: list[str] = []
+
+    async def scenario() -> None:
+        keeper = KeeperClient()
+        supervisor = JobSupervisor(Outbox(), state, slots=1, worker_id="worker-1",
+                                   keeper=keeper)
+        try:
+            for n, command in enumerate([["true"], ["false"], ["echo", "out"], ["true"]]):
+                key = (f"job-{n}", 1)
+                supervisor.run_job(agent_pb2.RunJob(
+                    job_id=key[0], attempt=1, spec=jobs_pb2.JobSpec(command=command)))
+                async with asyncio.timeout(20):
+                    await supervisor.wait_idle()
+                prefixes.append({str(p).rsplit(".", 1)[0] for p in state.jobs.iterdir()})
+                supervisor.release(key)
+                spare = json.loads((state.jobs / "job-0.1.meta").read_bytes()) if n < 2 else {}
+                temp_dirs.append(spare.get("temp_dir", ""))
+                if n == 0:
+                    [free] = state.existing_jobs()
+                    assert free.read_meta() is None  # names no job: only the temp dir kept
+                    assert os.listdir(temp_dirs[0]) == []
+                    assert watchdog.live_jobs(state.path) == []
+                    assert sorted(p.name for p in state.jobs.iterdir()) == [
+                        "job-0.1.meta", "job-0.1.stderr", "job-0.1.stdout"]
+            assert len(list(state.jobs.iterdir())) == 3  # the last job's, recycled
+        finally:
+            supervisor.close()
+            keeper.close()
+
+    asyncio.run(scenario())
+    # job-1 ran in job-0's files and temp dir; job-2 too, but printed: its files were
+    # removed after it.
+    assert prefixes[0] == prefixes[1] == prefixes[2] == {str(state.jobs / "job-0.1")}
+    assert prefixes[3] == {str(state.jobs / "job-3.1")}
+    assert temp_dirs[0] == temp_dirs[1] != ""
+    assert list(state.jobs.iterdir()) == []  # removed when the agent exits
+    assert not os.path.exists(temp_dirs[0])
+    state.close()
+
+
+def test_a_restarted_agent_removes_the_recycled_files_and_temp_dir_it_finds(
+    tmp_path: Path,
+) -> None:
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    temp_dir = tempfile.mkdtemp(prefix="hodei-job-1-1-")
+    files.write_meta({"temp_dir": temp_dir})  # as a killed agent left recycled files
+    files.create_outputs()
+    keeper = KeeperClient()
+    supervisor = JobSupervisor(Outbox(), state, slots=1, worker_id="worker-1", keeper=keeper)
+    assert supervisor.adopt() == []
+    assert list(state.jobs.iterdir()) == []
+    assert not os.path.exists(temp_dir)
+    keeper.close()
+    state.close()
+
+
+def test_a_temp_dir_is_kept_for_the_next_job_only_if_empty_private_and_ours(
+    tmp_path: Path,
+) -> None:
+    """A job may have opened its temp dir to others, replaced it, or left files in it: then
+    it is removed as before, never handed to the next job."""
+    state = StateDir.open(tmp_path / "state")
+    files = state.new_job("job-1", 1)
+    files.reusable = True
+    private = tempfile.mkdtemp(prefix="hodei-job-1-1-", dir=tmp_path)
+    opened = tempfile.mkdtemp(prefix="hodei-job-1-1-", dir=tmp_path)
+    os.chmod(opened, 0o777)
+    left = tempfile.mkdtemp(prefix="hodei-job-1-1-", dir=tmp_path)
+    Path(left, "file").touch()
+    link = tmp_path / "hodei-link"
+    link.symlink_to(private)
+    assert not files.keep_temp_dir(opened)
+    assert not files.keep_temp_dir(left)
+    assert not files.keep_temp_dir(str(link))
+    assert not files.keep_temp_dir(str(tmp_path / "gone"))
+    files.reusable = False  # the job left a process: nothing of it is kept
+    assert not files.keep_temp_dir(private)
+    files.reusable = True
+    assert files.keep_temp_dir(private)
+    assert files.take_temp_dir() == private and files.take_temp_dir() == ""
+    state.close()
