@@ -203,7 +203,8 @@ def print_listing(
         for item in items:
             echo(sanitize(ident(item), single_line=True))
         return
-    if print_data(output_format, [data(item) for item in items]):
+    if output_format in (OutputFormat.json, OutputFormat.yaml):
+        print_data(output_format, [data(item) for item in items])
         return
     if output_format is OutputFormat.name:
         for item in items:

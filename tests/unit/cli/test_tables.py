@@ -161,3 +161,25 @@ def test_fit_drops_by_priority_after_shrinking() -> None:
 def test_cells_cannot_break_the_table_or_the_terminal() -> None:
     lines = table.render([Column("NAME")], [["evil\x1b[2J\nname"]], width=80)
     assert lines == ["NAME", "evil^[[2J^Jname"]
+
+
+@pytest.mark.parametrize("fmt", [output.OutputFormat.table, output.OutputFormat.wide,
+                                 output.OutputFormat.name])
+def test_a_listing_builds_its_json_only_when_json_or_yaml_is_asked_for(
+    fmt: output.OutputFormat, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`job list` once turned every job into a dict (and imported protobuf's json_format)
+    only to print a table."""
+    def data(item: str) -> object:
+        raise AssertionError("data built for a table")
+
+    output.print_listing(fmt, ["a", "b"], columns=[Column("ID")], row=lambda item: [item],
+                         data=data, ident=lambda item: item, kind="thing")
+    assert "a" in capsys.readouterr().out
+
+
+def test_a_listing_in_json_has_every_item(capsys: pytest.CaptureFixture[str]) -> None:
+    output.print_listing(output.OutputFormat.json, ["a", "b"], columns=[Column("ID")],
+                         row=lambda item: [item], data=lambda item: {"id": item},
+                         ident=lambda item: item, kind="thing")
+    assert json.loads(capsys.readouterr().out) == [{"id": "a"}, {"id": "b"}]
