@@ -18,8 +18,9 @@ def test_server_and_agent_log_one_json_object_a_line(
     monkeypatch.setenv("HODEI_LOG_FORMAT", "json")
     server = ServerProcess(tmp_path, database_url, workers=1).start()
     try:
-        out = server.hodeictl("job", "run", "--correlation-id", "trace-1", "--", "true")
-        assert out.returncode == 0, out.stderr
+        # A failure: the agent logs a job's routine success at debug level only.
+        out = server.hodeictl("job", "run", "--correlation-id", "trace-1", "--", "false")
+        assert out.returncode == 1, out.stderr
         job_id = json.loads(server.hodeictl("job", "list", "-o", "json").stdout)[0]["id"]
     finally:
         server.stop()
