@@ -22,7 +22,7 @@ from stack import embedded_stack
 
 # Statements the benchmark causes by watching, not the jobs: its GetJob and ListJobs polls
 # (the list's query is list_jobs_matching since the live feeds; list_jobs before).
-POLLING = {"list_jobs", "list_jobs_matching", "get_job"}
+POLLING = {"list_jobs", "list_jobs_matching", "get_job", "get_job_attempts"}
 
 
 def main() -> None:
