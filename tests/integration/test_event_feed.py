@@ -137,3 +137,32 @@ def test_writers_notify_only_while_some_replica_watches(database_url: str) -> No
             await pool.close()
 
     asyncio.run(scenario())
+
+
+def test_an_event_naming_no_correlation_id_takes_its_jobs(database_url: str) -> None:
+    """The dispatch path names each event's correlation id (even ''), and the trigger does not
+    run for it; an insert that names none gets the job's ('' for an event of no job)."""
+    job_id = uuid.uuid4()
+    columns = "INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO jobs (id, spec, state, correlation_id) "
+                     "VALUES (%s, '', 'PENDING', 'deploy-9')", (job_id,))
+        try:
+            rows = [conn.execute(sql, args).fetchone() for sql, args in (
+                (columns + ") VALUES ('test.none', 'job', %s, '{}', 't') "
+                 "RETURNING correlation_id", (str(job_id),)),
+                (columns + ", correlation_id) VALUES ('test.named', 'job', %s, '{}', 't', "
+                 "'other') RETURNING correlation_id", (str(job_id),)),
+                (columns + ", correlation_id) VALUES ('test.empty', 'job', %s, '{}', 't', "
+                 "'') RETURNING correlation_id", (str(job_id),)),
+                (columns + ") VALUES ('test.worker', 'worker', %s, '{}', 't') "
+                 "RETURNING correlation_id", (str(job_id),)),
+                (columns + ") VALUES ('test.no_job', 'job', 'not-a-uuid', '{}', 't') "
+                 "RETURNING correlation_id", ()),
+            )]
+            assert [r[0] if r else None for r in rows] == ["deploy-9", "other", "", "", ""]
+        finally:
+            conn.execute("DELETE FROM events WHERE type = ANY (%s)",
+                         (["test.none", "test.named", "test.empty", "test.worker",
+                           "test.no_job"],))
+            conn.execute("DELETE FROM jobs WHERE id = %s", (job_id,))

@@ -98,10 +98,12 @@ class Dispatcher:
         if values is None:
             return
         session.run_job(assignment.job_id, assignment.attempt, spec, values)
-        log.info("job %s attempt %d -> worker %s", assignment.job_id, assignment.attempt,
-                 assignment.worker_id,
-                 extra={"job": str(assignment.job_id), "attempt": assignment.attempt,
-                        "worker": str(assignment.worker_id)})
+        if log.isEnabledFor(logging.DEBUG):
+            # Routine, once per job: at debug level (the job.assigned event records it).
+            log.debug("job %s attempt %d -> worker %s", assignment.job_id, assignment.attempt,
+                      assignment.worker_id,
+                      extra={"job": str(assignment.job_id), "attempt": assignment.attempt,
+                             "worker": str(assignment.worker_id)})
 
     async def _secret_values(
         self, assignment: Assignment, spec: jobs_pb2.JobSpec

@@ -365,11 +365,14 @@ class _Finished:
 
     async def settle(self) -> None:
         state = await self.state.result()
+        if state is JobState.SUCCEEDED and not log.isEnabledFor(logging.DEBUG):
+            return  # routine, once per job: at debug level (the job's event records it)
         ids = {"job": self.job_id, "attempt": self.attempt,
                "worker": str(self.session.worker_id)}
         if state is not None:
-            log.info("job %s attempt %d ended %s (exit %s)", self.job_id, self.attempt,
-                     state.value, self.exit_code, extra=ids)
+            log.log(logging.DEBUG if state is JobState.SUCCEEDED else logging.INFO,
+                    "job %s attempt %d ended %s (exit %s)", self.job_id, self.attempt,
+                    state.value, self.exit_code, extra=ids)
             return
         log.info("refused a stale result for job %s attempt %d", self.job_id, self.attempt,
                  extra=ids)

@@ -96,15 +96,15 @@ WITH input AS (
         exit_code = NULL, reason = '', updated_at = now()
     FROM input i
     WHERE jobs.id = i.id AND jobs.state = 'PENDING'
-    RETURNING jobs.id, jobs.attempt, jobs.worker_id
+    RETURNING jobs.id, jobs.attempt, jobs.worker_id, jobs.correlation_id
 ), a AS (
     INSERT INTO job_attempts (job_id, attempt, worker_id, state)
     SELECT j.id, j.attempt, j.worker_id, 'ASSIGNED' FROM j
 ), e AS (
-    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
     SELECT 'job.assigned', 'job', j.id::text,
            jsonb_build_object('attempt', j.attempt, 'worker_id', j.worker_id::text),
-           %(actor)s
+           %(actor)s, j.correlation_id
     FROM j
 )
 SELECT id, attempt, worker_id FROM j;
@@ -121,14 +121,14 @@ WITH input AS (
     FROM input i
     WHERE jobs.id = i.id AND jobs.attempt = i.attempt AND jobs.worker_id = %(worker_id)s
       AND jobs.state = 'ASSIGNED'
-    RETURNING jobs.id, jobs.attempt, i.pid
+    RETURNING jobs.id, jobs.attempt, i.pid, jobs.correlation_id
 ), a AS (
     UPDATE job_attempts SET state = 'RUNNING', started_at = now()
     FROM j WHERE job_attempts.job_id = j.id AND job_attempts.attempt = j.attempt
 ), e AS (
-    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
     SELECT 'job.running', 'job', j.id::text,
-           jsonb_build_object('attempt', j.attempt, 'pid', j.pid), %(actor)s
+           jsonb_build_object('attempt', j.attempt, 'pid', j.pid), %(actor)s, j.correlation_id
     FROM j
 )
 SELECT i.id, i.attempt, j.id IS NOT NULL AS marked,
@@ -164,7 +164,7 @@ WITH input AS (
       AND jobs.worker_id IS NOT DISTINCT FROM %(worker_id)s
       AND jobs.state = ANY (string_to_array(i.from_states, ','))
     RETURNING jobs.id, jobs.attempt, jobs.state, jobs.exit_code, jobs.reason,
-              jobs.has_followups, i.final, i.pid,
+              jobs.has_followups, jobs.correlation_id, i.final, i.pid,
               i.started AND jobs.started_at = now() AS started_now
 ), a AS (
     UPDATE job_attempts
@@ -172,8 +172,8 @@ WITH input AS (
         started_at = CASE WHEN j.started_now THEN now() ELSE job_attempts.started_at END
     FROM j WHERE job_attempts.job_id = j.id AND job_attempts.attempt = j.attempt
 ), e AS (
-    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
-    SELECT ev.type, 'job', j.id::text, ev.payload, %(actor)s
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
+    SELECT ev.type, 'job', j.id::text, ev.payload, %(actor)s, j.correlation_id
     FROM j CROSS JOIN LATERAL (
         SELECT 1 AS n, 'job.running' AS type,
                jsonb_build_object('attempt', j.attempt, 'pid', j.pid) AS payload
@@ -215,21 +215,21 @@ WITH j AS (
     WHERE id = %(id)s AND attempt = %(attempt)s
       AND worker_id IS NOT DISTINCT FROM %(worker_id)s
       AND state = ANY (%(from_states)s::text[])
-    RETURNING id, attempt, state, exit_code, reason, has_followups
+    RETURNING id, attempt, state, exit_code, reason, has_followups, correlation_id
 ), a AS (
     UPDATE job_attempts
     SET state = %(attempt_state)s, exit_code = %(exit_code)s, reason = %(reason)s,
         finished_at = now()
     FROM j WHERE job_attempts.job_id = j.id AND job_attempts.attempt = j.attempt
 ), e AS (
-    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
     SELECT CASE WHEN j.state = 'PENDING' THEN 'job.retry_scheduled'
                 ELSE 'job.' || lower(j.state) END,
            'job', j.id::text,
            jsonb_build_object('attempt', j.attempt, 'exit_code', j.exit_code,
                               'reason', j.reason, 'attempt_state', %(attempt_state)s::text,
                               'retry_in_seconds', %(delay)s::double precision),
-           %(actor)s
+           %(actor)s, j.correlation_id
     FROM j
 ), n AS (
     -- Followers of the job (on any replica), for a retry the dispatchers, and for the end

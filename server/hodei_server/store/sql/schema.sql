@@ -87,7 +87,8 @@ CREATE TABLE events (
     aggregate_id   text NOT NULL,
     payload        jsonb NOT NULL DEFAULT '{}'::jsonb,
     actor          text NOT NULL DEFAULT '',
-    correlation_id text NOT NULL DEFAULT '',
+    -- NULL on insert: the job's (hodei_event_correlation)
+    correlation_id text NOT NULL,
     created_at     timestamptz NOT NULL DEFAULT now()
 );
 
@@ -165,10 +166,13 @@ CREATE INDEX events_created_idx ON events (created_at);
 -- Set by the submitter (or its x-correlation-id metadata); else the idempotency key.
 ALTER TABLE jobs ADD COLUMN correlation_id text NOT NULL DEFAULT '';
 
--- A job's event that names no correlation id takes the job's.
+-- A job's event that names no correlation id takes the job's; any other event none. The
+-- statements that write a job's events name its id (the job's row is at hand there): the
+-- trigger runs only for an insert that names none.
 CREATE FUNCTION hodei_event_correlation() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.correlation_id = '' AND NEW.aggregate_type = 'job'
+    NEW.correlation_id := '';
+    IF NEW.aggregate_type = 'job'
        AND NEW.aggregate_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
         NEW.correlation_id := coalesce(
             (SELECT j.correlation_id FROM jobs j WHERE j.id = NEW.aggregate_id::uuid), '');
@@ -178,7 +182,7 @@ END
 $$;
 
 CREATE TRIGGER events_correlation BEFORE INSERT ON events
-    FOR EACH ROW EXECUTE FUNCTION hodei_event_correlation();
+    FOR EACH ROW WHEN (NEW.correlation_id IS NULL) EXECUTE FUNCTION hodei_event_correlation();
 
 -- The replicas that have live watchers, each until its registration lapses.
 CREATE TABLE event_watchers (
