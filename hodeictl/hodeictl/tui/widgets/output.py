@@ -33,14 +33,18 @@ class OutputView(ScrollView, can_focus=True):
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "output--stderr", "output--note", "output--match",
     }
+    # Priority bindings: the app runs them as the key arrives (they hold only while the
+    # view has focus). A plain binding runs once the key has bubbled through the view and
+    # the screen, each a message queue of its own, and while output streams in or the
+    # screen mounts (the footer recomposing) those queues wait behind other work.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f", "toggle_follow", "Follow/pause"),
-        Binding("g,home", "jump_start", "Start", show=False),
-        Binding("G,end", "jump_end", "End", show=False),
-        Binding("up", "scroll_up", show=False),
-        Binding("down", "scroll_down", show=False),
-        Binding("pageup", "page_up", show=False),
-        Binding("pagedown", "page_down", show=False),
+        Binding("f", "toggle_follow", "Follow/pause", priority=True),
+        Binding("g,home", "jump_start", "Start", show=False, priority=True),
+        Binding("G,end", "jump_end", "End", show=False, priority=True),
+        Binding("up", "scroll_up", show=False, priority=True),
+        Binding("down", "scroll_down", show=False, priority=True),
+        Binding("pageup", "page_up", show=False, priority=True),
+        Binding("pagedown", "page_down", show=False, priority=True),
     ]
 
     following: reactive[bool] = reactive(True)
