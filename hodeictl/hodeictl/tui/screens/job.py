@@ -84,6 +84,9 @@ class JobScreen(HodeiScreen):
         Binding("r", "retry", "Retry"),
     ]
     ACTION_NEEDS: ClassVar[dict[str, str]] = {"cancel": "cancel", "retry": "retry"}
+    # Focus goes straight to the output (not first to the attempts table, then to it:
+    # each change of focus recomposes the footer).
+    AUTO_FOCUS = "#output"
 
     job: reactive[jobs_pb2.Job | None] = reactive(None)
     prompt: reactive[str] = reactive("")
