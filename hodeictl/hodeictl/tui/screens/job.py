@@ -183,9 +183,10 @@ class JobScreen(HodeiScreen):
             self.buffer.flush()
             self.buffer.note(f"--- output stream stopped: {one_line(str(error))} ---")
 
-    def on_output_view_wants_earlier(self) -> None:
+    def on_output_view_wants_earlier(self, message: OutputView.WantsEarlier) -> None:
         start = self.buffer.first_start()
-        if not self.paging and start is not None and time.monotonic() >= self.page_again_at:
+        if not self.paging and start is not None and start == message.start \
+                and time.monotonic() >= self.page_again_at:
             self.paging = True
             self.load_earlier(start)
 
