@@ -176,9 +176,16 @@ class OutputBuffer:
             self._pending[stream] = parts[-1]
         complete = parts[:-1]
         starts = self._starts.setdefault(stream, collections.deque())
-        self._append([OutputLine(stream, line.rstrip("\r"),
-                                 starts.popleft() if starts else None)
-                      for line in complete])
+        if "\r" in text:
+            complete = [line.rstrip("\r") for line in complete]
+        if len(starts) == len(complete):
+            # The usual case, built in C: a chunk holds thousands of lines.
+            where: Iterable[tuple[int, int, int] | None] = list(starts)
+            starts.clear()
+        else:
+            where = [starts.popleft() if starts else None for _ in complete]
+        self._append(list(map(OutputLine._make,
+                              zip(itertools.repeat(stream), complete, where))))
         if not parts[-1] and not starts:
             self._starts.pop(stream, None)
         return len(complete)

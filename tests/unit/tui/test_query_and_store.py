@@ -113,3 +113,26 @@ def test_prepending_a_page_keeps_the_window_bounded() -> None:
     # Full: the newest line falls off the back, and the window no longer reaches the end.
     assert [line.text for line in buffer.lines] == ["a", "b", "c", "d"]
     assert not buffer.at_end and buffer.prepended == 2 and buffer.dropped == 0
+
+
+def test_a_chunk_fed_in_slices_gives_the_same_lines_and_starts() -> None:
+    from hodeictl.tui.screens.job import slices
+
+    data = b"".join(b"line %d\r\n" % n if n % 7 == 0 else b"line %d\n" % n
+                    for n in range(5000)) + b"partial"
+    pieces = list(slices(data, 1000))
+    assert len(pieces) > 30
+    assert all(data[offset:offset + len(piece)] == piece for offset, piece in pieces)
+    assert b"".join(piece for _, piece in pieces) == data
+    assert all(piece.endswith(b"\n") for _, piece in pieces[:-1])
+    whole, sliced = OutputBuffer(100_000), OutputBuffer(100_000)
+    whole.feed(OUT, data, Position(1, 3, 40))
+    for offset, piece in pieces:
+        sliced.feed(OUT, piece, Position(1, 3, 40 + offset))
+    whole.flush()
+    sliced.flush()
+    assert list(sliced.lines) == list(whole.lines)
+    assert sliced.lines[7].text == "line 7" and sliced.lines[-1].text == "partial"
+    assert sliced.lines[1].start == (1, 3, 40 + len(b"line 0\r\n"))
+    assert list(slices(b"x" * 5000, 1000)) == [(0, b"x" * 5000)]
+    assert list(slices(b"", 1000)) == []

@@ -38,8 +38,11 @@ class HodeiScreen(Screen[Any]):
     def on_mount(self) -> None:
         banner = self.query_one(ConnectionBanner)
         self.watch(self.app, "problem", lambda value: setattr(banner, "problem", value))
-        self.watch(self.app, "role", lambda _: self._show_status())
-        self.watch(self.app, "context_label", lambda _: self._show_status())
+        # Shown once here, not by each watcher's first call: every show refreshes the
+        # bindings, and the footer recomposes (mounts its keys anew) for each refresh.
+        self.watch(self.app, "role", lambda _: self._show_status(), init=False)
+        self.watch(self.app, "context_label", lambda _: self._show_status(), init=False)
+        self._show_status()
 
     def _show_status(self) -> None:
         app = self.hodei

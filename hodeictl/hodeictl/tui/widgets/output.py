@@ -20,7 +20,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from hodei_api.v1 import logs_pb2
-from hodeictl.tui.store import OutputBuffer
+from hodeictl.tui.store import OutputBuffer, Position
 
 # A line wider than this is cut when drawn (the saved file keeps it whole).
 MAX_WIDTH = 4000
@@ -33,10 +33,16 @@ class OutputView(ScrollView, can_focus=True):
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "output--stderr", "output--note", "output--match",
     }
+    # Follow/pause and End are priority bindings: the app runs them as the key arrives
+    # (they hold only while the view has focus). A plain binding runs once the key has
+    # bubbled through the view and the screen, each a message queue of its own, and
+    # while output streams in or the screen mounts (the footer recomposing) those
+    # queues wait behind other work. The keys that scroll back stay plain: they start
+    # fetching earlier pages, which wants them in order with the view's own messages.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f", "toggle_follow", "Follow/pause"),
+        Binding("f", "toggle_follow", "Follow/pause", priority=True),
         Binding("g,home", "jump_start", "Start", show=False),
-        Binding("G,end", "jump_end", "End", show=False),
+        Binding("G,end", "jump_end", "End", show=False, priority=True),
         Binding("up", "scroll_up", show=False),
         Binding("down", "scroll_down", show=False),
         Binding("pageup", "page_up", show=False),
@@ -47,7 +53,15 @@ class OutputView(ScrollView, can_focus=True):
     search_term: reactive[str] = reactive("")
 
     class WantsEarlier(Message):
-        """The view is at the top of the buffer, and the output goes back further."""
+        """The view is at the top of the buffer, and the output goes back further.
+
+        `start` is where the first line held then began: a request that waited in a
+        queue while a page came in front is stale (its start is no longer the first).
+        """
+
+        def __init__(self, start: Position | None) -> None:
+            super().__init__()
+            self.start = start
 
     def __init__(self, buffer: OutputBuffer, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -95,7 +109,7 @@ class OutputView(ScrollView, can_focus=True):
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         elif not self.following and self.scroll_y <= 0 and self.buffer.earlier \
                 and self.buffer.lines:
-            self.post_message(self.WantsEarlier())
+            self.post_message(self.WantsEarlier(self.buffer.first_start()))
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
