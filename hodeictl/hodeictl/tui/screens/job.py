@@ -184,11 +184,14 @@ class JobScreen(HodeiScreen):
             self.buffer.note(f"--- output stream stopped: {one_line(str(error))} ---")
 
     def on_output_view_wants_earlier(self, message: OutputView.WantsEarlier) -> None:
+        if self.paging:
+            return  # a page is on its way
         start = self.buffer.first_start()
-        if not self.paging and start is not None and start == message.start \
-                and time.monotonic() >= self.page_again_at:
-            self.paging = True
-            self.load_earlier(start)
+        if start is None or start != message.start or time.monotonic() < self.page_again_at:
+            self.query_one(OutputView).ask_again()  # stale, or too soon: later
+            return
+        self.paging = True
+        self.load_earlier(start)
 
     @work(group="paging", exclusive=True)
     async def load_earlier(self, start: Position) -> None:
@@ -199,11 +202,13 @@ class JobScreen(HodeiScreen):
         except HodeiCtlError as error:
             self.notify(one_line(str(error)), title="earlier output", severity="error")
             self.page_again_at = time.monotonic() + PAGE_RETRY_SECONDS
+            self.query_one(OutputView).ask_again()
             return
         finally:
             self.paging = False
         if self.buffer.first_start() != start:
-            return  # the window moved meanwhile: the view asks again
+            self.query_one(OutputView).ask_again()  # the window moved meanwhile
+            return
         lines = page_lines(chunks)
         if sum(line.start is not None for line in lines) < PAGE_LINES:
             self.buffer.earlier = False

@@ -70,6 +70,9 @@ class OutputView(ScrollView, can_focus=True):
         self._seen_dropped = 0
         self._seen_prepended = 0
         self._width = 1
+        # A page of earlier lines was asked for: not again until the reader scrolls up
+        # once more, or the screen says the request was not taken (`ask_again`).
+        self._asked = False
 
     def on_mount(self) -> None:
         self.set_interval(REFRESH_SECONDS, self.catch_up)
@@ -79,6 +82,7 @@ class OutputView(ScrollView, can_focus=True):
         self._seen_total = -1
         self._seen_dropped = self._seen_prepended = 0
         self._width = 1
+        self._asked = False
         self.virtual_size = Size(1, 0)
         self.scroll_home(animate=False, immediate=True)
 
@@ -103,13 +107,27 @@ class OutputView(ScrollView, can_focus=True):
             for line in list(self.buffer.lines)[:added]:
                 self._width = max(self._width, min(len(line.text), MAX_WIDTH))
             self.virtual_size = Size(self._width, len(self.buffer.lines))
-            self.scroll_to(y=self.scroll_y + added, animate=False, immediate=True)
+            kept = self.scroll_y + added
+            self.scroll_to(y=kept, animate=False, immediate=True)
+            # Again once the layout has taken the new size: a layout pass measured before
+            # it can otherwise leave the view clamped at the top.
+            self.call_after_refresh(self._keep, kept)
             self.refresh()
         if self.following and self.scroll_y < self.max_scroll_y:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         elif not self.following and self.scroll_y <= 0 and self.buffer.earlier \
-                and self.buffer.lines:
+                and self.buffer.lines and not self._asked:
+            self._asked = True
             self.post_message(self.WantsEarlier(self.buffer.first_start()))
+
+    def _keep(self, y: float) -> None:
+        if not self.following and self.scroll_y < y:
+            self.scroll_to(y=y, animate=False, immediate=True)
+
+    def ask_again(self) -> None:
+        """The last request for earlier lines was not taken (stale, or too soon after a
+        failed page): the view asks again while it stays at the top."""
+        self._asked = False
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
@@ -157,6 +175,7 @@ class OutputView(ScrollView, can_focus=True):
 
     def action_jump_start(self) -> None:
         self.following = False
+        self._asked = False
         self.scroll_home(animate=False, immediate=True)
 
     def action_jump_end(self) -> None:
@@ -164,14 +183,17 @@ class OutputView(ScrollView, can_focus=True):
 
     def action_scroll_up(self) -> None:
         self.following = False
+        self._asked = False
         super().action_scroll_up()
 
     def action_page_up(self) -> None:
         self.following = False
+        self._asked = False
         super().action_page_up()
 
     def on_mouse_scroll_up(self) -> None:
         self.following = False
+        self._asked = False
 
     def find(self, term: str, backwards: bool = False) -> bool:
         """Scroll to the next line (from the top of the view) holding `term`."""
