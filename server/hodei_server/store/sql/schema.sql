@@ -364,11 +364,13 @@ CREATE TABLE ssh_hosts (
 -- to its statistics, the planner would rather sort every pending job whenever those say the
 -- queue is short, as they do right after a burst of submissions (a job array of 100,000)
 -- until the table is next analyzed: a claim then costs the whole queue. Sorting is turned
--- off for this one query, which never needs it (PL/pgSQL: its plan is made once a session).
+-- off for this one query, which never needs it. Its plan is made once a session (a generic
+-- plan: planned afresh at each call, the claim cost more the deeper the queue; migration 0013).
 CREATE FUNCTION hodei_claim_pending(candidates jsonb, max_jobs integer)
 RETURNS TABLE (id uuid, spec bytea, selector jsonb, cpus double precision, memory_mb bigint)
 LANGUAGE plpgsql VOLATILE
 SET enable_sort = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     RETURN QUERY
