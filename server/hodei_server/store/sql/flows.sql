@@ -101,7 +101,7 @@ WITH j AS (
     SET state = %(state)s, reason = %(reason)s, not_before = now(), updated_at = now(),
         started_at = CASE WHEN %(state)s = 'RUNNING' THEN now() END,
         finished_at = CASE WHEN %(state)s = 'CANCELLED' THEN now() END
-    WHERE id = %(id)s AND state = 'BLOCKED'
+    WHERE id = %(id)s AND state || '' = 'BLOCKED'  -- found by id (see assign_jobs)
     RETURNING id, state, reason
 ), e AS (
     INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
@@ -116,7 +116,8 @@ FROM j;
 
 -- name: set_blocked_reason
 UPDATE jobs SET reason = %(reason)s, updated_at = now()
-WHERE id = %(id)s AND state = 'BLOCKED' AND reason <> %(reason)s;
+WHERE id = %(id)s AND state || '' = 'BLOCKED'  -- found by id (see assign_jobs)
+  AND reason <> %(reason)s;
 
 -- name: running_indexed_jobs
 SELECT id FROM jobs WHERE state = 'RUNNING' AND completions > 0 ORDER BY created_at;
@@ -248,7 +249,7 @@ WITH ranked AS (
       AND ((ranked.ok AND ranked.n > coalesce(%(keep_succeeded)s::int, 2147483647))
            OR (NOT ranked.ok AND ranked.n > coalesce(%(keep_failed)s::int, 2147483647)))
       AND NOT EXISTS (SELECT 1 FROM job_dependencies dep JOIN jobs w ON w.id = dep.job_id
-                      WHERE dep.depends_on = j.id AND w.state = 'BLOCKED')
+                      WHERE dep.depends_on = j.id AND w.state || '' = 'BLOCKED')
       AND NOT EXISTS (SELECT 1 FROM template_runs r
                       WHERE r.job_id = j.id AND r.finished_at IS NULL)
     RETURNING j.id
@@ -268,7 +269,7 @@ WITH doomed AS MATERIALIZED (
       AND state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT')
       AND finished_at + make_interval(secs => ttl_after_finished_seconds) <= now()
       AND NOT EXISTS (SELECT 1 FROM job_dependencies dep JOIN jobs w ON w.id = dep.job_id
-                      WHERE dep.depends_on = j.id AND w.state = 'BLOCKED')
+                      WHERE dep.depends_on = j.id AND w.state || '' = 'BLOCKED')
       AND NOT EXISTS (SELECT 1 FROM template_runs r
                       WHERE r.job_id = j.id AND r.finished_at IS NULL)
     ORDER BY finished_at
@@ -291,7 +292,7 @@ WITH doomed AS MATERIALIZED (
     SELECT id FROM jobs j
     WHERE id = %(id)s AND state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT')
       AND NOT EXISTS (SELECT 1 FROM job_dependencies dep JOIN jobs w ON w.id = dep.job_id
-                      WHERE dep.depends_on = j.id AND w.state = 'BLOCKED')
+                      WHERE dep.depends_on = j.id AND w.state || '' = 'BLOCKED')
       AND NOT EXISTS (SELECT 1 FROM template_runs r
                       WHERE r.job_id = j.id AND r.finished_at IS NULL)
     FOR UPDATE
@@ -313,7 +314,7 @@ WITH doomed AS MATERIALIZED (
       AND state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT')
       AND finished_at <= now() - make_interval(secs => %(seconds)s)
       AND NOT EXISTS (SELECT 1 FROM job_dependencies dep JOIN jobs w ON w.id = dep.job_id
-                      WHERE dep.depends_on = j.id AND w.state = 'BLOCKED')
+                      WHERE dep.depends_on = j.id AND w.state || '' = 'BLOCKED')
       AND NOT EXISTS (SELECT 1 FROM template_runs r
                       WHERE r.job_id = j.id AND r.finished_at IS NULL)
     ORDER BY finished_at

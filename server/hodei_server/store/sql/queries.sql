@@ -88,6 +88,10 @@ FROM hodei_claim_pending(%(candidates)s::jsonb, %(limit)s);
 -- A claim round's placements, one array element per job: each job that is still PENDING
 -- (the fence: a claim holds no lock once its statement ends) gets its next attempt on its
 -- worker, its attempt row and its job.assigned event.
+-- The fence reads `state || ''` so that no index on the state can serve it: the rows are
+-- found by their ids. Written plainly, a generic plan made while the statistics still
+-- describe a short queue (right after a burst of submissions) walked every pending job
+-- through the pending index for each round's few ids.
 WITH input AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(worker_ids)s::uuid[]) AS t(id, worker_id)
 ), j AS (
@@ -95,7 +99,7 @@ WITH input AS (
     SET state = 'ASSIGNED', attempt = jobs.attempt + 1, worker_id = i.worker_id,
         exit_code = NULL, reason = '', updated_at = now()
     FROM input i
-    WHERE jobs.id = i.id AND jobs.state = 'PENDING'
+    WHERE jobs.id = i.id AND jobs.state || '' = 'PENDING'
     RETURNING jobs.id, jobs.attempt, jobs.worker_id, jobs.correlation_id
 ), a AS (
     INSERT INTO job_attempts (job_id, attempt, worker_id, state)
@@ -120,7 +124,7 @@ WITH input AS (
     SET state = 'RUNNING', started_at = now(), updated_at = now()
     FROM input i
     WHERE jobs.id = i.id AND jobs.attempt = i.attempt AND jobs.worker_id = %(worker_id)s
-      AND jobs.state = 'ASSIGNED'
+      AND jobs.state || '' = 'ASSIGNED'  -- found by id (see assign_jobs)
     RETURNING jobs.id, jobs.attempt, i.pid, jobs.correlation_id
 ), a AS (
     UPDATE job_attempts SET state = 'RUNNING', started_at = now()
@@ -263,7 +267,7 @@ WITH j AS (
     UPDATE jobs
     SET state = 'CANCELLED', reason = %(reason)s, finished_at = now(), updated_at = now(),
         cancel_requested_at = now()
-    WHERE id = %(id)s AND state = 'PENDING'
+    WHERE id = %(id)s AND state || '' = 'PENDING'  -- found by id (see assign_jobs)
     RETURNING id, attempt
 ), e AS (
     INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
@@ -415,7 +419,8 @@ WHERE worker_id = ANY (%(worker_ids)s::uuid[]) AND state IN ('ASSIGNED', 'RUNNIN
 -- The specs of attempts assigned to a worker and not yet started, to send them again.
 SELECT id, spec
 FROM jobs
-WHERE id = ANY (%(ids)s::uuid[]) AND worker_id = %(worker_id)s AND state = 'ASSIGNED';
+WHERE id = ANY (%(ids)s::uuid[]) AND worker_id = %(worker_id)s
+  AND state || '' = 'ASSIGNED';  -- found by id (see assign_jobs)
 
 -- name: pending_demand
 -- Pending, runnable jobs with their needs, for provisioning decisions.
@@ -570,12 +575,13 @@ WHERE w.state IN ('READY', 'BUSY', 'DRAINING');
 
 -- name: set_waiting_reasons
 -- Each changed reason of a still-pending job, with a job.waiting event when one is given.
+-- Found by their ids, never through an index on the state (see assign_jobs).
 WITH r AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(reasons)s::text[]) AS r(id, reason)
 ), j AS (
     UPDATE jobs SET waiting_reason = r.reason
     FROM r
-    WHERE jobs.id = r.id AND jobs.state = 'PENDING' AND jobs.waiting_reason <> r.reason
+    WHERE jobs.id = r.id AND jobs.state || '' = 'PENDING' AND jobs.waiting_reason <> r.reason
     RETURNING jobs.id, jobs.waiting_reason
 )
 INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor)
