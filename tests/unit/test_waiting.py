@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from hodei_server.dispatch.waiting import ProviderInfo, WorkerInfo, reason
+import datetime as dt
+
+from hodei_server.dispatch.waiting import ProviderInfo, WorkerInfo, queue_reasons, reason
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+PAST = NOW - dt.timedelta(minutes=1)
 
 
 def worker(labels: dict[str, str], running: int = 0, slots: int = 4, state: str = "READY",
@@ -59,3 +64,39 @@ def test_a_job_bigger_than_every_matching_worker() -> None:
     assert reason({"os": "linux"}, 8, 512, workers, [LOCAL_FULL]) == (
         "no worker matching os=linux has 8 CPUs and 512 MiB, and no provider starts one")
     assert reason({}, 1, 4096, workers, []) == "no worker has 1 CPU and 4096 MiB"
+
+
+def _queued(count: int, selector: dict[str, str] | None = None,
+            not_before: dt.datetime = PAST) -> list[dict[str, object]]:
+    return [{"selector": selector or {}, "cpus": 0, "memory_mb": 0, "not_before": not_before}
+            for _ in range(count)]
+
+
+def test_a_free_slot_is_for_the_head_of_the_queue_only() -> None:
+    workers = [worker({}, running=3)]
+    assert queue_reasons(_queued(4), workers, [], NOW) == [""] + [
+        "the one worker connected is busy (4 of 4 slots in use)"] * 3
+
+
+def test_a_deep_queue_says_the_same_while_slots_free_up_and_fill() -> None:
+    """Each change is a row written and an event: the jobs behind the head hold still."""
+    full = queue_reasons(_queued(50), [worker({}, running=4), worker({}, running=4)], [], NOW)
+    freed = queue_reasons(_queued(50), [worker({}, running=2), worker({}, running=3)], [], NOW)
+    assert freed[:3] == ["", "", ""]
+    assert freed[3:] == full[3:] == [
+        "all 2 workers connected are busy (8 of 8 slots in use)"] * 47
+
+
+def test_a_slot_goes_to_the_first_job_it_fits() -> None:
+    workers = [worker({"os": "linux"}, running=3, slots=4)]
+    jobs = _queued(1, {"os": "plan9"}) + _queued(2, {"os": "linux"})
+    assert queue_reasons(jobs, workers, [], NOW) == [
+        "no worker matches os=plan9", "",
+        "the one worker matching os=linux is busy (4 of 4 slots in use)"]
+
+
+def test_a_job_in_backoff_takes_no_slot() -> None:
+    later = NOW + dt.timedelta(seconds=30)
+    jobs = _queued(1, not_before=later) + _queued(1)
+    assert queue_reasons(jobs, [worker({}, running=3)], [], NOW) == [
+        "waiting to be retried after a backoff", ""]

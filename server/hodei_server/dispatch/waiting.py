@@ -12,10 +12,16 @@ start more. The reason reads as a person would ask:
 
 "" means nothing keeps the job from its next placement round. A job's `hodei.io/strategy`
 label naming no registered strategy is refused at submit, so it never waits for that.
+
+The jobs are explained in queue order, and a free slot counts for the first job it fits
+only: the jobs behind it wait for the workers being busy, as they do. So a deep queue's
+reasons hold still while slots free up and fill again (each change is a row written and a
+`job.waiting` event), and only the few jobs at its head ever read "".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,12 +76,20 @@ def _needs(cpus: float, memory_mb: int) -> str:
     return " and ".join(wanted)
 
 
+def _labelled(worker: WorkerInfo, selector: Mapping[str, str]) -> bool:
+    return all(worker.labels.get(k) == v for k, v in selector.items())
+
+
+def _big_enough(worker: WorkerInfo, cpus: float, memory_mb: int) -> bool:
+    return ((not worker.cpus or cpus <= worker.cpus)
+            and (not worker.memory_mb or memory_mb <= worker.memory_mb))
+
+
 def reason(selector: Mapping[str, str], cpus: float, memory_mb: int,
            workers: Sequence[WorkerInfo], providers: Sequence[ProviderInfo]) -> str:
     """Why a job with these needs is not placed; "" when something can take it now."""
-    labelled = [w for w in workers if all(w.labels.get(k) == v for k, v in selector.items())]
-    fitting = [w for w in labelled if (not w.cpus or cpus <= w.cpus)
-               and (not w.memory_mb or memory_mb <= w.memory_mb)]
+    labelled = [w for w in workers if _labelled(w, selector)]
+    fitting = [w for w in labelled if _big_enough(w, cpus, memory_mb)]
     starters = [p for p in providers if p.could_start_for(selector, cpus, memory_mb)]
     growing = [p for p in starters if p.active < p.max_workers]
     matching = f"matching {_pairs(selector)}" if selector else "connected"
@@ -101,6 +115,19 @@ def reason(selector: Mapping[str, str], cpus: float, memory_mb: int,
     else:
         text = "no worker is connected"
     return text + _providers_note(starters, providers, selector)
+
+
+def _promise_slot(workers: Sequence[WorkerInfo], selector: Mapping[str, str], cpus: float,
+                  memory_mb: int) -> list[WorkerInfo]:
+    """`workers` with one slot taken on the accepting worker that fits with the most free
+    (the one placement would pick): the slot a job at the head of the queue is next for."""
+    fitting = [w for w in workers if w.state in ACCEPTING and w.running_jobs < w.slots
+               and _labelled(w, selector) and _big_enough(w, cpus, memory_mb)]
+    if not fitting:
+        return list(workers)
+    taken = max(fitting, key=lambda w: w.slots - w.running_jobs)
+    return [dataclasses.replace(w, running_jobs=w.running_jobs + 1) if w is taken else w
+            for w in workers]
 
 
 def _providers_note(starters: Sequence[ProviderInfo], providers: Sequence[ProviderInfo],
@@ -130,6 +157,23 @@ def provider_infos(runtimes: Iterable[Any], registry: Any) -> list[ProviderInfo]
     return infos
 
 
+def queue_reasons(pending: Sequence[Mapping[str, Any]], workers: Sequence[WorkerInfo],
+                  providers: Sequence[ProviderInfo], now: dt.datetime) -> list[str]:
+    """The reason of each of `pending` (rows in queue order: selector, cpus, memory_mb,
+    not_before), a free slot counting for the first job it fits only."""
+    texts = []
+    for job in pending:
+        if job["not_before"] > now:
+            texts.append("waiting to be retried after a backoff")
+            continue
+        needs = (job["selector"] or {}, job["cpus"], job["memory_mb"])
+        text = reason(*needs, workers, providers)
+        if not text:
+            workers = _promise_slot(workers, *needs)
+        texts.append(text)
+    return texts
+
+
 async def explain(jobs: JobStore, providers: Sequence[ProviderInfo], actor: str) -> int:
     """Set the waiting reason of every pending job that waited a moment; how many changed
     are not counted, the number of jobs looked at is returned."""
@@ -144,14 +188,9 @@ async def explain(jobs: JobStore, providers: Sequence[ProviderInfo], actor: str)
                               cpus=r["cpus"], memory_mb=r["memory_mb"],
                               running_jobs=r["running_jobs"], state=r["state"])
                    for r in await cur.fetchall()]
-    now = dt.datetime.now(dt.UTC)
     ids, reasons = [], []
-    for job in pending:
-        if job["not_before"] > now:
-            text = "waiting to be retried after a backoff"
-        else:
-            text = reason(job["selector"] or {}, job["cpus"], job["memory_mb"], workers,
-                          providers)
+    texts = queue_reasons(pending, workers, providers, dt.datetime.now(dt.UTC))
+    for job, text in zip(pending, texts, strict=True):
         if text != job["waiting_reason"]:
             ids.append(job["id"])
             reasons.append(text)

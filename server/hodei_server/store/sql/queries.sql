@@ -555,11 +555,12 @@ LISTEN hodei_flows;
 LISTEN hodei_events;
 
 -- name: waiting_jobs
--- Pending jobs that have waited a moment: what the reconciler explains.
+-- Pending jobs that have waited a moment, in the order the claim takes them: what the
+-- reconciler explains.
 SELECT id, selector, cpus, memory_mb, not_before, waiting_reason
 FROM jobs
 WHERE state = 'PENDING' AND created_at < now() - make_interval(secs => %(grace)s)
-ORDER BY created_at
+ORDER BY not_before, created_at
 LIMIT %(limit)s;
 
 -- name: placement_workers
