@@ -34,7 +34,10 @@ STABLE_AFTER = 10.0
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
 MIN_HEARTBEAT_INTERVAL = 0.5
 SEND_BATCH = 64
-COALESCE_SECONDS = 0.002
+# Writes closer together than this wait for the rest of it, so that more shares a write: a
+# write costs the agent, the server and PostgreSQL more than the messages in it (see the
+# server's api/agent/writer.py). An idle stream writes at once.
+COALESCE_SECONDS = 0.004
 
 # Keepalive pings find a dead connection the stream itself would not notice (the server
 # sends nothing unprompted). The Hodei server accepts pings every 5 s or more
