@@ -34,10 +34,7 @@ STABLE_AFTER = 10.0
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
 MIN_HEARTBEAT_INTERVAL = 0.5
 SEND_BATCH = 64
-# Writes closer together than this wait for the rest of it, so that more shares a write: a
-# write costs the agent, the server and PostgreSQL more than the messages in it (see the
-# server's api/agent/writer.py). An idle stream writes at once.
-COALESCE_SECONDS = 0.004
+COALESCE_SECONDS = 0.004  # as the server's (hodei_server/api/agent/writer.py)
 
 # Keepalive pings find a dead connection the stream itself would not notice (the server
 # sends nothing unprompted). The Hodei server accepts pings every 5 s or more
