@@ -20,6 +20,10 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 DISPATCH_ROUNDS = Counter("hodei_dispatch_rounds", "Dispatch rounds run by this replica.",
                           registry=REGISTRY)
+PLACED_AT_SUBMISSION = Counter(
+    "hodei_jobs_placed_at_submission",
+    "Jobs this replica assigned as they were submitted, no job waiting (no claim round).",
+    registry=REGISTRY)
 DISPATCH_ERRORS = Counter("hodei_dispatch_errors", "Dispatch rounds that failed.",
                           registry=REGISTRY)
 LOG_CHUNKS = Counter("hodei_log_chunks", "Output chunks stored by this replica.",

@@ -93,6 +93,10 @@ def test_prometheus_reports_the_jobs_that_ran(tmp_path: Path, database_url: str)
         assert stored is not None and stored >= 5 * len("hello\n")
         rounds = _query(prometheus_port, "sum(hodei_dispatch_rounds_total)")
         assert rounds is not None and rounds >= 7
+        # Each job was submitted to an idle agent: started without a claim round (the
+        # first may have come before the agent was there).
+        placed = _query(prometheus_port, "sum(hodei_jobs_placed_at_submission_total)")
+        assert placed is not None and placed >= 6
         # No job id is a label of any series.
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
                                     timeout=5) as reply:

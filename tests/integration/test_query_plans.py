@@ -20,6 +20,11 @@ from hodei_server.store.sqlfiles import queries
 
 # Indexes whose size is a queue's: a statement about given jobs must not walk them.
 QUEUE_INDEXES = ("jobs_pending_idx", "jobs_blocked_idx", "jobs_state_created_idx")
+# Statements that read a queue's index on purpose, and why that stays cheap.
+ON_PURPOSE = {
+    # Whether any job waits: the first entry of the pending index in its order answers.
+    "insert_job_placed": {"jobs_pending_idx"},
+}
 _PARAM = re.compile(r"%\((\w+)\)s")
 _SCAN = re.compile(r"(?:Index Scan|Index Only Scan|Bitmap Index Scan)(?: Backward)? using (\w+)")
 
@@ -65,7 +70,8 @@ def test_statements_by_job_id_never_walk_a_queue(short_queue_statistics: str) ->
         conn.execute("SET plan_cache_mode = force_generic_plan")
         for name, body in sorted(by_id.items()):
             plan = _generic_plan(conn, name, body)
-            queues = sorted(set(_SCAN.findall(plan)) & set(QUEUE_INDEXES))
+            queues = sorted(set(_SCAN.findall(plan)) & set(QUEUE_INDEXES)
+                            - ON_PURPOSE.get(name, set()))
             if queues:
                 walking[name] = queues
     assert walking == {}, f"generic plans walking a queue's index: {walking}"

@@ -9,12 +9,12 @@ import uuid
 from hodei_api.v1 import agent_pb2, jobs_pb2
 from hodei_plugins.schedulers import Scheduler
 from hodei_server import telemetry
-from hodei_server.dispatch.placement import place, place_least_loaded
+from hodei_server.dispatch.placement import place, place_least_loaded, place_new
 from hodei_server.dispatch.registry import AgentRegistry
 from hodei_server.dispatch.session import AgentSession
 from hodei_server.dispatch.supervise import retry_delay
 from hodei_server.security.secretstore import SecretResolver, SecretUnavailable
-from hodei_server.store.jobs import Assignment, Claimed, JobStore
+from hodei_server.store.jobs import Assignment, Claimed, JobStore, Row
 from hodei_server.store.states import JobState
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ class Dispatcher:
         self.resync_interval = resync_interval
         self.scheduler = scheduler
         self._wake = asyncio.Event()
+        # Held by a claim round, and by a submission placing its job: each chooses agents
+        # by their free slots before its statement and counts the slots it took after it.
+        self._placing = asyncio.Lock()
 
     def wake(self) -> None:
         self._wake.set()
@@ -57,12 +60,49 @@ class Dispatcher:
                 log.warning("dispatch failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
 
+    async def submit(
+        self, spec: jobs_pb2.JobSpec, idempotency_key: str, actor: str, submitted_by: str = "",
+        correlation_id: str = "",
+    ) -> tuple[Row, bool]:
+        """Store a plain job (row, created). When no job waits and an agent of this replica
+        has room for it, the job is stored assigned to that agent and sent to it at once: one
+        statement, no claim round. Otherwise it is stored PENDING and the dispatchers woken.
+
+        A claim round under way here (it holds the agents' slots) sends the job the usual
+        way rather than making the submission wait for it."""
+        stored: tuple[Row, bool] | None = None
+        if not self._placing.locked():
+            async with self._placing:
+                sessions = self.registry.accepting()
+                worker = place_new(spec, sessions, self.scheduler) if sessions else None
+                if worker is not None:
+                    stored = await self.jobs.submit(
+                        spec, idempotency_key, actor, submitted_by=submitted_by,
+                        correlation_id=correlation_id, worker_id=worker)
+                    row, created = stored
+                    if created and row["state"] == JobState.ASSIGNED.value:
+                        telemetry.PLACED_AT_SUBMISSION.inc()
+                        await self._deliver(Assignment(row["id"], row["attempt"],
+                                                       row["worker_id"], row["spec"]))
+                        return stored
+        if stored is None:
+            stored = await self.jobs.submit(spec, idempotency_key, actor,
+                                            submitted_by=submitted_by,
+                                            correlation_id=correlation_id)
+        if stored[1]:
+            self.wake()
+        return stored
+
     async def dispatch_once(self) -> bool:
         """One claim round; True when another round may place more.
 
         A round that claimed fewer jobs than there were free slots saw every pending job
         that fits: running another at once would only repeat the query (a new job's NOTIFY,
         a freed slot or a new agent wakes the dispatcher again)."""
+        async with self._placing:
+            return await self._claim_round()
+
+    async def _claim_round(self) -> bool:
         sessions = self.registry.accepting()
         if not sessions:
             return False
@@ -81,15 +121,18 @@ class Dispatcher:
             self.registry.candidates(), limit, choose, self.actor
         )
         for assignment in assignments:
-            session = self.registry.get(assignment.worker_id)
-            if session is None:
-                # The stream closed during the round: the agent's Hello on reconnect, or
-                # the heartbeat TTL, puts the job back.
-                log.warning("worker %s left before job %s was sent", assignment.worker_id,
-                            assignment.job_id)
-                continue
-            await self.send(session, assignment)
+            await self._deliver(assignment)
         return bool(assignments) and claimed_count == limit
+
+    async def _deliver(self, assignment: Assignment) -> None:
+        session = self.registry.get(assignment.worker_id)
+        if session is None:
+            # The stream closed meanwhile: the agent's Hello on reconnect, or the heartbeat
+            # TTL, puts the job back.
+            log.warning("worker %s left before job %s was sent", assignment.worker_id,
+                        assignment.job_id)
+            return
+        await self.send(session, assignment)
 
     async def send(self, session: AgentSession, assignment: Assignment) -> None:
         """Send an assigned attempt to its agent, with its secrets resolved now."""

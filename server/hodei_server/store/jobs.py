@@ -163,13 +163,18 @@ class JobStore:
     async def submit(
         self, spec: jobs_pb2.JobSpec, idempotency_key: str, actor: str, submitted_by: str = "",
         correlation_id: str = "",
+        worker_id: uuid.UUID | None = None,
     ) -> tuple[Row, bool]:
         """Store a PENDING job: (row, created). Its events carry `correlation_id`, else the
-        idempotency key."""
+        idempotency key. Given `worker_id`, the job is stored ASSIGNED to it instead when no
+        job waits (the row says which): the caller has that worker's slot for it."""
         params = job_params(spec, idempotency_key, actor, submitted_by)
         params["correlation_id"] = correlation_id or idempotency_key
+        statement = query("insert_job")
+        if worker_id is not None:
+            statement, params["worker_id"] = query("insert_job_placed"), worker_id
         async with self.pool.connection() as conn:
-            cur = await conn.execute(query("insert_job"), params)
+            cur = await conn.execute(statement, params)
             row = await cur.fetchone()
             if row is None:
                 return await job_for_key(conn, idempotency_key), False

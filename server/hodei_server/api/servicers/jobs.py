@@ -87,13 +87,16 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             if self.secrets is None:
                 raise InvalidSpec("this server has no secret backends")
             await self.secrets.check_exist([ref.name for ref in request.spec.secrets])
-        store = self.flows if needs_flow(request.spec) else self.jobs
-        row, created = await store.submit(
+        # A plain job goes through the dispatcher, which starts it at once when it can
+        # (and wakes itself when it can't).
+        flow = needs_flow(request.spec)
+        row, created = await (self.flows if flow else self.dispatcher).submit(
             request.spec, request.idempotency_key, who.actor, submitted_by=who.name,
             correlation_id=correlation_id(request.correlation_id, context),
         )
         if created:
-            self.dispatcher.wake()
+            if flow:
+                self.dispatcher.wake()
             log.info("job %s submitted", row["id"], extra={
                 "job": str(row["id"]), "correlation_id": row.get("correlation_id") or ""})
         return jobs_pb2.SubmitJobResponse(job=job_to_proto(row), created=created)

@@ -22,6 +22,47 @@ WITH j AS (
 )
 SELECT j.*, (SELECT pg_notify('hodei_jobs', '') FROM e) AS notified FROM j;
 
+-- name: insert_job_placed
+-- insert_job for a job this replica may start at once on the given worker: when no job is
+-- waiting (none PENDING and due), the job is stored ASSIGNED with its first attempt, its
+-- job.created and job.assigned events, and no wake-up; otherwise PENDING as insert_job
+-- stores it, behind the jobs that wait, with the wake-up. One statement instead of an
+-- insert, a claim and an assignment.
+WITH idle AS (
+    SELECT NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'PENDING' AND not_before <= now())
+           AS placed
+), j AS (
+    INSERT INTO jobs (id, name, spec, state, attempt, worker_id, max_attempts,
+                      idempotency_key, labels, selector, cpus, memory_mb, timeout_seconds,
+                      retry_on, backoff_seconds, max_backoff_seconds, submitted_by,
+                      correlation_id)
+    SELECT %(id)s, %(name)s, %(spec)s,
+           CASE WHEN idle.placed THEN 'ASSIGNED' ELSE 'PENDING' END,
+           CASE WHEN idle.placed THEN 1 ELSE 0 END,
+           CASE WHEN idle.placed THEN %(worker_id)s::uuid END,
+           %(max_attempts)s, %(idempotency_key)s, %(labels)s, %(selector)s, %(cpus)s,
+           %(memory_mb)s, %(timeout_seconds)s, %(retry_on)s, %(backoff_seconds)s,
+           %(max_backoff_seconds)s, %(submitted_by)s, %(correlation_id)s
+    FROM idle
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING *
+), a AS (
+    INSERT INTO job_attempts (job_id, attempt, worker_id, state)
+    SELECT j.id, j.attempt, j.worker_id, 'ASSIGNED' FROM j WHERE j.state = 'ASSIGNED'
+), e AS (
+    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
+    SELECT 'job.created', 'job', j.id::text, jsonb_build_object('name', j.name), %(actor)s,
+           j.correlation_id
+    FROM j
+    UNION ALL
+    SELECT 'job.assigned', 'job', j.id::text,
+           jsonb_build_object('attempt', j.attempt, 'worker_id', j.worker_id::text),
+           %(actor)s, j.correlation_id
+    FROM j WHERE j.state = 'ASSIGNED'
+)
+SELECT j.*, (SELECT pg_notify('hodei_jobs', '') FROM j WHERE j.state = 'PENDING') AS notified
+FROM j;
+
 -- name: insert_jobs
 -- Many plain jobs (a job array), their job.created events and one wake-up, in one
 -- statement; one array element per job, in order (%(retry_on)s: each job's list joined
