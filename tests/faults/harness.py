@@ -98,6 +98,15 @@ def _ppid(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
+def session_of(pid: int) -> int:
+    """The process's session id; -1 once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[3])
+
+
 def _state(pid: int) -> str:
     """The process's state letter (R, S, Z, ...); "" once it is gone."""
     try:

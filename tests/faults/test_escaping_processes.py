@@ -39,11 +39,13 @@ from tests.faults.conftest import Recorder
 from tests.faults.harness import (
     FINAL,
     FaultServer,
+    alive,
     cancel,
     get_job,
     keepers_of,
     kill_groups,
     processes_by_arg,
+    session_of,
     start_agent,
     state_of,
     submit,
@@ -213,11 +215,21 @@ def server_for(tmp_path: Path, database_url: str, servers: list[FaultServer],
     return server
 
 
+def daemonised(job: Job) -> bool:
+    """A process with the job's daemon marker has left the job's session: it leads a session
+    of its own, or its session's leader is gone (a double fork). Until then (a Python
+    interpreter starting, say) it is still the job's, and dies with the job's group."""
+    for pid in processes_by_arg([job.daemon])[job.daemon]:
+        session = session_of(pid)
+        if session == pid or (session > 0 and not alive(session)):
+            return True
+    return False
+
+
 def wait_running(channel: grpc.Channel, jobs: Iterable[Job]) -> None:
     for job in jobs:
         wait_for(lambda j=job: state_of(channel, j.id) == "RUNNING", 30, f"{job.kind} to run")
-    wait_for(lambda: all(survivors([job]).get(job.daemon) for job in jobs), 30,
-             "the daemons to start")
+    wait_for(lambda: all(daemonised(job) for job in jobs), 30, "the daemons to start")
 
 
 def wait_final(channel: grpc.Channel, jobs: Iterable[Job]) -> dict[tuple[str, str], str]:
