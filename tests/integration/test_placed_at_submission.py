@@ -151,3 +151,31 @@ def test_a_repeated_idempotency_key_sends_nothing_more(database_url: str) -> Non
     assert created and not created_again
     assert again["id"] == first["id"] and again["state"] == "ASSIGNED"
     assert len(sent(agent)) == 1 and agent.free_slots == 3
+
+
+def test_an_agent_gone_before_the_send_leaves_the_job_assigned_for_its_return(
+        database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The agent's stream closes while the statement runs: the job stays ASSIGNED to it, as
+    after a claim round's assignment, and its reconnection (its Hello names no such job)
+    sends it again (tests/faults/test_lost_dispatch.py)."""
+    agent = session()
+
+    async def body(d: Dispatcher) -> Any:
+        store = d.jobs
+        submit_to_store = store.submit
+
+        async def then_gone(*args: Any, **kwargs: Any) -> tuple[Any, bool]:
+            stored = await submit_to_store(*args, **kwargs)
+            d.registry.remove(agent)
+            return stored
+
+        store.submit = then_gone  # type: ignore[method-assign]
+        row, _ = await submit(d)
+        return row
+
+    row = run(database_url, [agent], body)
+    assert (row["state"], row["worker_id"]) == ("ASSIGNED", agent.worker_id)
+    assert stored(database_url, row["id"]) == ([(1, agent.worker_id, "ASSIGNED")],
+                                               ["job.created", "job.assigned"])
+    assert sent(agent) == []
+    assert f"left before job {row['id']} was sent" in caplog.text
