@@ -31,7 +31,7 @@ SUBGROUPS: dict[str, tuple[str, str, str]] = {
     "schedule": ("hodeictl.commands.schedule", "app",
                  "List, suspend and resume the schedules of templates."),
     # The ssh provider's commands (its plugin also offers them to the plugin hook).
-    "host": ("hodei_plugins.ssh.cli", "app",
+    "host": ("hodei_ssh.cli", "app",
              "Bare-metal hosts reached over SSH: register, trust, check, bootstrap into "
              "workers, remove."),
 }

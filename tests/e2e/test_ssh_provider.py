@@ -254,9 +254,9 @@ def test_hostile_strings_reach_the_host_as_data(ssh_lab: Lab) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from hodei_plugins.ssh import remote
-    from hodei_plugins.ssh.quoting import script, shell
-    from hodei_plugins.ssh.registry import Host
+    from hodei_ssh import remote
+    from hodei_ssh.quoting import script, shell
+    from hodei_ssh.registry import Host
 
     target = ssh_lab.hosts["h1"]
     host = Host(name="h1", address=target.address, username=target.user,

@@ -61,9 +61,9 @@ def test_two_servers_migrating_an_empty_database_both_succeed(empty_database_url
 
 
 def test_every_named_query_is_used(repo_root: Path) -> None:
+    folders = ("server/hodei_server", "plugins/hodei_plugins", "ssh/hodei_ssh")
     sources = "".join(
-        p.read_text() for folder in ("server/hodei_server", "plugins/hodei_plugins")
-        for p in (repo_root / folder).rglob("*.py")
+        p.read_text() for folder in folders for p in (repo_root / folder).rglob("*.py")
     )
     unused = [name for name in sqlfiles.queries() if f'query("{name}")' not in sources]
     assert unused == []

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["hodei_plugins.ssh.remote", "hodei_plugins.ssh.cli",
-                                    "hodei_plugins.ssh.provider"])
+@pytest.mark.parametrize("module", ["hodei_ssh.remote", "hodei_ssh.cli",
+                                    "hodei_ssh.provider"])
 def test_importing_the_ssh_plugin_writes_nothing_to_stderr(module: str) -> None:
     done = subprocess.run([sys.executable, "-W", "default", "-c", f"import {module}"],
                           capture_output=True, text=True, timeout=60, check=False)
@@ -19,7 +19,7 @@ def test_importing_the_ssh_plugin_writes_nothing_to_stderr(module: str) -> None:
 
 
 def test_other_warnings_of_the_process_still_show() -> None:
-    code = ("import warnings, hodei_plugins.ssh.remote\n"
+    code = ("import warnings, hodei_ssh.remote\n"
             "warnings.warn('DSA is deprecated, said someone else')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=False)

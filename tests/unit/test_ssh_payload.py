@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hodei_plugins.ssh import payload
-from hodei_plugins.ssh.bootstrap import AgentSettings, agent_argv
-from hodei_plugins.ssh.quoting import script, shell
+from hodei_ssh import payload
+from hodei_ssh.bootstrap import AgentSettings, agent_argv
+from hodei_ssh.quoting import script, shell
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
                max_size=30)
@@ -68,8 +68,8 @@ def test_the_token_is_never_in_the_agents_argv() -> None:
 
 
 def test_service_kind_and_unit_text() -> None:
-    from hodei_plugins.ssh.bootstrap import UNIT, Facts, _service, _systemd_quote
-    from hodei_plugins.ssh.registry import Host
+    from hodei_ssh.bootstrap import UNIT, Facts, _service, _systemd_quote
+    from hodei_ssh.registry import Host
 
     host = Host(name="h", address="192.0.2.1", username="u", sudo=True)
     auto = AgentSettings(server="h:1", worker_name="w", labels={})

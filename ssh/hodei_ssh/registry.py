@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hodei_plugins.ssh.errors import RegistryError
+from hodei_ssh.errors import RegistryError
 
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 KEY_MODES = ("known_hosts", "pinned", "tofu")

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hodei_plugins.ssh import payload
-from hodei_plugins.ssh.errors import HostError
-from hodei_plugins.ssh.quoting import script, shell
-from hodei_plugins.ssh.registry import Host
+from hodei_ssh import payload
+from hodei_ssh.errors import HostError
+from hodei_ssh.quoting import script, shell
+from hodei_ssh.registry import Host
 
 BASE = ".hodei"
 MIN_DISK_KB = 200 * 1024
@@ -284,7 +284,7 @@ def require_usable(host: Host, facts: Facts) -> None:
 
 
 async def _run(conn: Any, host: Host, step: str, command: str, **kw: Any) -> Any:
-    from hodei_plugins.ssh.remote import run
+    from hodei_ssh.remote import run
 
     return await run(conn, host.name, step, command, **kw)
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 @hookimpl
 def hodei_register_providers() -> list[type]:
     try:
-        from hodei_plugins.ssh.provider import SshProvider
+        from hodei_ssh.provider import SshProvider
     except ImportError:  # hodei[ssh] is not installed
         return []
     return [SshProvider]
@@ -21,6 +21,6 @@ def hodei_register_providers() -> list[type]:
 
 @hookimpl
 def hodei_add_cli_commands(app: typer.Typer) -> None:
-    from hodei_plugins.ssh.cli import app as host_app
+    from hodei_ssh.cli import app as host_app
 
     app.add_typer(host_app, name="host")

@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from hodei_plugins.errors import PluginError
-from hodei_plugins.ssh.registry import Host, HostRegistry, validate_name
+from hodei_ssh.registry import Host, HostRegistry, validate_name
 from hodeictl import values
 from hodeictl.options import OutputOpt
 from hodeictl.output import OutputFormat
@@ -34,8 +34,8 @@ def _require_extra() -> None:
     """Bare-metal hosts reached over SSH: register, trust, check, bootstrap into workers,
     remove."""
     try:
-        import hodei_plugins.ssh.sshlib  # noqa: F401
         import hodei_server.store.db  # noqa: F401
+        import hodei_ssh.sshlib  # noqa: F401
     except ImportError as exc:
         raise _fail(f"hodeictl host needs the ssh extra ({exc.name} is missing): "
                     "pip install 'hodei[ssh]'") from None
@@ -86,8 +86,8 @@ def _check_database_url(url: str) -> None:
 
 
 def _run(database_url: str | None, work: Callable[[HostRegistry], Awaitable[T]]) -> T:
-    from hodei_plugins.ssh.errors import RegistryError
-    from hodei_plugins.ssh.registry import open_registry
+    from hodei_ssh.errors import RegistryError
+    from hodei_ssh.registry import open_registry
     from hodeictl.errors import HodeiCtlError
 
     url = _database_url(database_url)
@@ -124,7 +124,7 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 
 def _check_name(name: str, what: str = "host name") -> str:
-    from hodei_plugins.ssh.errors import RegistryError
+    from hodei_ssh.errors import RegistryError
 
     try:
         return validate_name(name, what)
@@ -134,7 +134,7 @@ def _check_name(name: str, what: str = "host name") -> str:
 
 @contextlib.asynccontextmanager
 async def _connection(registry: HostRegistry, host: Host) -> AsyncIterator[Any]:
-    from hodei_plugins.ssh import remote
+    from hodei_ssh import remote
 
     async def pin(pinned: Host, line: str, fingerprint: str) -> None:
         await registry.pin(pinned.name, line, fingerprint)
@@ -229,7 +229,7 @@ def trust(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Show the key the host presents and pin it when confirmed."""
-    from hodei_plugins.ssh import remote
+    from hodei_ssh import remote
 
     _check_name(name)
 
@@ -257,7 +257,7 @@ def trust(
 @app.command()
 def check(name: NameArg, database_url: DatabaseOpt = None) -> None:
     """Preflight only: OS, arch, Python >= 3.11, free disk, systemd, sudo -n."""
-    from hodei_plugins.ssh import bootstrap
+    from hodei_ssh import bootstrap
 
     _check_name(name)
 
@@ -292,7 +292,7 @@ def bootstrap_hosts(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Install the agent on hosts and start it; a re-run on a healthy host changes nothing."""
-    from hodei_plugins.ssh import bootstrap
+    from hodei_ssh import bootstrap
 
     if bool(names) == all_hosts:
         raise _fail("name hosts, or give --all", usage=True)
@@ -405,7 +405,7 @@ def remove(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Drain and stop the agent, delete what bootstrap installed, revoke the worker."""
-    from hodei_plugins.ssh import bootstrap
+    from hodei_ssh import bootstrap
 
     _check_name(name)
 

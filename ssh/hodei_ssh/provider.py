@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from hodei_plugins.provider import ProviderConfig, ProviderError
-from hodei_plugins.ssh import bootstrap, remote
-from hodei_plugins.ssh.registry import Host, HostRegistry
+from hodei_ssh import bootstrap, remote
+from hodei_ssh.registry import Host, HostRegistry
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hodei_plugins.ssh.errors import HostError, HostKeyError
-from hodei_plugins.ssh.registry import Host
-from hodei_plugins.ssh.sshlib import asyncssh
+from hodei_ssh.errors import HostError, HostKeyError
+from hodei_ssh.registry import Host
+from hodei_ssh.sshlib import asyncssh
 
 CONNECT_TIMEOUT = 20.0
 MAX_JUMPS = 4
