@@ -23,7 +23,7 @@ QUEUE_INDEXES = ("jobs_pending_idx", "jobs_blocked_idx", "jobs_state_created_idx
 # Statements that read a queue's index on purpose, and why that stays cheap.
 ON_PURPOSE = {
     # Whether any job waits: the first entry of the pending index in its order answers.
-    "insert_job_placed": {"jobs_pending_idx"},
+    "insert_job": {"jobs_pending_idx"},
 }
 _PARAM = re.compile(r"%\((\w+)\)s")
 _SCAN = re.compile(r"(?:Index Scan|Index Only Scan|Bitmap Index Scan)(?: Backward)? using (\w+)")

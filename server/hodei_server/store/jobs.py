@@ -170,11 +170,9 @@ class JobStore:
         job waits (the row says which): the caller has that worker's slot for it."""
         params = job_params(spec, idempotency_key, actor, submitted_by)
         params["correlation_id"] = correlation_id or idempotency_key
-        statement = query("insert_job")
-        if worker_id is not None:
-            statement, params["worker_id"] = query("insert_job_placed"), worker_id
+        params["worker_id"] = worker_id
         async with self.pool.connection() as conn:
-            cur = await conn.execute(statement, params)
+            cur = await conn.execute(query("insert_job"), params)
             row = await cur.fetchone()
             if row is None:
                 return await job_for_key(conn, idempotency_key), False

@@ -2,34 +2,15 @@
 -- Parameters are always bound (%(name)s), never formatted in.
 
 -- name: insert_job
--- The job, its job.created event and the wake-up, in one statement.
-WITH j AS (
-    INSERT INTO jobs (id, name, spec, state, max_attempts, idempotency_key, labels, selector,
-                      cpus, memory_mb, timeout_seconds, retry_on, backoff_seconds,
-                      max_backoff_seconds, submitted_by, correlation_id)
-    VALUES (%(id)s, %(name)s, %(spec)s, 'PENDING', %(max_attempts)s, %(idempotency_key)s,
-            %(labels)s, %(selector)s, %(cpus)s, %(memory_mb)s, %(timeout_seconds)s,
-            %(retry_on)s, %(backoff_seconds)s, %(max_backoff_seconds)s, %(submitted_by)s,
-            %(correlation_id)s)
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING *
-), e AS (
-    INSERT INTO events (type, aggregate_type, aggregate_id, payload, actor, correlation_id)
-    SELECT 'job.created', 'job', j.id::text, jsonb_build_object('name', j.name), %(actor)s,
-           j.correlation_id
-    FROM j
-    RETURNING id
-)
-SELECT j.*, (SELECT pg_notify('hodei_jobs', '') FROM e) AS notified FROM j;
-
--- name: insert_job_placed
--- insert_job for a job this replica may start at once on the given worker: when no job is
--- waiting (none PENDING and due), the job is stored ASSIGNED with its first attempt, its
--- job.created and job.assigned events, and no wake-up; otherwise PENDING as insert_job
--- stores it, behind the jobs that wait, with the wake-up. One statement instead of an
--- insert, a claim and an assignment.
-WITH idle AS (
-    SELECT NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'PENDING' AND not_before <= now())
+-- The job, its job.created event and the wake-up, in one statement. Given a worker (else
+-- NULL) that this replica holds a free slot of for it, and when no job is waiting (none
+-- PENDING and due), the job is stored ASSIGNED to it instead, with its first attempt and
+-- its job.assigned event, and no wake-up: one statement instead of an insert, a claim and
+-- an assignment. Otherwise it queues PENDING behind the jobs that wait.
+WITH slot AS (
+    SELECT %(worker_id)s::uuid AS worker_id,
+           %(worker_id)s::uuid IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'PENDING' AND not_before <= now())
            AS placed
 ), j AS (
     INSERT INTO jobs (id, name, spec, state, attempt, worker_id, max_attempts,
@@ -37,13 +18,13 @@ WITH idle AS (
                       retry_on, backoff_seconds, max_backoff_seconds, submitted_by,
                       correlation_id)
     SELECT %(id)s, %(name)s, %(spec)s,
-           CASE WHEN idle.placed THEN 'ASSIGNED' ELSE 'PENDING' END,
-           CASE WHEN idle.placed THEN 1 ELSE 0 END,
-           CASE WHEN idle.placed THEN %(worker_id)s::uuid END,
+           CASE WHEN p.placed THEN 'ASSIGNED' ELSE 'PENDING' END,
+           CASE WHEN p.placed THEN 1 ELSE 0 END,
+           CASE WHEN p.placed THEN p.worker_id END,
            %(max_attempts)s, %(idempotency_key)s, %(labels)s, %(selector)s, %(cpus)s,
            %(memory_mb)s, %(timeout_seconds)s, %(retry_on)s, %(backoff_seconds)s,
            %(max_backoff_seconds)s, %(submitted_by)s, %(correlation_id)s
-    FROM idle
+    FROM slot p
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING *
 ), a AS (
