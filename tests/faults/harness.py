@@ -90,30 +90,31 @@ def _cmdline(pid: int) -> list[bytes]:
         return []
 
 
-def _ppid(pid: int) -> int:
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command's name (state, ppid, pgrp, session,
+    ...); [] once the process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return -1
-    return int(stat.rsplit(")", 1)[1].split()[1])
+        return []
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _ppid(pid: int) -> int:
+    fields = _stat(pid)
+    return int(fields[1]) if fields else -1
 
 
 def session_of(pid: int) -> int:
     """The process's session id; -1 once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return -1
-    return int(stat.rsplit(")", 1)[1].split()[3])
+    fields = _stat(pid)
+    return int(fields[3]) if fields else -1
 
 
 def _state(pid: int) -> str:
     """The process's state letter (R, S, Z, ...); "" once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[0]
+    fields = _stat(pid)
+    return fields[0] if fields else ""
 
 
 def alive(pid: int) -> bool:
