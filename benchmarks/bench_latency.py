@@ -40,19 +40,18 @@ def main() -> None:
                 spec=jobs_pb2.JobSpec(command=["true"])), timeout=10).job
             wait_finished(stub, [job.id])
             done = stub.GetJob(jobs_pb2.GetJobRequest(id=job.id), timeout=10)
+            time.sleep(PAUSE)  # before the next job; the figures are PostgreSQL's timestamps
             created = done.created_at.ToNanoseconds()
             if previous_end is not None and i >= WARM_UP:
                 idle.append((created - previous_end) / 1e9)
             previous_end = done.finished_at.ToNanoseconds()
             if i < WARM_UP:
-                time.sleep(PAUSE)
                 continue
             started = done.started_at.ToNanoseconds()
             assigned = done.attempts[-1].assigned_at.ToNanoseconds()
             latencies.append((started - created) / 1e6)
             queued.append((assigned - created) / 1e6)
             started_after.append((started - assigned) / 1e6)
-            time.sleep(PAUSE)
     reference = measure()
     pause = statistics.median(idle)
     after_pause = one_spawn_ms(samples=200, gap=pause)
