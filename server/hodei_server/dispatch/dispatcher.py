@@ -71,14 +71,17 @@ class Dispatcher:
         A claim round under way here (it holds the agents' slots) sends the job the usual
         way rather than making the submission wait for it."""
         stored: tuple[Row, bool] | None = None
+        # Named now so that a strategy's log lines name the job as it will be stored.
+        job_id = uuid.uuid4()
         if not self._placing.locked():
             async with self._placing:
                 sessions = self.registry.accepting()
-                worker = place_new(spec, sessions, self.scheduler) if sessions else None
+                worker = (place_new(job_id, spec, sessions, self.scheduler) if sessions
+                          else None)
                 if worker is not None:
                     stored = await self.jobs.submit(
                         spec, idempotency_key, actor, submitted_by=submitted_by,
-                        correlation_id=correlation_id, worker_id=worker)
+                        correlation_id=correlation_id, worker_id=worker, job_id=job_id)
                     row, created = stored
                     if created and row["state"] == JobState.ASSIGNED.value:
                         telemetry.PLACED_AT_SUBMISSION.inc()
@@ -88,7 +91,7 @@ class Dispatcher:
         if stored is None:
             stored = await self.jobs.submit(spec, idempotency_key, actor,
                                             submitted_by=submitted_by,
-                                            correlation_id=correlation_id)
+                                            correlation_id=correlation_id, job_id=job_id)
         if stored[1]:
             self.wake()
         return stored

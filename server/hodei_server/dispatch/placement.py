@@ -72,11 +72,12 @@ _LEAST_LOADED = Scheduler({DEFAULT_STRATEGY: LeastLoaded})
 
 
 def place_new(
-    spec: jobs_pb2.JobSpec, sessions: Sequence[AgentSession], scheduler: Scheduler | None
+    job_id: uuid.UUID, spec: jobs_pb2.JobSpec, sessions: Sequence[AgentSession],
+    scheduler: Scheduler | None,
 ) -> uuid.UUID | None:
-    """The agent a job just submitted would go to (by the same strategies as a claimed
+    """The agent a job being submitted would go to (by the same strategies as a claimed
     one), or None when none of `sessions` has room for it."""
-    request = JobRequest(uuid.uuid4(), dict(spec.selector), spec.resources.cpus,
+    request = JobRequest(job_id, dict(spec.selector), spec.resources.cpus,
                          spec.resources.memory_mb, dict(spec.labels))
     placements = (scheduler or _LEAST_LOADED).place(
         [request], [worker_view(s) for s in sessions])

@@ -163,12 +163,15 @@ class JobStore:
     async def submit(
         self, spec: jobs_pb2.JobSpec, idempotency_key: str, actor: str, submitted_by: str = "",
         correlation_id: str = "",
-        worker_id: uuid.UUID | None = None,
+        worker_id: uuid.UUID | None = None, job_id: uuid.UUID | None = None,
     ) -> tuple[Row, bool]:
         """Store a PENDING job: (row, created). Its events carry `correlation_id`, else the
         idempotency key. Given `worker_id`, the job is stored ASSIGNED to it instead when no
-        job waits (the row says which): the caller has that worker's slot for it."""
+        job waits (the row says which): the caller has that worker's slot for it. `job_id`:
+        the new job's id, when the caller named it already (else a new one)."""
         params = job_params(spec, idempotency_key, actor, submitted_by)
+        if job_id is not None:
+            params["id"] = job_id
         params["correlation_id"] = correlation_id or idempotency_key
         params["worker_id"] = worker_id
         async with self.pool.connection() as conn:
